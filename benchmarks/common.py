@@ -1,0 +1,54 @@
+"""Benchmark conventions: a printed table and benchmarks/results/NAME.json (flat figures + machine + command)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from mechlab.utils import machine_description, write_json_atomic
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def timeit(fn: Callable[[], Any], repeat: int = 1) -> float:
+    """Seconds per call of ``fn`` (best effort: one warm call first)."""
+    fn()
+    t = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - t) / repeat
+
+
+def matmul_flops(n: int = 2048, dtype: torch.dtype = torch.float32, seconds: float = 2.0) -> float:
+    """Achieved FLOP/s of an n×n matmul through torch on this machine."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)
+    calls, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.mm(a, b)
+        calls += 1
+    return 2 * n**3 * calls / (time.perf_counter() - t0)
+
+
+def write_result(name: str, figures: dict[str, Any]) -> Path:
+    out = {**figures, "machine": machine_description(), "command": " ".join(["python", *sys.argv])}
+    path = RESULTS / f"{name}.json"
+    write_json_atomic(path, out)
+    return path
+
+
+def print_table(rows: list[dict[str, Any]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in rows[0]:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(f"{v:,.3g}" if isinstance(v, float) else str(v) for v in r.values()))
+    Console().print(table)

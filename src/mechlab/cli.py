@@ -1,0 +1,197 @@
+"""The ``mechlab`` command line: parse, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from mechlab.errors import MechlabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="mechlab: a laboratory for small, memory-efficient language models.")
+console = Console()
+err = Console(stderr=True)
+
+DataDir = typer.Option(None, "--data-dir", help="Local directory holding the corpus files (else MECHLAB_DATA, else download to the cache).")
+
+
+@app.callback()
+def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_path=False, show_time=False)])
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory (overwritten)."),
+         steps: int = typer.Option(600, help="Optimiser steps (600 ≈ 4 minutes on 2 cores)."),
+         data_dir: Optional[str] = DataDir) -> None:
+    """Train a tiny Transformer on the built-in stdlib corpus (no download) and report what it learned."""
+    from mechlab.demo import DEMO_PROMPT, run_demo
+
+    console.print(f"[bold]mechlab demo[/]: tiny Transformer, byte tokens, Python standard library, {steps} steps")
+    r = run_demo(out, steps, data_dir)
+    console.print(f"parameters: {r.n_params:,}")
+    console.print(f"validation bits/byte: before {r.bpb_before:.3f}  →  after {r.bpb_after:.3f}")
+    console.print(f"[bold]sample[/] (prompt {DEMO_PROMPT!r}):")
+    console.print(r.sample, markup=False, highlight=False)
+    console.print(f"checkpoint: {r.out_dir}   loss curve: {r.plot}")
+
+
+@app.command("train")
+def train_cmd(
+    preset: str = typer.Option("tiny", "--preset", help="Model preset (see `mechlab presets`)."),
+    data: str = typer.Option("stdlib", help="Corpus name (see `mechlab corpora`) or a path to .txt files."),
+    tokenizer: str = typer.Option("byte", help="'byte', 'bpe:VOCAB' (trained on the corpus) or a tokenizer.json."),
+    steps: int = typer.Option(1000, help="Optimiser steps."),
+    batch_size: int = typer.Option(16, help="Sequences per optimiser step (all processes, all micro-steps)."),
+    micro_batch_size: Optional[int] = typer.Option(None, help="Sequences per process and micro-step (gradient accumulation)."),
+    seq_len: int = typer.Option(256, help="Training context in tokens."),
+    lr: float = typer.Option(3e-3, help="Peak learning rate."),
+    warmup: int = typer.Option(100, help="Warmup steps."),
+    weight_decay: float = typer.Option(0.1, help="AdamW weight decay (≥2-D tensors only)."),
+    grad_clip: float = typer.Option(1.0, help="Gradient-norm clip (0 = off)."),
+    dtype: str = typer.Option("float32", help="float32 or bfloat16 (autocast)."),
+    eval_every: int = typer.Option(200, help="Validate every N steps."),
+    save_every: int = typer.Option(200, help="Checkpoint every N steps."),
+    seed: int = typer.Option(0, help="Seed for initialisation and data order."),
+    out: Path = typer.Option(Path("runs/train"), help="Run directory."),
+    config: Optional[Path] = typer.Option(None, help="A JSON TrainConfig; command-line flags are ignored when given."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its latest checkpoint."),
+    overwrite: bool = typer.Option(False, help="Start afresh even if --out holds a run."),
+    data_dir: Optional[str] = DataDir,
+) -> None:
+    """Train a model (launch with `torchrun --nproc_per_node N -m mechlab train ...` for data parallelism)."""
+    from mechlab.plots import plot_training
+    from mechlab.train import TrainConfig, load_train_config, train
+
+    if resume:
+        cfg = load_train_config(out)
+    elif config is not None:
+        try:
+            cfg = TrainConfig.from_dict({**json.loads(config.read_text()), "out_dir": str(out)})
+        except (OSError, json.JSONDecodeError) as e:
+            raise MechlabError(f"cannot read config {config}: {e}") from e
+    else:
+        cfg = TrainConfig(model=preset, data=data, tokenizer=tokenizer, data_dir=data_dir, steps=steps,
+                          batch_size=batch_size, micro_batch_size=micro_batch_size, seq_len=seq_len, lr=lr,
+                          warmup_steps=warmup, weight_decay=weight_decay, grad_clip=grad_clip, dtype=dtype,
+                          eval_every=eval_every, save_every=save_every, seed=seed, out_dir=str(out))
+    r = train(cfg, resume=resume, overwrite=overwrite)
+    if r.final_eval is not None:
+        console.print(f"validation: {r.final_eval.loss:.4f} nats/token, {r.final_eval.bits_per_byte:.4f} bits/byte")
+        plot_training(r.out_dir / "metrics.jsonl", r.out_dir / "loss.png", title=f"{cfg.model} on {cfg.data}")
+    console.print(f"run directory: {r.out_dir} (step {r.step})")
+
+
+@app.command("eval")
+def eval_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint or run directory."),
+    data: str = typer.Option("wikitext2-test", help="Corpus name or path."),
+    split: Optional[str] = typer.Option(None, help="Split (default: validation, or test where that is the only one)."),
+    context: int = typer.Option(1024, help="Window length in tokens."),
+    stride: Optional[int] = typer.Option(None, help="Sliding-window stride (default: context, non-overlapping)."),
+    max_windows: Optional[int] = typer.Option(None, help="Score only the first N windows (quick mode)."),
+    batch_size: int = typer.Option(8, help="Windows per forward pass."),
+    bf16: bool = typer.Option(False, help="Run the forward pass in bfloat16 autocast."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    data_dir: Optional[str] = DataDir,
+) -> None:
+    """Bits-per-byte and perplexity of a checkpoint on a corpus split."""
+    import torch
+
+    from mechlab.data import get_corpus, token_stream
+    from mechlab.eval import evaluate_lm
+    from mechlab.train import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    corpus = get_corpus(data)
+    split = split or ("validation" if "validation" in corpus.splits else corpus.splits[-1])
+    context = min(context, ckpt.config.max_seq_len + 1)
+    stream = token_stream(data, split, ckpt.tokenizer, data_dir)
+    r = evaluate_lm(ckpt.model, stream, context=context, stride=stride, batch_size=batch_size,
+                    max_windows=max_windows, dtype=torch.bfloat16 if bf16 else None, progress=True)
+    out = {"checkpoint": str(ckpt.path), "data": data, "split": split, **r.to_dict()}
+    if as_json:
+        console.print_json(json.dumps(out))
+        return
+    table = Table(title=f"{ckpt.path} on {data}/{split}")
+    for k in ("bits_per_byte", "perplexity", "loss", "n_tokens", "n_bytes", "n_windows", "context", "stride"):
+        v = out[k]
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else f"{v:,}")
+    console.print(table)
+
+
+@app.command()
+def sample(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint or run directory."),
+    prompt: str = typer.Option("", help="Text to continue."),
+    max_new_tokens: int = typer.Option(200, help="Tokens to generate."),
+    temperature: float = typer.Option(0.8, help="Sampling temperature (0 = greedy)."),
+    top_k: Optional[int] = typer.Option(40, help="Keep the k likeliest tokens (0 = all)."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+) -> None:
+    """Generate text from a checkpoint (KV cache)."""
+    import torch
+
+    from mechlab.train import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    tok = ckpt.tokenizer
+    ids = tok.encode(prompt) or [tok.bos_id]
+    budget = ckpt.config.max_seq_len - len(ids)
+    if budget <= 0:
+        raise MechlabError(f"prompt of {len(ids)} tokens fills the model's context of {ckpt.config.max_seq_len}")
+    gen = torch.Generator().manual_seed(seed)
+    out = ckpt.model.generate(torch.tensor([ids]), min(max_new_tokens, budget), temperature=temperature,
+                              top_k=top_k or None, generator=gen)
+    console.print(tok.decode(out[0].tolist()), markup=False, highlight=False)
+
+
+@app.command()
+def corpora() -> None:
+    """List the corpus registry."""
+    from mechlab.data import REGISTRY
+
+    table = Table(title="corpora")
+    for col in ("name", "splits", "files", "license", "description"):
+        table.add_column(col)
+    for c in REGISTRY.values():
+        table.add_row(c.name, ", ".join(c.splits), str(len(c.files)), c.license, c.description)
+    console.print(table)
+
+
+@app.command()
+def presets() -> None:
+    """List model presets with their parameter counts."""
+    import torch
+
+    from mechlab.models import PRESETS, build_model, preset
+
+    table = Table(title="model presets (vocabulary 259 unless the preset sets it)")
+    for col in ("name", "d_model", "layers", "heads/kv", "d_ff", "parameters"):
+        table.add_column(col)
+    for name in PRESETS:
+        cfg = preset(name)
+        with torch.device("meta"):
+            n = build_model(cfg).num_params()
+        table.add_row(name, str(cfg.d_model), str(cfg.n_layers), f"{cfg.n_heads}/{cfg.n_kv_heads}", str(cfg.d_ff), f"{n:,}")
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except MechlabError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,182 @@
+"""Tokenizers: byte-level (256 bytes + specials) and byte-level BPE trained locally with ``tokenizers``.
+
+Both serialise to one ``tokenizer.json`` saved beside a model. Both know how many UTF-8 bytes each token stands
+for (:meth:`token_byte_lengths`), which is what bits-per-byte needs.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Iterable, Iterator, Protocol
+
+import numpy as np
+
+from mechlab.errors import ConfigError, DataError
+from mechlab.utils import atomic_path, sha256_bytes
+
+SPECIALS = ("<|bos|>", "<|eos|>", "<|pad|>")
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class Tokenizer(Protocol):
+    vocab_size: int
+    bos_id: int
+    eos_id: int
+
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids: Iterable[int]) -> str: ...
+    def token_byte_lengths(self) -> np.ndarray: ...
+    def to_json(self) -> str: ...
+
+
+class ByteTokenizer:
+    """Token i < 256 is byte i; the specials follow."""
+
+    def __init__(self, specials: tuple[str, ...] = SPECIALS):
+        self.specials = tuple(specials)
+        self.vocab_size = 256 + len(self.specials)
+        self.bos_id = 256 + self.specials.index("<|bos|>")
+        self.eos_id = 256 + self.specials.index("<|eos|>")
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def encode_array(self, text: str) -> np.ndarray:
+        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.uint16)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+    def token_byte_lengths(self) -> np.ndarray:
+        lengths = np.zeros(self.vocab_size, dtype=np.int64)
+        lengths[:256] = 1
+        return lengths
+
+    def to_json(self) -> str:
+        return json.dumps({"mechlab_tokenizer": "byte", "specials": list(self.specials)})
+
+    def __repr__(self) -> str:
+        return f"ByteTokenizer(vocab_size={self.vocab_size})"
+
+
+@lru_cache(maxsize=1)
+def byte_level_alphabet() -> dict[str, int]:
+    """The GPT-2 byte-level map, inverted: printable stand-in character -> byte value."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+class BPETokenizer:
+    """A byte-level BPE of the ``tokenizers`` library (GPT-2 style: no unknown tokens, exact round trip)."""
+
+    def __init__(self, tok):  # tok: tokenizers.Tokenizer
+        self.tok = tok
+        self.vocab_size = tok.get_vocab_size()
+        self.bos_id = self._special("<|bos|>")
+        self.eos_id = self._special("<|eos|>")
+
+    def _special(self, name: str) -> int:
+        i = self.tok.token_to_id(name)
+        return -1 if i is None else i
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int, specials: tuple[str, ...] = SPECIALS) -> "BPETokenizer":
+        from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
+
+        if not 256 + len(specials) < vocab_size <= 1 << 20:
+            raise ConfigError(f"BPE vocab size must be between {257 + len(specials)} and 2^20, got {vocab_size}")
+        tok = HFTokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=list(specials),
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tok.train_from_iterator(texts, trainer)
+        return cls(tok)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def encode_array(self, text: str) -> np.ndarray:
+        out = self.tok.encode_batch(list(chunk_text(text)), add_special_tokens=False)
+        dtype = np.uint16 if self.vocab_size <= 1 << 16 else np.uint32
+        return np.concatenate([np.asarray(e.ids, dtype=dtype) for e in out]) if out else np.zeros(0, dtype)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=True)
+
+    @cached_property
+    def _byte_lengths(self) -> np.ndarray:
+        alphabet = byte_level_alphabet()
+        specials = {t.content for t in self.tok.get_added_tokens_decoder().values()}
+        lengths = np.zeros(self.vocab_size, dtype=np.int64)
+        for token, i in self.tok.get_vocab().items():
+            if token not in specials:
+                lengths[i] = sum(1 for ch in token if ch in alphabet)
+        return lengths
+
+    def token_byte_lengths(self) -> np.ndarray:
+        return self._byte_lengths
+
+    def to_json(self) -> str:
+        return self.tok.to_str()
+
+    def __repr__(self) -> str:
+        return f"BPETokenizer(vocab_size={self.vocab_size})"
+
+
+def chunk_text(text: str, size: int = 1 << 16) -> Iterator[str]:
+    """Pieces of about ``size`` characters cut after a newline, so batch encoding splits only between lines."""
+    start, n = 0, len(text)
+    while start < n:
+        end = min(start + size, n)
+        if end < n:
+            nl = text.find("\n", end)
+            end = n if nl < 0 else nl + 1
+        yield text[start:end]
+        start = end
+
+
+def tokenizer_from_json(text: str) -> Tokenizer:
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"tokenizer file is not valid JSON: {e}") from e
+    if spec.get("mechlab_tokenizer") == "byte":
+        return ByteTokenizer(tuple(spec["specials"]))
+    from tokenizers import Tokenizer as HFTokenizer
+
+    return BPETokenizer(HFTokenizer.from_str(text))
+
+
+def save_tokenizer(tok: Tokenizer, directory: str | Path) -> Path:
+    path = Path(directory) / TOKENIZER_FILE
+    with atomic_path(path) as tmp:
+        tmp.write_text(tok.to_json(), encoding="utf-8")
+    return path
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Load ``tokenizer.json`` (or the one inside a directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / TOKENIZER_FILE
+    if not path.is_file():
+        raise DataError(f"no tokenizer at {path}")
+    return tokenizer_from_json(path.read_text(encoding="utf-8"))
+
+
+def fingerprint(tok: Tokenizer) -> str:
+    return sha256_bytes(tok.to_json().encode())[:16]

@@ -1,0 +1,321 @@
+"""The one training loop of mechlab.
+
+AdamW (weight decay only on tensors of two or more dimensions), linear warmup then cosine decay, gradient
+clipping, gradient accumulation, optional bf16 autocast, periodic evaluation, a progress bar, a JSON-lines
+metrics log and atomic checkpoints that resume exactly. Data parallelism comes from ``torch.distributed``:
+launch the same command with ``torchrun --nproc_per_node N`` (gloo on CPU, nccl on GPU).
+
+Determinism: the batch of optimiser step ``s`` is drawn from ``numpy.random.default_rng([seed, s])`` as
+``batch_size`` window offsets; process ``r`` of ``W`` takes micro-batch ``a`` as the slice
+``(a·W + r)·micro`` of them. Data order therefore depends only on (seed, step), so a resumed run and a run on any
+number of processes see the same global batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from mechlab.data.tokens import TokenStream, build_tokenizer, token_stream
+from mechlab.errors import ConfigError, TrainingDiverged
+from mechlab.eval.lm import EvalResult, evaluate_lm
+from mechlab.models import build_model, preset
+from mechlab.train.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint, set_latest
+from mechlab.utils import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+TRAIN_CONFIG = "train_config.json"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as ``train_config.json`` in the run directory)."""
+
+    model: str = "tiny"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    data: str = "stdlib"
+    tokenizer: str = "byte"
+    data_dir: str | None = None
+    seq_len: int = 256
+    batch_size: int = 16  # sequences per optimiser step, over all processes and micro-steps
+    micro_batch_size: int | None = None  # per process and micro-step; default: batch_size / world size
+    steps: int = 1000
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    dtype: str = "float32"  # or "bfloat16" (autocast)
+    eval_every: int = 200
+    eval_windows: int = 32
+    log_every: int = 10
+    save_every: int = 200
+    keep_checkpoints: int = 2
+    seed: int = 0
+    out_dir: str = "runs/train"
+
+    def validate(self) -> None:
+        for name in ("seq_len", "batch_size", "steps", "eval_every", "eval_windows", "log_every", "save_every", "keep_checkpoints"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ConfigError(f"train config: {name} must be a positive integer, got {v!r}")
+        if self.micro_batch_size is not None and self.micro_batch_size <= 0:
+            raise ConfigError("train config: micro_batch_size must be positive")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"train config: lr must be a positive number, got {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError("train config: need 0 <= min_lr_ratio <= 1 and warmup_steps, weight_decay, grad_clip >= 0")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps > 0):
+            raise ConfigError("train config: betas must lie in [0, 1) and eps be positive")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"train config: dtype must be float32 or bfloat16, got {self.dtype!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"train config: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine from lr to lr·min_lr_ratio at the last step."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(cfg.steps - cfg.warmup_steps, 1)
+    progress = min((step - cfg.warmup_steps) / span, 1.0)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+
+
+def batch_offsets(seed: int, step: int, batch_size: int, n_tokens: int, seq_len: int) -> np.ndarray:
+    """Start offsets of the ``batch_size`` training windows of optimiser step ``step``."""
+    high = n_tokens - seq_len - 1
+    if high <= 0:
+        raise ConfigError(f"training split has {n_tokens} tokens, fewer than seq_len + 2 = {seq_len + 2}")
+    return np.random.default_rng([seed, step]).integers(0, high + 1, size=batch_size)
+
+
+def get_batch(ids: np.ndarray, offsets: np.ndarray, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = np.stack([np.asarray(ids[o : o + seq_len + 1], dtype=np.int64) for o in offsets])
+    t = torch.from_numpy(rows)
+    return t[:, :-1], t[:, 1:]
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    tokenizer: Any
+    out_dir: Path
+    step: int
+    final_eval: EvalResult | None
+    initial_eval: EvalResult | None = None
+
+
+class _Dist:
+    """The process group, if the run was launched by torchrun with more than one process."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.started_here = False
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            self.started_here = True
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.started_here:
+            dist.destroy_process_group()
+
+
+def _device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def evaluate_during_training(model, stream: TokenStream, cfg: TrainConfig) -> EvalResult:
+    return evaluate_lm(model, stream, context=cfg.seq_len, max_windows=cfg.eval_windows, spread=True,
+                       batch_size=max(cfg.batch_size, 8), dtype=torch.bfloat16 if cfg.dtype == "bfloat16" else None)
+
+
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progress: bool = True,
+          stop_after: int | None = None, on_log: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train (or resume) the run ``cfg`` describes; returns the model after the last step.
+
+    ``resume`` continues from ``out_dir/latest``; ``overwrite`` starts afresh in an existing run directory;
+    ``stop_after`` ends the process's work after that many optimiser steps (the schedule still spans
+    ``cfg.steps``), as an interruption would.
+    """
+    cfg.validate()
+    out = Path(cfg.out_dir)
+    env = _Dist()
+    try:
+        return _train(cfg, out, env, resume, overwrite, progress, stop_after, on_log)
+    finally:
+        env.close()
+
+
+def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, on_log) -> TrainResult:
+    micro = cfg.micro_batch_size or cfg.batch_size // env.world
+    if micro <= 0 or cfg.batch_size % (micro * env.world):
+        raise ConfigError(f"batch_size={cfg.batch_size} must be a multiple of micro_batch_size × processes = {micro} × {env.world}")
+    accum = cfg.batch_size // (micro * env.world)
+    device = _device()
+
+    exists = (out / "latest").exists() or (out / TRAIN_CONFIG).exists()
+    if exists and not (resume or overwrite):
+        raise ConfigError(f"run directory {out} already holds a run: pass --resume to continue it or --overwrite to start again")
+    if resume and not (out / "latest").exists():
+        raise ConfigError(f"nothing to resume in {out}: it has no checkpoint yet")
+    env.barrier()  # every process has looked at the run directory before the first one writes to it
+
+    if resume:
+        ckpt = load_checkpoint(out, device=device)
+        model, tok = ckpt.model, ckpt.tokenizer
+        state = load_trainer_state(out)
+        step = int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+    else:
+        tok = build_tokenizer(cfg.tokenizer, cfg.data, cfg.data_dir)
+        mcfg = preset(cfg.model, **{"max_seq_len": max(cfg.seq_len, 64), **cfg.model_overrides, "vocab_size": tok.vocab_size})
+        torch.manual_seed(cfg.seed)
+        model = build_model(mcfg).to(device)
+        step, state = 0, None
+        if env.main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / METRICS).unlink(missing_ok=True)
+            write_json_atomic(out / TRAIN_CONFIG, cfg.to_dict())
+    train_stream = token_stream(cfg.data, "train", tok, cfg.data_dir)
+    val_stream = token_stream(cfg.data, "validation", tok, cfg.data_dir)
+
+    model.train()
+    optimizer = make_optimizer(model, cfg)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if env.main and resume:
+        _truncate_metrics(out / METRICS, step)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if env.world > 1 else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
+
+    def log_record(rec: dict) -> None:
+        if env.main:
+            with open(out / METRICS, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            if on_log:
+                on_log(rec)
+
+    initial_eval = None
+    if step == 0 and env.main:
+        initial_eval = evaluate_during_training(model, val_stream, cfg)
+        log_record({"step": 0, "val_loss": initial_eval.loss, "val_bpb": initial_eval.bits_per_byte})
+
+    last = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
+    tokens_per_step = cfg.batch_size * cfg.seq_len
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not (progress and env.main),
+               dynamic_ncols=True, mininterval=1.0)
+    final_eval = None
+    t_last, steps_since = time.perf_counter(), 0
+    while step < last:
+        lr = lr_at(step, cfg)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        offsets = batch_offsets(cfg.seed, step, cfg.batch_size, len(train_stream), cfg.seq_len)
+        loss_sum = 0.0
+        for a in range(accum):
+            lo = (a * env.world + env.rank) * micro
+            x, y = get_batch(train_stream.ids, offsets[lo : lo + micro], cfg.seq_len)
+            x, y = x.to(device), y.to(device)
+            sync = nullcontext() if (env.world == 1 or a == accum - 1) else ddp.no_sync()
+            with sync:
+                with autocast:
+                    _, loss = ddp(x, y)
+                if not torch.isfinite(loss):
+                    bar.close()
+                    raise TrainingDiverged(
+                        f"loss is {loss.item()} at step {step} (lr {lr:.3g}). Lower --lr, keep gradient clipping on, "
+                        f"or use float32; the last good checkpoint (if any) is in {out}."
+                    )
+                (loss / accum).backward()
+            loss_sum += loss.item() / accum
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        steps_since += 1
+        bar.update(1)
+
+        if step % cfg.log_every == 0 or step == last:
+            now = time.perf_counter()
+            tps = steps_since * tokens_per_step / max(now - t_last, 1e-9)
+            t_last, steps_since = now, 0
+            rec = {"step": step, "loss": loss_sum, "lr": lr, "grad_norm": float(grad_norm), "tokens": step * tokens_per_step,
+                   "tokens_per_s": tps}
+            log_record(rec)
+            bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tps:,.0f}")
+        if env.main and (step % cfg.eval_every == 0 or step == cfg.steps):
+            final_eval = evaluate_during_training(model, val_stream, cfg)
+            log_record({"step": step, "val_loss": final_eval.loss, "val_bpb": final_eval.bits_per_byte})
+            bar.write(f"step {step}: validation loss {final_eval.loss:.4f}, {final_eval.bits_per_byte:.4f} bits/byte")
+        if step % cfg.save_every == 0 or step == last:
+            if env.main:
+                path = save_checkpoint(out / "checkpoints" / f"step-{step:07d}", model, tok,
+                                       meta={"step": step, "train_config": cfg.to_dict()},
+                                       trainer_state={"step": step, "optimizer": optimizer.state_dict(),
+                                                      "torch_rng": torch.get_rng_state()})
+                set_latest(out, path, cfg.keep_checkpoints)
+            env.barrier()
+    bar.close()
+    model.eval()
+    return TrainResult(model, tok, out, step, final_eval, initial_eval)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop log records past ``step`` (written after the checkpoint a run resumes from)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def load_train_config(run_dir: str | Path) -> TrainConfig:
+    path = Path(run_dir) / TRAIN_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} has no {TRAIN_CONFIG}: not a run directory")
+    return TrainConfig.from_dict(json.loads(path.read_text()))

@@ -1,0 +1,56 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from mechlab.cli import app
+
+runner = CliRunner()
+COMMANDS = ["demo", "train", "eval", "sample", "corpora", "presets"]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_command_has_help(command):
+    r = runner.invoke(app, ([command] if command else []) + ["--help"])
+    assert r.exit_code == 0 and "Usage" in r.output
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mechlab", *args], capture_output=True, text=True)
+
+
+def test_listings():
+    assert "gutenberg" in runner.invoke(app, ["corpora"]).output
+    assert "smollm2-135m" in runner.invoke(app, ["presets"]).output
+
+
+@pytest.mark.slow
+def test_demo_train_eval_sample_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    r = run("demo", "--steps", "6", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "validation bits/byte: before" in r.stdout and "sample" in r.stdout
+    assert (out / "loss.png").stat().st_size > 1000 and (out / "latest").is_file()
+    r = run("eval", str(out), "--data", "tinyshakespeare", "--context", "128", "--max-windows", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["n_windows"] == 3 and res["n_tokens"] == 3 * 127 and 0 < res["bits_per_byte"] < 9
+    r = run("sample", str(out), "--prompt", "import ", "--max-new-tokens", "20")
+    assert r.returncode == 0 and r.stdout.startswith("import ")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--preset", "nope"], "unknown model preset"),
+    (["train", "--lr", "-1"], "lr must be"),
+    (["train", "--data", "no-such-corpus"], "unknown corpus"),
+    (["eval", "/no/such/checkpoint"], "does not exist"),
+    (["train", "--resume"], "no train_config.json"),
+])
+def test_user_errors_exit_nonzero_with_a_message(args, message, tmp_path):
+    if "--resume" in args or args[0] == "train":
+        args = [*args, "--out", str(tmp_path / "r")]
+    r = run(*args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r" / "latest").exists()

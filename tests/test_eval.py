@@ -1,0 +1,59 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mechlab.data.tokens import TokenStream
+from mechlab.errors import ConfigError
+from mechlab.eval import evaluate_lm, windows
+from mechlab.models import ModelConfig, build_model
+
+
+def test_window_accounting():
+    n = 1000
+    w = windows(n, 128, 128)
+    assert sum(e - f for _, e, f in w) == n - len(w)  # non-overlapping: every window's first token is unscored
+    w = windows(n, 128, 32)
+    assert sum(e - f for _, e, f in w) == n - 1  # sliding: every token but the very first
+    assert all(b <= f < e and e - b <= 128 for b, e, f in w)
+    with pytest.raises(ConfigError):
+        windows(n, 128, 0)
+
+
+class Uniform(torch.nn.Module):
+    def __init__(self, vocab):
+        super().__init__()
+        self.vocab = vocab
+        self.p = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, idx, targets=None):
+        return torch.zeros(*idx.shape, self.vocab) + self.p, None
+
+
+def test_uniform_model_scores_log2_vocab_bits_per_token():
+    ids = np.random.default_rng(0).integers(0, 64, 500).astype(np.uint16)
+    lengths = np.full(64, 2)
+    r = evaluate_lm(Uniform(64), TokenStream(ids, lengths), context=100)
+    assert r.n_tokens == 495 and r.n_bytes == 990
+    assert math.isclose(r.perplexity, 64, rel_tol=1e-6)
+    assert math.isclose(r.bits_per_byte, 6 / 2, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("stride", [None, 16])
+def test_matches_brute_force_window_by_window(stride):
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=64))
+    ids = np.random.default_rng(1).integers(0, 40, 300).astype(np.uint16)
+    lengths = np.random.default_rng(2).integers(1, 4, 40)
+    r = evaluate_lm(m, TokenStream(ids, lengths), context=48, stride=stride, batch_size=3)
+    nll, nb = 0.0, 0
+    for b, e, f in windows(len(ids), 48, stride or 48):
+        x = torch.tensor(ids[b:e], dtype=torch.long)[None]
+        with torch.no_grad():
+            logp = F.log_softmax(m(x)[0][0].double(), -1)
+        for t in range(f, e):
+            nll -= float(logp[t - b - 1, ids[t]])
+            nb += int(lengths[ids[t]])
+    assert math.isclose(r.nll, nll, rel_tol=1e-5) and r.n_bytes == nb

@@ -1,0 +1,163 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mechlab.errors import CheckpointError, ConfigError, TrainingDiverged
+from mechlab.train import TrainConfig, load_checkpoint, lr_at, train
+from mechlab.train.trainer import batch_offsets, make_optimizer
+
+
+def cfg(tmp_path: Path, name: str = "run", **kw) -> TrainConfig:
+    base = dict(model="nano", data="tinyshakespeare", tokenizer="byte", seq_len=64, batch_size=8, steps=12,
+                lr=3e-3, warmup_steps=3, eval_every=6, eval_windows=4, log_every=2, save_every=4, out_dir=str(tmp_path / name))
+    return TrainConfig(**{**base, **kw})
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(Path(run) / (Path(run) / "latest").read_text().strip() / "model.safetensors")
+
+
+def test_lr_schedule_warmup_then_cosine():
+    c = TrainConfig(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
+    assert lr_at(0, c) == pytest.approx(0.1) and lr_at(9, c) == pytest.approx(1.0)
+    assert lr_at(10, c) == pytest.approx(1.0) and lr_at(100, c) == pytest.approx(0.1)
+    assert lr_at(55, c) == pytest.approx(0.55)
+    assert all(lr_at(s, c) >= lr_at(s + 1, c) for s in range(10, 100))
+
+
+def test_weight_decay_only_on_matrices():
+    from mechlab.models import build_model, preset
+
+    m = build_model(preset("nano"))
+    opt = make_optimizer(m, TrainConfig())
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and all(p.dim() >= 2 for p in decay["params"])
+    assert no_decay["weight_decay"] == 0.0 and all(p.dim() == 1 for p in no_decay["params"])
+
+
+def test_data_order_depends_only_on_seed_and_step():
+    a = batch_offsets(0, 5, 8, 10_000, 64)
+    assert (a == batch_offsets(0, 5, 8, 10_000, 64)).all() and not (a == batch_offsets(0, 6, 8, 10_000, 64)).all()
+
+
+def test_training_learns_logs_and_checkpoints(tmp_path):
+    r = train(cfg(tmp_path, steps=30, eval_every=15), progress=False)
+    assert r.final_eval.bits_per_byte < r.initial_eval.bits_per_byte - 1.0
+    recs = [json.loads(line) for line in (r.out_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss", "lr", "grad_norm", "tokens_per_s"} <= set(recs[1]) and recs[-1]["val_bpb"] == r.final_eval.bits_per_byte
+    steps = sorted(p.name for p in (r.out_dir / "checkpoints").iterdir())
+    assert steps == ["step-0000028", "step-0000030"]  # keep_checkpoints=2
+    ckpt = load_checkpoint(r.out_dir)
+    assert ckpt.meta["step"] == 30
+    x = torch.randint(0, 259, (1, 10))
+    assert torch.equal(ckpt.model(x)[0], r.model(x)[0])
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    full = train(cfg(tmp_path, "full"), progress=False)
+    part = cfg(tmp_path, "part")
+    train(part, progress=False, stop_after=5)  # interrupted after step 5; last checkpoint at step 5
+    with pytest.raises(ConfigError, match="--resume"):
+        train(part, progress=False)
+    train(part, resume=True, progress=False)
+    a, b = weights(full.out_dir), weights(part.out_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(line)["step"] for line in (Path(part.out_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert log == sorted(log)
+
+
+def _mechlab(*args: str, env_extra: dict | None = None) -> list[str]:
+    return [sys.executable, "-m", "mechlab", *args]
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+TRAIN_ARGS = ["train", "--preset", "nano", "--data", "tinyshakespeare", "--seq-len", "64", "--batch-size", "8",
+              "--steps", "60", "--warmup", "5", "--eval-every", "1000", "--save-every", "10"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    ref = subprocess.run(_mechlab(*TRAIN_ARGS, "--out", str(tmp_path / "ref")), env=_env(), capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    run = tmp_path / "killed"
+    p = subprocess.Popen(_mechlab(*TRAIN_ARGS, "--out", str(run)), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "step-0000020").exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (run / "checkpoints" / "step-0000060").exists()
+    res = subprocess.run(_mechlab("train", "--out", str(run), "--resume"), env=_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    a, b = weights(tmp_path / "ref"), weights(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_matches_one_process(tmp_path):
+    args = ["--preset", "nano", "--data", "tinyshakespeare", "--seq-len", "64", "--batch-size", "8",
+            "--steps", "6", "--warmup", "2", "--eval-every", "1000", "--save-every", "6"]
+    one = subprocess.run(_mechlab("train", *args, "--micro-batch-size", "4", "--out", str(tmp_path / "one")),
+                         env=_env(), capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "mechlab", "train", *args, "--out", str(tmp_path / "two")],
+                         env=_env(), capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert all(torch.allclose(a[k], b[k], atol=2e-5) for k in a)
+
+
+def test_nan_loss_is_a_clear_error(tmp_path, monkeypatch):
+    import mechlab.train.trainer as trainer
+
+    real = trainer.build_model
+
+    def poisoned(c):
+        m = real(c)
+        with torch.no_grad():
+            m.embed.weight[5] = float("nan")
+        return m
+
+    monkeypatch.setattr(trainer, "build_model", poisoned)
+    with pytest.raises(TrainingDiverged, match="loss is nan at step 0"):
+        train(cfg(tmp_path, eval_windows=1), progress=False)
+    assert not (tmp_path / "run" / "latest").exists()
+
+
+def test_bad_train_configs(tmp_path):
+    for bad in (dict(steps=0), dict(lr=-1.0), dict(dtype="float8"), dict(batch_size=6, micro_batch_size=4)):
+        with pytest.raises(ConfigError):
+            train(cfg(tmp_path, **bad), progress=False)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train(cfg(tmp_path, "empty"), resume=True, progress=False)
+
+
+def test_bf16_autocast_and_gradient_accumulation_run(tmp_path):
+    r = train(cfg(tmp_path, steps=4, dtype="bfloat16", micro_batch_size=4), progress=False)
+    assert r.step == 4 and r.final_eval.bits_per_byte < 9
+
+
+def test_truncated_or_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    r = train(cfg(tmp_path, steps=4), progress=False)
+    ckpt = Path(r.out_dir) / (Path(r.out_dir) / "latest").read_text().strip()
+    w = ckpt / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(r.out_dir)
+    with pytest.raises(CheckpointError, match="cannot load weights"):
+        load_checkpoint(r.out_dir, verify=False)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope")

@@ -257,10 +257,11 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         for g in optimizer.param_groups:
             g["lr"] = lr
         offsets = batch_offsets(cfg.seed, step, cfg.batch_size, len(train_stream), cfg.seq_len)
-        loss_sum = 0.0
+        loss_sum, step_bytes = 0.0, 0
         for a in range(accum):
             lo = (a * env.world + env.rank) * micro
             x, y = get_batch(train_stream.ids, offsets[lo : lo + micro], cfg.seq_len)
+            step_bytes += int(train_stream.token_bytes[y.numpy()].sum())
             x, y = x.to(device), y.to(device)
             sync = nullcontext() if (env.world == 1 or a == accum - 1) else ddp.no_sync()
             with sync:
@@ -285,7 +286,8 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
             now = time.perf_counter()
             tps = steps_since * tokens_per_step / max(now - t_last, 1e-9)
             t_last, steps_since = now, 0
-            rec = {"step": step, "loss": loss_sum, "lr": lr, "grad_norm": float(grad_norm), "tokens": step * tokens_per_step,
+            bpb = loss_sum * micro * accum * cfg.seq_len / math.log(2) / max(step_bytes, 1)  # this process's share
+            rec = {"step": step, "loss": loss_sum, "train_bpb": bpb, "lr": lr, "grad_norm": float(grad_norm), "tokens": step * tokens_per_step,
                    "tokens_per_s": tps}
             log_record(rec)
             bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tps:,.0f}")

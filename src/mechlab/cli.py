@@ -114,7 +114,10 @@ def eval_cmd(
     ckpt = load_checkpoint(checkpoint)
     corpus = get_corpus(data)
     split = split or ("validation" if "validation" in corpus.splits else corpus.splits[-1])
-    context = min(context, ckpt.config.max_seq_len + 1)
+    if context > ckpt.config.max_seq_len + 1:
+        logging.getLogger("mechlab").warning("context %d exceeds the model's max_seq_len %d; using %d",
+                                             context, ckpt.config.max_seq_len, ckpt.config.max_seq_len + 1)
+        context = ckpt.config.max_seq_len + 1
     stream = token_stream(data, split, ckpt.tokenizer, data_dir)
     r = evaluate_lm(ckpt.model, stream, context=context, stride=stride, batch_size=batch_size,
                     max_windows=max_windows, dtype=torch.bfloat16 if bf16 else None, progress=True)

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from mechlab.cli import app
 
 runner = CliRunner()
-COMMANDS = ["demo", "train", "eval", "sample", "corpora", "presets"]
+COMMANDS = ["demo", "train", "eval", "sample", "corpora", "presets", "params"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -24,6 +24,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_listings():
     assert "gutenberg" in runner.invoke(app, ["corpora"]).output
     assert "smollm2-135m" in runner.invoke(app, ["presets"]).output
+    r = runner.invoke(app, ["params", "hyperloop-paper-large", "--json"])
+    assert r.exit_code == 0 and '"params": 990' in r.output
 
 
 @pytest.mark.slow

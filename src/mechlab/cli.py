@@ -189,6 +189,27 @@ def presets() -> None:
     console.print(table)
 
 
+@app.command()
+def params(name: str = typer.Argument(..., help="Model preset."),
+           as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Parameter count the Hyperloop paper's way (input embedding excluded, untied head included), built on the
+    meta device so even the 2B presets cost no memory."""
+    import torch
+
+    from mechlab.models import build_model, preset
+
+    cfg = preset(name)
+    with torch.device("meta"):
+        m = build_model(cfg)
+    out = {"preset": name, "arch": cfg.arch, "params": m.num_params(), "params_with_embedding": m.num_params(False),
+           "unique_layers": cfg.n_layers, "unrolled_depth": cfg.depth, "d_model": cfg.d_model}
+    if as_json:
+        console.print_json(json.dumps(out))
+    else:
+        console.print(f"{name}: {out['params']:,} parameters ({out['params'] / 1e6:.1f}M; {cfg.arch}, "
+                      f"{cfg.n_layers} unique layers, unrolled depth {cfg.depth}, d_model {cfg.d_model})")
+
+
 def main() -> None:
     try:
         app()

@@ -1,13 +1,13 @@
 """Models: config dataclasses with presets, and ``build_model`` for every architecture."""
 
 from mechlab.errors import ConfigError
-from mechlab.models.config import PRESETS, ModelConfig, preset
+from mechlab.models.config import ARCHS, PRESETS, ModelConfig, preset
 from mechlab.models.transformer import KVCache, Transformer
 
 
 def build_model(cfg: ModelConfig):
     """The model a config describes (``cfg.arch`` picks the family)."""
-    if cfg.arch == "transformer":
+    if cfg.arch in ARCHS:  # one class, switched by the config
         return Transformer(cfg)
     raise ConfigError(f"unknown architecture {cfg.arch!r}")
 

@@ -29,9 +29,22 @@ class ModelConfig:
     tie_embeddings: bool = True
     norm_eps: float = 1e-5
     init_std: float = 0.02
+    # Architecture family (papers/hyperloop.md): "transformer", "looped" (b→m×L→e, one stream),
+    # "hyperloop" (looped, n streams, hyper-connections after each loop) or "mhc" (unlooped, n streams,
+    # hyper-connections at every attention and MLP sub-layer).
     arch: str = "transformer"
+    n_begin: int = 0  # looped families: begin / middle / end layers; n_layers is their sum
+    n_middle: int = 0
+    n_end: int = 0
+    n_loops: int = 1
+    loop_embedding: bool = False  # a learned vector added to the middle block's output after loop l
+    n_streams: int = 1  # residual streams (hyperloop, mhc)
+    hres: str = "diagonal"  # H_res of the hyper-connections: "identity", "diagonal" or "sinkhorn"
+    sinkhorn_iters: int = 20
 
     def __post_init__(self) -> None:
+        if self.arch in ("looped", "hyperloop"):
+            object.__setattr__(self, "n_layers", self.n_begin + self.n_middle + self.n_end)
         if self.n_kv_heads is None:
             object.__setattr__(self, "n_kv_heads", self.n_heads)
         if self.d_ff is None:
@@ -41,6 +54,13 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def depth(self) -> int:
+        """Unrolled depth: layers applied per token (b + m·L + e for looped families)."""
+        if self.arch in ("looped", "hyperloop"):
+            return self.n_begin + self.n_middle * self.n_loops + self.n_end
+        return self.n_layers
 
     def validate(self) -> None:
         positive = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len")
@@ -56,6 +76,16 @@ class ModelConfig:
             raise ConfigError(f"model config: n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
         if not self.rope_base > 1 or not self.norm_eps > 0 or not self.init_std > 0:
             raise ConfigError("model config: rope_base must be > 1, norm_eps and init_std > 0")
+        if self.arch not in ARCHS:
+            raise ConfigError(f"model config: arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.hres not in ("identity", "diagonal", "sinkhorn"):
+            raise ConfigError(f"model config: hres must be identity, diagonal or sinkhorn, got {self.hres!r}")
+        if min(self.n_begin, self.n_middle, self.n_end) < 0 or self.n_loops < 1 or self.n_streams < 1:
+            raise ConfigError("model config: layer counts must be >= 0, n_loops and n_streams >= 1")
+        if self.arch in ("looped", "hyperloop") and self.n_middle == 0:
+            raise ConfigError(f"model config: a {self.arch} model needs n_middle >= 1 layers to loop")
+        if self.arch == "looped" and self.n_streams != 1:
+            raise ConfigError("model config: a plain looped model has one stream; use arch='hyperloop' for n_streams > 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -75,6 +105,8 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+ARCHS = ("transformer", "looped", "hyperloop", "mhc")
+
 PRESETS: dict[str, dict[str, Any]] = {
     # Tiny models that train on 2 CPU cores in minutes (vocabulary set by the tokenizer at train time).
     "nano": dict(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=192, max_seq_len=512),
@@ -84,6 +116,30 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smollm2-135m": dict(vocab_size=49152, d_model=576, n_layers=30, n_heads=9, n_kv_heads=3, d_ff=1536,
                          rope_base=100000.0, max_seq_len=8192, tie_embeddings=True),
 }
+
+
+def _hyperloop_family(scale: str, d_model: int, begin: int, middle: int, end: int, vocab: int, d_ff: int,
+                      n_heads: int, max_seq_len: int, **extra: Any) -> dict[str, dict[str, Any]]:
+    """The four architectures of the Hyperloop paper at one scale: depth-matched Transformer and mHC, and the
+    b→m×3→e Looped and Hyperloop models (n = 4 streams)."""
+    common = dict(vocab_size=vocab, d_model=d_model, n_heads=n_heads, d_ff=d_ff, max_seq_len=max_seq_len, **extra)
+    depth = begin + 3 * middle + end
+    layout = dict(n_begin=begin, n_middle=middle, n_end=end, n_loops=3)
+    return {
+        f"transformer-{scale}": dict(common, n_layers=depth),
+        f"mhc-{scale}": dict(common, arch="mhc", n_layers=depth, n_streams=4, hres="sinkhorn"),
+        f"looped-{scale}": dict(common, arch="looped", **layout),
+        f"hyperloop-{scale}": dict(common, arch="hyperloop", n_streams=4, hres="diagonal", loop_embedding=True, **layout),
+    }
+
+
+# Paper Table 1: vocab 32,000, d_ff = 2.75·C, 16 heads, untied head.
+for _scale, _c, _b, _m, _e in (("paper-small", 1024, 2, 4, 2), ("paper-mid", 2048, 3, 4, 3), ("paper-large", 2048, 4, 10, 4)):
+    PRESETS.update(_hyperloop_family(_scale, _c, _b, _m, _e, vocab=32000, d_ff=int(2.75 * _c), n_heads=16,
+                                     max_seq_len=2048, tie_embeddings=False))
+# CPU scale: C=128, 1→2×3→1 (unrolled depth 8), 4 heads; vocabulary set by the tokenizer at train time.
+PRESETS.update(_hyperloop_family("tiny", 128, 1, 2, 1, vocab=259, d_ff=352, n_heads=4, max_seq_len=1024,
+                                 tie_embeddings=False))
 
 
 def preset(name: str, **overrides: Any) -> ModelConfig:

@@ -1,8 +1,13 @@
-"""A Llama-style decoder-only Transformer, readable top to bottom.
+"""A Llama-style decoder-only Transformer, readable top to bottom, and its looped relatives.
 
 RMSNorm pre-norm blocks, rotary position embeddings (rotate-half convention, configurable base), grouped-query
 attention through ``scaled_dot_product_attention``, SwiGLU MLP, no biases, tied or untied LM head.
 Generation keeps a :class:`KVCache`, whose slots are indexed by the order in which attention layers run.
+
+One class covers the four families of papers/hyperloop.md through config switches (``cfg.arch``):
+``transformer`` (blocks in a row), ``looped`` (begin blocks, the middle blocks applied ``n_loops`` times, end
+blocks), ``hyperloop`` (looped, with ``n_streams`` residual streams and a hyper-connection after each loop) and
+``mhc`` (blocks in a row, streams, a hyper-connection at every attention and MLP sub-layer).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import torch.nn.functional as F
 
 from mechlab.errors import ConfigError
 from mechlab.models.config import ModelConfig
+from mechlab.models.hyper import HyperConnection
 
 
 class RMSNorm(nn.Module):
@@ -127,20 +133,71 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        n_hc = {"hyperloop": cfg.n_loops, "mhc": 2 * cfg.n_layers}.get(cfg.arch, 0)
+        self.hc = nn.ModuleList(HyperConnection(cfg.n_streams, cfg.d_model, cfg.hres, cfg.sinkhorn_iters) for _ in range(n_hc))
+        self.loop_emb = nn.Parameter(torch.empty(cfg.n_loops, cfg.d_model)) if cfg.loop_embedding else None
         cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """N(0, init_std) for every matrix; output projections scaled by 1/sqrt(2·n_layers); norms at 1."""
+        """N(0, init_std) for block, embedding and head matrices, output projections scaled by 1/sqrt(2·depth);
+        norms at 1; loop embeddings N(0, 1). Hyper-connection maps keep their own (PyTorch default) init."""
         std = self.config.init_std
         for name, p in self.named_parameters():
+            if name.startswith("hc.") or name == "loop_emb":
+                continue
             if p.dim() >= 2:
-                scale = 1 / math.sqrt(2 * self.config.n_layers) if name.endswith(("attn.o.weight", "mlp.down.weight")) else 1.0
+                scale = 1 / math.sqrt(2 * self.config.depth) if name.endswith(("attn.o.weight", "mlp.down.weight")) else 1.0
                 nn.init.normal_(p, 0.0, std * scale)
             else:
                 nn.init.ones_(p)
+        if self.loop_emb is not None:
+            nn.init.normal_(self.loop_emb, 0.0, 1.0)
+
+    @property
+    def layout(self) -> tuple[list[Block], list[Block], list[Block]]:
+        """(begin, middle, end) blocks; everything is 'begin' in the unlooped families."""
+        cfg = self.config
+        if cfg.arch not in ("looped", "hyperloop"):
+            return list(self.blocks), [], []
+        b, m = cfg.n_begin, cfg.n_middle
+        return list(self.blocks[:b]), list(self.blocks[b : b + m]), list(self.blocks[b + m :])
+
+    def body(self, x: torch.Tensor, cos, sin, cache: KVCache | None = None) -> torch.Tensor:
+        """Hidden states after every block, (B, T, C) -> (B, T, C), before the final norm."""
+        cfg = self.config
+        slot = 0
+
+        def run(blocks, h):
+            nonlocal slot
+            for blk in blocks:
+                h = blk(h, cos, sin, cache, slot)
+                slot += 1
+            return h
+
+        if cfg.arch == "mhc":
+            y = x.unsqueeze(-2).expand(*x.shape[:-1], cfg.n_streams, cfg.d_model)
+            for i, blk in enumerate(self.blocks):
+                y = self.hc[2 * i](y, lambda u: blk.attn(blk.attn_norm(u), cos, sin, cache, i))
+                y = self.hc[2 * i + 1](y, lambda u: blk.mlp(blk.mlp_norm(u)))
+            return y.mean(-2)
+        begin, middle, end = self.layout
+        x = run(begin, x)
+        if middle:
+            y = x.unsqueeze(-2).expand(*x.shape[:-1], cfg.n_streams, cfg.d_model) if cfg.arch == "hyperloop" else None
+            for loop in range(cfg.n_loops):
+                def step(u, loop=loop):
+                    u = run(middle, u)
+                    return u if self.loop_emb is None else u + self.loop_emb[loop]
+                if y is None:
+                    x = step(x)
+                else:
+                    y = self.hc[loop](y, step)
+            if y is not None:
+                x = y.mean(-2)
+        return run(end, x)
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)
@@ -153,9 +210,7 @@ class Transformer(nn.Module):
         if start + T > self.config.max_seq_len:
             raise ConfigError(f"sequence of {start + T} tokens exceeds max_seq_len={self.config.max_seq_len}")
         cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
-        x = self.embed(idx)
-        for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, cache, i)
+        x = self.body(self.embed(idx), cos, sin, cache)
         if cache is not None:
             cache.pos += T
         logits = self.head(x)

@@ -1,0 +1,100 @@
+"""Looped, mHC and Hyperloop Transformers: parameter accounting and equivalences with the plain model."""
+
+import math
+
+import pytest
+import torch
+
+from mechlab.models import KVCache, ModelConfig, build_model, preset
+from mechlab.models.hyper import sinkhorn
+
+TABLE_1 = {  # papers/hyperloop.md: parameters without the input embedding, untied head included
+    "paper-small": (238.3e6, 241e6, 135.5e6, 135.7e6),
+    "paper-mid": (990.5e6, 997.5e6, 579.4e6, 579.7e6),
+    "paper-large": (2018e6, 2033e6, 990.5e6, 990.8e6),
+}
+ARCHS = ("transformer", "mhc", "looped", "hyperloop")
+
+
+@pytest.mark.parametrize("scale", TABLE_1)
+def test_paper_presets_reproduce_table_1(scale):
+    for arch, expected in zip(ARCHS, TABLE_1[scale]):
+        with torch.device("meta"):
+            n = build_model(preset(f"{arch}-{scale}")).num_params()
+        assert abs(n - expected) / expected < 0.002, (arch, scale, n)
+
+
+def test_tiny_presets_match_in_width_and_unrolled_depth():
+    cfgs = [preset(f"{a}-tiny") for a in ARCHS]
+    assert len({(c.d_model, c.depth) for c in cfgs}) == 1
+
+
+def cfg(**kw) -> ModelConfig:
+    return ModelConfig(**{**dict(vocab_size=40, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64, max_seq_len=64), **kw})
+
+
+def test_looped_with_one_loop_equals_the_plain_transformer():
+    torch.manual_seed(0)
+    looped = build_model(cfg(arch="looped", n_begin=1, n_middle=2, n_end=1, n_loops=1))
+    plain = build_model(cfg(n_layers=4))
+    plain.load_state_dict(looped.state_dict())
+    x = torch.randint(0, 40, (2, 16))
+    assert torch.equal(looped(x)[0], plain(x)[0])
+
+
+def test_looped_equals_its_unrolled_transformer():
+    torch.manual_seed(0)
+    looped = build_model(cfg(arch="looped", n_begin=1, n_middle=1, n_end=1, n_loops=3))
+    unrolled = build_model(cfg(n_layers=5))
+    sd = looped.state_dict()
+    unrolled_sd = {k: v for k, v in sd.items() if not k.startswith("blocks.")}
+    for i, j in {0: 0, 1: 1, 2: 1, 3: 1, 4: 2}.items():  # unrolled layer i runs looped block j
+        unrolled_sd |= {f"blocks.{i}." + k[len(f"blocks.{j}."):]: v for k, v in sd.items() if k.startswith(f"blocks.{j}.")}
+    unrolled.load_state_dict(unrolled_sd)
+    x = torch.randint(0, 40, (2, 16))
+    assert torch.allclose(looped(x)[0], unrolled(x)[0], atol=1e-6)
+
+
+def test_hyperloop_with_one_stream_and_pinned_maps_equals_looped_with_loop_embeddings():
+    torch.manual_seed(0)
+    layout = dict(n_begin=1, n_middle=2, n_end=1, n_loops=3, loop_embedding=True)
+    hyper = build_model(cfg(arch="hyperloop", n_streams=1, hres="diagonal", **layout))
+    looped = build_model(cfg(arch="looped", **layout))
+    looped.load_state_dict({k: v for k, v in hyper.state_dict().items() if not k.startswith("hc.")})
+    with torch.no_grad():
+        for hc in hyper.hc:  # pre = 1, post = 1, res = 0 exactly
+            hc.a.zero_()
+            hc.b_pre.fill_(math.inf)
+            hc.b_post.zero_()
+            hc.b_res.fill_(-math.inf)
+    x = torch.randint(0, 40, (2, 16))
+    assert torch.allclose(hyper(x)[0], looped(x)[0], atol=1e-6)
+
+
+def test_sinkhorn_is_doubly_stochastic():
+    m = sinkhorn(torch.randn(1000, 4, 4) * 0.5)
+    assert torch.allclose(m.sum(-1), torch.ones(1000, 4), atol=1e-5)
+    assert torch.allclose(m.sum(-2), torch.ones(1000, 4), atol=1e-5)
+    assert (m > 0).all()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_cached_generation_equals_full_forward_for_every_architecture(arch):
+    torch.manual_seed(0)
+    m = build_model(preset(f"{arch}-tiny", vocab_size=40, max_seq_len=64)).eval()
+    x = torch.randint(0, 40, (2, 20))
+    full, _ = m(x)
+    cache = KVCache(2, 32)
+    parts = [m(x[:, a:b], cache=cache)[0] for a, b in [(0, 9), (9, 10), (10, 20)]]
+    assert torch.allclose(torch.cat(parts, 1), full, atol=1e-4)
+    prompt = x[:, :4]
+    assert torch.equal(m.generate(prompt, 12, temperature=0), m.generate(prompt, 12, temperature=0, use_cache=False))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_architecture_trains(arch, tmp_path):
+    from mechlab.train import TrainConfig, train
+
+    r = train(TrainConfig(model=f"{arch}-tiny", data="tinyshakespeare", seq_len=32, batch_size=4, steps=3,
+                          warmup_steps=1, eval_windows=2, out_dir=str(tmp_path / arch)), progress=False)
+    assert r.final_eval.bits_per_byte < r.initial_eval.bits_per_byte

@@ -74,7 +74,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert log == sorted(log)
 
 
-def _mechlab(*args: str, env_extra: dict | None = None) -> list[str]:
+def _mechlab(*args: str) -> list[str]:
     return [sys.executable, "-m", "mechlab", *args]
 
 

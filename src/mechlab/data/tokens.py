@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mechlab.data.corpora import cache_dir, load_text
-from mechlab.data.tokenizers import BPETokenizer, ByteTokenizer, Tokenizer, chunk_text, fingerprint, load_tokenizer, save_tokenizer
+from mechlab.data.tokenizers import BPETokenizer, ByteTokenizer, Tokenizer, chunk_text, fingerprint, load_tokenizer
 from mechlab.errors import ConfigError
 from mechlab.utils import atomic_path, sha256_bytes
 

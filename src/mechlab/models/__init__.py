@@ -1,15 +1,13 @@
 """Models: config dataclasses with presets, and ``build_model`` for every architecture."""
 
-from mechlab.errors import ConfigError
 from mechlab.models.config import ARCHS, PRESETS, ModelConfig, preset
 from mechlab.models.transformer import KVCache, Transformer
 
 
 def build_model(cfg: ModelConfig):
-    """The model a config describes (``cfg.arch`` picks the family)."""
-    if cfg.arch in ARCHS:  # one class, switched by the config
-        return Transformer(cfg)
-    raise ConfigError(f"unknown architecture {cfg.arch!r}")
+    """The model a config describes: one class for every family in ``ARCHS``, switched by ``cfg.arch``
+    (which ``ModelConfig`` has already validated)."""
+    return Transformer(cfg)
 
 
-__all__ = ["PRESETS", "ModelConfig", "preset", "KVCache", "Transformer", "build_model"]
+__all__ = ["ARCHS", "PRESETS", "ModelConfig", "preset", "KVCache", "Transformer", "build_model"]

@@ -43,7 +43,7 @@ class ModelConfig:
     sinkhorn_iters: int = 20
 
     def __post_init__(self) -> None:
-        if self.arch in ("looped", "hyperloop"):
+        if self.is_looped:
             object.__setattr__(self, "n_layers", self.n_begin + self.n_middle + self.n_end)
         if self.n_kv_heads is None:
             object.__setattr__(self, "n_kv_heads", self.n_heads)
@@ -56,9 +56,14 @@ class ModelConfig:
         return self.d_model // self.n_heads
 
     @property
+    def is_looped(self) -> bool:
+        """A b→m×L→e family (looped, hyperloop)."""
+        return self.arch in ("looped", "hyperloop")
+
+    @property
     def depth(self) -> int:
         """Unrolled depth: layers applied per token (b + m·L + e for looped families)."""
-        if self.arch in ("looped", "hyperloop"):
+        if self.is_looped:
             return self.n_begin + self.n_middle * self.n_loops + self.n_end
         return self.n_layers
 
@@ -82,7 +87,7 @@ class ModelConfig:
             raise ConfigError(f"model config: hres must be identity, diagonal or sinkhorn, got {self.hres!r}")
         if min(self.n_begin, self.n_middle, self.n_end) < 0 or self.n_loops < 1 or self.n_streams < 1:
             raise ConfigError("model config: layer counts must be >= 0, n_loops and n_streams >= 1")
-        if self.arch in ("looped", "hyperloop") and self.n_middle == 0:
+        if self.is_looped and self.n_middle == 0:
             raise ConfigError(f"model config: a {self.arch} model needs n_middle >= 1 layers to loop")
         if self.arch == "looped" and self.n_streams != 1:
             raise ConfigError("model config: a plain looped model has one stream; use arch='hyperloop' for n_streams > 1")

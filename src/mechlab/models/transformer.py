@@ -160,7 +160,7 @@ class Transformer(nn.Module):
     def layout(self) -> tuple[list[Block], list[Block], list[Block]]:
         """(begin, middle, end) blocks; everything is 'begin' in the unlooped families."""
         cfg = self.config
-        if cfg.arch not in ("looped", "hyperloop"):
+        if not cfg.is_looped:
             return list(self.blocks), [], []
         b, m = cfg.n_begin, cfg.n_middle
         return list(self.blocks[:b]), list(self.blocks[b : b + m]), list(self.blocks[b + m :])
@@ -177,8 +177,11 @@ class Transformer(nn.Module):
                 slot += 1
             return h
 
+        def streams(h):  # n copies of the hidden state, no learned expansion
+            return h.unsqueeze(-2).expand(*h.shape[:-1], cfg.n_streams, cfg.d_model)
+
         if cfg.arch == "mhc":
-            y = x.unsqueeze(-2).expand(*x.shape[:-1], cfg.n_streams, cfg.d_model)
+            y = streams(x)
             for i, blk in enumerate(self.blocks):
                 y = self.hc[2 * i](y, lambda u: blk.attn(blk.attn_norm(u), cos, sin, cache, i))
                 y = self.hc[2 * i + 1](y, lambda u: blk.mlp(blk.mlp_norm(u)))
@@ -186,7 +189,7 @@ class Transformer(nn.Module):
         begin, middle, end = self.layout
         x = run(begin, x)
         if middle:
-            y = x.unsqueeze(-2).expand(*x.shape[:-1], cfg.n_streams, cfg.d_model) if cfg.arch == "hyperloop" else None
+            y = streams(x) if cfg.arch == "hyperloop" else None
             for loop in range(cfg.n_loops):
                 def step(u, loop=loop):
                     u = run(middle, u)

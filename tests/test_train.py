@@ -106,8 +106,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_data_parallel_matches_one_process(tmp_path):
-    args = ["--preset", "nano", "--data", "tinyshakespeare", "--seq-len", "64", "--batch-size", "8",
+@pytest.mark.parametrize("preset", ["nano", "mhc-tiny", "looped-tiny", "hyperloop-tiny"])
+def test_two_process_data_parallel_matches_one_process(preset, tmp_path):
+    args = ["--preset", preset, "--data", "tinyshakespeare", "--seq-len", "64", "--batch-size", "8",
             "--steps", "6", "--warmup", "2", "--eval-every", "1000", "--save-every", "6"]
     one = subprocess.run(_mechlab("train", *args, "--micro-batch-size", "4", "--out", str(tmp_path / "one")),
                          env=_env(), capture_output=True, text=True)

@@ -40,3 +40,43 @@ def plot_training(metrics_path: str | Path, png_path: str | Path, title: str = "
     fig.savefig(png_path)
     plt.close(fig)
     return png_path
+
+
+def plot_arch_comparison(curves: dict[str, list[list[dict]]], summary: dict[str, dict], png_path: str | Path,
+                         title: str = "architectures") -> Path:
+    """Left: validation bits/byte against training tokens, mean over seeds with a min–max band, one colour per
+    architecture. Right: final bits/byte (mean ± std over seeds) against parameter count."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
+    for i, (arch, runs) in enumerate(curves.items()):
+        color = f"C{i}"
+        per_run = []
+        for recs in runs:
+            train = [r for r in recs if "tokens" in r]
+            tps = train[-1]["tokens"] / train[-1]["step"]
+            per_run.append([(r["step"] * tps, r["val_bpb"]) for r in recs if "val_bpb" in r and r["step"] > 0])
+        n = min(len(p) for p in per_run)
+        xs = [per_run[0][j][0] for j in range(n)]
+        ys = [[p[j][1] for p in per_run] for j in range(n)]
+        ax.plot(xs, [sum(y) / len(y) for y in ys], "o-", color=color, label=arch, ms=3)
+        ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], color=color, alpha=0.2)
+        s = summary[arch]
+        bx.errorbar(s["params"], s["val_bpb_mean"], yerr=s["val_bpb_std"], fmt="o", color=color, capsize=4, label=arch)
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("validation bits per byte")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    ax.set_title(title)
+    bx.set_xlabel("parameters (input embedding excluded)")
+    bx.set_ylabel("final validation bits per byte")
+    bx.grid(alpha=0.3)
+    bx.legend()
+    bx.set_title("final: mean ± std over seeds")
+    fig.tight_layout()
+    png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path)
+    plt.close(fig)
+    return png_path

@@ -27,30 +27,29 @@ class HyperConnection(nn.Module):
     def __init__(self, n: int, d: int, hres: str = "diagonal", sinkhorn_iters: int = 20):
         super().__init__()
         self.n, self.hres, self.sinkhorn_iters = n, hres, sinkhorn_iters
-        self.w_pre = nn.Linear(n * d, n, bias=False)  # default PyTorch init, as the authors' code
-        self.w_post = nn.Linear(n * d, n, bias=False)
+        self.n_res = {"identity": 0, "diagonal": n, "sinkhorn": n * n}[hres]
+        # W_pre, W_post and W_res stacked into one matrix (one matmul); default PyTorch init, as the authors' code.
+        self.w = nn.Linear(n * d, 2 * n + self.n_res, bias=False)
         self.a = nn.Parameter(torch.full((3,), 0.01))  # a_pre, a_post, a_res
         self.b_pre = nn.Parameter(torch.full((n,), 1.0 / n))
         self.b_post = nn.Parameter(torch.zeros(n))
-        if hres == "identity":
-            self.w_res, self.b_res = None, None
-        elif hres == "diagonal":
-            self.w_res, self.b_res = nn.Linear(n * d, n, bias=False), nn.Parameter(torch.ones(n))
-        else:  # sinkhorn
-            self.w_res, self.b_res = nn.Linear(n * d, n * n, bias=False), nn.Parameter(torch.zeros(n * n))
+        self.b_res = nn.Parameter(torch.ones(n) if hres == "diagonal" else torch.zeros(n * n)) if self.n_res else None
 
     def forward(self, y: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """y: (B, T, n, C) streams; f maps the read-out (B, T, C) to the block output (B, T, C)."""
         flat = y.flatten(-2)
         z = flat * torch.rsqrt(flat.float().pow(2).mean(-1, keepdim=True) + 1e-20).to(flat.dtype)
-        pre = torch.sigmoid(self.a[0] * self.w_pre(z) + self.b_pre)
-        post = 2 * torch.sigmoid(self.a[1] * self.w_post(z) + self.b_post)
-        h = f(torch.einsum("btn,btnc->btc", pre, y))
+        w_pre, w_post, w_res = self.w(z).split([self.n, self.n, self.n_res], dim=-1)
+        pre = torch.sigmoid(self.a[0] * w_pre + self.b_pre)
+        post = 2 * torch.sigmoid(self.a[1] * w_post + self.b_post)
+        # n is small (4): broadcast-and-sum beats einsum, which lowers to a bmm of B·T tiny matrices on the CPU.
+        h = f((pre.unsqueeze(-1) * y).sum(-2))
         if self.hres == "identity":
             mixed = y
         elif self.hres == "diagonal":
-            mixed = torch.sigmoid(self.a[2] * self.w_res(z) + self.b_res).unsqueeze(-1) * y
+            mixed = torch.sigmoid(self.a[2] * w_res + self.b_res).unsqueeze(-1) * y
         else:
-            raw = (self.a[2] * self.w_res(z) + self.b_res).unflatten(-1, (self.n, self.n))
-            mixed = torch.einsum("btij,btjc->btic", sinkhorn(raw.float(), self.sinkhorn_iters).to(y.dtype), y)
+            raw = (self.a[2] * w_res + self.b_res).unflatten(-1, (self.n, self.n))
+            h_res = sinkhorn(raw.float(), self.sinkhorn_iters).to(y.dtype)
+            mixed = (h_res.unsqueeze(-1) * y.unsqueeze(-3)).sum(-2)
         return mixed + post.unsqueeze(-1) * h.unsqueeze(-2)

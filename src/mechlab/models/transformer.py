@@ -165,8 +165,12 @@ class Transformer(nn.Module):
         b, m = cfg.n_begin, cfg.n_middle
         return list(self.blocks[:b]), list(self.blocks[b : b + m]), list(self.blocks[b + m :])
 
-    def body(self, x: torch.Tensor, cos, sin, cache: KVCache | None = None) -> torch.Tensor:
-        """Hidden states after every block, (B, T, C) -> (B, T, C), before the final norm."""
+    def body(self, x: torch.Tensor, cos, sin, cache: KVCache | None = None, trace: dict | None = None) -> torch.Tensor:
+        """Hidden states after every block, (B, T, C) -> (B, T, C), before the final norm.
+
+        With a ``trace`` dict, a looped model appends per loop the middle blocks' output to ``trace["middle"]`` and
+        the residual state after the loop (streams averaged for Hyperloop) to ``trace["after_loop"]``.
+        """
         cfg = self.config
         slot = 0
 
@@ -193,11 +197,15 @@ class Transformer(nn.Module):
             for loop in range(cfg.n_loops):
                 def step(u, loop=loop):
                     u = run(middle, u)
+                    if trace is not None:
+                        trace.setdefault("middle", []).append(u)
                     return u if self.loop_emb is None else u + self.loop_emb[loop]
                 if y is None:
                     x = step(x)
                 else:
                     y = self.hc[loop](y, step)
+                if trace is not None:
+                    trace.setdefault("after_loop", []).append(x if y is None else y.mean(-2))
             if y is not None:
                 x = y.mean(-2)
         return run(end, x)

@@ -20,12 +20,14 @@ from safetensors.torch import load_file, save_file
 
 from mechlab import __version__
 from mechlab.data.tokenizers import TOKENIZER_FILE, Tokenizer, load_tokenizer, save_tokenizer
-from mechlab.errors import CheckpointError
+from mechlab.errors import CheckpointError, ConfigError
 from mechlab.models import ModelConfig, build_model
+from mechlab.quant.api import apply_quantization_spec, quantization_spec
 from mechlab.utils import atomic_path, sha256_file
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, STATE, MANIFEST, LATEST = "model.safetensors", "config.json", "trainer_state.pt", "manifest.json", "latest"
+QUANT = "quantization.json"  # present in checkpoints of quantised models (mechlab.quant)
 
 
 @dataclass
@@ -50,6 +52,9 @@ def save_checkpoint(directory: str | Path, model: torch.nn.Module, tokenizer: To
             "model": config.to_dict(), "meta": meta or {},
         }, indent=2, sort_keys=True) + "\n")
         save_tokenizer(tokenizer, tmp)
+        spec = quantization_spec(model)
+        if spec is not None:
+            (tmp / QUANT).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
         if trainer_state is not None:
             torch.save(trainer_state, tmp / STATE)
         files = sorted(p.name for p in tmp.iterdir())
@@ -100,6 +105,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", verify
     if spec.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{directory} was written by a newer mechlab (format {spec['format_version']}); upgrade")
     model = build_model(config)
+    if (directory / QUANT).is_file():
+        try:
+            apply_quantization_spec(model, json.loads((directory / QUANT).read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError, ConfigError, AttributeError) as e:
+            raise CheckpointError(f"{directory / QUANT} is not a valid quantisation spec: {e}") from e
     try:
         state = load_file(directory / WEIGHTS, device=str(device))
         model.load_state_dict(state, strict=True)

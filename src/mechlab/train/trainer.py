@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from mechlab.data.tokens import TokenStream, build_tokenizer, token_stream
 from mechlab.errors import ConfigError, TrainingDiverged
 from mechlab.eval.lm import EvalResult, evaluate_lm
+from mechlab.mechanics import loop_observables
 from mechlab.models import build_model, preset
 from mechlab.train.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint, set_latest
 from mechlab.utils import write_json_atomic
@@ -170,9 +171,19 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
-def evaluate_during_training(model, stream: TokenStream, cfg: TrainConfig) -> EvalResult:
-    return evaluate_lm(model, stream, context=cfg.seq_len, max_windows=cfg.eval_windows, spread=True,
-                       batch_size=max(cfg.batch_size, 8), dtype=torch.bfloat16 if cfg.dtype == "bfloat16" else None)
+def validation_record(model, stream: TokenStream, cfg: TrainConfig, step: int) -> tuple[EvalResult, dict]:
+    """The metrics-log row of a validation pass: loss and bits/byte, plus the loop observables of a looped model
+    (papers/hyperloop.md; :func:`mechlab.mechanics.loop_observables`) on a fixed batch of validation windows."""
+    result = evaluate_lm(model, stream, context=cfg.seq_len, max_windows=cfg.eval_windows, spread=True,
+                         batch_size=max(cfg.batch_size, 8), dtype=torch.bfloat16 if cfg.dtype == "bfloat16" else None)
+    rec = {"step": step, "val_loss": result.loss, "val_bpb": result.bits_per_byte}
+    if model.config.is_looped:
+        n = min(8, cfg.eval_windows, max(len(stream) // (cfg.seq_len + 1), 1))
+        offsets = np.linspace(0, len(stream) - cfg.seq_len - 1, n).astype(np.int64)
+        x, y = get_batch(stream.ids, offsets, cfg.seq_len)
+        device = next(model.parameters()).device
+        rec.update(loop_observables(model, x.to(device), y.to(device)))
+    return result, rec
 
 
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progress: bool = True,
@@ -243,8 +254,8 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
 
     initial_eval = None
     if step == 0 and env.main:
-        initial_eval = evaluate_during_training(model, val_stream, cfg)
-        log_record({"step": 0, "val_loss": initial_eval.loss, "val_bpb": initial_eval.bits_per_byte})
+        initial_eval, rec = validation_record(model, val_stream, cfg, 0)
+        log_record(rec)
 
     last = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     tokens_per_step = cfg.batch_size * cfg.seq_len
@@ -292,8 +303,8 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
             log_record(rec)
             bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tps:,.0f}")
         if env.main and (step % cfg.eval_every == 0 or step == cfg.steps):
-            final_eval = evaluate_during_training(model, val_stream, cfg)
-            log_record({"step": step, "val_loss": final_eval.loss, "val_bpb": final_eval.bits_per_byte})
+            final_eval, rec = validation_record(model, val_stream, cfg, step)
+            log_record(rec)
             bar.write(f"step {step}: validation loss {final_eval.loss:.4f}, {final_eval.bits_per_byte:.4f} bits/byte")
         if step % cfg.save_every == 0 or step == last:
             if env.main:

@@ -1,0 +1,78 @@
+"""Training throughput of the four architectures of papers/hyperloop.md, side by side in one run.
+
+Each tiny preset (Transformer, mHC, Looped, Hyperloop; matched width and unrolled depth) trains (forward,
+backward, AdamW step) on the same random batches in float32 on the CPU; the architectures are alternated round by
+round and the median seconds per step gives tokens/s. Paper ratios (8×H100): Hyperloop/Looped 0.95,
+mHC/Transformer 0.65. Target here: Hyperloop >= 0.9 × Looped.
+
+    python benchmarks/arch_throughput.py [--quick] [--scale tiny] [--vocab 2048] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from common import print_table, write_result
+from mechlab.models import build_model, preset
+
+ARCHS = ("transformer", "mhc", "looped", "hyperloop")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    ap.add_argument("--scale", default="tiny", help="preset suffix: tiny, or paper-small etc. on a big machine")
+    ap.add_argument("--vocab", type=int, default=2048, help="vocabulary (the BPE size of the tiny experiment)")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rounds, steps = (2, 2) if args.quick else (6, 6)
+
+    models, opts = {}, {}
+    for arch in ARCHS:
+        torch.manual_seed(0)
+        models[arch] = build_model(preset(f"{arch}-{args.scale}", vocab_size=args.vocab, max_seq_len=args.seq))
+        opts[arch] = torch.optim.AdamW(models[arch].parameters(), lr=1e-4)
+    x = torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=torch.Generator().manual_seed(0))
+
+    def step(arch):
+        _, loss = models[arch](x[:, :-1], x[:, 1:])
+        loss.backward()
+        opts[arch].step()
+        opts[arch].zero_grad(set_to_none=True)
+
+    for arch in ARCHS:  # warm-up
+        step(arch)
+    times = {a: [] for a in ARCHS}
+    for _ in range(rounds):
+        for arch in ARCHS:
+            t = time.perf_counter()
+            for _ in range(steps):
+                step(arch)
+            times[arch].append((time.perf_counter() - t) / steps)
+    tokens = args.batch * args.seq
+    tps = {a: tokens / statistics.median(v) for a, v in times.items()}
+    rows = [{"arch": a, "params (paper count)": f"{models[a].num_params():,}", "tokens/s": tps[a],
+             "vs transformer": tps[a] / tps["transformer"]} for a in ARCHS]
+    print_table(rows, f"training throughput, {args.scale} presets, vocab {args.vocab}, batch {args.batch}×{args.seq}, "
+                      f"{torch.get_num_threads()} threads")
+    hl, mt = tps["hyperloop"] / tps["looped"], tps["mhc"] / tps["transformer"]
+    print(f"Hyperloop / Looped: {hl:.3f} (paper 0.95, target >= 0.9);  mHC / Transformer: {mt:.3f} (paper 0.65)")
+    path = write_result("arch_throughput", {
+        "scale": args.scale, "vocab": args.vocab, "batch": args.batch, "seq_len": args.seq,
+        "threads": torch.get_num_threads(), "rounds": rounds, "steps_per_round": steps, "quick": args.quick,
+        **{f"tokens_per_s_{a}": tps[a] for a in ARCHS}, **{f"params_{a}": models[a].num_params() for a in ARCHS},
+        "ratio_hyperloop_over_looped": hl, "ratio_mhc_over_transformer": mt,
+    })
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

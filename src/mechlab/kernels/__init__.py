@@ -1,0 +1,99 @@
+"""Compiled CPU kernels, built on first use with the system C compiler and loaded with ctypes.
+
+The shared library is cached in ``MECHLAB_CACHE/kernels`` under a key made of the source's hash, the compiler
+flags and the CPU's feature flags (``-march=native``). If no compiler is found or the build fails, callers fall
+back to the pure-PyTorch implementations (a logged warning, never a wrong answer). ``MECHLAB_NO_KERNELS=1``
+forces the fallback.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC", "-std=c11"]
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def build(name: str) -> Path | None:
+    """Compile ``mechlab/kernels/NAME.c`` into a cached shared library; None when that is not possible."""
+    from mechlab.data.corpora import cache_dir
+
+    if os.environ.get("MECHLAB_NO_KERNELS") == "1":
+        return None
+    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        log.warning("no C compiler found; using the slower PyTorch path for %s", name)
+        return None
+    src = resources.files("mechlab.kernels").joinpath(f"{name}.c").read_bytes()
+    key = hashlib.sha256(src + " ".join(FLAGS).encode() + _cpu_flags().encode() + platform.machine().encode()).hexdigest()[:16]
+    out = cache_dir() / "kernels" / f"{name}-{key}.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_c = out.with_suffix(f".{os.getpid()}.c")
+    tmp_so = out.with_suffix(f".{os.getpid()}.so")
+    tmp_c.write_bytes(src)
+    try:
+        subprocess.run([cc, *FLAGS, str(tmp_c), "-o", str(tmp_so), "-lm"], check=True, capture_output=True, text=True)
+        os.replace(tmp_so, out)
+    except (subprocess.CalledProcessError, OSError) as e:
+        log.warning("building the %s kernel failed (%s); using the slower PyTorch path", name, getattr(e, "stderr", e))
+        return None
+    finally:
+        tmp_c.unlink(missing_ok=True)
+        tmp_so.unlink(missing_ok=True)
+    return out
+
+
+class TrellisKernel:
+    def __init__(self, path: Path):
+        self.lib = ctypes.CDLL(str(path))
+        p = ctypes.c_void_p
+        self.lib.viterbi_batch.argtypes = [p, ctypes.c_int, ctypes.c_int, ctypes.c_int, p, p, p, ctypes.c_int,
+                                           ctypes.c_int, p, p, p]
+        self.lib.viterbi_batch.restype = ctypes.c_int
+
+    def viterbi(self, w: torch.Tensor, table: torch.Tensor, L: int, kV: int, start: torch.Tensor | None = None,
+                end: torch.Tensor | None = None) -> torch.Tensor:
+        B, N, V = w.shape
+        w = w.float().contiguous()
+        tab = table.float()
+        tab0 = tab[:, 0].contiguous()
+        tab1 = (tab[:, 1] if V == 2 else tab[:, 0]).contiguous()
+        tabsq = (tab**2).sum(1).contiguous()
+        start_ = start.long().contiguous() if start is not None else None
+        end_ = end.long().contiguous() if end is not None else None
+        path = torch.empty(B, N, dtype=torch.int64)
+        ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+        rc = self.lib.viterbi_batch(ptr(w), B, N, V, ptr(tab0), ptr(tab1), ptr(tabsq), L, kV, ptr(start_), ptr(end_),
+                                    ptr(path))
+        if rc != 0:
+            raise MemoryError(f"trellis kernel failed (code {rc}) for L={L}, kV={kV}")
+        return path
+
+
+@functools.lru_cache(maxsize=1)
+def trellis_kernel() -> TrellisKernel | None:
+    path = build("trellis")
+    return TrellisKernel(path) if path is not None else None

@@ -1,0 +1,15 @@
+"""Quantisation: ``quantize_(model, config)`` with RTN, GPTQ or trellis-coded (QTIP-style) configs."""
+
+from mechlab.quant.api import (
+    QuantReport,
+    apply_quantization_spec,
+    collect_hessians,
+    quantization_spec,
+    quantize_,
+    target_linears,
+)
+from mechlab.quant.config import GPTQConfig, RTNConfig, TrellisConfig
+from mechlab.quant.linear import IntLinear, QuantizedLinear, TrellisLinear
+
+__all__ = ["quantize_", "collect_hessians", "target_linears", "quantization_spec", "apply_quantization_spec",
+           "QuantReport", "RTNConfig", "GPTQConfig", "TrellisConfig", "IntLinear", "TrellisLinear", "QuantizedLinear"]

@@ -1,0 +1,178 @@
+"""``quantize_(model, config)``: replace nn.Linear modules in place, on any torch model.
+
+Layers to quantise are every nn.Linear except those whose qualified name matches ``skip`` (default: the LM head,
+as in papers/hyperloop.md; embeddings are not Linear and are never touched). GPTQ and trellis with BlockLDLQ need
+a proxy Hessian per layer, H = Σ x xᵀ / #rows over calibration inputs; :func:`collect_hessians` gathers it with
+forward hooks, and a layer called several times per forward (a looped middle block) sums the inputs of every
+call. Hessians come from the unquantised model (one pass, not layer-sequential).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from mechlab.errors import ConfigError
+from mechlab.quant.config import GPTQConfig, RTNConfig, TrellisConfig, config_from_dict, config_to_dict
+from mechlab.quant.linear import IntLinear, QuantizedLinear, TrellisLinear, quantized_linear
+from mechlab.quant.qtip import proxy_loss, trellis_quantize
+from mechlab.quant.scalar import gptq_quantize, rtn_quantize
+
+log = logging.getLogger(__name__)
+SPEC_FORMAT, SPEC_VERSION = "mechlab-quant", 1
+DEFAULT_SKIP = ("lm_head",)
+
+
+@dataclass
+class LayerReport:
+    name: str
+    shape: tuple[int, int]
+    method: str
+    rel_mse: float  # |ΔW|² / |W|²
+    proxy_loss: float | None  # tr(ΔW H ΔWᵀ) / tr(W H Wᵀ), when a Hessian is known
+    seconds: float
+
+
+@dataclass
+class QuantReport:
+    layers: list[LayerReport] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # name -> why
+
+    def summary(self) -> dict:
+        n = sum(r.shape[0] * r.shape[1] for r in self.layers)
+        mean = lambda key: sum(getattr(r, key) * r.shape[0] * r.shape[1] for r in self.layers) / max(n, 1)  # noqa: E731
+        px = [r for r in self.layers if r.proxy_loss is not None]
+        return {"layers": len(self.layers), "weights": n, "rel_mse": mean("rel_mse"),
+                "proxy_loss": mean("proxy_loss") if px and len(px) == len(self.layers) else None,
+                "seconds": sum(r.seconds for r in self.layers), "skipped": dict(self.skipped)}
+
+
+def target_linears(model: nn.Module, skip: Iterable[str] = DEFAULT_SKIP) -> dict[str, nn.Linear]:
+    """Qualified name -> nn.Linear for every Linear not matched by a ``skip`` pattern (fnmatch on the name or its
+    last component)."""
+    skip = tuple(skip)
+    out = {}
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Linear) and not any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(name.rsplit(".", 1)[-1], p)
+                                                  for p in skip):
+            out[name] = mod
+    return out
+
+
+@torch.no_grad()
+def collect_hessians(model: nn.Module, batches: Iterable[torch.Tensor], names: Iterable[str] | None = None,
+                     progress: bool = False) -> dict[str, torch.Tensor]:
+    """H = Σ x xᵀ / #rows of every listed Linear's inputs over ``model(batch)`` for each batch (float64)."""
+    mods = target_linears(model, ()) if names is None else {n: model.get_submodule(n) for n in names}
+    sums = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for n, m in mods.items()}
+    counts = dict.fromkeys(mods, 0)
+
+    def hook(name):
+        def fn(_mod, args):
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).double().cpu()
+            sums[name] += x.T @ x
+            counts[name] += x.shape[0]
+        return fn
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in mods.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in tqdm(list(batches), desc="calibrate", unit="batch", disable=not progress, leave=False):
+            model(batch)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    if any(c == 0 for c in counts.values()):
+        missing = [n for n, c in counts.items() if c == 0]
+        raise ConfigError(f"calibration never reached {len(missing)} layers (e.g. {missing[0]}); check the batches")
+    return {n: sums[n] / counts[n] for n in mods}
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def _why_not(config, linear: nn.Linear) -> str | None:
+    if isinstance(config, TrellisConfig) and (linear.in_features % config.tile or linear.out_features % config.tile):
+        return f"{linear.out_features}×{linear.in_features} is not made of {config.tile}×{config.tile} tiles"
+    return None
+
+
+def quantize_(model: nn.Module, config: RTNConfig | GPTQConfig | TrellisConfig, *,
+              hessians: dict[str, torch.Tensor] | None = None, calibration: Iterable[torch.Tensor] | None = None,
+              skip: Iterable[str] = DEFAULT_SKIP, progress: bool = False) -> QuantReport:
+    """Quantise ``model``'s Linear layers in place with ``config``; returns a per-layer report.
+
+    Layers that the method cannot code (shapes that are not whole tiles or groups) stay in float and are listed
+    in ``report.skipped``."""
+    targets = target_linears(model, skip)
+    report = QuantReport()
+    needs_h = isinstance(config, GPTQConfig) or (isinstance(config, TrellisConfig) and config.ldlq)
+    for name, lin in list(targets.items()):
+        why = _why_not(config, lin)
+        if why:
+            report.skipped[name] = why
+            del targets[name]
+    if needs_h and hessians is None:
+        if calibration is None:
+            raise ConfigError(f"{config.method} needs calibration data (token batches) or precomputed Hessians")
+        hessians = collect_hessians(model, calibration, targets, progress=progress)
+    for i, (name, lin) in enumerate(tqdm(targets.items(), desc=f"quantize ({config.method})", unit="layer",
+                                         disable=not progress, leave=False)):
+        t0 = time.perf_counter()
+        w = lin.weight.detach().float().cpu()
+        h = hessians.get(name) if hessians is not None else None
+        if needs_h and h is None:
+            raise ConfigError(f"no Hessian for layer {name}")
+        q = quantized_linear(lin, config)
+        if isinstance(config, TrellisConfig):
+            code, w_hat = trellis_quantize(w, config, h, seed=config.seed * 100003 + i)
+            q.set(code)
+        else:
+            parts = gptq_quantize(w, h, config) if isinstance(config, GPTQConfig) else rtn_quantize(w, config)
+            q.set(*parts)
+            w_hat = q.weight()
+        if lin.bias is not None:
+            q.bias.copy_(lin.bias.detach())
+        q.to(lin.weight.device)
+        _set_module(model, name, q)
+        dw = w_hat - w
+        report.layers.append(LayerReport(
+            name, (lin.out_features, lin.in_features), config.method,
+            float(dw.pow(2).sum() / w.pow(2).sum().clamp(min=1e-30)),
+            proxy_loss(dw, w, h) if h is not None else None, time.perf_counter() - t0))
+    return report
+
+
+def quantization_spec(model: nn.Module) -> dict | None:
+    """The JSON-able description of a model's quantised layers (None for a float model)."""
+    layers = {n: config_to_dict(m.config) for n, m in model.named_modules() if isinstance(m, QuantizedLinear)}
+    return {"format": SPEC_FORMAT, "version": SPEC_VERSION, "layers": layers} if layers else None
+
+
+def apply_quantization_spec(model: nn.Module, spec: dict) -> nn.Module:
+    """Swap the listed Linear layers for empty quantised modules of the recorded configs (before loading)."""
+    if spec.get("format") != SPEC_FORMAT:
+        raise ConfigError(f"not a mechlab quantisation spec (format {spec.get('format')!r})")
+    if spec.get("version", 0) > SPEC_VERSION:
+        raise ConfigError(f"quantisation format version {spec['version']} is newer than this mechlab's {SPEC_VERSION}")
+    for name, cfg in spec["layers"].items():
+        lin = model.get_submodule(name)
+        if not isinstance(lin, nn.Linear):
+            raise ConfigError(f"quantisation spec names {name}, which is not a Linear layer of this model")
+        _set_module(model, name, quantized_linear(lin, config_from_dict(cfg)))
+    return model
+
+
+__all__ = ["quantize_", "collect_hessians", "target_linears", "QuantReport", "LayerReport", "quantization_spec",
+           "apply_quantization_spec", "IntLinear", "TrellisLinear", "QuantizedLinear"]

@@ -1,0 +1,114 @@
+"""Trellis-coded quantisation of one weight matrix (QTIP-style PTQ; papers/trellis-quantization.md §3–4).
+
+W (m, n) → random Hadamard transform → one global scale so the rotated weights have RMS 0.9 (the code has unit
+RMS) → 16×16 tiles, each one trellis sequence of 256 weights → Viterbi (tail-biting) → exactly k bits per weight.
+With BlockLDLQ the column blocks (16 columns, one column of tiles) are coded from last to first, each aimed at
+its own weights plus the already-made error of the later blocks fed back through the block LDL factor of the
+(rotated) Hessian, which minimises the proxy loss tr(ΔW H ΔWᵀ) block by block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mechlab.errors import ConfigError
+from mechlab.quant import rht as rht_ops
+from mechlab.quant.config import TrellisConfig
+from mechlab.quant.scalar import damped
+from mechlab.quant.trellis import decode, encode
+
+RMS_TARGET = 0.9  # rotated weights are scaled to 0.9 × the code's RMS
+
+
+@dataclass
+class TrellisCode:
+    """Everything stored for one matrix: codes (n_tiles, N) with kV bits each, the start bits of each tile when
+    not tail-biting, the global scale and the RHT sign vectors (None without RHT)."""
+
+    codes: torch.Tensor
+    start: torch.Tensor | None
+    scale: float
+    s_out: torch.Tensor | None
+    s_in: torch.Tensor | None
+    shape: tuple[int, int]
+
+
+def to_tiles(w: torch.Tensor, t: int) -> torch.Tensor:
+    """(m, n) -> (m/t · n/t, t·t), tiles in row-major order of the tile grid."""
+    m, n = w.shape
+    return w.reshape(m // t, t, n // t, t).permute(0, 2, 1, 3).reshape(-1, t * t)
+
+
+def from_tiles(tiles: torch.Tensor, m: int, n: int, t: int) -> torch.Tensor:
+    return tiles.reshape(m // t, n // t, t, t).permute(0, 2, 1, 3).reshape(m, n)
+
+
+def block_ldl(h: torch.Tensor, b: int) -> torch.Tensor:
+    """Unit lower block-triangular L (blocks b×b) with H = L D Lᵀ, D block diagonal (from the Cholesky factor)."""
+    c = torch.linalg.cholesky(h)
+    n = len(h)
+    lower = c.clone()
+    for i in range(0, n, b):
+        lower[:, i : i + b] = torch.linalg.solve_triangular(c[i : i + b, i : i + b], c[:, i : i + b], upper=False, left=False)
+    return lower
+
+
+def proxy_loss(dw: torch.Tensor, w: torch.Tensor, h: torch.Tensor) -> float:
+    """tr(ΔW H ΔWᵀ) / tr(W H Wᵀ)."""
+    dw, w, h = dw.double(), w.double(), h.double()
+    return float(((dw @ h) * dw).sum() / ((w @ h) * w).sum().clamp(min=1e-30))
+
+
+def trellis_quantize(w: torch.Tensor, cfg: TrellisConfig, h: torch.Tensor | None = None, seed: int = 0
+                     ) -> tuple[TrellisCode, torch.Tensor]:
+    """Code one matrix; returns the stored code and the reconstructed weights (float32, original basis)."""
+    m, n = w.shape
+    t = cfg.tile
+    if m % t or n % t:
+        raise ConfigError(f"trellis: a {m}×{n} matrix is not made of {t}×{t} tiles")
+    if cfg.ldlq and h is None:
+        raise ConfigError("trellis: BlockLDLQ needs a Hessian from calibration data (or set ldlq=False)")
+    w = w.detach().float().cpu()
+    s_out = s_in = None
+    if cfg.rht:
+        g = torch.Generator().manual_seed(seed)
+        s_out, s_in = rht_ops.random_signs(m, g), rht_ops.random_signs(n, g)
+        w_rot = rht_ops.rht_weight(w, s_out, s_in)
+        h_rot = rht_ops.rht_hessian(h.float(), s_in) if h is not None else None
+    else:
+        w_rot, h_rot = w, h
+    scale = float(w_rot.pow(2).mean().sqrt()) / RMS_TARGET or 1.0
+    wn = w_rot / scale
+    kw = dict(L=cfg.L, k=cfg.k, V=cfg.V, code=cfg.code, seed=cfg.seed)
+    if not cfg.ldlq:
+        codes, start = encode(to_tiles(wn, t), tail_biting=cfg.tail_biting, **kw)
+        rec_n = from_tiles(decode(codes, start=start, **kw), m, n, t)
+    else:
+        lower = block_ldl(damped(h_rot, cfg.damp), t).float()
+        rec_n = torch.zeros_like(wn)
+        grid_codes = [None] * (n // t)
+        grid_start = [None] * (n // t)
+        for j in range(n // t - 1, -1, -1):
+            cols = slice(j * t, (j + 1) * t)
+            later = slice((j + 1) * t, n)
+            target = wn[:, cols] + (wn[:, later] - rec_n[:, later]) @ lower[later, cols]
+            codes_j, start_j = encode(to_tiles(target, t), tail_biting=cfg.tail_biting, **kw)  # (m/t, N)
+            rec_n[:, cols] = from_tiles(decode(codes_j, start=start_j, **kw), m, t, t)
+            grid_codes[j], grid_start[j] = codes_j, start_j
+        # tile order (row of tiles, column of tiles), as to_tiles
+        codes = torch.stack(grid_codes, 1).reshape(-1, grid_codes[0].shape[1])
+        start = None if grid_start[0] is None else torch.stack(grid_start, 1).reshape(-1)
+    code = TrellisCode(codes, start, scale, s_out, s_in, (m, n))
+    return code, reconstruct(code, cfg)
+
+
+def reconstruct(code: TrellisCode, cfg: TrellisConfig) -> torch.Tensor:
+    """The weights a stored code decodes to (float32, original basis)."""
+    m, n = code.shape
+    tiles = decode(code.codes, cfg.L, cfg.k, cfg.V, cfg.code, start=code.start, seed=cfg.seed)
+    w_rot = from_tiles(tiles, m, n, cfg.tile) * code.scale
+    if code.s_out is None:
+        return w_rot
+    return rht_ops.inverse_rht_weight(w_rot, code.s_out, code.s_in)

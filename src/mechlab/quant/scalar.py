@@ -1,0 +1,91 @@
+"""Scalar (integer-grid) quantisation: round-to-nearest and GPTQ, per group of input columns.
+
+A group of g consecutive input columns of one output row shares a grid ``w ≈ scale · (q − zero)`` with
+q ∈ {0, …, 2^bits − 1}: asymmetric grids span [min, max] with an integer zero point, symmetric ones ±absmax.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mechlab.quant.config import GPTQConfig, RTNConfig
+
+
+def grid(w: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, zero) of each row of w (rows, g)."""
+    qmax = (1 << bits) - 1
+    if symmetric:
+        scale = (w.abs().amax(-1) * 2 / qmax).clamp(min=1e-12)
+        zero = torch.full_like(scale, qmax / 2)
+    else:
+        lo, hi = w.amin(-1).clamp(max=0), w.amax(-1).clamp(min=0)
+        scale = ((hi - lo) / qmax).clamp(min=1e-12)
+        zero = torch.round(-lo / scale)
+    return scale, zero
+
+
+def round_to_grid(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int) -> torch.Tensor:
+    """Integer codes of w (rows, ...) on per-row grids (rows,) or broadcastable."""
+    return torch.clamp(torch.round(w / scale + zero), 0, (1 << bits) - 1)
+
+
+def n_groups(n: int, group_size: int) -> int:
+    """Groups of ``group_size`` columns over n inputs; the last one is shorter when the size does not divide n."""
+    return -(-n // group_size)
+
+
+def rtn_quantize(w: torch.Tensor, cfg: RTNConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Codes (m, n), scales (m, n_groups), zeros (m, n_groups) by round-to-nearest."""
+    w = w.float()
+    parts = [(grid(wg, cfg.bits, cfg.symmetric), wg) for wg in w.split(cfg.group_size, dim=1)]
+    q = torch.cat([round_to_grid(wg, s.unsqueeze(1), z.unsqueeze(1), cfg.bits) for (s, z), wg in parts], dim=1)
+    return q.to(torch.uint8), torch.stack([s for (s, _), _ in parts], 1), torch.stack([z for (_, z), _ in parts], 1)
+
+
+def dequantize(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, group_size: int) -> torch.Tensor:
+    cols = torch.arange(q.shape[1], device=q.device) // group_size
+    return (q.float() - zero.float()[:, cols]) * scale.float()[:, cols]
+
+
+def damped(h: torch.Tensor, damp: float) -> torch.Tensor:
+    """H + damp·mean(diag H)·I, with dead inputs (zero diagonal) given a unit diagonal."""
+    h = h.double().clone()
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1.0
+    h += damp * torch.diag(h).mean() * torch.eye(len(h), dtype=h.dtype)
+    return h
+
+
+def gptq_quantize(w: torch.Tensor, h: torch.Tensor, cfg: GPTQConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """GPTQ (Frantar et al. 2023): quantise columns left to right, spreading each column's error over the columns
+    not yet quantised through the upper Cholesky factor of H⁻¹ (lazy block updates). Group grids are set from the
+    updated weights when the group is reached. Returns codes, scales, zeros as :func:`rtn_quantize`."""
+    m, n = w.shape
+    ng, g = n_groups(n, cfg.group_size), cfg.group_size
+    W = w.double().clone()
+    H = damped(h, cfg.damp)
+    W[:, torch.diag(h) == 0] = 0
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    Q = torch.zeros(m, n, dtype=torch.uint8)
+    scales = torch.zeros(m, ng, dtype=torch.float64)
+    zeros = torch.zeros(m, ng, dtype=torch.float64)
+    block = min(g, cfg.block_size) if g < n else cfg.block_size
+    if g < n and g % block:
+        block = g  # a group never straddles two blocks
+    for i1 in range(0, n, block):
+        i2 = min(i1 + block, n)
+        W1 = W[:, i1:i2].clone()
+        E1 = torch.zeros_like(W1)
+        Hinv1 = Hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            col = i1 + i
+            if col % g == 0:
+                scale, zero = grid(W1[:, i : i + g], cfg.bits, symmetric=False)
+                scales[:, col // g], zeros[:, col // g] = scale, zero
+            q = round_to_grid(W1[:, i], scale, zero, cfg.bits)
+            Q[:, col] = q.to(torch.uint8)
+            err = (W1[:, i] - (q - zero) * scale) / Hinv1[i, i]
+            W1[:, i:] -= err.unsqueeze(1) * Hinv1[i, i:].unsqueeze(0)
+            E1[:, i] = err
+        W[:, i2:] -= E1 @ Hinv[i1:i2, i2:]
+    return Q, scales.float(), zeros.float()

@@ -1,0 +1,240 @@
+"""Quantisation core: trellis against brute force, exact decode, RHT, LDLQ, GPTQ, quantize_ and storage."""
+
+import copy
+import itertools
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+from mechlab.errors import CheckpointError, ConfigError
+from mechlab.kernels import trellis_kernel
+from mechlab.models import build_model, preset
+from mechlab.quant import GPTQConfig, RTNConfig, TrellisConfig, collect_hessians, quantize_
+from mechlab.quant import rht
+from mechlab.quant.codes import code_table
+from mechlab.quant.qtip import block_ldl, proxy_loss, trellis_quantize
+from mechlab.quant.scalar import gptq_quantize, rtn_quantize, dequantize
+from mechlab.quant.trellis import decode, encode, pack_codes, unpack_codes, states_from_codes, viterbi, viterbi_torch
+
+
+def path_cost(table, path, w):
+    return float(((table[path] - w) ** 2).sum())
+
+
+def brute_force(table, w, L, kV, circular=False):
+    """Minimum distortion over every start state and code sequence (optionally only circular streams)."""
+    N = w.shape[0]
+    best = float("inf")
+    for s0 in range(1 << L):
+        for cs in itertools.product(range(1 << kV), repeat=N - 1):
+            s = [s0]
+            for c in cs:
+                s.append(((s[-1] << kV) | c) & ((1 << L) - 1))
+            if circular and (s[0] >> kV) != (s[-1] & ((1 << (L - kV)) - 1)):
+                continue
+            best = min(best, path_cost(table, torch.tensor(s), w))
+    return best
+
+
+IMPLS = [viterbi_torch] + ([trellis_kernel().viterbi] if trellis_kernel() else [])
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda f: f.__qualname__)
+@pytest.mark.parametrize("L,k,V", [(4, 1, 1), (5, 2, 1), (6, 1, 2)])
+def test_viterbi_equals_brute_force(impl, L, k, V):
+    torch.manual_seed(L * 10 + k)
+    kV = k * V
+    table = code_table("lut", L, V)
+    w = torch.randn(3, 5, V)
+    paths = impl(w, table, L, kV)
+    for b in range(3):
+        assert path_cost(table, paths[b], w[b]) == pytest.approx(brute_force(table, w[b], L, kV), rel=1e-5)
+    # with both halves of the tail-biting constraint fixed to a given overlap
+    ov = torch.tensor([1, 2, 3]) % (1 << (L - kV))
+    paths = impl(w, table, L, kV, ov, ov)
+    for b in range(3):
+        p = paths[b]
+        assert int(p[0]) >> kV == ov[b] and int(p[-1]) & ((1 << (L - kV)) - 1) == ov[b]
+
+
+@pytest.mark.skipif(trellis_kernel() is None, reason="no C compiler")
+def test_kernel_matches_reference_at_larger_L():
+    torch.manual_seed(0)
+    for L, k, V, code in [(12, 2, 1, "1mad"), (12, 2, 2, "hyb"), (11, 3, 1, "3inst")]:
+        table = code_table(code, L, V)
+        w = torch.randn(4, 64, V)
+        a, b = viterbi_torch(w, table, L, k * V), trellis_kernel().viterbi(w, table, L, k * V)
+        assert torch.allclose(((table[a] - w) ** 2).sum((1, 2)), ((table[b] - w) ** 2).sum((1, 2)), rtol=1e-6)
+
+
+def test_tail_biting_brute_force_and_exact_decode():
+    torch.manual_seed(1)
+    L, k, V = 5, 2, 1
+    table = code_table("lut", L, V)
+    w = torch.randn(2, 6)
+    codes, start = encode(w, L, k, V, "lut", tail_biting=True)
+    assert start is None and codes.shape == (2, 6)
+    rec = decode(codes, L, k, V, "lut")
+    for b in range(2):
+        # two-pass tail-biting is a heuristic: never better than the best circular path, and close to it
+        best = brute_force(table, w[b].unsqueeze(-1), L, k * V, circular=True)
+        got = float(((rec[b] - w[b]) ** 2).sum())
+        assert best - 1e-5 <= got <= best * 1.5 + 1e-5
+
+
+@pytest.mark.parametrize("L,k,V,code", [(8, 2, 1, "lut"), (10, 2, 1, "1mad"), (10, 3, 1, "3inst"), (10, 2, 2, "hyb"), (9, 3, 2, "lut")])
+@pytest.mark.parametrize("tail_biting", [True, False])
+def test_decode_of_encode_is_the_viterbi_reconstruction(L, k, V, code, tail_biting):
+    torch.manual_seed(2)
+    w = torch.randn(6, 256)
+    kV = k * V
+    codes, start = encode(w, L, k, V, code, tail_biting=tail_biting)
+    table = code_table(code, L, V)
+    steps = w.reshape(6, -1, V)
+    if tail_biting:
+        half = steps.shape[1] // 2
+        ov = viterbi(torch.roll(steps, half, 1), table, L, kV)[:, half] >> kV
+        path = viterbi(steps, table, L, kV, ov, ov)
+    else:
+        path = viterbi(steps, table, L, kV)
+    assert torch.equal(states_from_codes(codes, L, kV, start), path)
+    assert torch.equal(decode(codes, L, k, V, code, start), table[path].reshape(6, -1))
+    packed = pack_codes(codes, kV)
+    assert packed.shape[1] * 8 == 256 * k  # exactly k bits per weight
+    assert torch.equal(unpack_codes(packed, kV, codes.shape[1]), codes)
+
+
+def test_codes_have_unit_rms_and_the_published_raw_scales():
+    from mechlab.quant.codes import three_inst, one_mad
+    import numpy as np
+
+    s = np.arange(1 << 16)
+    assert one_mad(s).std() == pytest.approx(1.0, abs=2e-3)
+    assert three_inst(s).var() == pytest.approx(1.55, abs=0.01)
+    for code, V in [("1mad", 1), ("3inst", 1), ("hyb", 2), ("lut", 1)]:
+        assert float(code_table(code, 12, V).pow(2).mean()) == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("n", [64, 352])
+def test_rht_round_trip_and_hessian_transform(n):
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(32, n, dtype=torch.float64)
+    so, si = rht.random_signs(32, g).double(), rht.random_signs(n, g).double()
+    wt = rht.rht_weight(w, so, si)
+    assert torch.allclose(rht.inverse_rht_weight(wt, so, si), w, atol=1e-12)
+    x = torch.randn(100, n, dtype=torch.float64)
+    h = x.T @ x
+    dw = torch.randn(32, n, dtype=torch.float64)
+    # the proxy loss is the same in the rotated basis
+    a = ((dw @ h) * dw).sum()
+    b = ((rht.rht_weight(dw, so, si) @ rht.rht_hessian(h, si)) * rht.rht_weight(dw, so, si)).sum()
+    assert torch.allclose(a, b)
+    assert rht.blocks(352) == [256, 64, 32]
+
+
+def correlated_hessian(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, n, generator=g) / n**0.5
+    x = torch.randn(4 * n, n, generator=g) @ (torch.eye(n) + 2 * a)
+    return (x.T @ x / len(x)).double()
+
+
+def test_block_ldl_factorises():
+    h = correlated_hessian(48).double()
+    lower = block_ldl(h, 16)
+    d = torch.linalg.solve(lower, h) @ torch.linalg.inv(lower).T
+    for i in range(0, 48, 16):
+        assert torch.allclose(lower[i : i + 16, i : i + 16], torch.eye(16, dtype=h.dtype), atol=1e-10)
+        d[i : i + 16, i : i + 16] = 0
+    assert d.abs().max() < 1e-8  # D is block diagonal
+
+
+def test_ldlq_lowers_the_proxy_loss():
+    torch.manual_seed(3)
+    w, h = torch.randn(32, 64), correlated_hessian(64)
+    cfg = TrellisConfig(L=8, k=2, code="lut", rht=True, ldlq=False)
+    _, plain = trellis_quantize(w, cfg, h)
+    _, ldlq = trellis_quantize(w, TrellisConfig(L=8, k=2, code="lut", rht=True, ldlq=True), h)
+    assert proxy_loss(ldlq - w, w, h) < 0.8 * proxy_loss(plain - w, w, h)
+
+
+def test_gptq_is_rtn_for_an_identity_hessian_and_beats_it_on_a_correlated_one():
+    torch.manual_seed(4)
+    w = torch.randn(16, 256)
+    cfg = GPTQConfig(bits=3, group_size=64, damp=0.0)
+    q, s, z = gptq_quantize(w, torch.eye(256), cfg)
+    q2, s2, z2 = rtn_quantize(w, RTNConfig(bits=3, group_size=64))
+    assert torch.equal(q, q2) and torch.allclose(s, s2)
+    h = correlated_hessian(256)
+    gq = dequantize(*gptq_quantize(w, h, GPTQConfig(bits=3, group_size=64)), 64)
+    rq = dequantize(q2, s2, z2, 64)
+    assert proxy_loss(gq - w, w, h) < 0.8 * proxy_loss(rq - w, w, h)
+
+
+def test_rtn_symmetric_and_ragged_groups():
+    w = torch.randn(8, 352)
+    for sym in (True, False):
+        q, s, z = rtn_quantize(w, RTNConfig(bits=4, group_size=128, symmetric=sym))
+        assert s.shape == (8, 3) and int(q.max()) <= 15
+        err = (dequantize(q, s, z, 128) - w).abs().max()
+        assert err <= float(s.max()) * (0.5 if not sym else 1.0) + 1e-6
+
+
+def test_quantize_works_on_a_plain_module():
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 16))
+    x = torch.randn(10, 64)
+    ref = net(x)
+    report = quantize_(net, RTNConfig(bits=8, group_size=32), skip=())
+    assert len(report.layers) == 2 and type(net[0]).__name__ == "IntLinear"
+    assert torch.allclose(net(x), ref, atol=0.05)
+    net2 = nn.Sequential(nn.Linear(64, 32))
+    quantize_(net2, TrellisConfig(L=8, code="lut", ldlq=True), calibration=[torch.randn(20, 64)], skip=())
+    assert net2(x).shape == (10, 32)
+
+
+def test_looped_hessian_sums_every_loop():
+    torch.manual_seed(6)
+    m = build_model(preset("looped-tiny", vocab_size=40, max_seq_len=32))
+    x = torch.randint(0, 40, (2, 16))
+    name = "blocks.1.attn.q"  # a middle block: runs n_loops times per forward
+    h = collect_hessians(m, [x], [name])[name]
+    inputs = []
+    hook = m.get_submodule(name).register_forward_pre_hook(lambda mod, a: inputs.append(a[0].reshape(-1, a[0].shape[-1])))
+    with torch.no_grad():
+        m(x)
+    hook.remove()
+    assert len(inputs) == m.config.n_loops
+    xs = torch.cat(inputs).double()
+    assert torch.allclose(h, xs.T @ xs / len(xs))
+
+
+def test_gptq_and_trellis_need_calibration():
+    m = build_model(preset("nano", vocab_size=40))
+    with pytest.raises(ConfigError, match="calibration"):
+        quantize_(m, GPTQConfig())
+    with pytest.raises(ConfigError):
+        TrellisConfig(code="hyb", V=1)
+
+
+def test_quantized_checkpoint_round_trip_and_corruption(tmp_path):
+    from mechlab.data.tokenizers import ByteTokenizer
+    from mechlab.train.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(7)
+    m = build_model(preset("hyperloop-tiny", vocab_size=259, max_seq_len=32))
+    x = torch.randint(0, 259, (2, 16))
+    quantize_(m, TrellisConfig(L=8, code="lut", ldlq=True), calibration=[x])
+    m.eval()
+    ref, _ = m(x)
+    path = save_checkpoint(tmp_path / "q", m, ByteTokenizer())
+    spec = json.loads((path / "quantization.json").read_text())
+    assert spec["format"] == "mechlab-quant" and "blocks.0.attn.q" in spec["layers"]
+    ck = load_checkpoint(path)
+    assert torch.equal(ck.model(x)[0], ref)
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_checkpoint(path)

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from mechlab.cli import app
 
 runner = CliRunner()
-COMMANDS = ["demo", "train", "eval", "sample", "corpora", "presets", "params"]
+COMMANDS = ["demo", "train", "eval", "sample", "corpora", "presets", "params", "quantize", "size"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -31,9 +31,20 @@ def test_listings():
 @pytest.mark.slow
 def test_demo_train_eval_sample_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    r = run("demo", "--steps", "6", "--out", str(out))
+    r = run("demo", "--steps", "6", "--out", str(out), "--quant-L", "8")
     assert r.returncode == 0, r.stderr
     assert "validation bits/byte: before" in r.stdout and "sample" in r.stdout
+    assert "2-bit trellis PTQ" in r.stdout and (out / "trellis-2bit" / "quantization.json").is_file()
+    r = run("size", str(out / "trellis-2bit"), "--json")
+    assert r.returncode == 0, r.stderr
+    size = json.loads(r.stdout)
+    assert size["code_bits_per_quantized_weight"] == 2.0 and size["bytes"]["float linear"] == 0
+    r = run("quantize", str(out), "--method", "gptq", "--bits", "4", "-o", str(tmp_path / "gptq4"), "--calib-sequences", "4")
+    assert r.returncode == 0, r.stderr
+    r = run("eval", str(tmp_path / "gptq4"), "--data", "stdlib", "--context", "64", "--max-windows", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    r = run("quantize", str(tmp_path / "gptq4"), "--method", "rtn", "-o", str(tmp_path / "again"))
+    assert r.returncode == 2 and "already quantised" in r.stderr
     assert (out / "loss.png").stat().st_size > 1000 and (out / "latest").is_file()
     r = run("eval", str(out), "--data", "tinyshakespeare", "--context", "128", "--max-windows", "3", "--json")
     assert r.returncode == 0, r.stderr

@@ -31,18 +31,25 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug lo
 
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory (overwritten)."),
-         steps: int = typer.Option(600, help="Optimiser steps (600 ≈ 4 minutes on 2 cores)."),
+         steps: int = typer.Option(600, help="Optimiser steps (600 ≈ 3 minutes on 2 cores)."),
+         quant_L: int = typer.Option(16, "--quant-L", help="Trellis state bits of the 2-bit quantisation step."),
          data_dir: Optional[str] = DataDir) -> None:
-    """Train a tiny Transformer on the built-in stdlib corpus (no download) and report what it learned."""
+    """Train a tiny Transformer on the built-in stdlib corpus (no download), report what it learned, then
+    quantise it to 2 bits per weight with trellis PTQ and report bytes and bits-per-byte before and after."""
     from mechlab.demo import DEMO_PROMPT, run_demo
 
     console.print(f"[bold]mechlab demo[/]: tiny Transformer, byte tokens, Python standard library, {steps} steps")
-    r = run_demo(out, steps, data_dir)
+    r = run_demo(out, steps, data_dir, quant_L=quant_L)
     console.print(f"parameters: {r.n_params:,}")
     console.print(f"validation bits/byte: before {r.bpb_before:.3f}  →  after {r.bpb_after:.3f}")
     console.print(f"[bold]sample[/] (prompt {DEMO_PROMPT!r}):")
     console.print(r.sample, markup=False, highlight=False)
     console.print(f"checkpoint: {r.out_dir}   loss curve: {r.plot}")
+    q = r.quant_config
+    console.print(f"[bold]2-bit trellis PTQ[/] (L={q.L}, {q.code}, RHT, BlockLDLQ, tail-biting; LM head kept in float):")
+    console.print(f"  bytes: {r.bytes_before:,} → {r.bytes_after:,}")
+    console.print(f"  validation bits/byte: float {r.bpb_float_same_windows:.3f}  →  2-bit {r.bpb_quantized:.3f}")
+    console.print(f"  quantised checkpoint: {r.quant_dir}")
 
 
 @app.command("train")
@@ -208,6 +215,66 @@ def params(name: str = typer.Argument(..., help="Model preset."),
     else:
         console.print(f"{name}: {out['params']:,} parameters ({out['params'] / 1e6:.1f}M; {cfg.arch}, "
                       f"{cfg.n_layers} unique layers, unrolled depth {cfg.depth}, d_model {cfg.d_model})")
+
+
+@app.command()
+def quantize(
+    checkpoint: Path = typer.Argument(..., help="Float checkpoint or run directory."),
+    method: str = typer.Option("trellis", help="rtn, gptq or trellis."),
+    bits: int = typer.Option(2, help="Bits per weight (2, 3, 4; any 1-8 for rtn/gptq)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for the quantised checkpoint."),
+    group_size: int = typer.Option(128, help="rtn/gptq: input columns per scale."),
+    symmetric: bool = typer.Option(False, help="rtn: ±absmax grid instead of min/max."),
+    L: int = typer.Option(16, "--L", help="trellis: state bits (8-16; encode time grows as 2^L)."),
+    V: int = typer.Option(1, "--V", help="trellis: weights per trellis step (1 or 2)."),
+    code: str = typer.Option("1mad", help="trellis: lut, 1mad, 3inst (V=1) or hyb (V=2)."),
+    rht: bool = typer.Option(True, help="trellis: random Hadamard transform."),
+    ldlq: bool = typer.Option(True, help="trellis: Hessian-aware BlockLDLQ (needs calibration data)."),
+    tail_biting: bool = typer.Option(True, help="trellis: circular bitstream, exactly k bits per weight."),
+    data: Optional[str] = typer.Option(None, help="Calibration corpus (default: the checkpoint's training corpus)."),
+    calib_sequences: int = typer.Option(64, help="Calibration windows."),
+    calib_seq_len: int = typer.Option(256, help="Tokens per calibration window."),
+    seed: int = typer.Option(0, help="Seed for the calibration windows."),
+    data_dir: Optional[str] = DataDir,
+) -> None:
+    """Quantise a checkpoint's Linear layers (all but the LM head) and save it; evaluate it with `mechlab eval`."""
+    from mechlab.quant.run import make_config, quantize_checkpoint, size_report
+
+    config = make_config(method, bits, group_size=group_size, L=L, V=V, code=code, rht=rht, ldlq=ldlq,
+                         tail_biting=tail_biting, symmetric=symmetric)
+    ck, report, path = quantize_checkpoint(checkpoint, config, out, data=data, calib_sequences=calib_sequences,
+                                           calib_seq_len=calib_seq_len, seed=seed, data_dir=data_dir)
+    summ, size = report.summary(), size_report(ck.model)
+    console.print(f"quantised {summ['layers']} layers ({summ['weights']:,} weights) with {config} in {summ['seconds']:.1f} s")
+    console.print(f"relative weight MSE {summ['rel_mse']:.4g}" + (f", proxy loss {summ['proxy_loss']:.4g}" if summ["proxy_loss"] is not None else ""))
+    for name, why in summ["skipped"].items():
+        console.print(f"[yellow]kept in float[/]: {name} ({why})")
+    console.print(f"{size['bits_per_quantized_weight']:.3f} bits per quantised weight, {size['total_bytes']:,} bytes in all; saved to {path}")
+
+
+@app.command()
+def size(checkpoint: Path = typer.Argument(..., help="Checkpoint or run directory (float or quantised)."),
+         as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Bytes per component of a checkpoint's model, and bits per quantised weight."""
+    from mechlab.quant.run import size_report
+    from mechlab.train import load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    rep = {"checkpoint": str(ck.path), **size_report(ck.model)}
+    if as_json:
+        console.print_json(json.dumps(rep))
+        return
+    table = Table(title=f"{ck.path}")
+    table.add_column("component")
+    table.add_column("bytes", justify="right")
+    table.add_column("share", justify="right")
+    for k, v in rep["bytes"].items():
+        table.add_row(k, f"{v:,}", f"{v / max(rep['total_bytes'], 1):.1%}")
+    table.add_row("total", f"{rep['total_bytes']:,}", "100%")
+    console.print(table)
+    if rep["quantized_weights"]:
+        console.print(f"{rep['quantized_weights']:,} quantised weights: {rep['code_bits_per_quantized_weight']:.3f} bits "
+                      f"each in codes, {rep['bits_per_quantized_weight']:.3f} with scales and signs")
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 Trains the ``tiny`` Transformer on the built-in ``stdlib`` corpus (byte-level tokens) for a few minutes,
 reports validation bits-per-byte before and after, prints a sample, and writes the checkpoint and a loss curve.
+Then quantises the trained model to exactly 2 bits per weight with trellis PTQ (L=16, 1MAD code, RHT, BlockLDLQ,
+tail-biting; every Linear but the LM head) and reports bytes and bits-per-byte before and after.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ from pathlib import Path
 
 import torch
 
+from mechlab.data.tokens import token_stream
+from mechlab.eval import evaluate_lm
 from mechlab.plots import plot_training
+from mechlab.quant import TrellisConfig
+from mechlab.quant.run import quantize_checkpoint, size_report
 from mechlab.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -28,6 +34,12 @@ class DemoResult:
     sample: str
     plot: Path
     n_params: int
+    quant_dir: Path
+    quant_config: TrellisConfig
+    bytes_before: int
+    bytes_after: int
+    bpb_quantized: float
+    bpb_float_same_windows: float
 
 
 def demo_config(out_dir: str | Path = "runs/demo", steps: int = 600, data_dir: str | None = None) -> TrainConfig:
@@ -38,7 +50,7 @@ def demo_config(out_dir: str | Path = "runs/demo", steps: int = 600, data_dir: s
 
 
 def run_demo(out_dir: str | Path = "runs/demo", steps: int = 600, data_dir: str | None = None,
-             progress: bool = True) -> DemoResult:
+             progress: bool = True, quant_L: int = 16) -> DemoResult:
     cfg = demo_config(out_dir, steps, data_dir)
     result = train(cfg, overwrite=True, progress=progress)
     model, tok = result.model, result.tokenizer
@@ -48,5 +60,13 @@ def run_demo(out_dir: str | Path = "runs/demo", steps: int = 600, data_dir: str 
     sample = tok.decode(ids[0].tolist())
     plot = plot_training(result.out_dir / "metrics.jsonl", result.out_dir / "loss.png",
                          title=f"mechlab demo: tiny Transformer on stdlib ({steps} steps)")
+    qcfg = TrellisConfig(L=quant_L, k=2, V=1, code="1mad", rht=True, ldlq=True, tail_biting=True)
+    qdir = Path(out_dir) / "trellis-2bit"
+    qck, _, _ = quantize_checkpoint(result.out_dir, qcfg, qdir, calib_sequences=32, data_dir=data_dir, progress=progress)
+    val = token_stream(cfg.data, "validation", tok, data_dir)
+    scored = dict(context=cfg.seq_len, max_windows=cfg.eval_windows, spread=True, batch_size=16)
+    bpb_float = evaluate_lm(model, val, **scored).bits_per_byte
+    bpb_q = evaluate_lm(qck.model, val, **scored).bits_per_byte
     return DemoResult(result.out_dir, result.initial_eval.bits_per_byte, result.final_eval.bits_per_byte, sample, plot,
-                      model.num_params())
+                      model.num_params(), qdir, qcfg, size_report(model)["total_bytes"],
+                      size_report(qck.model)["total_bytes"], bpb_q, bpb_float)

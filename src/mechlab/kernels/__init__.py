@@ -71,11 +71,12 @@ class TrellisKernel:
         self.lib = ctypes.CDLL(str(path))
         p = ctypes.c_void_p
         self.lib.viterbi_batch.argtypes = [p, ctypes.c_int, ctypes.c_int, ctypes.c_int, p, p, p, ctypes.c_int,
-                                           ctypes.c_int, p, p, p]
+                                           ctypes.c_int, p, p, p, ctypes.c_int]
         self.lib.viterbi_batch.restype = ctypes.c_int
 
     def viterbi(self, w: torch.Tensor, table: torch.Tensor, L: int, kV: int, start: torch.Tensor | None = None,
-                end: torch.Tensor | None = None) -> torch.Tensor:
+                end: torch.Tensor | None = None, threads: int | None = None) -> torch.Tensor:
+        """:func:`mechlab.quant.trellis.viterbi_torch`'s contract; ``threads`` defaults to torch's thread count."""
         B, N, V = w.shape
         w = w.float().contiguous()
         tab = table.float()
@@ -87,7 +88,7 @@ class TrellisKernel:
         path = torch.empty(B, N, dtype=torch.int64)
         ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
         rc = self.lib.viterbi_batch(ptr(w), B, N, V, ptr(tab0), ptr(tab1), ptr(tabsq), L, kV, ptr(start_), ptr(end_),
-                                    ptr(path))
+                                    ptr(path), threads or torch.get_num_threads())
         if rc != 0:
             raise MemoryError(f"trellis kernel failed (code {rc}) for L={L}, kV={kV}")
         return path

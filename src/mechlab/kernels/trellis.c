@@ -103,13 +103,14 @@ static void viterbi_one(const Trellis *tr, const float *w, int N, int64_t start,
     path[0] = s;
 }
 
-/* B sequences of N steps: w (B*N*V), start/end (B) or NULL, path (B*N). Returns 0, -1 out of memory, -2 bad args. */
+/* B sequences of N steps: w (B*N*V), start/end (B) or NULL, path (B*N), on `threads` OpenMP threads.
+ * Returns 0, -1 out of memory, -2 bad arguments. */
 int viterbi_batch(const float *w, int B, int N, int V, const float *tab0, const float *tab1, const float *tabsq,
-                  int L, int KV, const int64_t *start, const int64_t *end, int64_t *path) {
+                  int L, int KV, const int64_t *start, const int64_t *end, int64_t *path, int threads) {
     if (KV < 1 || KV > 8 || KV >= L || L > 24 || (V != 1 && V != 2)) return -2;
     Trellis tr = {L, KV, V, 1 << L, (1 << L) >> KV, 1 << KV, tab0, tab1, tabsq};
     int failed = 0;
-#pragma omp parallel
+#pragma omp parallel num_threads(threads > 0 ? threads : 1)
     {
         float *cost = malloc(sizeof(float) * tr.S), *next = malloc(sizeof(float) * tr.S);
         float *m = malloc(sizeof(float) * (size_t)N * tr.G);

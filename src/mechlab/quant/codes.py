@@ -36,7 +36,14 @@ def three_inst(states: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def hyb_lut(q: int = HYB_Q, seed: int = 0) -> np.ndarray:
-    """k-means (Lloyd, 30 iterations) of 2^q centroids on 2-D N(0, I) samples, rescaled to std 0.9682."""
+    """k-means (Lloyd, 30 iterations) of 2^q centroids on 2^17 samples of 2-D N(0, I), rescaled to std 0.9682.
+    Computed once (seconds) and cached in MECHLAB_CACHE."""
+    from mechlab.data.corpora import cache_dir
+    from mechlab.utils import atomic_path
+
+    path = cache_dir() / "codes" / f"hyb-q{q}-s{seed}.npy"
+    if path.is_file():
+        return np.load(path)
     g = torch.Generator().manual_seed(seed)
     pts = torch.randn(1 << 17, 2, generator=g, dtype=torch.float64)
     cent = pts[torch.randperm(len(pts), generator=g)[: 1 << q]].clone()
@@ -45,8 +52,12 @@ def hyb_lut(q: int = HYB_Q, seed: int = 0) -> np.ndarray:
         sums = torch.zeros_like(cent).index_add_(0, assign, pts)
         counts = torch.bincount(assign, minlength=len(cent)).unsqueeze(1)
         cent = torch.where(counts > 0, sums / counts.clamp(min=1), cent)
-    cent = cent * (HYB_STD / cent.std())
-    return cent.numpy()
+    cent = (cent * (HYB_STD / cent.std())).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, cent)
+    return cent
 
 
 def hyb(states: np.ndarray, q: int = HYB_Q) -> np.ndarray:

@@ -1,0 +1,97 @@
+"""Quantise a checkpoint end to end (the one entry point the CLI, the demo and the experiments use), and report
+what a (quantised) checkpoint's bytes are spent on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mechlab.data.tokens import TokenStream, token_stream
+from mechlab.errors import ConfigError
+from mechlab.quant.api import QuantReport, quantize_
+from mechlab.quant.config import GPTQConfig, RTNConfig, TrellisConfig, config_to_dict
+from mechlab.quant.linear import QuantizedLinear
+
+
+def calibration_batches(stream: TokenStream, n_sequences: int, seq_len: int, seed: int = 0,
+                        batch_size: int = 8) -> list[torch.Tensor]:
+    """``n_sequences`` random windows of ``seq_len`` tokens from ``stream``, in batches."""
+    if len(stream) <= seq_len:
+        raise ConfigError(f"calibration stream of {len(stream)} tokens is shorter than seq_len={seq_len}")
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, len(stream) - seq_len, n_sequences)
+    seqs = torch.from_numpy(np.stack([np.asarray(stream.ids[s : s + seq_len], dtype=np.int64) for s in starts]))
+    return list(seqs.split(batch_size))
+
+
+def make_config(method: str, bits: int, group_size: int = 128, L: int = 16, V: int = 1, code: str = "1mad",
+                rht: bool = True, ldlq: bool = True, tail_biting: bool = True, symmetric: bool = False):
+    """The config dataclass for a method name (the CLI's flags)."""
+    if method == "rtn":
+        return RTNConfig(bits=bits, group_size=group_size, symmetric=symmetric)
+    if method == "gptq":
+        return GPTQConfig(bits=bits, group_size=group_size)
+    if method == "trellis":
+        return TrellisConfig(L=L, k=bits, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting)
+    raise ConfigError(f"unknown method {method!r}; choose rtn, gptq or trellis")
+
+
+def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None = None, data: str | None = None,
+                        calib_sequences: int = 64, calib_seq_len: int = 256, seed: int = 0,
+                        data_dir: str | None = None, progress: bool = True):
+    """Load a float checkpoint, quantise it with ``config`` (calibrating on the training corpus' train split, or
+    ``data``), and save it to ``out`` when given. Returns (Checkpoint with the quantised model, report, out)."""
+    from mechlab.train.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    if any(isinstance(m, QuantizedLinear) for m in ck.model.modules()):
+        raise ConfigError(f"{ck.path} is already quantised; start from the float checkpoint")
+    calibration = None
+    needs_h = isinstance(config, GPTQConfig) or (isinstance(config, TrellisConfig) and config.ldlq)
+    if needs_h:
+        corpus = data or ck.meta.get("train_config", {}).get("data")
+        if corpus is None:
+            raise ConfigError("this checkpoint does not record its training corpus; pass --data for calibration")
+        stream = token_stream(corpus, "train", ck.tokenizer, data_dir or ck.meta.get("train_config", {}).get("data_dir"))
+        calibration = calibration_batches(stream, calib_sequences, min(calib_seq_len, ck.config.max_seq_len), seed)
+    t0 = time.perf_counter()
+    report: QuantReport = quantize_(ck.model, config, calibration=calibration, progress=progress)
+    seconds = time.perf_counter() - t0
+    if out is not None:
+        meta = {**ck.meta, "quantized_from": str(ck.path), "quantization": config_to_dict(config),
+                "quant_summary": report.summary(), "quant_seconds": seconds}
+        save_checkpoint(out, ck.model, ck.tokenizer, meta=meta)
+    return ck, report, out
+
+
+def size_report(model: torch.nn.Module) -> dict:
+    """Bytes of the model's stored tensors by component, and bits per weight of the quantised layers."""
+    parts = {"quantized codes": 0, "quantized side info": 0, "embedding": 0, "lm head": 0, "float linear": 0,
+             "other (norms, maps, biases)": 0}
+    qweights = 0
+    quant_names = {n for n, m in model.named_modules() if isinstance(m, QuantizedLinear)}
+    for n, m in model.named_modules():
+        if isinstance(m, QuantizedLinear):
+            qweights += m.in_features * m.out_features
+    for name, t in model.state_dict().items():
+        nbytes = t.numel() * t.element_size()
+        owner, _, leaf = name.rpartition(".")
+        if owner in quant_names:
+            parts["quantized codes" if leaf in ("packed", "qweight") else "quantized side info"] += nbytes
+        elif name.startswith("embed."):
+            parts["embedding"] += nbytes
+        elif name.startswith("lm_head."):
+            parts["lm head"] += nbytes
+        elif t.dim() == 2 and isinstance(model.get_submodule(owner), torch.nn.Linear):
+            parts["float linear"] += nbytes
+        else:
+            parts["other (norms, maps, biases)"] += nbytes
+    total = sum(parts.values())
+    out = {"bytes": parts, "total_bytes": total, "quantized_weights": qweights}
+    if qweights:
+        out["bits_per_quantized_weight"] = 8 * (parts["quantized codes"] + parts["quantized side info"]) / qweights
+        out["code_bits_per_quantized_weight"] = 8 * parts["quantized codes"] / qweights
+    return out

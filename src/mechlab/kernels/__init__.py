@@ -70,7 +70,7 @@ class TrellisKernel:
     def __init__(self, path: Path):
         self.lib = ctypes.CDLL(str(path))
         p = ctypes.c_void_p
-        self.lib.viterbi_batch.argtypes = [p, ctypes.c_int, ctypes.c_int, ctypes.c_int, p, p, p, ctypes.c_int,
+        self.lib.viterbi_batch.argtypes = [p, ctypes.c_int, ctypes.c_int, ctypes.c_int, p, p, ctypes.c_int,
                                            ctypes.c_int, p, p, p, ctypes.c_int]
         self.lib.viterbi_batch.restype = ctypes.c_int
 
@@ -82,12 +82,11 @@ class TrellisKernel:
         tab = table.float()
         tab0 = tab[:, 0].contiguous()
         tab1 = (tab[:, 1] if V == 2 else tab[:, 0]).contiguous()
-        tabsq = (tab**2).sum(1).contiguous()
         start_ = start.long().contiguous() if start is not None else None
         end_ = end.long().contiguous() if end is not None else None
         path = torch.empty(B, N, dtype=torch.int64)
         ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
-        rc = self.lib.viterbi_batch(ptr(w), B, N, V, ptr(tab0), ptr(tab1), ptr(tabsq), L, kV, ptr(start_), ptr(end_),
+        rc = self.lib.viterbi_batch(ptr(w), B, N, V, ptr(tab0), ptr(tab1), L, kV, ptr(start_), ptr(end_),
                                     ptr(path), threads or torch.get_num_threads())
         if rc != 0:
             raise MemoryError(f"trellis kernel failed (code {rc}) for L={L}, kV={kV}")

@@ -1,11 +1,14 @@
 /* Gather-free Viterbi over the bitshift trellis (see mechlab/quant/trellis.py for the maths).
  *
- * Forward: m_t[g] = min_p cost_{t-1}[p*G + g]  (the predecessors of states g*P..g*P+P-1 form one group),
- *          cost_t[s] = m_t[s >> KV] + d_t(s),   d_t(s) = |code(s)|^2 - 2 w_t.code(s)  (|w_t|^2 dropped).
- * Only m_t is kept per step (G floats); the traceback recomputes the P candidate costs of the chosen group with
- * the same float operations, so no argmin runs in the hot loop. Ties pick the smallest predecessor index, as
- * the PyTorch reference does. The hot loop has an AVX2 path (8 groups per iteration) and a portable one.
- * viterbi_batch runs sequences in parallel with OpenMP.
+ * The recursion keeps only m_t[g], the best cost of reaching predecessor group g at step t (G = 2^(L-KV) floats):
+ *     cost_t(x) = m_t[x >> KV] + |code(x) - w_t|^2                       (x's group is x >> KV)
+ *     m_{t+1}[g] = min_p cost_t(p*G + g)                                 (the P = 2^KV predecessors of group g)
+ * with m_0[g] = 0 (free start) or 0 only for g == start (tail-biting). Full cost vectors are never stored: a
+ * step reads m_t (G floats) and the code table and writes m_{t+1}, so the working set is a quarter of the cost
+ * vector plus the table. The traceback recomputes the P candidate costs of the chosen group with exactly the
+ * same float operations (fused multiply-adds in one order), so it agrees with the forward pass bit for bit.
+ * Ties pick the smallest predecessor index. The hot loop has an AVX2 path and a portable one; viterbi_batch runs
+ * sequences in parallel with OpenMP. Per-thread work buffers persist between calls.
  */
 #include <math.h>
 #include <stdint.h>
@@ -17,113 +20,113 @@
 
 typedef struct {
     int L, KV, V, S, G, P;
-    const float *tab0, *tab1, *tabsq;
+    const float *tab0, *tab1;
 } Trellis;
 
-/* d_t(s) + base, in exactly one order of float operations (the traceback relies on it). */
-static inline float dist(const Trellis *tr, int s, float a0, float a1, float base) {
-    float d = fmaf(a0, tr->tab0[s], tr->tabsq[s]);
-    if (tr->V == 2) d = fmaf(a1, tr->tab1[s], d);
-    return base + d;
+/* cost_t(x) given m_t and the step's weights w (V of them). */
+static inline float cand(const Trellis *tr, int x, const float *m, const float *w) {
+    float d0 = tr->tab0[x] - w[0];
+    float c = fmaf(d0, d0, m[x >> tr->KV]);
+    if (tr->V == 2) {
+        float d1 = tr->tab1[x] - w[1];
+        c = fmaf(d1, d1, c);
+    }
+    return c;
 }
 
-static void step(const Trellis *tr, const float *restrict cost, float *restrict next, float *restrict m, float a0,
-                 float a1) {
-    const int G = tr->G, P = tr->P, V = tr->V;
-    const float *restrict tab0 = tr->tab0, *restrict tab1 = tr->tab1, *restrict tabsq = tr->tabsq;
+/* m_next from m (both G floats; m readable 8 floats past its end) and the weights w of the step of m. */
+static void step(const Trellis *tr, const float *restrict m, float *restrict m_next, const float *w) {
+    const int G = tr->G, P = tr->P, KV = tr->KV, V = tr->V;
     int g0 = 0;
 #ifdef __AVX2__
-    if (G >= 8) {
-        const __m256 va0 = _mm256_set1_ps(a0), va1 = _mm256_set1_ps(a1);
-        for (; g0 + 8 <= G; g0 += 8) {
-            __m256 mv = _mm256_loadu_ps(cost + g0);
-            for (int p = 1; p < P; p++) mv = _mm256_min_ps(mv, _mm256_loadu_ps(cost + p * G + g0));
-            _mm256_storeu_ps(m + g0, mv);
-            const int s0 = g0 * P;
-            for (int v8 = 0; v8 < P; v8++) { /* 8 vectors of 8 states: the states of groups g0..g0+7 */
-                __m256 mrep;
-                if (P >= 8) {
-                    mrep = _mm256_set1_ps(m[g0 + v8 * 8 / P]);
-                } else {
-                    int base = v8 * 8 / P;
-                    __m256i idx = _mm256_setr_epi32(base, base + 1 / P, base + 2 / P, base + 3 / P, base + 4 / P,
-                                                    base + 5 / P, base + 6 / P, base + 7 / P);
-                    mrep = _mm256_permutevar8x32_ps(mv, idx);
+    if (G % 8 == 0) {
+        const __m256 w0 = _mm256_set1_ps(w[0]), w1 = _mm256_set1_ps(V == 2 ? w[1] : 0.0f);
+        const __m256i idx = _mm256_setr_epi32(0, 1 / P, 2 / P, 3 / P, 4 / P, 5 / P, 6 / P, 7 / P);
+        for (; g0 < G; g0 += 8) {
+            __m256 best = _mm256_set1_ps(INFINITY);
+            for (int p = 0; p < P; p++) {
+                const int x0 = p * G + g0;
+                /* the groups of states x0..x0+7: one group when P >= 8, else 8/P consecutive ones */
+                __m256 mv = P >= 8 ? _mm256_broadcast_ss(m + (x0 >> KV))
+                                   : _mm256_permutevar8x32_ps(_mm256_loadu_ps(m + (x0 >> KV)), idx);
+                __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(tr->tab0 + x0), w0);
+                __m256 c = _mm256_fmadd_ps(d0, d0, mv);
+                if (V == 2) {
+                    __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(tr->tab1 + x0), w1);
+                    c = _mm256_fmadd_ps(d1, d1, c);
                 }
-                const int s = s0 + v8 * 8;
-                __m256 d = _mm256_fmadd_ps(va0, _mm256_loadu_ps(tab0 + s), _mm256_loadu_ps(tabsq + s));
-                if (V == 2) d = _mm256_fmadd_ps(va1, _mm256_loadu_ps(tab1 + s), d);
-                _mm256_storeu_ps(next + s, _mm256_add_ps(mrep, d));
+                best = _mm256_min_ps(best, c); /* min(best, c) keeps best on ties: the smallest p wins */
             }
+            _mm256_storeu_ps(m_next + g0, best);
         }
     }
 #endif
     for (int g = g0; g < G; g++) {
-        float best = cost[g];
-        for (int p = 1; p < P; p++) best = fminf(best, cost[p * G + g]);
-        m[g] = best;
-        for (int c = 0; c < P; c++) next[g * P + c] = dist(tr, g * P + c, a0, a1, best);
+        float best = INFINITY;
+        for (int p = 0; p < P; p++) {
+            float c = cand(tr, p * G + g, m, w);
+            best = c < best ? c : best;
+        }
+        m_next[g] = best;
     }
 }
 
-static inline float cost0(const Trellis *tr, int s, const float *w, int64_t start) {
-    if (start >= 0 && (s >> tr->KV) != start) return INFINITY;
-    return dist(tr, s, -2.0f * w[0], tr->V == 2 ? -2.0f * w[1] : 0.0f, 0.0f);
+/* Per-thread work buffer, grown as needed and kept between calls (no page faults on every call). */
+static _Thread_local float *work = NULL;
+static _Thread_local size_t work_len = 0;
+
+static float *work_buffer(size_t n) {
+    if (n > work_len) {
+        free(work);
+        work = malloc(sizeof(float) * n);
+        work_len = work ? n : 0;
+    }
+    return work;
 }
 
-/* w: N*V weights; start/end: -1 = free. Work: cost, next (S floats), m (N*G floats). Writes path (N states). */
-static void viterbi_one(const Trellis *tr, const float *w, int N, int64_t start, int64_t end, float *cost, float *next,
-                        float *m, int64_t *path) {
+/* One sequence of N steps: w (N*V), start/end: -1 = free. Writes path (N states). Returns 0 or -1 (memory). */
+static int viterbi_one(const Trellis *tr, const float *w, int N, int64_t start, int64_t end, int64_t *path) {
     const int S = tr->S, G = tr->G, P = tr->P, V = tr->V;
-    for (int s = 0; s < S; s++) cost[s] = cost0(tr, s, w, start);
-    for (int t = 1; t < N; t++) {
-        step(tr, cost, next, m + (size_t)t * G, -2.0f * w[t * V], V == 2 ? -2.0f * w[t * V + 1] : 0.0f);
-        float *tmp = cost; cost = next; next = tmp;
-    }
+    float *m = work_buffer((size_t)N * G + 8);
+    if (!m) return -1;
+    for (int g = 0; g < G; g++) m[g] = (start < 0 || g == start) ? 0.0f : INFINITY;
+    for (int t = 1; t < N; t++) step(tr, m + (size_t)(t - 1) * G, m + (size_t)t * G, w + (size_t)(t - 1) * V);
+    const float *m_last = m + (size_t)(N - 1) * G, *w_last = w + (size_t)(N - 1) * V;
     int64_t s = -1;
     float best = INFINITY;
-    for (int q = 0; q < S; q++) {
-        if (end >= 0 && (q & (G - 1)) != end) continue;
-        if (s < 0 || cost[q] < best) { best = cost[q]; s = q; }
+    for (int x = 0; x < S; x++) {
+        if (end >= 0 && (x & (G - 1)) != end) continue;
+        float c = cand(tr, x, m_last, w_last);
+        if (s < 0 || c < best) { best = c; s = x; }
     }
     for (int t = N - 1; t > 0; t--) {
         path[t] = s;
         const int g = (int)(s >> tr->KV);
+        const float *m_prev = m + (size_t)(t - 1) * G, *w_prev = w + (size_t)(t - 1) * V;
         int64_t arg = g;
         float bc = INFINITY;
         for (int p = 0; p < P; p++) {
-            const int q = p * G + g;
-            float c = t - 1 == 0 ? cost0(tr, q, w, start)
-                                 : dist(tr, q, -2.0f * w[(t - 1) * V], V == 2 ? -2.0f * w[(t - 1) * V + 1] : 0.0f,
-                                        m[(size_t)(t - 1) * G + (q >> tr->KV)]);
-            if (p == 0 || c < bc) { bc = c; arg = q; }
+            float c = cand(tr, p * G + g, m_prev, w_prev);
+            if (p == 0 || c < bc) { bc = c; arg = (int64_t)p * G + g; }
         }
         s = arg;
     }
     path[0] = s;
+    return 0;
 }
 
 /* B sequences of N steps: w (B*N*V), start/end (B) or NULL, path (B*N), on `threads` OpenMP threads.
  * Returns 0, -1 out of memory, -2 bad arguments. */
-int viterbi_batch(const float *w, int B, int N, int V, const float *tab0, const float *tab1, const float *tabsq,
-                  int L, int KV, const int64_t *start, const int64_t *end, int64_t *path, int threads) {
-    if (KV < 1 || KV > 8 || KV >= L || L > 24 || (V != 1 && V != 2)) return -2;
-    Trellis tr = {L, KV, V, 1 << L, (1 << L) >> KV, 1 << KV, tab0, tab1, tabsq};
+int viterbi_batch(const float *w, int B, int N, int V, const float *tab0, const float *tab1, int L, int KV,
+                  const int64_t *start, const int64_t *end, int64_t *path, int threads) {
+    if (KV < 1 || KV > 8 || KV >= L || L > 24 || (V != 1 && V != 2) || N < 1) return -2;
+    Trellis tr = {L, KV, V, 1 << L, (1 << L) >> KV, 1 << KV, tab0, tab1};
     int failed = 0;
-#pragma omp parallel num_threads(threads > 0 ? threads : 1)
-    {
-        float *cost = malloc(sizeof(float) * tr.S), *next = malloc(sizeof(float) * tr.S);
-        float *m = malloc(sizeof(float) * (size_t)N * tr.G);
-        if (!cost || !next || !m) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : 1)
+    for (int b = 0; b < B; b++) {
+        if (viterbi_one(&tr, w + (size_t)b * N * V, N, start ? start[b] : -1, end ? end[b] : -1, path + (size_t)b * N))
 #pragma omp atomic write
             failed = 1;
-        } else {
-#pragma omp for schedule(dynamic, 1)
-            for (int b = 0; b < B; b++)
-                viterbi_one(&tr, w + (size_t)b * N * V, N, start ? start[b] : -1, end ? end[b] : -1, cost, next, m,
-                            path + (size_t)b * N);
-        }
-        free(cost); free(next); free(m);
     }
     return failed ? -1 : 0;
 }

@@ -5,7 +5,10 @@ backward, AdamW step) on the same random batches in float32 on the CPU; the arch
 round and the median seconds per step gives tokens/s. Paper ratios (8×H100): Hyperloop/Looped 0.95,
 mHC/Transformer 0.65. Target here: Hyperloop >= 0.9 × Looped.
 
-    python benchmarks/arch_throughput.py [--quick] [--scale tiny] [--vocab 2048] [--threads N]
+    python benchmarks/arch_throughput.py [--quick] [--scale tiny] [--d-model 512] [--vocab 2048] [--threads N]
+
+The hyper-connections cost O(n·C) elementwise work per token against the blocks' O(C²) matmuls, so their share
+shrinks as the width grows; --d-model widens the tiny layout (d_ff = 2.75·C, heads of 32) to show it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     ap.add_argument("--scale", default="tiny", help="preset suffix: tiny, or paper-small etc. on a big machine")
+    ap.add_argument("--d-model", type=int, default=None, help="override the width (d_ff = 2.75·C, C/32 heads)")
     ap.add_argument("--vocab", type=int, default=2048, help="vocabulary (the BPE size of the tiny experiment)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
@@ -38,7 +42,9 @@ def main() -> None:
     models, opts = {}, {}
     for arch in ARCHS:
         torch.manual_seed(0)
-        models[arch] = build_model(preset(f"{arch}-{args.scale}", vocab_size=args.vocab, max_seq_len=args.seq))
+        width = {} if args.d_model is None else dict(d_model=args.d_model, d_ff=int(2.75 * args.d_model),
+                                                       n_heads=args.d_model // 32)
+        models[arch] = build_model(preset(f"{arch}-{args.scale}", vocab_size=args.vocab, max_seq_len=args.seq, **width))
         opts[arch] = torch.optim.AdamW(models[arch].parameters(), lr=1e-4)
     x = torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=torch.Generator().manual_seed(0))
 
@@ -61,12 +67,13 @@ def main() -> None:
     tps = {a: tokens / statistics.median(v) for a, v in times.items()}
     rows = [{"arch": a, "params (paper count)": f"{models[a].num_params():,}", "tokens/s": tps[a],
              "vs transformer": tps[a] / tps["transformer"]} for a in ARCHS]
-    print_table(rows, f"training throughput, {args.scale} presets, vocab {args.vocab}, batch {args.batch}×{args.seq}, "
+    print_table(rows, f"training throughput, {args.scale} presets (C={models['transformer'].config.d_model}), vocab {args.vocab}, batch {args.batch}×{args.seq}, "
                       f"{torch.get_num_threads()} threads")
     hl, mt = tps["hyperloop"] / tps["looped"], tps["mhc"] / tps["transformer"]
     print(f"Hyperloop / Looped: {hl:.3f} (paper 0.95, target >= 0.9);  mHC / Transformer: {mt:.3f} (paper 0.65)")
-    path = write_result("arch_throughput", {
-        "scale": args.scale, "vocab": args.vocab, "batch": args.batch, "seq_len": args.seq,
+    name = "arch_throughput" if args.d_model is None else f"arch_throughput_c{args.d_model}"
+    path = write_result(name, {
+        "scale": args.scale, "d_model": models["transformer"].config.d_model, "vocab": args.vocab, "batch": args.batch, "seq_len": args.seq,
         "threads": torch.get_num_threads(), "rounds": rounds, "steps_per_round": steps, "quick": args.quick,
         **{f"tokens_per_s_{a}": tps[a] for a in ARCHS}, **{f"params_{a}": models[a].num_params() for a in ARCHS},
         "ratio_hyperloop_over_looped": hl, "ratio_mhc_over_transformer": mt,

@@ -20,6 +20,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import torch
+
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from mechlab.plots import plot_arch_comparison, read_metrics
@@ -79,16 +81,33 @@ def main() -> None:
         summary[arch] = {"params": mine[0]["params"], "val_bpb_mean": statistics.mean(bpb),
                          "val_bpb_std": statistics.stdev(bpb) if len(bpb) > 1 else 0.0, "n_seeds": len(bpb),
                          "tokens_per_s_mean": statistics.mean(r["tokens_per_s"] for r in mine)}
+    for arch in ARCHS:
+        loops = [r for r in rows if r["arch"] == arch and r["loop_cos"]]
+        if loops:  # loop observables at the end of training, mean over seeds
+            summary[arch]["loop_cos_mean"] = [statistics.mean(v) for v in zip(*(r["loop_cos"] for r in loops))]
+            summary[arch]["lens_loss_mean"] = [statistics.mean(v) for v in zip(*(r["lens_loss"] for r in loops))]
     for arch, s in summary.items():
         print(f"{arch:12s} {s['params']:>10,} params  val bits/byte {s['val_bpb_mean']:.4f} ± {s['val_bpb_std']:.4f} "
               f"(n={s['n_seeds']})  {s['tokens_per_s_mean']:,.0f} tok/s")
     results = Path(args.runs) if args.quick else RESULTS
     h, t, m = (summary[a]["val_bpb_mean"] for a in ("hyperloop", "transformer", "mhc"))
+    # Seed s gives every architecture the same batches, so differences within a seed are paired.
+    paired = {}
+    for other in ("transformer", "mhc", "looped"):
+        d = [next(r["val_bpb"] for r in rows if r["arch"] == "hyperloop" and r["seed"] == s)
+             - next(r["val_bpb"] for r in rows if r["arch"] == other and r["seed"] == s) for s in args.seeds]
+        paired[f"hyperloop_minus_{other}"] = {"per_seed": d, "mean": statistics.mean(d),
+                                             "std": statistics.stdev(d) if len(d) > 1 else 0.0}
+        print(f"hyperloop − {other}: {statistics.mean(d):+.4f} ± {paired[f'hyperloop_minus_{other}']['std']:.4f} "
+              f"(paired by seed: {', '.join(f'{x:+.4f}' for x in d)})")
     out = {"experiment": "hyperloop_tiny", "command": " ".join(["python", *sys.argv]), "machine": machine_description(),
            "settings": {k: v for k, v in vars(args).items() if k not in ("runs", "data_dir", "quick")},
            "summary": summary, "runs": rows,
            "prediction": "Hyperloop val bits/byte <= Transformer and <= mHC at ~55% of the Transformer's parameters",
-           "hyperloop_minus_transformer": h - t, "hyperloop_minus_mhc": h - m,
+           "hyperloop_minus_transformer": h - t, "hyperloop_minus_mhc": h - m, "paired_differences": paired,
+           "threads_per_run": torch.get_num_threads(),
+           "note": "tokens_per_s of the runs are indicative only (runs shared the machine with other jobs); side-by-side "
+                   "throughput is benchmarks/results/arch_throughput.json",
            "param_ratio_hyperloop_over_transformer": summary["hyperloop"]["params"] / summary["transformer"]["params"]}
     write_json_atomic(results / "hyperloop_tiny.json", out)
     curves = {arch: [read_metrics(Path(args.runs) / f"{arch}-s{s}" / "metrics.jsonl") for s in args.seeds] for arch in ARCHS}

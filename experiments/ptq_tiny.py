@@ -10,12 +10,14 @@ PTQ, and shows the gap between trellis and scalar 2-bit.
 
     python experiments/ptq_tiny.py [--seeds 0 1 2] [--L 16]
 
-Writes experiments/results/ptq_tiny.json.
+Per-model rows are kept in runs/ptq_tiny/ARCH-sSEED.json (a finished model is not redone); the summary goes to
+experiments/results/ptq_tiny.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -44,10 +46,16 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/hyperloop_tiny")
     ap.add_argument("--eval-windows", type=int, default=256)
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--out", default="runs/ptq_tiny", help="where per-model rows are kept")
     args = ap.parse_args()
     rows = []
     for seed in args.seeds:
         for arch in ARCHS:
+            done = Path(args.out) / f"{arch}-s{seed}-L{args.L}.json"
+            if done.is_file():
+                rows.extend(json.loads(done.read_text()))
+                continue
+            first = len(rows)
             run = Path(args.runs) / f"{arch}-s{seed}"
             ck = load_checkpoint(run)
             seq_len = ck.meta["train_config"]["seq_len"]
@@ -66,6 +74,7 @@ def main() -> None:
                              "rel_mse": summ["rel_mse"], "proxy_loss": summ["proxy_loss"],
                              "quant_seconds": summ["seconds"], "kept_float": sorted(summ["skipped"])})
                 print({k: v for k, v in rows[-1].items() if k != "kept_float"}, flush=True)
+            write_json_atomic(done, rows[first:])
     table = {}
     for arch in ARCHS:
         for m in ["float", *methods(args.L)]:

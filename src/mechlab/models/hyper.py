@@ -38,8 +38,10 @@ class HyperConnection(nn.Module):
     def forward(self, y: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """y: (B, T, n, C) streams; f maps the read-out (B, T, C) to the block output (B, T, C)."""
         flat = y.flatten(-2)
-        z = flat * torch.rsqrt(flat.float().pow(2).mean(-1, keepdim=True) + 1e-20).to(flat.dtype)
-        w_pre, w_post, w_res = self.w(z).split([self.n, self.n, self.n_res], dim=-1)
+        # W·(flat / rms(flat)) = (W·flat) / rms(flat): normalise the few outputs, not the n·C inputs.
+        rms = torch.linalg.vector_norm(flat.float(), dim=-1, keepdim=True) / flat.shape[-1] ** 0.5
+        proj = self.w(flat) / (rms + 1e-20).to(flat.dtype)
+        w_pre, w_post, w_res = proj.split([self.n, self.n, self.n_res], dim=-1)
         pre = torch.sigmoid(self.a[0] * w_pre + self.b_pre)
         post = 2 * torch.sigmoid(self.a[1] * w_post + self.b_post)
         # n is small (4): broadcast-and-sum beats einsum, which lowers to a bmm of B·T tiny matrices on the CPU.
@@ -52,4 +54,4 @@ class HyperConnection(nn.Module):
             raw = (self.a[2] * w_res + self.b_res).unflatten(-1, (self.n, self.n))
             h_res = sinkhorn(raw.float(), self.sinkhorn_iters).to(y.dtype)
             mixed = (h_res.unsqueeze(-1) * y.unsqueeze(-3)).sum(-2)
-        return mixed + post.unsqueeze(-1) * h.unsqueeze(-2)
+        return torch.addcmul(mixed, post.unsqueeze(-1), h.unsqueeze(-2))

@@ -117,13 +117,12 @@ def quantize_(model: nn.Module, config: RTNConfig | GPTQConfig | TrellisConfig, 
     in ``report.skipped``."""
     targets = target_linears(model, skip)
     report = QuantReport()
-    needs_h = isinstance(config, GPTQConfig) or (isinstance(config, TrellisConfig) and config.ldlq)
     for name, lin in list(targets.items()):
         why = _why_not(config, lin)
         if why:
             report.skipped[name] = why
             del targets[name]
-    if needs_h and hessians is None:
+    if config.needs_hessian and hessians is None:
         if calibration is None:
             raise ConfigError(f"{config.method} needs calibration data (token batches) or precomputed Hessians")
         hessians = collect_hessians(model, calibration, targets, progress=progress)
@@ -132,7 +131,7 @@ def quantize_(model: nn.Module, config: RTNConfig | GPTQConfig | TrellisConfig, 
         t0 = time.perf_counter()
         w = lin.weight.detach().float().cpu()
         h = hessians.get(name) if hessians is not None else None
-        if needs_h and h is None:
+        if config.needs_hessian and h is None:
             raise ConfigError(f"no Hessian for layer {name}")
         q = quantized_linear(lin, config)
         if isinstance(config, TrellisConfig):

@@ -20,6 +20,7 @@ class RTNConfig:
     symmetric: bool = False  # False: min/max grid with a zero point; True: ±absmax grid
 
     method = "rtn"
+    needs_hessian = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= 8:
@@ -36,9 +37,10 @@ class GPTQConfig:
     bits: int = 4
     group_size: int = 128
     damp: float = 0.01
-    block_size: int = 128  # columns updated lazily together
+    block_size: int = 128  # columns updated lazily together when one group spans the whole row
 
     method = "gptq"
+    needs_hessian = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= 8:
@@ -81,6 +83,10 @@ class TrellisConfig:
             raise ConfigError(f"trellis: need 1 <= k <= 8 and k·V < L <= 24 (got L={self.L}, k={self.k}, V={self.V})")
         if (self.tile * self.tile) % self.V:
             raise ConfigError("trellis: V must divide the tile size")
+
+    @property
+    def needs_hessian(self) -> bool:
+        return self.ldlq
 
     @property
     def seq_len(self) -> int:

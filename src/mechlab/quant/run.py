@@ -50,8 +50,7 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
     if any(isinstance(m, QuantizedLinear) for m in ck.model.modules()):
         raise ConfigError(f"{ck.path} is already quantised; start from the float checkpoint")
     calibration = None
-    needs_h = isinstance(config, GPTQConfig) or (isinstance(config, TrellisConfig) and config.ldlq)
-    if needs_h:
+    if config.needs_hessian:
         corpus = data or ck.meta.get("train_config", {}).get("data")
         if corpus is None:
             raise ConfigError("this checkpoint does not record its training corpus; pass --data for calibration")

@@ -69,9 +69,7 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, cfg: GPTQConfig) -> tuple[to
     Q = torch.zeros(m, n, dtype=torch.uint8)
     scales = torch.zeros(m, ng, dtype=torch.float64)
     zeros = torch.zeros(m, ng, dtype=torch.float64)
-    block = min(g, cfg.block_size) if g < n else cfg.block_size
-    if g < n and g % block:
-        block = g  # a group never straddles two blocks
+    block = g if g < n else cfg.block_size  # a group never straddles two blocks
     for i1 in range(0, n, block):
         i2 = min(i1 + block, n)
         W1 = W[:, i1:i2].clone()

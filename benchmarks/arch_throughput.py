@@ -14,12 +14,10 @@ shrinks as the width grows; --d-model widens the tiny layout (d_ff = 2.75·C, he
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
-from common import print_table, write_result
+from common import print_table, train_throughput, write_result
 from mechlab.models import build_model, preset
 
 ARCHS = ("transformer", "mhc", "looped", "hyperloop")
@@ -39,32 +37,15 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     rounds, steps = (2, 2) if args.quick else (6, 6)
 
-    models, opts = {}, {}
+    models = {}
     for arch in ARCHS:
         torch.manual_seed(0)
         width = {} if args.d_model is None else dict(d_model=args.d_model, d_ff=int(2.75 * args.d_model),
                                                        n_heads=args.d_model // 32)
         models[arch] = build_model(preset(f"{arch}-{args.scale}", vocab_size=args.vocab, max_seq_len=args.seq, **width))
-        opts[arch] = torch.optim.AdamW(models[arch].parameters(), lr=1e-4)
     x = torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=torch.Generator().manual_seed(0))
 
-    def step(arch):
-        _, loss = models[arch](x[:, :-1], x[:, 1:])
-        loss.backward()
-        opts[arch].step()
-        opts[arch].zero_grad(set_to_none=True)
-
-    for arch in ARCHS:  # warm-up
-        step(arch)
-    times = {a: [] for a in ARCHS}
-    for _ in range(rounds):
-        for arch in ARCHS:
-            t = time.perf_counter()
-            for _ in range(steps):
-                step(arch)
-            times[arch].append((time.perf_counter() - t) / steps)
-    tokens = args.batch * args.seq
-    tps = {a: tokens / statistics.median(v) for a, v in times.items()}
+    tps = train_throughput(models, x, rounds, steps)
     rows = [{"arch": a, "params (paper count)": f"{models[a].num_params():,}", "tokens/s": tps[a],
              "vs transformer": tps[a] / tps["transformer"]} for a in ARCHS]
     print_table(rows, f"training throughput, {args.scale} presets (C={models['transformer'].config.d_model}), vocab {args.vocab}, batch {args.batch}×{args.seq}, "

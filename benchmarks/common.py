@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,30 @@ def matmul_flops(n: int = 2048, dtype: torch.dtype = torch.float32, seconds: flo
         torch.mm(a, b)
         calls += 1
     return 2 * n**3 * calls / (time.perf_counter() - t0)
+
+
+def train_throughput(models: dict[str, torch.nn.Module], x: torch.Tensor, rounds: int, steps: int) -> dict[str, float]:
+    """Training tokens/s (forward, backward, AdamW step) of each model on the batch x (B, T+1): one warm-up step
+    each, then ``rounds`` rounds that alternate the models, ``steps`` steps per model per round; median per model."""
+    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
+
+    def step(name):
+        _, loss = models[name](x[:, :-1], x[:, 1:])
+        loss.backward()
+        opts[name].step()
+        opts[name].zero_grad(set_to_none=True)
+
+    for name in models:  # warm-up
+        step(name)
+    times = {k: [] for k in models}
+    for _ in range(rounds):
+        for name in models:
+            t = time.perf_counter()
+            for _ in range(steps):
+                step(name)
+            times[name].append((time.perf_counter() - t) / steps)
+    tokens = x.shape[0] * (x.shape[1] - 1)
+    return {k: tokens / statistics.median(v) for k, v in times.items()}
 
 
 def write_result(name: str, figures: dict[str, Any]) -> Path:

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import matmul_flops, print_table, write_result
+from common import matmul_flops, print_table, train_throughput, write_result
 from mechlab.models import build_model, preset
 
 
@@ -99,27 +97,9 @@ def main() -> None:
     ref = RefModel(cfg.vocab_size, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.d_ff, args.seq, cfg.rope_base)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters()), "shapes differ"
     models = {"mechlab": ours, "reference": ref}
-    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), generator=g)
-
-    def step(name):
-        _, loss = models[name](x[:, :-1], x[:, 1:])
-        loss.backward()
-        opts[name].step()
-        opts[name].zero_grad(set_to_none=True)
-
-    for name in models:  # warm-up
-        step(name)
-    times = {k: [] for k in models}
-    for _ in range(rounds):
-        for name in models:
-            t = time.perf_counter()
-            for _ in range(steps):
-                step(name)
-            times[name].append((time.perf_counter() - t) / steps)
-    tokens = args.batch * args.seq
-    tps = {k: tokens / statistics.median(v) for k, v in times.items()}
+    tps = train_throughput(models, x, rounds, steps)
     peak = matmul_flops()
     fpt = train_flops_per_token(cfg, args.seq)
     rows = [{"model": k, "tokens/s": v, "model GFLOP/s": v * fpt / 1e9, "fraction of matmul peak": v * fpt / peak}

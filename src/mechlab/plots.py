@@ -16,6 +16,18 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+def _bpb_against_tokens(ax, ylabel: str, title: str) -> None:
+    """Axes of bits per byte (log scale, plain tick labels) against training tokens."""
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel(ylabel)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    ax.set_title(title)
+
+
 def plot_training(metrics_path: str | Path, png_path: str | Path, title: str = "training") -> Path:
     """Training-batch and validation bits-per-byte against tokens seen (log scale)."""
     recs = read_metrics(metrics_path)
@@ -27,14 +39,7 @@ def plot_training(metrics_path: str | Path, png_path: str | Path, title: str = "
             label="train batch")
     ax.plot([r["step"] * tokens_per_step for r in val], [r["val_bpb"] for r in val], "o-", color="tab:red",
             label="validation")
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("bits per byte")
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(ScalarFormatter())
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    ax.set_title(title)
+    _bpb_against_tokens(ax, "bits per byte", title)
     fig.tight_layout()
     png_path = Path(png_path)
     fig.savefig(png_path)
@@ -61,14 +66,7 @@ def plot_arch_comparison(curves: dict[str, list[list[dict]]], summary: dict[str,
         ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], color=color, alpha=0.2)
         s = summary[arch]
         bx.errorbar(s["params"], s["val_bpb_mean"], yerr=s["val_bpb_std"], fmt="o", color=color, capsize=4, label=arch)
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("validation bits per byte")
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(ScalarFormatter())
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    ax.set_title(title)
+    _bpb_against_tokens(ax, "validation bits per byte", title)
     bx.set_xlabel("parameters (input embedding excluded)")
     bx.set_ylabel("final validation bits per byte")
     bx.grid(alpha=0.3)

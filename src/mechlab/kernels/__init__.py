@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 log = logging.getLogger(__name__)
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC", "-std=c11"]
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-std=c11"]
 
 
 def _cpu_flags() -> str:
@@ -91,6 +91,41 @@ class TrellisKernel:
         if rc != 0:
             raise MemoryError(f"trellis kernel failed (code {rc}) for L={L}, kV={kV}")
         return path
+
+
+class BCJRKernel:
+    def __init__(self, path: Path):
+        self.lib = ctypes.CDLL(str(path))
+        p, i = ctypes.c_void_p, ctypes.c_int
+        self.lib.bcjr_batch.argtypes = [p, i, i, i, p, p, i, i, ctypes.c_float, p, p, p, p, i]
+        self.lib.bcjr_batch.restype = i
+
+    def soft(self, w: torch.Tensor, table: torch.Tensor, L: int, kV: int, T: float, start: torch.Tensor | None = None,
+             end: torch.Tensor | None = None, grad: torch.Tensor | None = None, threads: int | None = None
+             ) -> torch.Tensor:
+        """Soft weights ŵ (B, N, V) of w (B, N, V) at temperature T, or with ``grad`` (= ∂loss/∂ŵ) the gradient
+        ∂loss/∂w (float32; see mechlab/quant/bcjr.py)."""
+        B, N, V = w.shape
+        w = w.detach().float().contiguous()
+        tab = table.detach().float()
+        tab0 = tab[:, 0].contiguous()
+        tab1 = tab[:, 1].contiguous() if V == 2 else torch.zeros_like(tab0)  # the kernel reads zeros for V = 1
+        start_ = start.long().contiguous() if start is not None else None
+        end_ = end.long().contiguous() if end is not None else None
+        grad_ = grad.detach().float().contiguous() if grad is not None else None
+        out = torch.empty(B, N, V, dtype=torch.float32)
+        ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+        rc = self.lib.bcjr_batch(ptr(w), B, N, V, ptr(tab0), ptr(tab1), L, kV, T, ptr(start_), ptr(end_), ptr(grad_),
+                                 ptr(out), threads or torch.get_num_threads())
+        if rc != 0:
+            raise MemoryError(f"BCJR kernel could not allocate its buffers for L={L}, kV={kV}, N={N}")
+        return out
+
+
+@functools.lru_cache(maxsize=1)
+def bcjr_kernel() -> BCJRKernel | None:
+    path = build("bcjr")
+    return BCJRKernel(path) if path is not None else None
 
 
 @functools.lru_cache(maxsize=1)

@@ -43,6 +43,12 @@ def test_demo_train_eval_sample_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     r = run("eval", str(tmp_path / "gptq4"), "--data", "stdlib", "--context", "64", "--max-windows", "2", "--json")
     assert r.returncode == 0, r.stderr
+    r = run("quantize", str(out), "--method", "bcjr-qat", "--L", "8", "--qat-steps", "2", "--qat-seq-len", "32",
+            "--qat-batch-size", "2", "--qat-layers", "blocks.0.*", "--calib-sequences", "4", "-o", str(tmp_path / "qat"))
+    assert r.returncode == 0, r.stderr
+    assert "bcjr-qat: 2 steps on 7 layers" in r.stdout and "% of codes changed" in r.stdout
+    r = run("size", str(tmp_path / "qat"), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["code_bits_per_quantized_weight"] == 2.0
     r = run("quantize", str(tmp_path / "gptq4"), "--method", "rtn", "-o", str(tmp_path / "again"))
     assert r.returncode == 2 and "already quantised" in r.stderr
     assert (out / "loss.png").stat().st_size > 1000 and (out / "latest").is_file()
@@ -57,6 +63,7 @@ def test_demo_train_eval_sample_end_to_end(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["train", "--preset", "nope"], "unknown model preset"),
     (["train", "--lr", "-1"], "lr must be"),
+    (["quantize", "x", "-o", "y", "--method", "trellis", "--qat-steps", "3"], "only apply to"),
     (["train", "--data", "no-such-corpus"], "unknown corpus"),
     (["eval", "/no/such/checkpoint"], "does not exist"),
     (["train", "--resume"], "no train_config.json"),

@@ -220,7 +220,7 @@ def params(name: str = typer.Argument(..., help="Model preset."),
 @app.command()
 def quantize(
     checkpoint: Path = typer.Argument(..., help="Float checkpoint or run directory."),
-    method: str = typer.Option("trellis", help="rtn, gptq or trellis."),
+    method: str = typer.Option("trellis", help="rtn, gptq, trellis, or trellis PTQ then QAT: bcjr-qat or ste-qat."),
     bits: int = typer.Option(2, help="Bits per weight (2, 3, 4; any 1-8 for rtn/gptq)."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory for the quantised checkpoint."),
     group_size: int = typer.Option(128, help="rtn/gptq: input columns per scale."),
@@ -235,13 +235,23 @@ def quantize(
     calib_sequences: int = typer.Option(64, help="Calibration windows."),
     calib_seq_len: int = typer.Option(256, help="Tokens per calibration window."),
     seed: int = typer.Option(0, help="Seed for the calibration windows."),
+    qat_steps: Optional[int] = typer.Option(None, help="QAT: optimiser steps (default 100)."),
+    qat_lr: Optional[float] = typer.Option(None, help="QAT: Adam learning rate of the latent weights (default 1e-4)."),
+    qat_layers: Optional[str] = typer.Option(None, help="QAT: comma-separated name patterns of the layers trained (default all)."),
+    t_start: Optional[float] = typer.Option(None, help="bcjr-qat: first temperature (default 0.3)."),
+    t_end: Optional[float] = typer.Option(None, help="bcjr-qat: last temperature (default 0.05; floor 1e-2)."),
+    qat_batch_size: Optional[int] = typer.Option(None, help="QAT: sequences per step (default 8)."),
+    qat_seq_len: Optional[int] = typer.Option(None, help="QAT: tokens per sequence (default 256)."),
     data_dir: Optional[str] = DataDir,
 ) -> None:
     """Quantise a checkpoint's Linear layers (all but the LM head) and save it; evaluate it with `mechlab eval`."""
     from mechlab.quant.run import make_config, quantize_checkpoint, size_report
 
+    qat = {k: v for k, v in dict(steps=qat_steps, lr=qat_lr, t_start=t_start, t_end=t_end, batch_size=qat_batch_size,
+                                 seq_len=qat_seq_len, seed=seed if method.endswith("-qat") else None,
+                                 layers=tuple(qat_layers.split(",")) if qat_layers else None).items() if v is not None}
     config = make_config(method, bits, group_size=group_size, L=L, V=V, code=code, rht=rht, ldlq=ldlq,
-                         tail_biting=tail_biting, symmetric=symmetric)
+                         tail_biting=tail_biting, symmetric=symmetric, **qat)
     ck, report, path = quantize_checkpoint(checkpoint, config, out, data=data, calib_sequences=calib_sequences,
                                            calib_seq_len=calib_seq_len, seed=seed, data_dir=data_dir)
     summ, size = report.summary(), size_report(ck.model)
@@ -249,6 +259,11 @@ def quantize(
     console.print(f"relative weight MSE {summ['rel_mse']:.4g}" + (f", proxy loss {summ['proxy_loss']:.4g}" if summ["proxy_loss"] is not None else ""))
     for name, why in summ["skipped"].items():
         console.print(f"[yellow]kept in float[/]: {name} ({why})")
+    if summ.get("qat"):
+        q = summ["qat"]
+        kl = f", KL {q['kl_first']:.4g} → {q['kl_last']:.4g} nats/token" if q["steps"] else ""
+        console.print(f"{q['method']}: {q['steps']} steps on {q['layers']} layers{kl}, "
+                      f"{100 * q['fraction_codes_changed']:.2f}% of codes changed at hardening")
     console.print(f"{size['bits_per_quantized_weight']:.3f} bits per quantised weight, {size['total_bytes']:,} bytes in all; saved to {path}")
 
 

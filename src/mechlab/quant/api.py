@@ -44,6 +44,7 @@ class LayerReport:
 class QuantReport:
     layers: list[LayerReport] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # name -> why
+    qat: dict | None = None  # the QAT summary when PTQ was followed by quantisation-aware training
 
     def summary(self) -> dict:
         n = sum(r.shape[0] * r.shape[1] for r in self.layers)
@@ -51,7 +52,8 @@ class QuantReport:
         px = [r for r in self.layers if r.proxy_loss is not None]
         return {"layers": len(self.layers), "weights": n, "rel_mse": mean("rel_mse"),
                 "proxy_loss": mean("proxy_loss") if px and len(px) == len(self.layers) else None,
-                "seconds": sum(r.seconds for r in self.layers), "skipped": dict(self.skipped)}
+                "seconds": sum(r.seconds for r in self.layers), "skipped": dict(self.skipped),
+                **({"qat": self.qat} if self.qat else {})}
 
 
 def target_linears(model: nn.Module, skip: Iterable[str] = DEFAULT_SKIP) -> dict[str, nn.Linear]:

@@ -3,6 +3,8 @@ what a (quantised) checkpoint's bytes are spent on."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from mechlab.errors import ConfigError
 from mechlab.quant.api import QuantReport, quantize_
 from mechlab.quant.config import GPTQConfig, RTNConfig, TrellisConfig, config_to_dict
 from mechlab.quant.linear import QuantizedLinear
+from mechlab.quant.qat import QATConfig, qat_
 
 
 def calibration_batches(stream: TokenStream, n_sequences: int, seq_len: int, seed: int = 0,
@@ -28,15 +31,21 @@ def calibration_batches(stream: TokenStream, n_sequences: int, seq_len: int, see
 
 
 def make_config(method: str, bits: int, group_size: int = 128, L: int = 16, V: int = 1, code: str = "1mad",
-                rht: bool = True, ldlq: bool = True, tail_biting: bool = True, symmetric: bool = False):
-    """The config dataclass for a method name (the CLI's flags)."""
+                rht: bool = True, ldlq: bool = True, tail_biting: bool = True, symmetric: bool = False, **qat):
+    """The config dataclass for a method name (the CLI's flags); ``qat`` holds QATConfig fields for the
+    ``bcjr-qat`` and ``ste-qat`` methods (trellis PTQ with these settings, then QAT)."""
+    if method in ("bcjr-qat", "ste-qat"):
+        trellis = make_config("trellis", bits, L=L, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting)
+        return QATConfig(trellis=trellis, estimator=method.split("-")[0], **qat)
+    if qat:
+        raise ConfigError(f"QAT settings ({', '.join(qat)}) only apply to --method bcjr-qat or ste-qat")
     if method == "rtn":
         return RTNConfig(bits=bits, group_size=group_size, symmetric=symmetric)
     if method == "gptq":
         return GPTQConfig(bits=bits, group_size=group_size)
     if method == "trellis":
         return TrellisConfig(L=L, k=bits, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting)
-    raise ConfigError(f"unknown method {method!r}; choose rtn, gptq or trellis")
+    raise ConfigError(f"unknown method {method!r}; choose rtn, gptq, trellis, bcjr-qat or ste-qat")
 
 
 def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None = None, data: str | None = None,
@@ -49,15 +58,23 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
     ck = load_checkpoint(checkpoint)
     if any(isinstance(m, QuantizedLinear) for m in ck.model.modules()):
         raise ConfigError(f"{ck.path} is already quantised; start from the float checkpoint")
-    calibration = None
-    if config.needs_hessian:
+    qat = config if isinstance(config, QATConfig) else None
+    ptq = qat.trellis if qat else config
+    calibration = stream = None
+    if ptq.needs_hessian or qat:
         corpus = data or ck.meta.get("train_config", {}).get("data")
         if corpus is None:
             raise ConfigError("this checkpoint does not record its training corpus; pass --data for calibration")
         stream = token_stream(corpus, "train", ck.tokenizer, data_dir or ck.meta.get("train_config", {}).get("data_dir"))
+    if ptq.needs_hessian:
         calibration = calibration_batches(stream, calib_sequences, min(calib_seq_len, ck.config.max_seq_len), seed)
+    teacher = copy.deepcopy(ck.model) if qat else None
     t0 = time.perf_counter()
-    report: QuantReport = quantize_(ck.model, config, calibration=calibration, progress=progress)
+    report: QuantReport = quantize_(ck.model, ptq, calibration=calibration, progress=progress)
+    if qat:
+        if qat.seq_len > ck.config.max_seq_len:
+            qat = dataclasses.replace(qat, seq_len=ck.config.max_seq_len)
+        report.qat = qat_(ck.model, teacher, qat, stream, progress=progress).summary()
     seconds = time.perf_counter() - t0
     if out is not None:
         meta = {**ck.meta, "quantized_from": str(ck.path), "quantization": config_to_dict(config),

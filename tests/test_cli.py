@@ -8,12 +8,13 @@ from typer.testing import CliRunner
 from mechlab.cli import app
 
 runner = CliRunner()
-COMMANDS = ["demo", "train", "eval", "sample", "corpora", "presets", "params", "quantize", "size"]
+COMMANDS = ["demo", "train", "eval", "generate", "sample", "chat", "corpora", "presets", "params", "quantize", "size",
+            "import", "import gguf", "import hf"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
 def test_every_command_has_help(command):
-    r = runner.invoke(app, ([command] if command else []) + ["--help"])
+    r = runner.invoke(app, (command.split() if command else []) + ["--help"])
     assert r.exit_code == 0 and "Usage" in r.output
 
 
@@ -56,7 +57,7 @@ def test_demo_train_eval_sample_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["n_windows"] == 3 and res["n_tokens"] == 3 * 127 and 0 < res["bits_per_byte"] < 9
-    r = run("sample", str(out), "--prompt", "import ", "--max-new-tokens", "20")
+    r = run("generate", str(out), "--prompt", "import ", "--max-new-tokens", "20")
     assert r.returncode == 0 and r.stdout.startswith("import ")
 
 

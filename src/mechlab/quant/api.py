@@ -56,16 +56,15 @@ class QuantReport:
                 **({"qat": self.qat} if self.qat else {})}
 
 
+def name_matches(name: str, patterns: Iterable[str]) -> bool:
+    """Whether a qualified module name matches any fnmatch pattern, on the whole name or its last component."""
+    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(name.rsplit(".", 1)[-1], p) for p in patterns)
+
+
 def target_linears(model: nn.Module, skip: Iterable[str] = DEFAULT_SKIP) -> dict[str, nn.Linear]:
-    """Qualified name -> nn.Linear for every Linear not matched by a ``skip`` pattern (fnmatch on the name or its
-    last component)."""
+    """Qualified name -> nn.Linear for every Linear not matched by a ``skip`` pattern."""
     skip = tuple(skip)
-    out = {}
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.Linear) and not any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(name.rsplit(".", 1)[-1], p)
-                                                  for p in skip):
-            out[name] = mod
-    return out
+    return {name: mod for name, mod in model.named_modules() if isinstance(mod, nn.Linear) and not name_matches(name, skip)}
 
 
 @torch.no_grad()
@@ -99,7 +98,8 @@ def collect_hessians(model: nn.Module, batches: Iterable[torch.Tensor], names: I
     return {n: sums[n] / counts[n] for n in mods}
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` at the qualified ``name`` of ``model``."""
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)
 
@@ -146,7 +146,7 @@ def quantize_(model: nn.Module, config: RTNConfig | GPTQConfig | TrellisConfig, 
         if lin.bias is not None:
             q.bias.copy_(lin.bias.detach())
         q.to(lin.weight.device)
-        _set_module(model, name, q)
+        set_module(model, name, q)
         dw = w_hat - w
         report.layers.append(LayerReport(
             name, (lin.out_features, lin.in_features), config.method,
@@ -171,7 +171,7 @@ def apply_quantization_spec(model: nn.Module, spec: dict) -> nn.Module:
         lin = model.get_submodule(name)
         if not isinstance(lin, nn.Linear):
             raise ConfigError(f"quantisation spec names {name}, which is not a Linear layer of this model")
-        _set_module(model, name, quantized_linear(lin, config_from_dict(cfg)))
+        set_module(model, name, quantized_linear(lin, config_from_dict(cfg)))
     return model
 
 

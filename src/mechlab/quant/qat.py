@@ -23,7 +23,6 @@ budget is below it.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import logging
 import math
 import time
@@ -38,6 +37,7 @@ from tqdm.auto import tqdm
 from mechlab.data.tokens import TokenStream
 from mechlab.errors import ConfigError
 from mechlab.quant import rht as rht_ops
+from mechlab.quant.api import name_matches, set_module
 from mechlab.quant.bcjr import soft_decode
 from mechlab.quant.codes import code_table
 from mechlab.quant.config import TrellisConfig
@@ -226,23 +226,13 @@ def kl_teacher_student(teacher_logits: torch.Tensor, student_logits: torch.Tenso
     return (t.exp() * (t - s)).sum(-1).mean()
 
 
-def _selected(model: nn.Module, patterns: tuple[str, ...]) -> dict[str, TrellisLinear]:
-    return {n: m for n, m in model.named_modules() if isinstance(m, TrellisLinear)
-            and any(fnmatch.fnmatch(n, p) or fnmatch.fnmatch(n.rsplit(".", 1)[-1], p) for p in patterns)}
-
-
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def qat_(model: nn.Module, teacher: nn.Module, config: QATConfig, stream: TokenStream,
          progress: bool = True) -> QATReport:
     """Train the selected trellis layers of ``model`` (already PTQ-quantised) against ``teacher`` on windows of
     ``stream``, then harden them in place. Only the latent weights are trained."""
     from mechlab.train.trainer import batch_offsets, get_batch
 
-    targets = _selected(model, config.layers)
+    targets = {n: m for n, m in model.named_modules() if isinstance(m, TrellisLinear) and name_matches(n, config.layers)}
     if not targets:
         raise ConfigError(f"QAT: no trellis-quantised layer matches {list(config.layers)}")
     report = QATReport(config={"method": config.method, **dataclasses.asdict(config)}, layers=list(targets))
@@ -256,7 +246,7 @@ def qat_(model: nn.Module, teacher: nn.Module, config: QATConfig, stream: TokenS
 
     soft = {n: SoftTrellisLinear(m, config.estimator).to(m.packed.device) for n, m in targets.items()}
     for name, layer in soft.items():
-        _set_module(model, name, layer)
+        set_module(model, name, layer)
     frozen = [p for p in model.parameters() if p.requires_grad]
     latents = [layer.latent for layer in soft.values()]
     for p in model.parameters():
@@ -299,7 +289,7 @@ def qat_(model: nn.Module, teacher: nn.Module, config: QATConfig, stream: TokenS
         model.train(was_training)
     for name, layer in soft.items():
         hard, changed = layer.harden()
-        _set_module(model, name, hard)
+        set_module(model, name, hard)
         report.changed[name] = changed
     report.seconds = time.perf_counter() - t0
     return report

@@ -27,7 +27,6 @@ def smollm2_gguf() -> Path:
 def import_checkpoint(fmt: str, source: str | Path, out: str | Path) -> Path:
     """Import a GGUF file (``fmt='gguf'``; the path ``smollm2`` means the bundled SmolLM2) or a Hugging Face
     directory (``fmt='hf'``) and save it as a mechlab checkpoint at ``out``."""
-    from mechlab.models import build_model
     from mechlab.train.checkpoint import save_checkpoint
 
     if fmt == "gguf":

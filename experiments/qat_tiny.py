@@ -108,7 +108,7 @@ def run_model(args, arch: str, seed: int) -> list[dict]:
         rep = qat_(model, teacher, qat_config(args, est, lr, seq_len, seed), train, progress=False).summary()
         rows.append({**base, "method": est, "val_bpb": score(model), "held_out_kl": held_out_kl(teacher, model, train, seq_len),
                      "lr": lr, "steps": args.steps, "kl_curve": rep.pop("kl_curve"),
-                     **{k: v for k, v in rep.items() if k != "changed_per_layer"}})
+                     **{k: v for k, v in rep.items() if k not in ("changed_per_layer", "method")}})
         print({k: v for k, v in rows[-1].items() if k != "kl_curve"}, flush=True)
     return rows
 
@@ -200,6 +200,8 @@ def main() -> None:
             if not done.is_file():
                 write_json_atomic(done, run_model(args, arch, seed))
             rows.extend(json.loads(done.read_text()))
+    for r in rows:  # rows written before the QAT summary's own "method" was left out name the arm "ste-qat" etc.
+        r["method"] = r["method"].removesuffix("-qat")
     summary = summarise(rows)
     for arch, cell in summary.items():
         print(f"{arch:12s}" + "".join(f"  {m} {cell[m]['mean']:.4f} ± {cell[m]['std']:.4f}" for m in ("float", *ARMS) if m in cell))

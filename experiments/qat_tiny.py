@@ -200,7 +200,7 @@ def main() -> None:
             if not done.is_file():
                 write_json_atomic(done, run_model(args, arch, seed))
             rows.extend(json.loads(done.read_text()))
-    for r in rows:  # rows written before the QAT summary's own "method" was left out name the arm "ste-qat" etc.
+    for r in rows:  # the QAT summaries call the arms "ste-qat" and "bcjr-qat"
         r["method"] = r["method"].removesuffix("-qat")
     summary = summarise(rows)
     for arch, cell in summary.items():

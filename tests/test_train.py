@@ -61,6 +61,17 @@ def test_training_learns_logs_and_checkpoints(tmp_path):
     assert torch.equal(ckpt.model(x)[0], r.model(x)[0])
 
 
+def test_observables_are_logged_at_their_cadence(tmp_path):
+    r = train(cfg(tmp_path, steps=6, eval_every=6, observe_every=3, hessian_every=6, hessian_iters=3), progress=False)
+    recs = [json.loads(line) for line in (r.out_dir / "metrics.jsonl").read_text().splitlines()]
+    layers = [x for x in recs if "layers" in x]
+    assert [x["step"] for x in layers] == [3, 6]
+    q = layers[0]["layers"]["blocks.0.attn.q.weight"]
+    assert q["w_norm"] > 0 and 1 <= q["eff_rank"] <= 64 and 0 < q["update_ratio"] < 1
+    hess = [x for x in recs if "hessian_top" in x]
+    assert len(hess) == 1 and hess[0]["step"] == 6 and hess[0]["hessian_top"] > 0 and hess[0]["two_over_lr"] > 0
+
+
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     full = train(cfg(tmp_path, "full"), progress=False)
     part = cfg(tmp_path, "part")

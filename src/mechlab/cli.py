@@ -68,6 +68,8 @@ def train_cmd(
     dtype: str = typer.Option("float32", help="float32 or bfloat16 (autocast)."),
     eval_every: int = typer.Option(200, help="Validate every N steps."),
     save_every: int = typer.Option(200, help="Checkpoint every N steps."),
+    observe_every: int = typer.Option(0, help="Log per-layer weight norm, effective rank, update/weight ratio every N steps (0 = off)."),
+    hessian_every: int = typer.Option(0, help="Log the top Hessian eigenvalue against 2/lr every N steps (0 = off)."),
     seed: int = typer.Option(0, help="Seed for initialisation and data order."),
     out: Path = typer.Option(Path("runs/train"), help="Run directory."),
     config: Optional[Path] = typer.Option(None, help="A JSON TrainConfig; command-line flags are ignored when given."),
@@ -90,7 +92,8 @@ def train_cmd(
         cfg = TrainConfig(model=preset, data=data, tokenizer=tokenizer, data_dir=data_dir, steps=steps,
                           batch_size=batch_size, micro_batch_size=micro_batch_size, seq_len=seq_len, lr=lr,
                           warmup_steps=warmup, weight_decay=weight_decay, grad_clip=grad_clip, dtype=dtype,
-                          eval_every=eval_every, save_every=save_every, seed=seed, out_dir=str(out))
+                          eval_every=eval_every, save_every=save_every, observe_every=observe_every,
+                          hessian_every=hessian_every, seed=seed, out_dir=str(out))
     r = train(cfg, resume=resume, overwrite=overwrite)
     if r.final_eval is not None:
         console.print(f"validation: {r.final_eval.loss:.4f} nats/token, {r.final_eval.bits_per_byte:.4f} bits/byte")

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from mechlab.data.tokens import TokenStream, build_tokenizer, token_stream
 from mechlab.errors import ConfigError, TrainingDiverged
 from mechlab.eval.lm import EvalResult, evaluate_lm
-from mechlab.mechanics import loop_observables
+from mechlab.mechanics import layer_statistics, loop_observables, snapshot_matrices, top_hessian_eigenvalue
 from mechlab.models import build_model, preset
 from mechlab.train.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint, set_latest
 from mechlab.utils import write_json_atomic
@@ -70,6 +70,9 @@ class TrainConfig:
     log_every: int = 10
     save_every: int = 200
     keep_checkpoints: int = 2
+    observe_every: int = 0  # per-layer weight norm, effective rank, update/weight ratio every N steps (0: never)
+    hessian_every: int = 0  # top Hessian eigenvalue (power iteration on one micro-batch) every N steps (0: never)
+    hessian_iters: int = 20
     seed: int = 0
     out_dir: str = "runs/train"
 
@@ -78,6 +81,10 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise ConfigError(f"train config: {name} must be a positive integer, got {v!r}")
+        for name in ("observe_every", "hessian_every", "hessian_iters"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise ConfigError(f"train config: {name} must be a non-negative integer, got {v!r}")
         if self.micro_batch_size is not None and self.micro_batch_size <= 0:
             raise ConfigError("train config: micro_batch_size must be positive")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -287,11 +294,19 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
                 (loss / accum).backward()
             loss_sum += loss.item() / accum
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        observe = env.main and cfg.observe_every and (step + 1) % cfg.observe_every == 0
+        before = snapshot_matrices(model) if observe else None
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         steps_since += 1
         bar.update(1)
+        if observe:
+            log_record({"step": step, "grad_norm": float(grad_norm), "layers": layer_statistics(model, before)})
+        if env.main and cfg.hessian_every and step % cfg.hessian_every == 0:
+            eig = top_hessian_eigenvalue(lambda: model(x, y)[1], list(model.parameters()), iters=cfg.hessian_iters,
+                                         seed=step)
+            log_record({"step": step, "hessian_top": eig, "two_over_lr": 2 / lr})
 
         if step % cfg.log_every == 0 or step == last:
             now = time.perf_counter()

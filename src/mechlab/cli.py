@@ -191,6 +191,27 @@ def chat(
         console.print()
 
 
+@app.command()
+def sweep(
+    spec: Path = typer.Argument(..., help="Sweep spec JSON: {'out': DIR, 'base': {TrainConfig fields}, 'grid': {key: [values]}}."),
+    parallel: int = typer.Option(1, help="Points trained at once (child processes; the cores are shared)."),
+    report: bool = typer.Option(False, help="Only gather and print the table of what has run."),
+) -> None:
+    """Train every point of a grid of configs; run it again to resume after an interruption."""
+    from mechlab.mechanics.sweep import SweepSpec, gather, run_sweep
+
+    s = SweepSpec.load(spec)
+    rows = gather(s) if report else run_sweep(s, parallel=parallel, log=console.print)
+    keys = [k for k in rows[0] if k != "name"] if rows else []
+    table = Table(title=f"sweep {s.out}")
+    for k in ["name", *keys]:
+        table.add_column(k, justify="left" if k in ("name", "state") else "right")
+    for r in rows:
+        table.add_row(*(f"{r[k]:.4f}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in ["name", *keys]))
+    console.print(table)
+    console.print(f"results: {s.out / 'results.json'}")
+
+
 import_app = typer.Typer(no_args_is_help=True, help="Import pretrained checkpoints as mechlab checkpoints.")
 app.add_typer(import_app, name="import")
 

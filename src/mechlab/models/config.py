@@ -41,6 +41,11 @@ class ModelConfig:
     n_streams: int = 1  # residual streams (hyperloop, mhc)
     hres: str = "diagonal"  # H_res of the hyper-connections: "identity", "diagonal" or "sinkhorn"
     sinkhorn_iters: int = 20
+    # Parameterisation in width (papers/learning-mechanics.md (d)): "sp" standard, or "mup" (Yang et al., μP for
+    # Adam): hidden matrices initialised with std init_std/√m and trained at lr/m, logits multiplied by 1/m,
+    # attention scores by √(base head size)/head size, with m = d_model / mup_base_width (all as in SP at m = 1).
+    parametrization: str = "sp"
+    mup_base_width: int = 128
 
     def __post_init__(self) -> None:
         if self.is_looped:
@@ -54,6 +59,11 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def width_mult(self) -> float:
+        """m = d_model / mup_base_width under μP; 1 under SP."""
+        return self.d_model / self.mup_base_width if self.parametrization == "mup" else 1.0
 
     @property
     def is_looped(self) -> bool:
@@ -89,6 +99,10 @@ class ModelConfig:
             raise ConfigError("model config: layer counts must be >= 0, n_loops and n_streams >= 1")
         if self.is_looped and self.n_middle == 0:
             raise ConfigError(f"model config: a {self.arch} model needs n_middle >= 1 layers to loop")
+        if self.parametrization not in ("sp", "mup"):
+            raise ConfigError(f"model config: parametrization must be sp or mup, got {self.parametrization!r}")
+        if self.parametrization == "mup" and (self.arch != "transformer" or self.tie_embeddings):
+            raise ConfigError("model config: mup is implemented for the plain Transformer with an untied head")
         if self.arch == "looped" and self.n_streams != 1:
             raise ConfigError("model config: a plain looped model has one stream; use arch='hyperloop' for n_streams > 1")
 

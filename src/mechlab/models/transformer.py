@@ -73,6 +73,8 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        # SP: 1/√head_dim; μP: 1/head_dim, anchored to SP at the base width
+        self.scale = None if cfg.parametrization == "sp" else math.sqrt(cfg.mup_base_width / cfg.n_heads) / cfg.head_dim
         self.q = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=False)
         self.k = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.v = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
@@ -95,7 +97,7 @@ class Attention(nn.Module):
         else:  # a chunk after a cached prefix
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
             causal = False
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=self.scale,
                                            enable_gqa=self.n_kv_heads != self.n_heads)
         return self.o(y.transpose(1, 2).reshape(B, T, -1))
 
@@ -144,13 +146,16 @@ class Transformer(nn.Module):
 
     def reset_parameters(self) -> None:
         """N(0, init_std) for block, embedding and head matrices, output projections scaled by 1/sqrt(2·depth);
-        norms at 1; loop embeddings N(0, 1). Hyper-connection maps keep their own (PyTorch default) init."""
+        under μP block matrices by a further 1/√m; norms at 1; loop embeddings N(0, 1). Hyper-connection maps
+        keep their own (PyTorch default) init."""
         std = self.config.init_std
         for name, p in self.named_parameters():
             if name.startswith("hc.") or name == "loop_emb":
                 continue
             if p.dim() >= 2:
                 scale = 1 / math.sqrt(2 * self.config.depth) if name.endswith(("attn.o.weight", "mlp.down.weight")) else 1.0
+                if name.startswith("blocks."):
+                    scale /= math.sqrt(self.config.width_mult)
                 nn.init.normal_(p, 0.0, std * scale)
             else:
                 nn.init.ones_(p)
@@ -213,7 +218,14 @@ class Transformer(nn.Module):
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)
+        if self.config.width_mult != 1.0:  # μP readout
+            x = x / self.config.width_mult
         return F.linear(x, self.embed.weight) if self.lm_head is None else self.lm_head(x)
+
+    def lr_multipliers(self) -> dict[str, float]:
+        """Per-parameter learning-rate factors of the parameterisation: 1/m for the block matrices under μP."""
+        m = self.config.width_mult
+        return {n: (1.0 / m if n.startswith("blocks.") and p.dim() >= 2 else 1.0) for n, p in self.named_parameters()}
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
         """idx (B, T) -> (logits (B, T, V), mean cross-entropy against targets or None)."""

@@ -118,10 +118,16 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    """AdamW, weight decay on tensors of two or more dimensions; a group's ``lr_mult`` (the model's
+    parameterisation, e.g. μP's 1/m on hidden matrices) scales the scheduled lr."""
+    mults = model.lr_multipliers() if hasattr(model, "lr_multipliers") else {}
+    groups: dict[tuple[bool, float], list] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((p.dim() >= 2, mults.get(name, 1.0)), []).append(p)
+    param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr_mult": mult}
+                    for (decay, mult), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
+    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
 
 
 def batch_offsets(seed: int, step: int, batch_size: int, n_tokens: int, seq_len: int) -> np.ndarray:
@@ -273,7 +279,7 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
     while step < last:
         lr = lr_at(step, cfg)
         for g in optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_mult", 1.0)
         offsets = batch_offsets(cfg.seed, step, cfg.batch_size, len(train_stream), cfg.seq_len)
         loss_sum, step_bytes = 0.0, 0
         for a in range(accum):

@@ -212,6 +212,44 @@ def sweep(
     console.print(f"results: {s.out / 'results.json'}")
 
 
+claims_app = typer.Typer(no_args_is_help=True, help="The seed papers' claims: list them, run their experiments, render verdict pages.")
+app.add_typer(claims_app, name="claims")
+
+
+@claims_app.command("list")
+def claims_list(root: Path = typer.Option(Path("."), help="Repository root holding the result files.")) -> None:
+    """Every claim with its paper and current verdict."""
+    from mechlab.claims import CLAIMS
+
+    table = Table(title="claims")
+    for col in ("name", "paper", "claim", "verdict"):
+        table.add_column(col)
+    for c in CLAIMS:
+        table.add_row(c.name, c.paper, c.statement, c.measure(root).verdict)
+    console.print(table)
+
+
+@claims_app.command("run")
+def claims_run(name: str = typer.Argument(..., help="Claim name (see `mechlab claims list`)."),
+               root: Path = typer.Option(Path("."), help="Repository root (the experiment runs there).")) -> None:
+    """Run a claim's experiment and print its measured verdict."""
+    from mechlab.claims import run_claim
+
+    m = run_claim(name, root)
+    console.print(f"{name}: [bold]{m.verdict}[/] — {m.reason}")
+    for k, v in m.rows:
+        console.print(f"  {k}: {v}", highlight=False)
+
+
+@claims_app.command("report")
+def claims_report(out: Path = typer.Option(Path("runs/claims"), "--out", "-o", help="Directory for the HTML site."),
+                  root: Path = typer.Option(Path("."), help="Repository root holding the result files.")) -> None:
+    """Render the claim pages (one per seed paper, measured verdicts, plots, citation graph) as static HTML."""
+    from mechlab.claims import render_report
+
+    console.print(f"claim pages: {render_report(out, root)}")
+
+
 import_app = typer.Typer(no_args_is_help=True, help="Import pretrained checkpoints as mechlab checkpoints.")
 app.add_typer(import_app, name="import")
 

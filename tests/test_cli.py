@@ -36,6 +36,9 @@ def test_demo_train_eval_sample_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "validation bits/byte: before" in r.stdout and "sample" in r.stdout
     assert "2-bit trellis PTQ" in r.stdout and (out / "trellis-2bit" / "quantization.json").is_file()
+    page = (out / "claims" / "bcjr-qat.html").read_text()  # the demo ends on the verdict page of what it measured
+    assert "claim pages" in r.stdout and "cost the demo model little" in page and "model bytes, quantised / float" in page
+    assert json.loads((out / "demo_results.json").read_text())["L"] == 8
     r = run("size", str(out / "trellis-2bit"), "--json")
     assert r.returncode == 0, r.stderr
     size = json.loads(r.stdout)
@@ -47,7 +50,8 @@ def test_demo_train_eval_sample_end_to_end(tmp_path):
     r = run("quantize", str(out), "--method", "bcjr-qat", "--L", "8", "--qat-steps", "2", "--qat-seq-len", "32",
             "--qat-batch-size", "2", "--qat-layers", "blocks.0.*", "--calib-sequences", "4", "-o", str(tmp_path / "qat"))
     assert r.returncode == 0, r.stderr
-    assert "bcjr-qat: 2 steps on 7 layers" in r.stdout and "% of codes changed" in r.stdout
+    said = " ".join(r.stdout.split())  # rich wraps long lines
+    assert "bcjr-qat: 2 steps on 7 layers" in said and "% of codes changed" in said
     r = run("size", str(tmp_path / "qat"), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["code_bits_per_quantized_weight"] == 2.0
     r = run("quantize", str(tmp_path / "gptq4"), "--method", "rtn", "-o", str(tmp_path / "again"))

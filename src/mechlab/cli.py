@@ -50,6 +50,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory (overwr
     console.print(f"  bytes: {r.bytes_before:,} → {r.bytes_after:,}")
     console.print(f"  validation bits/byte: float {r.bpb_float_same_windows:.3f}  →  2-bit {r.bpb_quantized:.3f}")
     console.print(f"  quantised checkpoint: {r.quant_dir}")
+    console.print(f"[bold]claim pages[/] (what the demo measured, with its verdict): {r.claims}")
 
 
 @app.command("train")

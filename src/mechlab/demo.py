@@ -3,7 +3,8 @@
 Trains the ``tiny`` Transformer on the built-in ``stdlib`` corpus (byte-level tokens) for a few minutes,
 reports validation bits-per-byte before and after, prints a sample, and writes the checkpoint and a loss curve.
 Then quantises the trained model to exactly 2 bits per weight with trellis PTQ (L=16, 1MAD code, RHT, BlockLDLQ,
-tail-biting; every Linear but the LM head) and reports bytes and bits-per-byte before and after.
+tail-biting; every Linear but the LM head) and reports bytes and bits-per-byte before and after. Last, it
+renders the claim pages with the verdict of what it measured (``OUT/claims/index.html``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mechlab.plots import plot_training
 from mechlab.quant import TrellisConfig
 from mechlab.quant.run import quantize_checkpoint, size_report
 from mechlab.train import TrainConfig, train
+from mechlab.utils import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class DemoResult:
     bytes_after: int
     bpb_quantized: float
     bpb_float_same_windows: float
+    claims: Path | None = None  # the rendered claim pages
 
 
 def demo_config(out_dir: str | Path = "runs/demo", steps: int = 600, data_dir: str | None = None) -> TrainConfig:
@@ -67,6 +70,21 @@ def run_demo(out_dir: str | Path = "runs/demo", steps: int = 600, data_dir: str 
     scored = dict(context=cfg.seq_len, max_windows=cfg.eval_windows, spread=True, batch_size=16)
     bpb_float = evaluate_lm(model, val, **scored).bits_per_byte
     bpb_q = evaluate_lm(qck.model, val, **scored).bits_per_byte
-    return DemoResult(result.out_dir, result.initial_eval.bits_per_byte, result.final_eval.bits_per_byte, sample, plot,
-                      model.num_params(), qdir, qcfg, size_report(model)["total_bytes"],
-                      size_report(qck.model)["total_bytes"], bpb_q, bpb_float)
+    r = DemoResult(result.out_dir, result.initial_eval.bits_per_byte, result.final_eval.bits_per_byte, sample, plot,
+                   model.num_params(), qdir, qcfg, size_report(model)["total_bytes"],
+                   size_report(qck.model)["total_bytes"], bpb_q, bpb_float)
+    r.claims = render_demo_claims(r, steps)
+    return r
+
+
+def render_demo_claims(r: DemoResult, steps: int) -> Path:
+    """Write what the demo measured (demo_results.json) and render the claim pages with it (the lab's last step:
+    measurement → verdict page); claims measured by committed experiments appear when run from the repository."""
+    from mechlab.claims import claim, render_report
+
+    results = {"steps": steps, "bpb_before": r.bpb_before, "bpb_after": r.bpb_after, "bpb_float": r.bpb_float_same_windows,
+               "bpb_quantized": r.bpb_quantized, "bytes_before": r.bytes_before, "bytes_after": r.bytes_after,
+               "L": r.quant_config.L}
+    write_json_atomic(r.out_dir / "demo_results.json", results)
+    c = claim("demo-trellis-2bit")
+    return render_report(r.out_dir / "claims", ".", measured={c.name: (c.evaluate([results]), [r.plot])})

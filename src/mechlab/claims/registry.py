@@ -158,6 +158,16 @@ def _bcjr_speed(res: list[dict]) -> Measurement:
     return Measurement(SUPPORTED if ok else REFUTED, rows, "target ≥ 5× at every L")
 
 
+def _demo_trellis(res: list[dict]) -> Measurement:
+    d = res[0]
+    cost, ratio = d["bpb_quantized"] - d["bpb_float"], d["bytes_after"] / d["bytes_before"]
+    rows = [("validation bits/byte, float → 2-bit trellis", f"{d['bpb_float']:.3f} → {d['bpb_quantized']:.3f} ({cost:+.3f})"),
+            ("model bytes, quantised / float", f"{ratio:.3f} ({d['bytes_before']:,} → {d['bytes_after']:,})")]
+    ok = cost <= 0.1 and ratio <= 0.15
+    return Measurement(SUPPORTED if ok else REFUTED, rows, "cost ≤ 0.1 bits/byte at ≤ 15% of the bytes" if ok else
+                       "more than 0.1 bits/byte lost, or the model is not under 15% of its float size")
+
+
 # ---- the reading list ----------------------------------------------------------------------------------------
 
 PAPERS: dict[str, Paper] = {p.id: p for p in [
@@ -247,6 +257,11 @@ CLAIMS: list[Claim] = [
           scale="tiny models at L=8 (whole model, 30 QAT steps), 3 seeds",
           command="OMP_NUM_THREADS=1 python experiments/qat_tiny.py --lr-bcjr 1e-3 --lr-ste 3e-4",
           results=("experiments/results/qat_tiny.json",), plots=("experiments/results/qat_tiny.png",), evaluate=_bcjr_ladder),
+    Claim("demo-trellis-2bit", "bcjr-qat", "Exactly 2 bits per weight cost the demo model little.",
+          "after 2-bit trellis PTQ the demo model loses ≤ 0.1 validation bits/byte and keeps ≤ 15% of its float bytes",
+          "≤ 0.1 bits/byte, ≤ 15% of the bytes", scale="the demo's tiny byte-level model (820k parameters, stdlib corpus, one seed)",
+          command="mechlab demo", results=("runs/demo/demo_results.json",), plots=("runs/demo/loss.png",),
+          evaluate=_demo_trellis),
     Claim("bcjr-speed", "bcjr-qat", "A gather-free soft decoder is much faster than the plain log-domain one.",
           "forward+backward weights/s ≥ 5× a log-domain PyTorch reference that gathers predecessors", "≥ 5× at every L measured",
           scale="k=2, V=1, 2 CPU threads", command="python benchmarks/bcjr_speed.py",

@@ -91,11 +91,14 @@ def citation_graph_svg() -> str:
     return "".join(parts)
 
 
-def render_report(out: str | Path, root: str | Path = ".") -> Path:
-    """Write the site to ``out`` (index.html and one page per seed paper), reading results under ``root``."""
+def render_report(out: str | Path, root: str | Path = ".", measured: dict[str, tuple[Measurement, list[Path]]] | None = None
+                  ) -> Path:
+    """Write the site to ``out`` (index.html and one page per seed paper), reading results under ``root``;
+    ``measured`` gives claims measured just now (a measurement and its plot files), overriding the files."""
     out, root = Path(out), Path(root)
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    results = {c.name: c.measure(root) for c in CLAIMS}
+    measured = measured or {}
+    results = {c.name: measured[c.name][0] if c.name in measured else c.measure(root) for c in CLAIMS}
     index_rows = []
     for p in (p for p in PAPERS.values() if p.seed):
         claims = [c for c in CLAIMS if c.paper == p.id]
@@ -103,10 +106,11 @@ def render_report(out: str | Path, root: str | Path = ".") -> Path:
         for c in claims:
             plots = []
             if results[c.name].verdict != UNMEASURED:
-                for plot in c.plots:
-                    if (root / plot).is_file():
-                        shutil.copy2(root / plot, out / "plots" / Path(plot).name)
-                        plots.append(f"plots/{Path(plot).name}")
+                files = measured[c.name][1] if c.name in measured else [root / p for p in c.plots]
+                for plot in (Path(f) for f in files):
+                    if plot.is_file():
+                        shutil.copy2(plot, out / "plots" / plot.name)
+                        plots.append(f"plots/{plot.name}")
             sections.append(_claim_html(c, results[c.name], plots))
         verdict = overall([results[c.name].verdict for c in claims])
         body = (f'<p><a href="index.html">← all papers</a></p><h1>{html.escape(p.title)}</h1>'

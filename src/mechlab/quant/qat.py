@@ -209,6 +209,8 @@ class QATReport:
     seconds: float = 0.0
 
     def summary(self) -> dict:
+        """The report as JSON-able figures; ``fraction_codes_changed`` is the mean over the trained layers of each
+        layer's fraction of changed codes (``changed_per_layer`` has them one by one)."""
         n = max(len(self.changed), 1)
         return {"method": self.config.get("method"), "layers": len(self.layers), "steps": len(self.steps),
                 "kl_first": self.steps[0]["kl"] if self.steps else None,

@@ -9,7 +9,8 @@ from mechlab.cli import app
 
 runner = CliRunner()
 COMMANDS = ["demo", "train", "eval", "generate", "sample", "chat", "corpora", "presets", "params", "quantize", "size",
-            "sweep", "claims", "claims list", "claims run", "claims report", "import", "import gguf", "import hf"]
+            "sweep", "claims", "claims list", "claims run", "claims report", "import", "import gguf", "import hf",
+            "delegate", "delegate run", "delegate report"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

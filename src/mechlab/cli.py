@@ -251,6 +251,45 @@ def claims_report(out: Path = typer.Option(Path("runs/claims"), "--out", "-o", h
     console.print(f"claim pages: {render_report(out, root)}")
 
 
+delegate_app = typer.Typer(no_args_is_help=True, help="DELEGATE round-trip relays of delegated document edits.")
+app.add_typer(delegate_app, name="delegate")
+
+
+@delegate_app.command("run")
+def delegate_run(
+    env: Optional[Path] = typer.Option(None, "--env", help="An environment folder."),
+    domain: Optional[str] = typer.Option(None, help="Every bundled environment of this domain (instead of --env)."),
+    backend: str = typer.Option("oracle", help="oracle, or noisy:RATE (calibration agents)."),
+    round_trips: int = typer.Option(10, help="Forward/backward pairs per relay."),
+    distractors: bool = typer.Option(True, help="Show the environment's distractor files every step."),
+    seed: int = typer.Option(0, help="Task order, file order and noise."),
+    out: Path = typer.Option(Path("runs/delegate"), "--out", "-o", help="Traces (JSON lines) and results."),
+) -> None:
+    """Relay edits through a backend; prints RS after each round trip."""
+    from mechlab.delegate import bundled_environments, run
+
+    if (env is None) == (domain is None):
+        raise MechlabError("give exactly one of --env DIR or --domain NAME")
+    for r in run([env] if env else bundled_environments(domain), backend, round_trips, distractors, seed, out):
+        console.print(f"{r.env} ({r.domain}, {r.agent}): RS@{len(r.rs)} = {r.rs[-1]:.3f}, {r.errors} error steps; "
+                      f"trace {r.trace}")
+
+
+@delegate_app.command("report")
+def delegate_report(runs: Path = typer.Option(Path("runs/delegate"), help="Directory of relay results.")) -> None:
+    """Per-domain table of RS@2 / RS@10 / RS@20."""
+    from mechlab.delegate import report
+
+    rows = report(runs)
+    table = Table(title=f"DELEGATE relays in {runs}")
+    for col in ("domain", "agent", "runs", "RS@2", "RS@10", "RS@20", "error steps"):
+        table.add_column(col, justify="left" if col in ("domain", "agent") else "right")
+    for r in rows:
+        table.add_row(*(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c] if r[c] is not None else "—")
+                        for c in ("domain", "agent", "runs", "RS@2", "RS@10", "RS@20", "error steps")))
+    console.print(table)
+
+
 import_app = typer.Typer(no_args_is_help=True, help="Import pretrained checkpoints as mechlab checkpoints.")
 app.add_typer(import_app, name="import")
 

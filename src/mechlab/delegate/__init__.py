@@ -1,0 +1,87 @@
+"""DELEGATE-52's round-trip relay (papers/delegate52.md): environments, domains with parser-based similarity,
+the relay runner, calibration agents, and reports."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from importlib import resources
+from pathlib import Path
+
+from mechlab.delegate.domains import DOMAINS, Domain
+from mechlab.delegate.env import EditTask, Environment, load_environment
+from mechlab.delegate.relay import (
+    NoisyAgent,
+    OracleAgent,
+    RelayResult,
+    Reply,
+    Step,
+    build_prompt,
+    parse_files,
+    predicted_noisy_rs,
+    run_relay,
+)
+from mechlab.errors import ConfigError
+from mechlab.utils import write_json_atomic
+
+
+def bundled_environments(domain: str | None = None) -> list[Path]:
+    """The environments shipped with mechlab (documents written for the project), optionally of one domain."""
+    root = Path(str(resources.files("mechlab.delegate").joinpath("environments")))
+    envs = sorted(p for p in root.iterdir() if (p / "environment.json").is_file())
+    if domain is not None:
+        envs = [p for p in envs if json.loads((p / "environment.json").read_text())["domain"] == domain]
+        if not envs:
+            raise ConfigError(f"no bundled environment of domain {domain!r} (domains: {', '.join(sorted(DOMAINS))})")
+    return envs
+
+
+def make_agent(backend: str, seed: int = 0):
+    """'oracle' or 'noisy:RATE' (the calibration agents)."""
+    if backend == "oracle":
+        return OracleAgent()
+    if backend.startswith("noisy:"):
+        try:
+            rate = float(backend.split(":", 1)[1])
+        except ValueError:
+            raise ConfigError(f"noisy backend needs a rate, e.g. noisy:0.1 (got {backend!r})") from None
+        return NoisyAgent(rate, seed)
+    raise ConfigError(f"unknown backend {backend!r}; choose oracle or noisy:RATE")
+
+
+def run(envs: list[Path], backend: str, round_trips: int = 10, distractors: bool = True, seed: int = 0,
+        out: str | Path = "runs/delegate") -> list[RelayResult]:
+    """Relay every environment with the backend; traces and results.json under ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in envs:
+        env = load_environment(path)
+        agent = make_agent(backend, seed)
+        tag = f"{env.name}-{agent.name.replace(':', '')}-s{seed}"
+        results.append(run_relay(env, agent, round_trips, distractors, seed, trace=out / f"{tag}.jsonl"))
+        write_json_atomic(out / f"{tag}.json", results[-1].to_dict())
+    return results
+
+
+def report(runs: str | Path) -> list[dict]:
+    """Per (domain, agent): mean RS@2 / RS@10 / RS@20 over the result files in ``runs``."""
+    rows: dict[tuple[str, str], list[dict]] = {}
+    for f in sorted(Path(runs).glob("*.json")):
+        d = json.loads(f.read_text())
+        if "rs" in d:
+            rows.setdefault((d["domain"], d["agent"]), []).append(d)
+    table = []
+    for (domain, agent), ds in sorted(rows.items()):
+        row = {"domain": domain, "agent": agent, "runs": len(ds)}
+        for k in (2, 10, 20):
+            vals = [d["rs"][k - 1] for d in ds if len(d["rs"]) >= k]
+            row[f"RS@{k}"] = statistics.mean(vals) if vals else None
+        row["error steps"] = sum(d["errors"] for d in ds)
+        table.append(row)
+    return table
+
+
+__all__ = ["DOMAINS", "Domain", "EditTask", "Environment", "NoisyAgent", "OracleAgent", "RelayResult", "Reply", "Step",
+           "build_prompt", "bundled_environments", "load_environment", "make_agent", "parse_files",
+           "predicted_noisy_rs", "report", "run", "run_relay"]

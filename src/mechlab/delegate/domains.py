@@ -1,0 +1,240 @@
+"""Domains: a parser, a weighted structural similarity (not a text diff), the edits the oracle applies by code,
+their inverses, and the corruption the noisy agent injects.
+
+Every domain scores a file set against the seed as the mean over seed files of a per-file similarity in [0, 1]
+(a missing or unparseable file scores 0); extra files are ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import random
+from typing import Any
+
+Files = dict[str, str]
+
+
+class Domain:
+    name = ""
+
+    def parse(self, text: str) -> Any:
+        raise NotImplementedError
+
+    def check(self, filename: str, text: str) -> str | None:
+        """None when the document parses, else the parser's complaint."""
+        try:
+            self.parse(text)
+        except Exception as e:  # each parser raises its own error types
+            return f"does not parse as {self.name}: {e}"
+        return None
+
+    def file_similarity(self, seed: Any, got: Any) -> float:
+        raise NotImplementedError
+
+    def similarity(self, seed: Files, got: Files) -> float:
+        scores = []
+        for name, text in seed.items():
+            if name not in got:
+                scores.append(0.0)
+                continue
+            try:
+                scores.append(self.file_similarity(self.parse(text), self.parse(got[name])))
+            except Exception:  # an answer that no longer parses scores 0 for that file
+                scores.append(0.0)
+        return sum(scores) / len(scores)
+
+    def apply(self, op: dict, files: Files) -> Files:
+        raise NotImplementedError
+
+    def invert(self, op: dict) -> dict:
+        raise NotImplementedError
+
+    def corrupt(self, files: Files, rng: random.Random) -> Files:
+        raise NotImplementedError
+
+
+# ---- JSON --------------------------------------------------------------------------------------------------
+
+def _leaves(x: Any, path: tuple = ()) -> dict[tuple, Any]:
+    if isinstance(x, dict):
+        out = {}
+        for k, v in x.items():
+            out.update(_leaves(v, path + (k,)))
+        return out or {path: {}}
+    if isinstance(x, list):
+        out = {}
+        for i, v in enumerate(x):
+            out.update(_leaves(v, path + (i,)))
+        return out or {path: []}
+    return {path: x}
+
+
+def _rename(x: Any, old: str, new: str) -> Any:
+    if isinstance(x, dict):
+        return {(new if k == old else k): _rename(v, old, new) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_rename(v, old, new) for v in x]
+    return x
+
+
+class JSONDomain(Domain):
+    """JSON documents. Similarity: 0.35 × Jaccard overlap of the leaf paths + 0.65 × the fraction of the seed's
+    leaves with an identical value at the same path (key order and formatting do not count).
+    Oracle edits: rename_key (everywhere), nest (the whole document under a key), add_field (top level),
+    reverse_list (a top-level list), indent (formatting only)."""
+
+    name = "json"
+
+    def parse(self, text: str) -> Any:
+        return json.loads(text)
+
+    def file_similarity(self, seed: Any, got: Any) -> float:
+        a, b = _leaves(seed), _leaves(got)
+        jaccard = len(a.keys() & b.keys()) / max(len(a.keys() | b.keys()), 1)
+        same = sum(1 for p, v in a.items() if p in b and b[p] == v and type(b[p]) is type(v)) / max(len(a), 1)
+        return 0.35 * jaccard + 0.65 * same
+
+    def _edit(self, op: dict, doc: Any) -> Any:
+        kind = op["kind"]
+        if kind == "rename_key":
+            return _rename(doc, op["old"], op["new"])
+        if kind == "nest":
+            return {op["key"]: doc}
+        if kind == "unnest":
+            return doc[op["key"]]
+        if kind == "add_field":
+            return {**doc, op["key"]: op["value"]}
+        if kind == "remove_field":
+            return {k: v for k, v in doc.items() if k != op["key"]}
+        if kind == "reverse_list":
+            return {**doc, op["key"]: list(reversed(doc[op["key"]]))}
+        if kind == "indent":
+            return doc
+        raise ValueError(f"unknown json edit {kind!r}")
+
+    def apply(self, op: dict, files: Files) -> Files:
+        out = dict(files)
+        for name in op.get("files", list(files)):
+            doc = self._edit(op, json.loads(files[name]))
+            out[name] = json.dumps(doc, indent=op.get("spaces", 2), ensure_ascii=False) + "\n"
+        return out
+
+    def invert(self, op: dict) -> dict:
+        kind = op["kind"]
+        inverse = {"rename_key": lambda: {**op, "old": op["new"], "new": op["old"]},
+                   "nest": lambda: {**op, "kind": "unnest"}, "unnest": lambda: {**op, "kind": "nest"},
+                   "add_field": lambda: {**op, "kind": "remove_field"},
+                   "reverse_list": lambda: op, "indent": lambda: {**op, "spaces": op.get("original_spaces", 2)}}
+        return inverse[kind]()
+
+    def corrupt(self, files: Files, rng: random.Random) -> Files:
+        name = rng.choice(sorted(files))
+        doc = json.loads(files[name])
+        paths = [p for p in _leaves(doc) if p]
+        if not paths:
+            return files
+        path = rng.choice(paths)
+        node = doc
+        for k in path[:-1]:
+            node = node[k]
+        if isinstance(node, dict):
+            del node[path[-1]]  # a dropped field: the kind of damage delegates do
+        else:
+            node[path[-1]] = "corrupted"
+        return {**files, name: json.dumps(doc, indent=2) + "\n"}
+
+
+# ---- CSV ---------------------------------------------------------------------------------------------------
+
+class CSVDomain(Domain):
+    """Spreadsheets. Similarity: 0.2 × header equality + 0.6 × the fraction of the seed's rows found (as a
+    multiset of whole rows under the seed's header) + 0.2 × the fraction of consecutive seed rows still in order.
+    Columns are matched by name, so a column reorder that is undone scores fully. The delimiter is sniffed.
+    Oracle edits: rename_column, swap_columns, reverse_rows, add_column, delimiter."""
+
+    name = "csv"
+
+    def parse(self, text: str) -> tuple[list[str], list[dict[str, str]]]:
+        dialect = csv.Sniffer().sniff(text.splitlines()[0] if text.strip() else ",", delimiters=",;\t|")
+        rows = list(csv.reader(io.StringIO(text), dialect))
+        if not rows:
+            raise ValueError("empty table")
+        header = rows[0]
+        if len(set(header)) != len(header):
+            raise ValueError("duplicate column names")
+        if any(len(r) != len(header) for r in rows[1:] if r):
+            raise ValueError("ragged rows")
+        return header, [dict(zip(header, r)) for r in rows[1:] if r]
+
+    def file_similarity(self, seed, got) -> float:
+        (h1, r1), (h2, r2) = seed, got
+        header = 1.0 if h1 == h2 else len(set(h1) & set(h2)) / max(len(set(h1) | set(h2)), 1) * 0.5
+        key = lambda r: tuple(r.get(c) for c in h1)  # noqa: E731
+        pool: dict[tuple, int] = {}
+        for r in r2:
+            pool[key(r)] = pool.get(key(r), 0) + 1
+        found = 0
+        for r in r1:
+            if pool.get(key(r), 0):
+                pool[key(r)] -= 1
+                found += 1
+        pos = {key(r): i for i, r in enumerate(r2)}
+        pairs = list(zip(r1, r1[1:]))
+        ordered = sum(1 for a, b in pairs if key(a) in pos and key(b) in pos and pos[key(a)] < pos[key(b)])
+        return 0.2 * header + 0.6 * found / max(len(r1), 1) + 0.2 * (ordered / len(pairs) if pairs else 1.0)
+
+    @staticmethod
+    def _write(header: list[str], rows: list[dict[str, str]], delimiter: str = ",") -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
+        w.writerow(header)
+        for r in rows:
+            w.writerow([r[c] for c in header])
+        return buf.getvalue()
+
+    def apply(self, op: dict, files: Files) -> Files:
+        out = dict(files)
+        for name in op.get("files", list(files)):
+            header, rows = self.parse(files[name])
+            kind, delim = op["kind"], op.get("delimiter", ",")
+            if kind == "rename_column":
+                header = [op["new"] if c == op["old"] else c for c in header]
+                rows = [{(op["new"] if k == op["old"] else k): v for k, v in r.items()} for r in rows]
+            elif kind == "swap_columns":
+                i, j = header.index(op["a"]), header.index(op["b"])
+                header[i], header[j] = header[j], header[i]
+            elif kind == "reverse_rows":
+                rows = rows[::-1]
+            elif kind == "add_column":
+                header = header + [op["name"]]
+                rows = [{**r, op["name"]: op["value"]} for r in rows]
+            elif kind == "drop_column":
+                header = [c for c in header if c != op["name"]]
+                rows = [{k: v for k, v in r.items() if k != op["name"]} for r in rows]
+            elif kind != "delimiter":
+                raise ValueError(f"unknown csv edit {kind!r}")
+            out[name] = self._write(header, rows, delim)
+        return out
+
+    def invert(self, op: dict) -> dict:
+        kind = op["kind"]
+        if kind == "rename_column":
+            return {**op, "old": op["new"], "new": op["old"]}
+        if kind == "add_column":
+            return {**op, "kind": "drop_column"}
+        if kind == "delimiter":
+            return {**op, "delimiter": op.get("original", ",")}
+        return copy.deepcopy(op)  # swap_columns and reverse_rows are their own inverses
+
+    def corrupt(self, files: Files, rng: random.Random) -> Files:
+        name = rng.choice(sorted(files))
+        header, rows = self.parse(files[name])
+        if rows:
+            del rows[rng.randrange(len(rows))]  # a dropped row
+        return {**files, name: self._write(header, rows)}
+
+
+DOMAINS: dict[str, Domain] = {d.name: d for d in (JSONDomain(), CSVDomain())}

@@ -1,0 +1,115 @@
+"""DELEGATE relays: environment loading, calibration agents (the oracle scores 1.0; the noisy agent falls as
+predicted), parsing, and bad answers as error steps."""
+
+import json
+import shutil
+import statistics
+
+import pytest
+
+from mechlab.delegate import (
+    DOMAINS,
+    NoisyAgent,
+    OracleAgent,
+    Reply,
+    bundled_environments,
+    load_environment,
+    parse_files,
+    predicted_noisy_rs,
+    report,
+    run,
+    run_relay,
+)
+from mechlab.errors import ConfigError
+
+
+def test_every_bundled_environment_loads_with_five_edit_pairs_and_the_oracle_scores_one():
+    envs = bundled_environments()
+    assert {json.loads((p / "environment.json").read_text())["domain"] for p in envs} == set(DOMAINS)
+    for path in envs:
+        env = load_environment(path)
+        assert len(env.tasks) >= 5 and env.distractors
+        r = run_relay(env, OracleAgent(), round_trips=2 * len(env.tasks))  # two full cycles of every task
+        assert r.rs == [1.0] * len(r.rs) and r.errors == 0
+
+
+@pytest.mark.parametrize("path", bundled_environments(), ids=lambda p: p.name)
+def test_noisy_agent_falls_as_predicted(path):
+    env = load_environment(path)
+    k, rate = 10, 0.15
+    runs = [run_relay(env, NoisyAgent(rate, seed=s), k, seed=s).rs for s in range(40)]
+    measured = [statistics.mean(r[i] for r in runs) for i in range(k)]
+    predicted = predicted_noisy_rs(env, rate, k)
+    assert measured[-1] < 0.99  # the corruption is seen
+    assert all(abs(m - p) < 0.02 for m, p in zip(measured, predicted)), (measured, predicted)
+
+
+def test_similarity_is_structural_not_textual():
+    j, c = DOMAINS["json"], DOMAINS["csv"]
+    assert j.similarity({"a.json": '{"x": 1, "y": [1, 2]}'}, {"a.json": '{\n  "y": [1, 2],\n  "x": 1\n}'}) == 1.0
+    assert j.similarity({"a.json": '{"x": 1, "y": 2}'}, {"a.json": '{"x": 1}'}) < 1.0
+    assert j.similarity({"a.json": '{"x": 1}'}, {"a.json": "{not json"}) == 0.0
+    assert c.similarity({"t.csv": "a,b\n1,2\n3,4\n"}, {"t.csv": "a;b\n1;2\n3;4\n"}) == 1.0
+    assert c.similarity({"t.csv": "a,b\n1,2\n3,4\n"}, {"t.csv": "a,b\n1,2\n"}) == pytest.approx(0.2 + 0.3 + 0.0)
+
+
+def test_parse_files_reads_labelled_blocks():
+    text = "Here you go:\n```data.json\n{\"a\": 1}\n```\nand\n```csv t.csv\nx,y\n```\n"
+    assert parse_files(text, {"data.json", "t.csv"}) == {"data.json": '{"a": 1}\n', "t.csv": "x,y\n"}
+    assert parse_files("```data.json\n{\"a\": 1}\n", {"data.json"}) == {}  # truncated: no closing fence
+
+
+class Scripted:
+    """Replies from a script, in order: text, or an exception to raise."""
+
+    name = "scripted"
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+
+    def respond(self, prompt, step):
+        r = self.replies.pop(0)
+        if isinstance(r, Exception):
+            raise r
+        return Reply(r)
+
+
+def test_bad_answers_are_error_steps_not_crashes(tmp_path):
+    env = load_environment(bundled_environments("json")[0])
+    script = ["", "```exhibition.json\n{\"truncated\": ", TimeoutError("backend timed out"), "```other.json\n{}\n```"]
+    r = run_relay(env, Scripted(script), round_trips=2, trace=tmp_path / "t.jsonl")
+    assert r.errors == 4 and r.rs == [0.0, 0.0]
+    steps = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert len(steps) == 4 and "TimeoutError" in steps[2]["error"] and steps[0]["error"].startswith("missing")
+    assert {"prompt", "response", "parsed_files", "rs", "seconds", "task", "instruction"} <= set(steps[0])
+    assert "exhibition.json" in steps[0]["prompt"] and "opening_hours.json" in steps[0]["prompt"]  # distractor shown
+    r = run_relay(env, OracleAgent(), round_trips=1, distractors=False, trace=tmp_path / "u.jsonl")
+    assert "opening_hours.json" not in (tmp_path / "u.jsonl").read_text()
+
+
+def test_malformed_environments_are_clear_errors(tmp_path):
+    src = bundled_environments("csv")[0]
+    env = tmp_path / "env"
+    shutil.copytree(src, env)
+    spec = json.loads((env / "environment.json").read_text())
+    cases = [({**spec, "domain": "yaml9"}, "unknown domain"), ({k: v for k, v in spec.items() if k != "tasks"}, "lacks 'tasks'"),
+             ({**spec, "tasks": [spec["tasks"][0], spec["tasks"][0]]}, "two tasks"),
+             ({**spec, "tasks": [{"name": "x", "forward": "do"}]}, "non-empty")]
+    for bad, message in cases:
+        (env / "environment.json").write_text(json.dumps(bad))
+        with pytest.raises(ConfigError, match=message):
+            load_environment(env)
+    (env / "environment.json").write_text(json.dumps(spec))
+    (env / "seed" / "moons.csv").write_text("a,b\n1,2,3\n")
+    with pytest.raises(ConfigError, match="does not parse"):
+        load_environment(env)
+    with pytest.raises(ConfigError, match="no environment.json"):
+        load_environment(tmp_path)
+
+
+def test_run_and_report(tmp_path):
+    run(bundled_environments(), "oracle", round_trips=2, out=tmp_path)
+    run(bundled_environments("csv"), "noisy:0.5", round_trips=2, seed=1, out=tmp_path)
+    rows = report(tmp_path)
+    assert {(r["domain"], r["agent"]) for r in rows} == {("csv", "oracle"), ("json", "oracle"), ("csv", "noisy:0.5")}
+    assert all(r["RS@2"] == 1.0 for r in rows if r["agent"] == "oracle") and rows[0]["RS@10"] is None

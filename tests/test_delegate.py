@@ -113,3 +113,82 @@ def test_run_and_report(tmp_path):
     rows = report(tmp_path)
     assert {(r["domain"], r["agent"]) for r in rows} == {("csv", "oracle"), ("json", "oracle"), ("csv", "noisy:0.5")}
     assert all(r["RS@2"] == 1.0 for r in rows if r["agent"] == "oracle") and rows[0]["RS@10"] is None
+
+
+class ScriptedServer:
+    """An OpenAI-compatible endpoint on 127.0.0.1 that answers from a script: ("ok", text), ("status", code),
+    ("garbage", bytes), ("truncated", text), ("slow", seconds)."""
+
+    def __init__(self, script):
+        import http.server
+        import threading
+
+        self.script, self.requests = list(script), []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append((self.path, body, self.headers.get("Authorization")))
+                kind, arg = outer.script.pop(0) if outer.script else ("status", 500)
+                if kind == "slow":
+                    import time
+
+                    time.sleep(arg)
+                    kind, arg = "ok", "late"
+                if kind == "status":
+                    self.send_response(arg)
+                    self.end_headers()
+                    return
+                if kind == "garbage":
+                    payload = arg
+                else:
+                    payload = json.dumps({"choices": [{"message": {"content": arg}}],
+                                          "usage": {"prompt_tokens": 11, "completion_tokens": 7}}).encode()
+                    if kind == "truncated":
+                        payload = payload[: len(payload) // 2]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def test_http_backend_survives_a_hostile_server(tmp_path, monkeypatch):
+    from mechlab.delegate.backends import OpenAIChatAgent
+
+    env = load_environment(bundled_environments("json")[0])
+    seed_text = env.seed["exhibition.json"]
+    echo = f"```exhibition.json\n{seed_text}```"  # the seed back: right for backward steps
+    server = ScriptedServer([("status", 503), ("ok", "no files here"),  # retried 503, then a reply without files
+                             ("ok", echo),  # step 2 (backward): perfect
+                             ("garbage", b"<html>oops"),  # step 3: not JSON
+                             ("truncated", echo),  # step 4: cut-off body
+                             ("slow", 2.0), ("slow", 2.0),  # step 5: times out twice: gives up
+                             ("status", 401),  # step 6: not retried
+                             ])
+    monkeypatch.setenv("MECHLAB_TEST_KEY", "sekret")
+    try:
+        agent = OpenAIChatAgent("scripted-model", base_url=server.url, api_key_env="MECHLAB_TEST_KEY", timeout=0.5,
+                                retries=1, backoff=0.01)
+        r = run_relay(env, agent, round_trips=3, trace=tmp_path / "t.jsonl")
+    finally:
+        server.close()
+    steps = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert [s["error"] is None for s in steps] == [False, True, False, False, False, False]
+    assert "missing" in steps[0]["error"] and "malformed" in steps[2]["error"] and "malformed" in steps[3]["error"]
+    assert "gave up" in steps[4]["error"] and steps[5]["error"] == "HTTP 401"
+    assert steps[1]["prompt_tokens"] == 11 and r.tokens == 2 * 18 and r.rs[0] == 1.0  # the echo restored the seed
+    path, body, auth = server.requests[0]
+    assert path == "/v1/chat/completions" and body["model"] == "scripted-model" and auth == "Bearer sekret"
+    assert body["messages"][0]["content"].startswith("You are editing")

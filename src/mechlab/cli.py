@@ -259,7 +259,9 @@ app.add_typer(delegate_app, name="delegate")
 def delegate_run(
     env: Optional[Path] = typer.Option(None, "--env", help="An environment folder."),
     domain: Optional[str] = typer.Option(None, help="Every bundled environment of this domain (instead of --env)."),
-    backend: str = typer.Option("oracle", help="oracle, or noisy:RATE (calibration agents)."),
+    backend: str = typer.Option("oracle", help="oracle, noisy:RATE (calibration agents), openai:MODEL, local:CHECKPOINT."),
+    base_url: Optional[str] = typer.Option(None, help="openai backend: endpoint (default $OPENAI_BASE_URL); key in $OPENAI_API_KEY."),
+    timeout: float = typer.Option(120.0, help="openai backend: seconds per request (retried with backoff)."),
     round_trips: int = typer.Option(10, help="Forward/backward pairs per relay."),
     distractors: bool = typer.Option(True, help="Show the environment's distractor files every step."),
     seed: int = typer.Option(0, help="Task order, file order and noise."),
@@ -270,7 +272,8 @@ def delegate_run(
 
     if (env is None) == (domain is None):
         raise MechlabError("give exactly one of --env DIR or --domain NAME")
-    for r in run([env] if env else bundled_environments(domain), backend, round_trips, distractors, seed, out):
+    for r in run([env] if env else bundled_environments(domain), backend, round_trips, distractors, seed, out,
+                 base_url, timeout):
         console.print(f"{r.env} ({r.domain}, {r.agent}): RS@{len(r.rs)} = {r.rs[-1]:.3f}, {r.errors} error steps; "
                       f"trace {r.trace}")
 

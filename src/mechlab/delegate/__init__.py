@@ -36,8 +36,18 @@ def bundled_environments(domain: str | None = None) -> list[Path]:
     return envs
 
 
-def make_agent(backend: str, seed: int = 0):
-    """'oracle' or 'noisy:RATE' (the calibration agents)."""
+def make_agent(backend: str, seed: int = 0, base_url: str | None = None, timeout: float = 120.0):
+    """'oracle' or 'noisy:RATE' (the calibration agents), 'openai:MODEL' (an OpenAI-compatible endpoint at
+    ``base_url`` or $OPENAI_BASE_URL, key in $OPENAI_API_KEY) or 'local:CHECKPOINT' (a mechlab chat model)."""
+    from mechlab.delegate.backends import LocalModelAgent, OpenAIChatAgent
+
+    if backend.startswith("openai:"):
+        agent = OpenAIChatAgent(backend.split(":", 1)[1], timeout=timeout)
+        if base_url:
+            agent.base_url = base_url
+        return agent
+    if backend.startswith("local:"):
+        return LocalModelAgent(backend.split(":", 1)[1])
     if backend == "oracle":
         return OracleAgent()
     if backend.startswith("noisy:"):
@@ -46,19 +56,19 @@ def make_agent(backend: str, seed: int = 0):
         except ValueError:
             raise ConfigError(f"noisy backend needs a rate, e.g. noisy:0.1 (got {backend!r})") from None
         return NoisyAgent(rate, seed)
-    raise ConfigError(f"unknown backend {backend!r}; choose oracle or noisy:RATE")
+    raise ConfigError(f"unknown backend {backend!r}; choose oracle, noisy:RATE, openai:MODEL or local:CHECKPOINT")
 
 
 def run(envs: list[Path], backend: str, round_trips: int = 10, distractors: bool = True, seed: int = 0,
-        out: str | Path = "runs/delegate") -> list[RelayResult]:
-    """Relay every environment with the backend; traces and results.json under ``out``."""
+        out: str | Path = "runs/delegate", base_url: str | None = None, timeout: float = 120.0) -> list[RelayResult]:
+    """Relay every environment with the backend; a trace (JSON lines) and a result file per relay under ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for path in envs:
         env = load_environment(path)
-        agent = make_agent(backend, seed)
-        tag = f"{env.name}-{agent.name.replace(':', '')}-s{seed}"
+        agent = make_agent(backend, seed, base_url, timeout)
+        tag = f"{env.name}-{agent.name.replace(':', '').replace('/', '_')}-s{seed}"
         results.append(run_relay(env, agent, round_trips, distractors, seed, trace=out / f"{tag}.jsonl"))
         write_json_atomic(out / f"{tag}.json", results[-1].to_dict())
     return results

@@ -1,0 +1,108 @@
+"""Model backends for the relay: an OpenAI-compatible chat-completions endpoint over HTTP, and a local mechlab
+checkpoint (an imported chat model such as SmolLM2, through its own chat template).
+
+The HTTP backend never raises into the relay for a bad answer: timeouts, connection errors, HTTP errors and
+malformed bodies are retried with exponential backoff (429 and 5xx, timeouts, refused connections) or returned
+as a :class:`Reply` with ``error`` set, which the relay scores as an error step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from mechlab.delegate.relay import Reply, Step
+from mechlab.errors import ConfigError
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+@dataclass
+class OpenAIChatAgent:
+    """POST {base_url}/chat/completions with one user message; the key comes from the environment variable
+    ``api_key_env`` (none needed for a local server)."""
+
+    model: str
+    base_url: str = field(default_factory=lambda: os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1"))
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout: float = 120.0
+    retries: int = 3
+    backoff: float = 1.0  # seconds before the first retry; doubles each time
+    temperature: float = 0.0
+    max_tokens: int | None = None
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = f"openai:{self.model}"
+
+    def _post(self, payload: dict) -> dict:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        req = urllib.request.Request(self.base_url.rstrip("/") + "/chat/completions", json.dumps(payload).encode(),
+                                     headers, method="POST")
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            return json.loads(resp.read().decode("utf-8"))
+
+    def respond(self, prompt: str, step: Step | None = None) -> Reply:
+        payload = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
+                   "temperature": self.temperature}
+        if self.max_tokens:
+            payload["max_tokens"] = self.max_tokens
+        error = "no attempt"
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                body = self._post(payload)
+            except urllib.error.HTTPError as e:
+                error = f"HTTP {e.code}"
+                if e.code in RETRY_STATUS:
+                    continue
+                return Reply("", error=error)
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+                error = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+                continue
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                return Reply("", error=f"malformed response body ({e})")
+            try:
+                text = body["choices"][0]["message"]["content"] or ""
+            except (KeyError, IndexError, TypeError):
+                return Reply("", error="response without choices[0].message.content")
+            usage = body.get("usage") or {}
+            return Reply(text, usage.get("prompt_tokens"), usage.get("completion_tokens"))
+        return Reply("", error=f"gave up after {self.retries + 1} attempts ({error})")
+
+
+@dataclass
+class LocalModelAgent:
+    """A mechlab checkpoint with a chat template (e.g. `mechlab import gguf smollm2`), greedy by default."""
+
+    checkpoint: str
+    max_new_tokens: int = 2048
+    temperature: float = 0.0
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        from mechlab.train import load_checkpoint
+
+        self.ck = load_checkpoint(self.checkpoint)
+        if not self.ck.meta.get("chat_template"):
+            raise ConfigError(f"{self.checkpoint} has no chat template; import a chat model (mechlab import gguf ...)")
+        self.name = f"local:{self.ck.meta.get('imported_from', {}).get('name') or self.checkpoint}"
+
+    def respond(self, prompt: str, step: Step | None = None) -> Reply:
+        from mechlab.generation import Sampling, generate_text, render_chat
+
+        text = render_chat(self.ck.meta["chat_template"], [{"role": "user", "content": prompt}])
+        n_prompt = len(self.ck.tokenizer.encode(text))
+        budget = self.ck.config.max_seq_len - n_prompt
+        if budget <= 0:
+            return Reply("", n_prompt, 0, error=f"prompt of {n_prompt} tokens exceeds the model's context")
+        answer = generate_text(self.ck, text, Sampling(min(self.max_new_tokens, budget), self.temperature, None, 0))
+        return Reply(answer, n_prompt, len(self.ck.tokenizer.encode(answer)))

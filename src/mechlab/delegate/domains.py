@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import random
+import re
 from typing import Any
 
 Files = dict[str, str]
@@ -237,4 +238,113 @@ class CSVDomain(Domain):
         return {**files, name: self._write(header, rows)}
 
 
-DOMAINS: dict[str, Domain] = {d.name: d for d in (JSONDomain(), CSVDomain())}
+# ---- SRT subtitles -----------------------------------------------------------------------------------------
+
+_TIME = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})[,.](\d{3})\s*-->\s*(\d{1,2}):(\d{2}):(\d{2})[,.](\d{3})")
+
+
+def _ms(h, m, s_, ms) -> int:
+    return ((int(h) * 60 + int(m)) * 60 + int(s_)) * 1000 + int(ms)
+
+
+def _stamp(ms: int) -> str:
+    ms = max(ms, 0)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+class SRTDomain(Domain):
+    """SubRip subtitles: cues (start, end, text). Similarity, as in the DELEGATE paper: 0.20 coverage (seed cues
+    matched with text similarity ≥ 0.5) + 0.40 text (mean text similarity of the Hungarian matching of cues) +
+    0.25 timing (matched cues: 1 within 5 ms, falling to 0 at 2 s of start+end error) + 0.15 order (consecutive
+    seed cues whose matches keep their order). Cue numbers are not scored.
+    Oracle edits: shift (all times by ms), reverse (cue order in the file), dash (prefix every text line with
+    '- '), italic (wrap every cue in <i>…</i>), renumber (start the numbering at 0)."""
+
+    name = "srt"
+
+    def parse(self, text: str) -> list[tuple[int, int, str]]:
+        cues = []
+        for block in re.split(r"\n\s*\n", text.strip().replace("\r\n", "\n")):
+            lines = block.strip().split("\n")
+            if not lines or not lines[0].strip():
+                continue
+            if len(lines) < 2 or not lines[0].strip().lstrip("-").isdigit():
+                raise ValueError(f"cue without a number line: {lines[0][:40]!r}")
+            m = _TIME.match(lines[1].strip())
+            if not m:
+                raise ValueError(f"bad timing line {lines[1][:40]!r}")
+            g = m.groups()
+            cues.append((_ms(*g[:4]), _ms(*g[4:]), "\n".join(lines[2:])))
+        if not cues:
+            raise ValueError("no cues")
+        return cues
+
+    @staticmethod
+    def _write(cues: list[tuple[int, int, str]], first: int = 1) -> str:
+        return "\n".join(f"{i}\n{_stamp(a)} --> {_stamp(b)}\n{t}\n" for i, (a, b, t) in enumerate(cues, first))
+
+    def file_similarity(self, seed, got) -> float:
+        import difflib
+
+        import numpy as np
+        from scipy.optimize import linear_sum_assignment
+
+        sim = np.array([[difflib.SequenceMatcher(None, a[2], b[2]).ratio() for b in got] for a in seed])
+        rows, cols = linear_sum_assignment(-sim)
+        match = dict(zip(rows.tolist(), cols.tolist()))
+        n = len(seed)
+        coverage = sum(sim[i, j] >= 0.5 for i, j in match.items()) / n
+        text = sum(sim[i, j] for i, j in match.items()) / n
+
+        def timing(a, b):
+            err = abs(a[0] - b[0]) + abs(a[1] - b[1])
+            return 1.0 if err <= 5 else max(0.0, 1 - err / 2000)
+
+        time_score = sum(timing(seed[i], got[j]) for i, j in match.items()) / n
+        pairs = [(i, i + 1) for i in range(n - 1)]
+        order = sum(1 for i, k in pairs if i in match and k in match and match[i] < match[k]) / len(pairs) if pairs else 1.0
+        return 0.20 * coverage + 0.40 * text + 0.25 * time_score + 0.15 * order
+
+    def apply(self, op: dict, files: Files) -> Files:
+        out = dict(files)
+        for name in op.get("files", list(files)):
+            cues, kind, first = self.parse(files[name]), op["kind"], 1
+            if kind == "shift":
+                cues = [(a + op["ms"], b + op["ms"], t) for a, b, t in cues]
+            elif kind == "reverse":
+                cues = cues[::-1]
+            elif kind == "dash":
+                cues = [(a, b, "\n".join("- " + x for x in t.split("\n"))) for a, b, t in cues]
+            elif kind == "undash":
+                cues = [(a, b, "\n".join(x[2:] if x.startswith("- ") else x for x in t.split("\n"))) for a, b, t in cues]
+            elif kind == "italic":
+                cues = [(a, b, f"<i>{t}</i>") for a, b, t in cues]
+            elif kind == "unitalic":
+                cues = [(a, b, t[3:-4] if t.startswith("<i>") and t.endswith("</i>") else t) for a, b, t in cues]
+            elif kind == "renumber":
+                first = op.get("first", 0)
+            else:
+                raise ValueError(f"unknown srt edit {kind!r}")
+            out[name] = self._write(cues, first)
+        return out
+
+    def invert(self, op: dict) -> dict:
+        kind = op["kind"]
+        pairs = {"dash": "undash", "undash": "dash", "italic": "unitalic", "unitalic": "italic"}
+        if kind in pairs:
+            return {**op, "kind": pairs[kind]}
+        if kind == "shift":
+            return {**op, "ms": -op["ms"]}
+        if kind == "renumber":
+            return {**op, "first": 1}
+        return dict(op)  # reverse
+
+    def corrupt(self, files: Files, rng: random.Random) -> Files:
+        name = rng.choice(sorted(files))
+        cues = self.parse(files[name])
+        if len(cues) > 1:
+            del cues[rng.randrange(len(cues))]  # a dropped cue
+        return {**files, name: self._write(cues)}
+
+
+DOMAINS: dict[str, Domain] = {d.name: d for d in (JSONDomain(), CSVDomain(), SRTDomain())}

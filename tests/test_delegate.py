@@ -39,9 +39,10 @@ def test_noisy_agent_falls_as_predicted(path):
     k, rate = 10, 0.15
     runs = [run_relay(env, NoisyAgent(rate, seed=s), k, seed=s).rs for s in range(40)]
     measured = [statistics.mean(r[i] for r in runs) for i in range(k)]
+    sem = [statistics.stdev(r[i] for r in runs) / len(runs) ** 0.5 for i in range(k)]
     predicted = predicted_noisy_rs(env, rate, k)
     assert measured[-1] < 0.99  # the corruption is seen
-    assert all(abs(m - p) < 0.02 for m, p in zip(measured, predicted)), (measured, predicted)
+    assert all(abs(m - p) <= 3 * e + 0.01 for m, p, e in zip(measured, predicted, sem)), (measured, predicted, sem)
 
 
 def test_similarity_is_structural_not_textual():

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import io
 import json
 import random
 import re
+import tokenize
 from typing import Any
 
 Files = dict[str, str]
@@ -347,4 +349,113 @@ class SRTDomain(Domain):
         return {**files, name: self._write(cues)}
 
 
-DOMAINS: dict[str, Domain] = {d.name: d for d in (JSONDomain(), CSVDomain(), SRTDomain())}
+# ---- Python ------------------------------------------------------------------------------------------------
+
+def _replace_tokens(text: str, kind: int, old: str, new: str) -> str:
+    """Replace the code tokens of type ``kind`` spelled ``old`` (never inside strings or comments)."""
+    lines = text.splitlines(keepends=True)
+    spans = [t.start + t.end for t in tokenize.generate_tokens(io.StringIO(text).readline)
+             if t.type == kind and t.string == old]
+    for (r0, c0, r1, c1) in reversed(spans):  # single-line tokens; right to left keeps positions valid
+        line = lines[r0 - 1]
+        lines[r0 - 1] = line[:c0] + new + line[c1:]
+    return "".join(lines)
+
+
+class PythonDomain(Domain):
+    """Python programs. A file set is scored by running every seed script (in a temporary directory holding the
+    answer's files, a fresh interpreter, a 10 s timeout): 0.1 if the file parses, plus 0.9 × the fraction of the
+    seed's output lines reproduced exactly, in order (a program with the seed's exact output and exit status
+    scores 1). Oracle edits (textual, exactly invertible): rename (an identifier), tabs (leading 4-space indents
+    ↔ tabs), header (a first comment line), constant (a literal named as a module constant)."""
+
+    name = "python"
+    timeout = 10.0
+
+    def parse(self, text: str) -> Any:
+        import ast
+
+        return ast.parse(text)
+
+    def _run(self, files: Files, script: str) -> tuple[int, tuple[str, ...]]:
+        return self._run_cached(tuple(sorted(files.items())), script)
+
+    @functools.lru_cache(maxsize=256)  # relays revisit the same states; a run depends only on the files
+    def _run_cached(self, items: tuple[tuple[str, str], ...], script: str) -> tuple[int, tuple[str, ...]]:
+        import subprocess
+        import sys
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, text in items:
+                (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
+                (Path(tmp) / name).write_text(text, encoding="utf-8")
+            try:
+                r = subprocess.run([sys.executable, "-I", script], cwd=tmp, capture_output=True, text=True,
+                                   timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                return -1, ()
+            return r.returncode, tuple(r.stdout.splitlines())
+
+    def similarity(self, seed: Files, got: Files) -> float:
+        scores = []
+        for name in seed:
+            if name not in got or self.check(name, got[name]):
+                scores.append(0.0)
+                continue
+            code0, want = self._run(seed, name)
+            code1, have = self._run(got, name)
+            if code0 == code1 and want == have:
+                scores.append(1.0)
+                continue
+            import difflib
+
+            same = sum(b.size for b in difflib.SequenceMatcher(None, want, have, autojunk=False).get_matching_blocks())
+            scores.append(0.1 + 0.9 * same / max(len(want), 1) * (0.9 if code0 != code1 else 1.0))
+        return sum(scores) / len(scores)
+
+    def apply(self, op: dict, files: Files) -> Files:
+        out = dict(files)
+        for name in op.get("files", list(files)):
+            text, kind = files[name], op["kind"]
+            if kind == "rename":
+                text = _replace_tokens(text, tokenize.NAME, op["old"], op["new"])
+            elif kind == "tabs":
+                text = re.sub(r"(?m)^((?:    )+)", lambda m: "\t" * (len(m.group(1)) // 4), text)
+            elif kind == "spaces":
+                text = re.sub(r"(?m)^(\t+)", lambda m: "    " * len(m.group(1)), text)
+            elif kind == "header":
+                text = op["line"] + "\n" + text
+            elif kind == "unheader":
+                first, _, rest = text.partition("\n")
+                text = rest if first == op["line"] else text
+            elif kind == "constant":
+                text = f"{op['name']} = {op['literal']}\n" + _replace_tokens(text, tokenize.NUMBER, op["literal"], op["name"])
+            elif kind == "inline":
+                first, _, rest = text.partition("\n")
+                if first == f"{op['name']} = {op['literal']}":
+                    text = _replace_tokens(rest, tokenize.NAME, op["name"], op["literal"])
+            else:
+                raise ValueError(f"unknown python edit {kind!r}")
+            out[name] = text
+        return out
+
+    def invert(self, op: dict) -> dict:
+        kind = op["kind"]
+        if kind == "rename":
+            return {**op, "old": op["new"], "new": op["old"]}
+        pairs = {"tabs": "spaces", "spaces": "tabs", "header": "unheader", "unheader": "header", "constant": "inline",
+                 "inline": "constant"}
+        return {**op, "kind": pairs[kind]}
+
+    def corrupt(self, files: Files, rng: random.Random) -> Files:
+        name = rng.choice(sorted(files))
+        lines = files[name].split("\n")
+        prints = [i for i, x in enumerate(lines) if x.strip().startswith("print(")]
+        if prints:
+            del lines[rng.choice(prints)]  # a dropped output line
+        return {**files, name: "\n".join(lines)}
+
+
+DOMAINS: dict[str, Domain] = {d.name: d for d in (JSONDomain(), CSVDomain(), SRTDomain(), PythonDomain())}

@@ -183,9 +183,25 @@ class NoisyAgent:
 
 
 def predicted_noisy_rs(env: Environment, rate: float, round_trips: int, samples: int = 20, seed: int = 0) -> list[float]:
-    """What the noisy agent should score: each call corrupts with probability ``rate``; one corruption of the seed
-    costs δ (its mean over ``samples`` draws), and for small damage the costs add, so RS@k ≈ 1 − 2·k·rate·δ."""
+    """What the noisy agent should score. Each call corrupts with probability ``rate``, so after k round trips
+    the number of corruptions c is Binomial(2k, rate); f(c), the similarity to the seed after c successive
+    corruptions of it, is estimated over ``samples`` draws; RS@k = Σ_c P(c)·f(c)."""
+    from math import comb, sqrt
+
     domain = DOMAINS[env.domain]
     rng = random.Random(seed)
-    delta = sum(1 - domain.similarity(env.seed, domain.corrupt(dict(env.seed), rng)) for _ in range(samples)) / samples
-    return [max(0.0, 1 - 2 * k * rate * delta) for k in range(1, round_trips + 1)]
+    n = 2 * round_trips
+    c_max = min(n, int(n * rate + 6 * sqrt(n * rate * (1 - rate)) + 2))
+    f = [0.0] * (c_max + 1)
+    for _ in range(samples):
+        files = dict(env.seed)
+        f[0] += 1.0
+        for c in range(1, c_max + 1):
+            files = domain.corrupt(files, rng)
+            f[c] += domain.similarity(env.seed, files)
+    f = [x / samples for x in f]
+    out = []
+    for k in range(1, round_trips + 1):
+        m = 2 * k
+        out.append(sum(comb(m, c) * rate**c * (1 - rate) ** (m - c) * f[min(c, c_max)] for c in range(m + 1)))
+    return out

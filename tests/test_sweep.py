@@ -24,6 +24,11 @@ def test_points_expand_the_grid_with_dotted_keys(tmp_path):
     points = spec.points()
     assert [p.name for p in points] == ["lr=0.001-d_model=32", "lr=0.003-d_model=32"]
     assert points[1].config.lr == 3e-3 and points[1].config.model_overrides == {"d_model": 32}
+    spec = SweepSpec(tmp_path, {"model": "nano"}, {"model_overrides": [{"d_model": 32, "d_ff": 96}],
+                                                    "model_overrides.n_layers": [1, 2]})
+    a, b = spec.points()  # a dict value sets several keys; later dotted keys add to it without aliasing
+    assert a.name == "d_model=32-d_ff=96-n_layers=1" and a.config.model_overrides == {"d_model": 32, "d_ff": 96, "n_layers": 1}
+    assert b.config.model_overrides["n_layers"] == 2
     with pytest.raises(ConfigError, match="grid"):
         SweepSpec.load(spec_file(tmp_path, grid={"lr": []}))
 

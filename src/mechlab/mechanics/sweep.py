@@ -5,7 +5,8 @@ A sweep spec is a JSON file::
 
     {"out": "runs/lr-width",
      "base": {"model": "tiny", "data": "tinyshakespeare", "steps": 400, ...},      # TrainConfig fields
-     "grid": {"lr": [1e-3, 3e-3, 1e-2], "model_overrides.d_model": [64, 128]}}    # dotted keys reach into dicts
+     "grid": {"lr": [1e-3, 3e-3, 1e-2], "model_overrides.d_model": [64, 128]}}    # dotted keys reach into dicts;
+                                                                                  # a dict value sets several at once
 
 Every point of the grid's Cartesian product is one ordinary run of the one training loop (``mechlab train`` in a
 child process) in ``out/NAME``, NAME made of the point's values. Running a sweep again skips finished points,
@@ -62,9 +63,9 @@ class SweepSpec:
         keys = list(self.grid)
         out = []
         for combo in itertools.product(*(self.grid[k] for k in keys)):
-            values = dict(zip(keys, combo))
+            values = copy.deepcopy(dict(zip(keys, combo)))  # grid values are never shared between points
             cfg = copy.deepcopy(self.base)
-            for key, v in values.items():
+            for key, v in copy.deepcopy(values).items():
                 target, *path = key.split(".")
                 if path:
                     cfg.setdefault(target, {})
@@ -74,7 +75,9 @@ class SweepSpec:
                     node[path[-1]] = v
                 else:
                     cfg[target] = v
-            name = "-".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in values.items()).replace("/", "_")
+            name = "-".join(f"{kk}={vv}" for k, v in values.items()
+                            for kk, vv in (v.items() if isinstance(v, dict) else [(k.rsplit(".", 1)[-1], v)]))
+            name = name.replace("/", "_")
             cfg["out_dir"] = str(self.out / name)
             tc = TrainConfig.from_dict(cfg)
             tc.validate()

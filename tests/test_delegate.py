@@ -114,6 +114,9 @@ def test_run_and_report(tmp_path):
     rows = report(tmp_path)
     assert {(r["domain"], r["agent"]) for r in rows} == {(d, "oracle") for d in DOMAINS} | {("csv", "noisy:0.5")}
     assert all(r["RS@2"] == 1.0 for r in rows if r["agent"] == "oracle") and rows[0]["RS@10"] is None
+    from mechlab.delegate import plot_report
+
+    assert plot_report(tmp_path, tmp_path / "report.png").stat().st_size > 1000
 
 
 class ScriptedServer:

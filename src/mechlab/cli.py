@@ -280,10 +280,12 @@ def delegate_run(
 
 @delegate_app.command("report")
 def delegate_report(runs: Path = typer.Option(Path("runs/delegate"), help="Directory of relay results.")) -> None:
-    """Per-domain table of RS@2 / RS@10 / RS@20."""
-    from mechlab.delegate import report
+    """Per-domain table of RS@2 / RS@10 / RS@20, and a plot of RS against round trips (RUNS/report.png)."""
+    from mechlab.delegate import plot_report, report
 
     rows = report(runs)
+    if not rows:
+        raise MechlabError(f"no relay results in {runs}; run `mechlab delegate run` first")
     table = Table(title=f"DELEGATE relays in {runs}")
     for col in ("domain", "agent", "runs", "RS@2", "RS@10", "RS@20", "error steps"):
         table.add_column(col, justify="left" if col in ("domain", "agent") else "right")
@@ -291,6 +293,7 @@ def delegate_report(runs: Path = typer.Option(Path("runs/delegate"), help="Direc
         table.add_row(*(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c] if r[c] is not None else "—")
                         for c in ("domain", "agent", "runs", "RS@2", "RS@10", "RS@20", "error steps")))
     console.print(table)
+    console.print(f"plot: {plot_report(runs, Path(runs) / 'report.png')}")
 
 
 import_app = typer.Typer(no_args_is_help=True, help="Import pretrained checkpoints as mechlab checkpoints.")

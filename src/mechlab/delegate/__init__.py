@@ -74,6 +74,34 @@ def run(envs: list[Path], backend: str, round_trips: int = 10, distractors: bool
     return results
 
 
+def plot_report(runs: str | Path, png: str | Path) -> Path:
+    """RS after each round trip, mean over the relays of each (domain, agent) in ``runs``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves: dict[tuple[str, str], list[list[float]]] = {}
+    for f in sorted(Path(runs).glob("*.json")):
+        d = json.loads(f.read_text())
+        if "rs" in d:
+            curves.setdefault((d["domain"], d["agent"]), []).append(d["rs"])
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for (domain, agent), rs in sorted(curves.items()):
+        k = min(len(r) for r in rs)
+        ax.plot(range(1, k + 1), [statistics.mean(r[i] for r in rs) for i in range(k)], "o-", ms=3,
+                label=f"{domain} ({agent}, {len(rs)} relays)")
+    ax.set_xlabel("round trips k")
+    ax.set_ylabel("reconstruction score RS@k")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    return Path(png)
+
+
 def report(runs: str | Path) -> list[dict]:
     """Per (domain, agent): mean RS@2 / RS@10 / RS@20 over the result files in ``runs``."""
     rows: dict[tuple[str, str], list[dict]] = {}
@@ -94,4 +122,4 @@ def report(runs: str | Path) -> list[dict]:
 
 __all__ = ["DOMAINS", "Domain", "EditTask", "Environment", "NoisyAgent", "OracleAgent", "RelayResult", "Reply", "Step",
            "build_prompt", "bundled_environments", "load_environment", "make_agent", "parse_files",
-           "predicted_noisy_rs", "report", "run", "run_relay"]
+           "plot_report", "predicted_noisy_rs", "report", "run", "run_relay"]

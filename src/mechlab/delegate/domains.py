@@ -150,6 +150,35 @@ class JSONDomain(Domain):
         return {**files, name: json.dumps(doc, indent=2) + "\n"}
 
 
+class YAMLDomain(JSONDomain):
+    """YAML documents (PyYAML, safe loader): the JSON domain's similarity and edits on the parsed data; written
+    back in block style with the keys in document order."""
+
+    name = "yaml"
+
+    def parse(self, text: str) -> Any:
+        import yaml
+
+        return yaml.safe_load(text)
+
+    @staticmethod
+    def _dump(doc: Any, indent: int = 2) -> str:
+        import yaml
+
+        return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, indent=indent, default_flow_style=False)
+
+    def apply(self, op: dict, files: Files) -> Files:
+        out = dict(files)
+        for name in op.get("files", list(files)):
+            out[name] = self._dump(self._edit(op, self.parse(files[name])), op.get("spaces", 2))
+        return out
+
+    def corrupt(self, files: Files, rng: random.Random) -> Files:
+        name = rng.choice(sorted(files))
+        as_json = JSONDomain.corrupt(self, {name: json.dumps(self.parse(files[name]))}, rng)
+        return {**files, name: self._dump(json.loads(as_json[name]))}
+
+
 # ---- CSV ---------------------------------------------------------------------------------------------------
 
 class CSVDomain(Domain):
@@ -573,5 +602,5 @@ class GeoJSONDomain(Domain):
         return {**files, name: json.dumps(doc, indent=2) + "\n"}
 
 
-DOMAINS: dict[str, Domain] = {d.name: d for d in (JSONDomain(), CSVDomain(), SRTDomain(), PythonDomain(),
+DOMAINS: dict[str, Domain] = {d.name: d for d in (JSONDomain(), YAMLDomain(), CSVDomain(), SRTDomain(), PythonDomain(),
                                                   GeoJSONDomain())}

@@ -141,6 +141,12 @@ def _bcjr_ladder(res: list[dict]) -> Measurement:
         ste_loses += [x > 0 for x in s["per_seed"]]
     if not rows:
         return Measurement(UNMEASURED, reason="the results hold no QAT rows")
+    by = {(r["arch"], r["seed"], r["method"].removesuffix("-qat")): r["val_bpb"] for r in res[0].get("runs", [])}
+    paired = [by[(a, sd, "bcjr")] - by[(a, sd, "ste")] for (a, sd, m) in by if m == "bcjr" and (a, sd, "ste") in by]
+    if paired:
+        rows.append(("all models: BCJR-QAT − STE-QAT, paired by seed",
+                     _pm(statistics.mean(paired), statistics.stdev(paired) if len(paired) > 1 else 0.0)
+                     + f"  (BCJR lower in {sum(x < 0 for x in paired)} of {len(paired)})"))
     if all(bcjr_wins) and all(ste_loses):
         return Measurement(SUPPORTED, rows, "BCJR-QAT < PTQ < STE-QAT in every model and seed")
     if all(bcjr_wins):

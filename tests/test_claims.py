@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mechlab.claims import CLAIMS, PAPERS, render_report
-from mechlab.claims.registry import INCONCLUSIVE, SUPPORTED, UNMEASURED, _bcjr_ladder, claim
+from mechlab.claims.registry import INCONCLUSIVE, REFUTED, SUPPORTED, UNMEASURED, _bcjr_ladder, _mup_transfer, claim
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,6 +28,16 @@ def test_verdict_rule_of_the_qat_ladder():
     assert _bcjr_ladder(summary([-1e-3] * 3, [1e-3] * 3)).verdict == SUPPORTED
     assert _bcjr_ladder(summary([-1e-3] * 3, [-1e-4] * 3)).verdict == INCONCLUSIVE
     assert _bcjr_ladder(summary([1e-3] * 3, [1e-3] * 3)).verdict == "refuted"
+
+
+def test_verdict_rule_of_mu_transfer():
+    def result(sp, mup):
+        curves = {p: {str(w): {"best_lr": lr} for w, lr in zip((64, 128, 256), best)} for p, best in (("sp", sp), ("mup", mup))}
+        spread = {p: __import__("math").log10(max(b) / min(b)) for p, b in (("sp", sp), ("mup", mup))}
+        return [{"settings": {"lrs": [1e-3, 3e-3, 1e-2, 3e-2]}, "curves": curves, "best_lr_spread_decades": spread}]
+    assert _mup_transfer(result([1e-2, 3e-3, 1e-3], [3e-3, 3e-3, 1e-2])).verdict == SUPPORTED
+    assert _mup_transfer(result([1e-2, 3e-3, 1e-3], [3e-2, 3e-3, 1e-3])).verdict == REFUTED
+    assert _mup_transfer(result([3e-3] * 3, [3e-3] * 3)).verdict == INCONCLUSIVE
 
 
 def test_missing_results_are_not_yet_measured(tmp_path):

@@ -10,6 +10,7 @@ claim at that scale, not at the paper's.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +165,24 @@ def _bcjr_speed(res: list[dict]) -> Measurement:
     return Measurement(SUPPORTED if ok else REFUTED, rows, "target ≥ 5× at every L")
 
 
+def _mup_transfer(res: list[dict]) -> Measurement:
+    d = res[0]
+    lrs = sorted(d["settings"]["lrs"])
+    step = min(math.log10(b / a) for a, b in zip(lrs, lrs[1:]))  # one grid step, in decades
+    rows = []
+    for param, curves in d["curves"].items():
+        best = {w: c["best_lr"] for w, c in curves.items()}
+        rows.append((f"best lr by width, {param.upper()}", ", ".join(f"{w}: {lr:g}" for w, lr in best.items())
+                     + f"  (spread {d['best_lr_spread_decades'][param]:.2f} decades)"))
+    sp, mup = d["best_lr_spread_decades"]["sp"], d["best_lr_spread_decades"]["mup"]
+    tol = step * 1.01
+    if mup <= tol < sp:
+        return Measurement(SUPPORTED, rows, "the best lr moves under SP and stays within one grid step under μP")
+    if mup > tol:
+        return Measurement(REFUTED, rows, "the best lr moves by more than one grid step under μP")
+    return Measurement(INCONCLUSIVE, rows, "the best lr does not move under SP either at this scale")
+
+
 def _demo_trellis(res: list[dict]) -> Measurement:
     d = res[0]
     cost, ratio = d["bpb_quantized"] - d["bpb_float"], d["bytes_after"] / d["bytes_before"]
@@ -276,7 +295,11 @@ CLAIMS: list[Claim] = [
           "φ = 0.46 [0.41, 0.53] for plain looping, 0.65 with hyper-connections",
           "the fitted CI overlaps the published one", scale="CPU scale, to be measured"),
     Claim("mup-transfer", "learning-mechanics", "Under μP the best learning rate stays put as width grows.",
-          "optimal lr moves with width under SP and stays within one grid step under μP", "one grid step of a ×√10 grid"),
+          "optimal lr moves with width under SP and stays within one grid step under μP", "one step of the lr grid",
+          scale="tiny Transformer (4 layers, untied head) at widths 64/128/256, 200 steps of 16×128 bytes, one seed",
+          command="python experiments/mup_lr_width.py --steps 200 --lrs 1e-3 3e-3 1e-2 3e-2 --parallel 2",
+          results=("experiments/results/mup_lr_width.json",), plots=("experiments/results/mup_lr_width.png",),
+          evaluate=_mup_transfer),
     Claim("delegate-rs", "delegate52", "Delegated round trips corrupt documents measurably.",
           "the oracle scores RS = 1.0 and a model's RS@k falls with k", "oracle exactly 1.0"),
     Claim("pmnet-retrieval", "pmnet", "Phasor memory retrieves exactly beyond the attention window.",

@@ -168,7 +168,7 @@ def _bcjr_speed(res: list[dict]) -> Measurement:
 def _mup_transfer(res: list[dict]) -> Measurement:
     d = res[0]
     lrs = sorted(d["settings"]["lrs"])
-    step = min(math.log10(b / a) for a, b in zip(lrs, lrs[1:]))  # one grid step, in decades
+    step = max(math.log10(b / a) for a, b in zip(lrs, lrs[1:]))  # one grid step (the widest), in decades
     rows = []
     for param, curves in d["curves"].items():
         best = {w: c["best_lr"] for w, c in curves.items()}

@@ -172,7 +172,7 @@ def _mup_transfer(res: list[dict]) -> Measurement:
     rows = []
     for param, curves in d["curves"].items():
         best = {w: c["best_lr"] for w, c in curves.items()}
-        rows.append((f"best lr by width, {param.upper()}", ", ".join(f"{w}: {lr:g}" for w, lr in best.items())
+        rows.append((f"best lr by width, {param.upper()}", ", ".join(f"{w}: {best[w]:g}" for w in sorted(best, key=int))
                      + f"  (spread {d['best_lr_spread_decades'][param]:.2f} decades)"))
     sp, mup = d["best_lr_spread_decades"]["sp"], d["best_lr_spread_decades"]["mup"]
     tol = step * 1.01

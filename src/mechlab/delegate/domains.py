@@ -214,9 +214,8 @@ class CSVDomain(Domain):
                 pool[key(r)] -= 1
                 found += 1
         pos = {key(r): i for i, r in enumerate(r2)}
-        pairs = list(zip(r1, r1[1:]))
-        ordered = sum(1 for a, b in pairs if key(a) in pos and key(b) in pos and pos[key(a)] < pos[key(b)])
-        return 0.2 * header + 0.6 * found / max(len(r1), 1) + 0.2 * (ordered / len(pairs) if pairs else 1.0)
+        match = {i: pos[key(r)] for i, r in enumerate(r1) if key(r) in pos}
+        return 0.2 * header + 0.6 * found / max(len(r1), 1) + 0.2 * _kept_order(match, len(r1))
 
     @staticmethod
     def _write(header: list[str], rows: list[dict[str, str]], delimiter: str = ",") -> str:
@@ -269,6 +268,21 @@ class CSVDomain(Domain):
         return {**files, name: self._write(header, rows)}
 
 
+def _best_matching(score) -> dict[int, int]:
+    """Seed item → answer item maximising the summed ``score`` (a seed × answer array): the Hungarian method."""
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(-score)
+    return dict(zip(rows.tolist(), cols.tolist()))
+
+
+def _kept_order(match: dict[int, int], n: int) -> float:
+    """The fraction of consecutive seed items whose matches keep their order (1 for a single item)."""
+    if n < 2:
+        return 1.0
+    return sum(1 for i in range(n - 1) if i in match and i + 1 in match and match[i] < match[i + 1]) / (n - 1)
+
+
 # ---- SRT subtitles -----------------------------------------------------------------------------------------
 
 _TIME = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})[,.](\d{3})\s*-->\s*(\d{1,2}):(\d{2}):(\d{2})[,.](\d{3})")
@@ -318,11 +332,9 @@ class SRTDomain(Domain):
         import difflib
 
         import numpy as np
-        from scipy.optimize import linear_sum_assignment
 
         sim = np.array([[difflib.SequenceMatcher(None, a[2], b[2]).ratio() for b in got] for a in seed])
-        rows, cols = linear_sum_assignment(-sim)
-        match = dict(zip(rows.tolist(), cols.tolist()))
+        match = _best_matching(sim)
         n = len(seed)
         coverage = sum(sim[i, j] >= 0.5 for i, j in match.items()) / n
         text = sum(sim[i, j] for i, j in match.items()) / n
@@ -332,9 +344,7 @@ class SRTDomain(Domain):
             return 1.0 if err <= 5 else max(0.0, 1 - err / 2000)
 
         time_score = sum(timing(seed[i], got[j]) for i, j in match.items()) / n
-        pairs = [(i, i + 1) for i in range(n - 1)]
-        order = sum(1 for i, k in pairs if i in match and k in match and match[i] < match[k]) / len(pairs) if pairs else 1.0
-        return 0.20 * coverage + 0.40 * text + 0.25 * time_score + 0.15 * order
+        return 0.20 * coverage + 0.40 * text + 0.25 * time_score + 0.15 * _kept_order(match, n)
 
     def apply(self, op: dict, files: Files) -> Files:
         out = dict(files)
@@ -519,7 +529,6 @@ class GeoJSONDomain(Domain):
 
     def file_similarity(self, seed: list[dict], got: list[dict]) -> float:
         import numpy as np
-        from scipy.optimize import linear_sum_assignment
 
         if not seed:
             return 1.0 if not got else 0.0
@@ -540,15 +549,12 @@ class GeoJSONDomain(Domain):
             return sum(all(abs(x - y) <= 1e-7 for x, y in zip(p, q)) for p, q in zip(ca, cb)) / max(len(ca), 1)
 
         props = np.array([[prop_score(a, b) for b in got] for a in seed])
-        rows, cols = linear_sum_assignment(-props)
-        match = dict(zip(rows.tolist(), cols.tolist()))
+        match = _best_matching(props)
         n = len(seed)
         count = min(n, len(got)) / max(n, len(got))
         p = sum(props[i, j] for i, j in match.items()) / n
         g = sum(geom_score(seed[i], got[j]) for i, j in match.items()) / n
-        pairs = [(i, i + 1) for i in range(n - 1)]
-        order = sum(1 for i, k in pairs if i in match and k in match and match[i] < match[k]) / len(pairs) if pairs else 1.0
-        return 0.15 * count + 0.35 * p + 0.40 * g + 0.10 * order
+        return 0.15 * count + 0.35 * p + 0.40 * g + 0.10 * _kept_order(match, n)
 
     @staticmethod
     def _swap(c: Any) -> Any:

@@ -50,7 +50,7 @@ class Agent(Protocol):
 
 
 def build_prompt(files: Files, required: list[str], instruction: str) -> str:
-    blocks = "\n\n".join(f"```{name}\n{text.rstrip()}\n```" for name, text in files.items())
+    blocks = format_files(files).rstrip("\n")
     return (f"You are editing a set of documents.\n\nCurrent files:\n\n{blocks}\n\nInstruction: {instruction}\n\n"
             f"Answer with the complete new content of each of these files, one fenced code block per file whose "
             f"opening fence is labelled with the filename (```FILENAME): {', '.join(required)}. Change nothing "

@@ -66,6 +66,22 @@ def build(name: str) -> Path | None:
     return out
 
 
+def _ptr(t: torch.Tensor | None):
+    return None if t is None else t.data_ptr()
+
+
+def _trellis_args(w: torch.Tensor, table: torch.Tensor, start: torch.Tensor | None, end: torch.Tensor | None):
+    """The arrays both kernels take: float32 contiguous weights (B, N, V), the code table as two columns (the
+    second all zeros for V = 1, which the kernels read as such or not at all), and int64 boundary constraints."""
+    V = w.shape[-1]
+    tab = table.detach().float()
+    tab0 = tab[:, 0].contiguous()
+    tab1 = tab[:, 1].contiguous() if V == 2 else torch.zeros_like(tab0)
+    start_ = start.long().contiguous() if start is not None else None
+    end_ = end.long().contiguous() if end is not None else None
+    return w.detach().float().contiguous(), tab0, tab1, start_, end_
+
+
 class TrellisKernel:
     def __init__(self, path: Path):
         self.lib = ctypes.CDLL(str(path))
@@ -78,16 +94,10 @@ class TrellisKernel:
                 end: torch.Tensor | None = None, threads: int | None = None) -> torch.Tensor:
         """:func:`mechlab.quant.trellis.viterbi_torch`'s contract; ``threads`` defaults to torch's thread count."""
         B, N, V = w.shape
-        w = w.float().contiguous()
-        tab = table.float()
-        tab0 = tab[:, 0].contiguous()
-        tab1 = (tab[:, 1] if V == 2 else tab[:, 0]).contiguous()
-        start_ = start.long().contiguous() if start is not None else None
-        end_ = end.long().contiguous() if end is not None else None
+        w, tab0, tab1, start_, end_ = _trellis_args(w, table, start, end)
         path = torch.empty(B, N, dtype=torch.int64)
-        ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
-        rc = self.lib.viterbi_batch(ptr(w), B, N, V, ptr(tab0), ptr(tab1), L, kV, ptr(start_), ptr(end_),
-                                    ptr(path), threads or torch.get_num_threads())
+        rc = self.lib.viterbi_batch(_ptr(w), B, N, V, _ptr(tab0), _ptr(tab1), L, kV, _ptr(start_), _ptr(end_),
+                                    _ptr(path), threads or torch.get_num_threads())
         if rc != 0:
             raise MemoryError(f"trellis kernel failed (code {rc}) for L={L}, kV={kV}")
         return path
@@ -106,17 +116,11 @@ class BCJRKernel:
         """Soft weights ŵ (B, N, V) of w (B, N, V) at temperature T, or with ``grad`` (= ∂loss/∂ŵ) the gradient
         ∂loss/∂w (float32; see mechlab/quant/bcjr.py)."""
         B, N, V = w.shape
-        w = w.detach().float().contiguous()
-        tab = table.detach().float()
-        tab0 = tab[:, 0].contiguous()
-        tab1 = tab[:, 1].contiguous() if V == 2 else torch.zeros_like(tab0)  # the kernel reads zeros for V = 1
-        start_ = start.long().contiguous() if start is not None else None
-        end_ = end.long().contiguous() if end is not None else None
+        w, tab0, tab1, start_, end_ = _trellis_args(w, table, start, end)
         grad_ = grad.detach().float().contiguous() if grad is not None else None
         out = torch.empty(B, N, V, dtype=torch.float32)
-        ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
-        rc = self.lib.bcjr_batch(ptr(w), B, N, V, ptr(tab0), ptr(tab1), L, kV, T, ptr(start_), ptr(end_), ptr(grad_),
-                                 ptr(out), threads or torch.get_num_threads())
+        rc = self.lib.bcjr_batch(_ptr(w), B, N, V, _ptr(tab0), _ptr(tab1), L, kV, T, _ptr(start_), _ptr(end_),
+                                 _ptr(grad_), _ptr(out), threads or torch.get_num_threads())
         if rc != 0:
             raise MemoryError(f"BCJR kernel could not allocate its buffers for L={L}, kV={kV}, N={N}")
         return out

@@ -170,43 +170,37 @@ def _kernel(w: torch.Tensor):
     return bcjr_kernel()
 
 
+def _soft(w, table, L, kV, T, start, end, max_bytes, grad=None) -> torch.Tensor:
+    """ŵ, or with ``grad`` (= ∂loss/∂ŵ) the gradient ∂loss/∂w: the compiled kernel when it applies, else the
+    PyTorch sweeps over chunks of sequences (the backward stores two recursions per sequence, the forward one)."""
+    kernel = _kernel(w)
+    if kernel is not None:
+        return kernel.soft(w, table, L, kV, T, start, end, grad)
+    tsq = (table * table).sum(-1)
+    B, N, _ = w.shape
+    out = torch.empty_like(w)
+    starts, step = _chunks(B, N, 1 << L, w.element_size(), max_bytes, 1 if grad is None else 2)
+    for i in starts:
+        sl = slice(i, i + step)
+        st, en = (None if start is None else start[sl]), (None if end is None else end[sl])
+        g = None if grad is None else grad[sl]
+        la, a = _forward_sweep(w[sl], table, tsq, L, kV, T, st, g)
+        out[sl] = _backward_sweep(w[sl], table, tsq, L, kV, T, en, la, a, g)
+    return out
+
+
 class _SoftDecode(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w, table, L, kV, T, start, end, max_bytes):
         ctx.save_for_backward(w, table, start, end)
         ctx.args = (L, kV, T, max_bytes)
-        kernel = _kernel(w)
-        if kernel is not None:
-            return kernel.soft(w, table, L, kV, T, start, end)
-        tsq = (table * table).sum(-1)
-        B, N, _ = w.shape
-        out = torch.empty_like(w)
-        starts, step = _chunks(B, N, 1 << L, w.element_size(), max_bytes, 1)
-        for i in starts:
-            sl = slice(i, i + step)
-            st, en = (None if start is None else start[sl]), (None if end is None else end[sl])
-            la, _ = _forward_sweep(w[sl], table, tsq, L, kV, T, st, None)
-            out[sl] = _backward_sweep(w[sl], table, tsq, L, kV, T, en, la)
-        return out
+        return _soft(w, table, L, kV, T, start, end, max_bytes)
 
     @staticmethod
     def backward(ctx, grad_out):
         w, table, start, end = ctx.saved_tensors
         L, kV, T, max_bytes = ctx.args
-        grad_out = grad_out.contiguous()
-        kernel = _kernel(w)
-        if kernel is not None:
-            return kernel.soft(w, table, L, kV, T, start, end, grad_out), None, None, None, None, None, None, None
-        tsq = (table * table).sum(-1)
-        B, N, _ = w.shape
-        grad = torch.empty_like(w)
-        starts, step = _chunks(B, N, 1 << L, w.element_size(), max_bytes, 2)
-        for i in starts:
-            sl = slice(i, i + step)
-            st, en = (None if start is None else start[sl]), (None if end is None else end[sl])
-            la, a = _forward_sweep(w[sl], table, tsq, L, kV, T, st, grad_out[sl])
-            grad[sl] = _backward_sweep(w[sl], table, tsq, L, kV, T, en, la, a, grad_out[sl])
-        return grad, None, None, None, None, None, None, None
+        return _soft(w, table, L, kV, T, start, end, max_bytes, grad_out.contiguous()), *[None] * 7
 
 
 def soft_decode(w: torch.Tensor, table: torch.Tensor, L: int, kV: int, T: float,

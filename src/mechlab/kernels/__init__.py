@@ -35,8 +35,9 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
-def build(name: str) -> Path | None:
-    """Compile ``mechlab/kernels/NAME.c`` into a cached shared library; None when that is not possible."""
+def build(name: str, extra_flags: tuple[str, ...] = ()) -> Path | None:
+    """Compile ``mechlab/kernels/NAME.c`` into a cached shared library; None when that is not possible.
+    ``extra_flags`` go after the default ones (``("-mno-avx2",)`` builds the portable paths, for tests)."""
     from mechlab.data.corpora import cache_dir
 
     if os.environ.get("MECHLAB_NO_KERNELS") == "1":
@@ -46,7 +47,8 @@ def build(name: str) -> Path | None:
         log.warning("no C compiler found; using the slower PyTorch path for %s", name)
         return None
     src = resources.files("mechlab.kernels").joinpath(f"{name}.c").read_bytes()
-    key = hashlib.sha256(src + " ".join(FLAGS).encode() + _cpu_flags().encode() + platform.machine().encode()).hexdigest()[:16]
+    flags = [*FLAGS, *extra_flags]
+    key = hashlib.sha256(src + " ".join(flags).encode() + _cpu_flags().encode() + platform.machine().encode()).hexdigest()[:16]
     out = cache_dir() / "kernels" / f"{name}-{key}.so"
     if out.exists():
         return out
@@ -55,7 +57,7 @@ def build(name: str) -> Path | None:
     tmp_so = out.with_suffix(f".{os.getpid()}.so")
     tmp_c.write_bytes(src)
     try:
-        subprocess.run([cc, *FLAGS, str(tmp_c), "-o", str(tmp_so), "-lm"], check=True, capture_output=True, text=True)
+        subprocess.run([cc, *flags, str(tmp_c), "-o", str(tmp_so), "-lm"], check=True, capture_output=True, text=True)
         os.replace(tmp_so, out)
     except (subprocess.CalledProcessError, OSError) as e:
         log.warning("building the %s kernel failed (%s); using the slower PyTorch path", name, getattr(e, "stderr", e))
@@ -124,6 +126,59 @@ class BCJRKernel:
         if rc != 0:
             raise MemoryError(f"BCJR kernel could not allocate its buffers for L={L}, kV={kV}, N={N}")
         return out
+
+
+class QMatvecKernel:
+    """Fused decode + matrix-vector product of 1MAD trellis codes in their stored (packed) format."""
+
+    def __init__(self, path: Path):
+        self.lib = ctypes.CDLL(str(path))
+        p, i = ctypes.c_void_p, ctypes.c_int
+        self.lib.qmatvec_1mad.argtypes = [p, i, i, i, p, i, i, ctypes.c_float, p, p, p, i]
+        self.lib.qmatvec_1mad.restype = i
+        self.lib.decode_1mad.argtypes = [p, i, i, i, i, p, i]
+        self.lib.decode_1mad.restype = i
+
+    def plan(self, packed: torch.Tensor, m: int, n: int, L: int, k: int, alpha: float,
+             s_in: torch.Tensor | None, s_out: torch.Tensor | None):
+        """A call ``run(x, threads) -> y`` of one layer: y (B, m) = s_out ⊙ H(α · W_code · H(s_in ⊙ x)) for
+        x (B, n) float32, ``packed`` (tiles, 32·k) uint8 the stored codes. The layer's arrays are held and their
+        addresses resolved once, so a call costs one ctypes dispatch."""
+        packed = packed.contiguous()
+        s_in = None if s_in is None else s_in.float().contiguous()
+        s_out = None if s_out is None else s_out.float().contiguous()
+        fn, p_codes, p_in, p_out = self.lib.qmatvec_1mad, _ptr(packed), _ptr(s_in), _ptr(s_out)
+
+        def run(x: torch.Tensor, threads: int = 1) -> torch.Tensor:
+            x = x.contiguous()
+            y = torch.empty(x.shape[0], m, dtype=torch.float32)
+            rc = fn(x.data_ptr(), x.shape[0], m, n, p_codes, L, k, alpha, p_in, p_out, y.data_ptr(), threads)
+            if rc != 0:
+                raise MemoryError(f"qmatvec kernel failed (code {rc}) for a {m}×{n} layer")
+            return y
+
+        run.arrays = (packed, s_in, s_out)  # kept alive with the call
+        return run
+
+    def matvec(self, x: torch.Tensor, packed: torch.Tensor, m: int, L: int, k: int, alpha: float,
+               s_in: torch.Tensor | None, s_out: torch.Tensor | None, threads: int | None = None) -> torch.Tensor:
+        """One call of :meth:`plan` (x (B, n), any float dtype)."""
+        x = x.detach().float()
+        return self.plan(packed, m, x.shape[1], L, k, alpha, s_in, s_out)(x, threads or torch.get_num_threads())
+
+    def decode(self, packed: torch.Tensor, m: int, n: int, L: int, k: int, threads: int | None = None) -> torch.Tensor:
+        """The rotated weights as (byte sum − 510) of every state, (m, n) float32 (multiply by α for the code)."""
+        w = torch.empty(m, n, dtype=torch.float32)
+        rc = self.lib.decode_1mad(_ptr(packed.contiguous()), m, n, L, k, _ptr(w), threads or torch.get_num_threads())
+        if rc != 0:
+            raise ValueError(f"qmatvec decode failed (code {rc}) for a {m}×{n} layer")
+        return w
+
+
+@functools.lru_cache(maxsize=1)
+def qmatvec_kernel() -> QMatvecKernel | None:
+    path = build("qmatvec")
+    return QMatvecKernel(path) if path is not None else None
 
 
 @functools.lru_cache(maxsize=1)

@@ -70,16 +70,21 @@ def target_linears(model: nn.Module, skip: Iterable[str] = DEFAULT_SKIP) -> dict
 @torch.no_grad()
 def collect_hessians(model: nn.Module, batches: Iterable[torch.Tensor], names: Iterable[str] | None = None,
                      progress: bool = False) -> dict[str, torch.Tensor]:
-    """H = Σ x xᵀ / #rows of every listed Linear's inputs over ``model(batch)`` for each batch (float64)."""
+    """H = Σ x xᵀ / #rows of every listed Linear's inputs over ``model(batch)`` for each batch (each batch's xᵀx in
+    float32, the running sums and the result in float64)."""
     mods = target_linears(model, ()) if names is None else {n: model.get_submodule(n) for n in names}
     sums = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for n, m in mods.items()}
     counts = dict.fromkeys(mods, 0)
 
+    last = {}  # the previous hook's input and its xᵀx: q/k/v and gate/up read one tensor, computed once
+
     def hook(name):
         def fn(_mod, args):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).double().cpu()
-            sums[name] += x.T @ x
-            counts[name] += x.shape[0]
+            if last.get("input") is not args[0]:
+                x = args[0].detach().reshape(-1, args[0].shape[-1]).float().cpu()
+                last.update(input=args[0], xtx=(x.T @ x).double(), rows=x.shape[0])  # sums kept in float64
+            sums[name] += last["xtx"]
+            counts[name] += last["rows"]
         return fn
 
     handles = [m.register_forward_pre_hook(hook(n)) for n, m in mods.items()]
@@ -91,6 +96,7 @@ def collect_hessians(model: nn.Module, batches: Iterable[torch.Tensor], names: I
     finally:
         for h in handles:
             h.remove()
+        last.clear()
         model.train(was_training)
     if any(c == 0 for c in counts.values()):
         missing = [n for n, c in counts.items() if c == 0]

@@ -15,13 +15,22 @@ import torch
 
 HYB_Q = 9
 HYB_STD = 0.9682
+MAD_DIVISOR = 147.800537109375  # 1MAD: (byte sum − 510) / this
 
 
 def one_mad(states: np.ndarray) -> np.ndarray:
     """1MAD: x = (s·34038481 + 76625530) mod 2^32; (sum of the 4 bytes of x − 510) / 147.800537109375."""
     x = (states.astype(np.uint64) * 34038481 + 76625530) & 0xFFFFFFFF
     total = sum((x >> np.uint64(8 * i)) & np.uint64(0xFF) for i in range(4)).astype(np.float64)
-    return ((total - 510.0) / 147.800537109375)[:, None]
+    return ((total - 510.0) / MAD_DIVISOR)[:, None]
+
+
+@functools.lru_cache(maxsize=32)
+def one_mad_unit(L: int) -> float:
+    """c with ``code_table("1mad", L, 1)[s] = (bytesum(s·34038481 + 76625530) − 510) · c``: the unit-RMS code as an
+    integer times one constant (what the fused kernel computes)."""
+    vals = one_mad(np.arange(1 << L, dtype=np.int64))
+    return float(1.0 / (MAD_DIVISOR * np.sqrt(np.mean(vals**2))))
 
 
 def three_inst(states: np.ndarray) -> np.ndarray:

@@ -1,5 +1,10 @@
 """Quantised drop-in replacements for nn.Linear. Each holds only its packed codes and the small side
-information as buffers (so ``state_dict`` is the stored format) and decodes its weight in every forward."""
+information as buffers (so ``state_dict`` is the stored format) and decodes its weight in every forward.
+
+Trellis layers with the 1MAD code (V=1, tail-biting, k ≤ 4) run on the compiled kernel (mechlab/kernels/qmatvec.c):
+for up to ``FUSED_MAX_ROWS`` input rows (decoding: batch 1 and small batches) a fused decode + matrix-vector
+product straight from the packed codes, never materialising the weight; for more rows (prefill, evaluation) a
+compiled decode, then one matmul."""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mechlab.quant import rht as rht_ops
+from mechlab.quant.codes import one_mad_unit
 from mechlab.quant.config import RTNConfig, GPTQConfig, TrellisConfig
 from mechlab.quant.qtip import TrellisCode, reconstruct
 from mechlab.quant.scalar import dequantize, n_groups
@@ -77,8 +84,10 @@ class TrellisLinear(QuantizedLinear):
         self.register_buffer("s_out", torch.zeros(-(-out_features // 8), dtype=torch.uint8) if config.rht else None)
         self.register_buffer("s_in", torch.zeros(-(-in_features // 8), dtype=torch.uint8) if config.rht else None)
         self.register_buffer("start", None if config.tail_biting else torch.zeros(n_tiles, dtype=torch.int32))
+        self._fused_cache = _UNSET
 
     def set(self, code: TrellisCode) -> "TrellisLinear":
+        self._fused_cache = _UNSET
         kv = self.config.k * self.config.V
         self.packed.copy_(pack_codes(code.codes, kv))
         self.scale.fill_(code.scale)
@@ -103,7 +112,64 @@ class TrellisLinear(QuantizedLinear):
         )
 
     def weight(self) -> torch.Tensor:
-        return reconstruct(self.code(), self.config)
+        fused = self._fused()
+        if fused is None:
+            return reconstruct(self.code(), self.config)
+        kernel, alpha, s_in, s_out, _ = fused
+        w_rot = kernel.decode(self.packed, self.out_features, self.in_features, self.config.L, self.config.k) * alpha
+        return w_rot if s_in is None else rht_ops.inverse_rht_weight(w_rot, s_out, s_in)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // self.in_features
+        fused = self._fused() if rows <= FUSED_MAX_ROWS and x.dtype == torch.float32 and not x.requires_grad else None
+        if fused is None:
+            return super().forward(x)
+        run = fused[-1]
+        m, n = self.out_features, self.in_features
+        y = run(x.reshape(rows, n), torch.get_num_threads() if m * n >= PARALLEL_MIN_WEIGHTS else 1)
+        if self.bias is not None:
+            y += self.bias
+        return y.reshape(*x.shape[:-1], m)
+
+    def _fused(self):
+        """(kernel, α, s_in, s_out, run) when the compiled kernel reads this layer's format, else None; built once
+        per stored value (``set``, ``load_state_dict`` and moves reset it)."""
+        if self._fused_cache is not _UNSET:
+            return self._fused_cache
+        from mechlab.kernels import qmatvec_kernel
+
+        cfg = self.config
+        m, n = self.out_features, self.in_features
+        kernel = qmatvec_kernel() if self.packed.device.type == "cpu" and fused_supported(cfg) else None
+        cache = None
+        if kernel is not None:
+            alpha = float(self.scale) * one_mad_unit(cfg.L)
+            s_in = _unpack_signs(self.s_in, n) if cfg.rht else None
+            s_out = _unpack_signs(self.s_out, m) if cfg.rht else None
+            cache = (kernel, alpha, s_in, s_out, kernel.plan(self.packed, m, n, cfg.L, cfg.k, alpha, s_in, s_out))
+        self._fused_cache = cache
+        return cache
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._fused_cache = _UNSET
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._fused_cache = _UNSET
+        return super()._apply(fn, *args, **kwargs)
+
+
+_UNSET = object()
+FUSED_MAX_ROWS = 16  # the fused kernel decodes once per call, so beyond a few rows decode + matmul wins
+PARALLEL_MIN_WEIGHTS = 1 << 18  # smaller layers run on one thread (a fork/join costs more than it saves)
+
+
+def fused_supported(cfg: TrellisConfig) -> bool:
+    """Whether the compiled kernel reads this trellis format: 1MAD, V=1, tail-biting 16×16 tiles, and a state
+    window plus k steps of codes that fit one 8-byte load (k ≤ 4, L ≤ 24)."""
+    pb = -(-cfg.L // 8)
+    return (cfg.code == "1mad" and cfg.V == 1 and cfg.tail_biting and cfg.tile == 16 and cfg.k <= 4
+            and cfg.L <= 24 and 8 * cfg.k + 8 * pb - cfg.L < 40)
 
 
 def quantized_linear(linear: nn.Linear, config) -> QuantizedLinear:

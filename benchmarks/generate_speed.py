@@ -1,0 +1,91 @@
+"""Generation speed at batch 1 with the KV cache: SmolLM2-135M-Instruct in fp32 against the same model with all 210
+Linear layers trellis-coded at 2 bits (fused decode + matvec kernel), alternated in one run, 1 and 2 threads.
+
+    python benchmarks/generate_speed.py [--quantized CKPT] [--new-tokens 64] [--rounds 5]
+
+Decode tokens/s counts the tokens after the first (the prompt's prefill is excluded). Without ``--quantized`` the
+2-bit model is SmolLM2 with every Linear layer replaced by a 2-bit L=16 1MAD trellis layer holding random codes:
+the kernel's work does not depend on the codes' values, so the speed is that of a quantised model (its text is
+noise). With ``--quantized`` (a checkpoint from ``mechlab quantize``) the real quantised model runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from common import print_table, write_result
+from mechlab.quant import TrellisConfig
+from mechlab.quant.api import set_module, target_linears
+from mechlab.quant.linear import TrellisLinear
+from mechlab.train import load_checkpoint
+from smollm2_wikitext2 import smollm2_checkpoint
+
+PROMPT = "The history of the city begins in the early middle ages, when"
+
+
+def random_trellis_model(model: torch.nn.Module, bits: int, L: int) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(0)
+    for name, lin in target_linears(model).items():
+        q = TrellisLinear(lin.in_features, lin.out_features, False, TrellisConfig(L=L, k=bits, code="1mad"))
+        for buf in (q.packed, q.s_in, q.s_out):
+            buf.copy_(torch.randint(0, 256, buf.shape, generator=g, dtype=torch.uint8))
+        q.scale.fill_(float(lin.weight.detach().pow(2).mean().sqrt()) / 0.9)
+        set_module(model, name, q)
+    return model
+
+
+@torch.inference_mode()
+def decode_tokens_per_s(ck, ids: torch.Tensor, new_tokens: int) -> float:
+    stamps = []
+    ck.model.generate(ids, new_tokens, temperature=0.0, top_k=None, generator=torch.Generator().manual_seed(0),
+                      eos_id=None, on_token=lambda _col: stamps.append(time.perf_counter()))
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quantized", default=None, help="a quantised SmolLM2 checkpoint (default: random 2-bit codes)")
+    ap.add_argument("--bits", type=int, default=2)
+    ap.add_argument("--L", type=int, default=16)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = ap.parse_args()
+    fp32 = smollm2_checkpoint()
+    if args.quantized:
+        q = load_checkpoint(args.quantized)
+        q_name = f"quantised ({args.quantized})"
+    else:
+        q = smollm2_checkpoint()
+        random_trellis_model(q.model, args.bits, args.L)
+        q_name = f"{args.bits}-bit trellis L={args.L}, random codes"
+    models = {"fp32": fp32, q_name: q}
+    for ck in models.values():
+        ck.model.eval()
+    ids = torch.tensor([fp32.tokenizer.encode(PROMPT)])
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for ck in models.values():
+            decode_tokens_per_s(ck, ids, 4)  # warm-up: kernels built, caches planned
+        speeds = {name: [] for name in models}
+        for _ in range(args.rounds):
+            for name, ck in models.items():
+                speeds[name].append(decode_tokens_per_s(ck, ids, args.new_tokens))
+        base = statistics.median(speeds["fp32"])
+        for name, s in speeds.items():
+            med = statistics.median(s)
+            rows.append({"model": name, "threads": threads, "tokens/s": med, "min": min(s), "max": max(s),
+                         "× fp32": med / base})
+    print_table(rows, f"SmolLM2-135M decode, batch 1, {args.new_tokens} new tokens, median of {args.rounds} rounds")
+    path = write_result("generate_speed", {"rows": rows, "new_tokens": args.new_tokens, "rounds": args.rounds,
+                                           "prompt_tokens": ids.shape[1]})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Fused decode + matvec of trellis-coded weights (mechlab/kernels/qmatvec.c) against torch's fp32 and bf16
+F.linear, at batch 1 (and small batches), with 1 and 2 threads: 4096×4096 and SmolLM2-135M's layer shapes.
+
+    python benchmarks/qmatvec.py [--bits 2] [--batch 1] [--rounds 7] [--shapes 4096x4096 ...]
+
+As in generation, where every layer's weights are read once per token, each kernel cycles through enough distinct
+copies of the layer that the fp32 copies fill ``--working-set`` MB (default 256, beyond the 32 MB L3 cache): the
+compressed copies are 1/16 as large, which is the point of them. ``--working-set 0`` times one cache-hot copy.
+Every configuration of a shape and thread count is timed in alternation, ``--rounds`` rounds of at least
+``--seconds`` each, and the median is kept, so the ratios are measured side by side. The codes are drawn at random
+(the kernel's work does not depend on their values); the layer is the full stored format, RHT included (the two
+Hadamard transforms of x and y are part of every call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from common import print_table, write_result
+from mechlab.kernels import qmatvec_kernel
+from mechlab.quant import TrellisConfig
+from mechlab.quant.linear import TrellisLinear
+
+SHAPES = ["4096x4096", "576x576", "192x576", "1536x576", "576x1536"]  # out × in: 4096², SmolLM2's q/o, k/v, up, down
+
+
+def random_trellis(m: int, n: int, bits: int, L: int, seed: int = 0) -> TrellisLinear:
+    g = torch.Generator().manual_seed(seed)
+    layer = TrellisLinear(n, m, False, TrellisConfig(L=L, k=bits, code="1mad"))
+    for buf in (layer.packed, layer.s_in, layer.s_out):
+        buf.copy_(torch.randint(0, 256, buf.shape, generator=g, dtype=torch.uint8))
+    layer.scale.fill_(0.02)
+    return layer
+
+
+def cycle(fn, items):
+    """A call that applies ``fn`` to the next of ``items``, round-robin."""
+    state = {"i": 0}
+
+    def call():
+        fn(items[state["i"]])
+        state["i"] = (state["i"] + 1) % len(items)
+
+    return call
+
+
+def seconds_per_call(fn, budget: float) -> float:
+    calls, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= budget:
+            return elapsed / calls
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", nargs="+", default=SHAPES)
+    ap.add_argument("--bits", type=int, nargs="+", default=[2])
+    ap.add_argument("--L", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--seconds", type=float, default=0.3)
+    ap.add_argument("--working-set", type=float, default=256.0, help="MB of fp32 copies cycled through; 0: one")
+    args = ap.parse_args()
+    if qmatvec_kernel() is None:
+        raise SystemExit("the qmatvec kernel did not build (no C compiler?)")
+    rows = []
+    for shape in args.shapes:
+        m, n = map(int, shape.split("x"))
+        copies = max(1, math.ceil(args.working_set * 1e6 / (4 * m * n)))
+        x = torch.randn(args.batch, n)
+        x16 = x.bfloat16()
+        w = [torch.randn(m, n) / n**0.5 for _ in range(copies)]
+        w16 = [t.bfloat16() for t in w]
+        fns = {"fp32": cycle(lambda t: F.linear(x, t), w), "bf16": cycle(lambda t: F.linear(x16, t), w16)}
+        for bits in args.bits:
+            layers = [random_trellis(m, n, bits, args.L, seed=i) for i in range(copies)]
+            fns[f"{bits}-bit fused"] = cycle(lambda lay: lay(x), layers)
+        with torch.inference_mode():
+            for threads in args.threads:
+                torch.set_num_threads(threads)
+                times = {k: [] for k in fns}
+                for fn in fns.values():
+                    fn()
+                for _ in range(args.rounds):
+                    for name, fn in fns.items():
+                        times[name].append(seconds_per_call(fn, args.seconds))
+                fp32 = statistics.median(times["fp32"])
+                for name, ts in times.items():
+                    t = statistics.median(ts)
+                    rows.append({"shape": shape, "copies": copies, "batch": args.batch, "threads": threads, "kernel": name,
+                                 "µs": t * 1e6, "weights/ns": m * n * args.batch / t / 1e9, "× fp32": fp32 / t})
+    print_table(rows, f"matvec, batch {args.batch}, trellis L={args.L} 1MAD (median of {args.rounds} alternated rounds)")
+    path = write_result("qmatvec" + (f"_b{args.batch}" if args.batch != 1 else ""),
+                        {"rows": rows, "L": args.L, "batch": args.batch, "rounds": args.rounds,
+                         "working_set_mb": args.working_set})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

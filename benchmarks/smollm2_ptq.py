@@ -1,0 +1,125 @@
+"""Whole-model PTQ of SmolLM2-135M-Instruct: every one of its 210 Linear layers (106,168,320 weights; the tied
+embedding / LM head stays in float) at 2, 3 and 4 bits with trellis (QTIP-style: RHT, BlockLDLQ, tail-biting,
+1MAD), GPTQ and RTN (groups of 128 input columns, fp16 scale and zero point per group). Reports WikiText-2 raw test
+perplexity (context 2048, non-overlapping windows, the first ``--windows`` of them, the float model on the same
+windows) and the bytes of the quantised layers and of the whole model.
+
+    python benchmarks/smollm2_ptq.py [--windows 16] [--bits 2 3 4] [--methods rtn gptq trellis] [--L 12]
+
+Calibration (GPTQ, BlockLDLQ): ``--calib-sequences`` random windows of ``--calib-seq-len`` tokens from the
+gutenberg train split (never the evaluation text), Hessians computed once from the float model and cached. Every
+configuration's row is cached too (MECHLAB_CACHE/smollm2_ptq/), so an interrupted run resumes where it stopped;
+``--fresh`` recomputes. The table goes to benchmarks/results/smollm2_ptq.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from common import print_table, write_result
+from mechlab.data.corpora import cache_dir
+from mechlab.data.tokens import token_stream
+from mechlab.eval import evaluate_lm
+from mechlab.quant import collect_hessians, quantize_
+from mechlab.quant.api import target_linears
+from mechlab.quant.run import calibration_batches, make_config, size_report
+from mechlab.utils import write_json_atomic
+from smollm2_wikitext2 import REFERENCE_PPL, smollm2_checkpoint
+
+
+def hessians(ck, n_seq: int, seq_len: int, seed: int, fresh: bool) -> dict[str, torch.Tensor]:
+    path = cache_dir() / "smollm2_ptq" / f"hessians-gutenberg-{n_seq}x{seq_len}-s{seed}.pt"
+    if path.is_file() and not fresh:
+        return {k: v.double() for k, v in torch.load(path).items()}
+    stream = token_stream("gutenberg", "train", ck.tokenizer)
+    batches = calibration_batches(stream, n_seq, seq_len, seed)
+    h = collect_hessians(ck.model, batches, list(target_linears(ck.model)), progress=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.float() for k, v in h.items()}, path)
+    return h
+
+
+def evaluate(model, stream, windows: int) -> dict:
+    t = time.perf_counter()
+    r = evaluate_lm(model, stream, context=2048, max_windows=windows, progress=True)
+    return {"perplexity": r.perplexity, "bits_per_byte": r.bits_per_byte, "scored_tokens": r.n_tokens,
+            "eval_seconds": time.perf_counter() - t}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--windows", type=int, default=16, help="WikiText-2 test windows of 2048 tokens (all: 149)")
+    ap.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4])
+    ap.add_argument("--methods", nargs="+", default=["rtn", "gptq", "trellis"])
+    ap.add_argument("--L", type=int, default=12, help="trellis state bits (see the README for why 12)")
+    ap.add_argument("--group-size", type=int, default=128)
+    ap.add_argument("--calib-sequences", type=int, default=128)
+    ap.add_argument("--calib-seq-len", type=int, default=512)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fresh", action="store_true", help="recompute cached rows and Hessians")
+    args = ap.parse_args()
+
+    rows_dir = cache_dir() / "smollm2_ptq"
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    ck = smollm2_checkpoint()
+    stream = token_stream("wikitext2-test", "test", ck.tokenizer)
+    float_bytes = size_report(ck.model)
+
+    def cached(tag: str, make) -> dict:
+        path = rows_dir / f"{tag}-w{args.windows}.json"
+        if path.is_file() and not args.fresh:
+            return json.loads(path.read_text())
+        row = make()
+        write_json_atomic(path, row)
+        return row
+
+    rows = [{"method": "float32", "bits": 32, **cached("float", lambda: {
+        **evaluate(ck.model, stream, args.windows), "linear_bytes": 4 * 106_168_320,
+        "model_bytes": float_bytes["total_bytes"]})}]
+    h = None
+    for method in args.methods:
+        for bits in args.bits:
+            cfg = make_config(method, bits, group_size=args.group_size, L=args.L)
+            tag = f"{method}-{bits}" + (f"-L{args.L}" if method == "trellis" else f"-g{args.group_size}")
+            if cfg.needs_hessian:
+                tag += f"-calib{args.calib_sequences}x{args.calib_seq_len}s{args.seed}"
+
+            def run():
+                nonlocal h
+                if cfg.needs_hessian and h is None:
+                    h = hessians(ck, args.calib_sequences, args.calib_seq_len, args.seed, args.fresh)
+                q = smollm2_checkpoint()
+                t = time.perf_counter()
+                report = quantize_(q.model, cfg, hessians=h if cfg.needs_hessian else None, progress=True)
+                seconds = time.perf_counter() - t
+                size = size_report(q.model)
+                summary = report.summary()
+                return {**evaluate(q.model, stream, args.windows), "quant_seconds": seconds,
+                        "layers": summary["layers"], "weights": summary["weights"], "rel_mse": summary["rel_mse"],
+                        "proxy_loss": summary["proxy_loss"],
+                        "linear_bytes": size["bytes"]["quantized codes"] + size["bytes"]["quantized side info"],
+                        "bits_per_weight": size["bits_per_quantized_weight"], "model_bytes": size["total_bytes"],
+                        "threads": torch.get_num_threads()}
+
+            rows.append({"method": method + (f" L={args.L}" if method == "trellis" else ""), "bits": bits,
+                         **cached(tag, run)})
+            print(f"{tag}: perplexity {rows[-1]['perplexity']:.2f}", flush=True)
+
+    ref = rows[0]["perplexity"]
+    table = [{"method": r["method"], "bits": r["bits"], "bits/weight": r.get("bits_per_weight", 32.0),
+              "perplexity": r["perplexity"], "× float": r["perplexity"] / ref,
+              "linear MB": r["linear_bytes"] / 1e6, "model MB": r["model_bytes"] / 1e6} for r in rows]
+    print_table(table, f"SmolLM2-135M-Instruct whole-model PTQ, WikiText-2 test, first {args.windows} windows of 2048")
+    path = write_result("smollm2_ptq", {"windows": args.windows, "scored_tokens": rows[0]["scored_tokens"],
+                                        "trellis_L": args.L, "group_size": args.group_size,
+                                        "calibration": f"gutenberg train, {args.calib_sequences}×{args.calib_seq_len}",
+                                        "full_test_reference_perplexity": REFERENCE_PPL, "rows": rows})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

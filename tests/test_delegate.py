@@ -196,3 +196,19 @@ def test_http_backend_survives_a_hostile_server(tmp_path, monkeypatch):
     path, body, auth = server.requests[0]
     assert path == "/v1/chat/completions" and body["model"] == "scripted-model" and auth == "Bearer sekret"
     assert body["messages"][0]["content"].startswith("You are editing")
+
+
+def test_record_domains_compare_structure():
+    sql, pgn, po, ics = DOMAINS["sql"], DOMAINS["pgn"], DOMAINS["po"], DOMAINS["ics"]
+    a = "CREATE TABLE t (id INT PRIMARY KEY, name TEXT);"
+    assert sql.similarity({"s.sql": a}, {"s.sql": "create table t (\n  id int primary key,\n  name text\n);"}) == 1.0
+    assert 0.5 < sql.similarity({"s.sql": a}, {"s.sql": "CREATE TABLE t (id INT PRIMARY KEY);"}) < 1.0
+    assert sql.similarity({"s.sql": a}, {"s.sql": "SELECT 1;"}) == 0.0  # not a schema: an unparseable answer
+    assert pgn.check("g.pgn", "1. e4 e5 2. Ke3 *") is not None  # an illegal move is a parse error
+    assert pgn.similarity({"g.pgn": "1. e4 e5 2. Nf3 *"}, {"g.pgn": "1.e4 e5 2.Nf3 *\n"}) == 1.0
+    entries = ['msgid "a"\nmsgstr "A"\n', 'msgid "b"\nmsgstr "B"\n']
+    same, swapped = "\n".join(entries), "\n".join(entries[::-1])
+    assert po.similarity({"x.po": same}, {"x.po": swapped}) == pytest.approx(0.95)  # only the order term is lost
+    cal = "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:x\nBEGIN:VEVENT\nUID:1\nSUMMARY:s\nDTSTART:20260101T100000Z\nDTEND:20260101T110000Z\nEND:VEVENT\nEND:VCALENDAR\n"
+    late = cal.replace("T100000Z", "T130000Z")
+    assert 0.9 < ics.similarity({"c.ics": cal}, {"c.ics": late}) < 1.0  # three hours off: partial time credit

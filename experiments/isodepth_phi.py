@@ -49,6 +49,45 @@ def param_split(arch: str, width: int, loops: int, vocab: int = 2048) -> tuple[i
     return once, rec
 
 
+def plot(result: dict, out: Path) -> None:
+    """Validation loss against the effective parameter count N_once + r^φ·N_rec at the fitted φ, one panel per
+    architecture, with the fitted law at each token budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from mechlab.mechanics.fits import predict
+
+    archs = list(result["fits"])
+    fig, axes = plt.subplots(1, len(archs), figsize=(5.5 * len(archs), 4.2), sharey=True)
+    for ax, arch in zip(np.atleast_1d(axes), archs):
+        fit = result["fits"][arch]
+        phi = fit["params"]["phi"]
+        runs = [r for r in result["runs"] if r["arch"] == arch]
+        for steps, marker in zip(sorted({r["steps"] for r in runs}), "os^v"):
+            sel = [r for r in runs if r["steps"] == steps]
+            for loops, color in zip((1, 2, 4), ("C0", "C1", "C2")):
+                pts = [r for r in sel if r["model_overrides.n_loops"] == loops]
+                ax.scatter([r["n_once"] + loops**phi * r["n_rec"] for r in pts], [r["val_loss"] for r in pts],
+                           marker=marker, color=color, label=f"r={loops}, {steps} steps")
+            neff = np.geomspace(min(r["n_once"] for r in sel), max(r["n_once"] + 4 * r["n_rec"] for r in sel), 50)
+            d = sel[0]["tokens"]
+            ax.plot(neff, predict("isodepth", fit["params"], neff, np.full_like(neff, d), np.zeros_like(neff),
+                                  np.ones_like(neff)), color="gray", lw=1)
+        lo, hi = fit["ci"].get("phi", (float("nan"), float("nan")))
+        ax.set_xscale("log")
+        ax.set_title(f"{arch}: φ = {phi:.2f} [{lo:.2f}, {hi:.2f}]")
+        ax.set_xlabel("N_once + r^φ · N_rec")
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("validation loss (nats/token)")
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--widths", type=int, nargs="+", default=[64, 96, 128])
@@ -57,7 +96,12 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--out", default="runs/isodepth_phi")
+    ap.add_argument("--replot", action="store_true", help="only redraw the plot from the committed results")
     args = ap.parse_args()
+    result_path = ROOT / "results" / "isodepth_phi.json"
+    if args.replot:
+        plot(json.loads(result_path.read_text()), result_path.with_suffix(".png"))
+        return
     fits, rows = {}, []
     for arch in ("looped", "hyperloop"):
         spec = SweepSpec(Path(args.out) / arch,
@@ -78,10 +122,11 @@ def main() -> None:
                       r=[r["model_overrides.n_loops"] for r in arch_rows], bootstrap=args.bootstrap)
         fits[arch] = fit.to_dict()
         print(arch, "phi", fit.params["phi"], fit.ci.get("phi"), "R2", fit.r2)
-    write_json_atomic(ROOT / "results" / "isodepth_phi.json", {
-        "experiment": "isodepth_phi", "command": " ".join(["python", *sys.argv]), "machine": machine_description(),
-        "prediction": "phi = 0.46 [0.41, 0.53] plain looping, 0.65 with hyper-connections",
-        "settings": vars(args), "fits": fits, "runs": rows})
+    result = {"experiment": "isodepth_phi", "command": " ".join(["python", *sys.argv]), "machine": machine_description(),
+              "prediction": "phi = 0.46 [0.41, 0.53] plain looping, 0.65 with hyper-connections",
+              "settings": vars(args), "fits": fits, "runs": rows}
+    write_json_atomic(result_path, result)
+    plot(result, result_path.with_suffix(".png"))
     print(json.dumps({a: f["params"]["phi"] for a, f in fits.items()}))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mechlab.claims import CLAIMS, PAPERS, render_report
-from mechlab.claims.registry import INCONCLUSIVE, REFUTED, SUPPORTED, UNMEASURED, _bcjr_ladder, _mup_transfer, claim
+from mechlab.claims.registry import INCONCLUSIVE, REFUTED, SUPPORTED, UNMEASURED, _bcjr_ladder, _isodepth_phi, _mup_transfer, claim
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +38,17 @@ def test_verdict_rule_of_mu_transfer():
     assert _mup_transfer(result([1e-2, 3e-3, 1e-3], [3e-3, 3e-3, 1e-2])).verdict == SUPPORTED
     assert _mup_transfer(result([1e-2, 3e-3, 1e-3], [3e-2, 3e-3, 1e-3])).verdict == REFUTED
     assert _mup_transfer(result([3e-3] * 3, [3e-3] * 3)).verdict == INCONCLUSIVE
+
+
+def test_verdict_rule_of_isodepth_phi():
+    def result(looped, hyper):
+        fit = lambda phi, lo, hi: {"params": {"phi": phi}, "ci": {"phi": [lo, hi]}, "r2": 0.99, "n": 18,  # noqa: E731
+                                   "objective": 1.0, "restricted": {"phi=0": {"objective": 2.0}, "phi=1": {"objective": 1.5}}}
+        return [{"fits": {"looped": fit(*looped), "hyperloop": fit(*hyper)}}]
+
+    assert _isodepth_phi(result((0.5, 0.4, 0.6), (0.7, 0.6, 0.8))).verdict == SUPPORTED
+    assert _isodepth_phi(result((0.9, 0.8, 1.0), (0.7, 0.6, 0.8))).verdict == REFUTED
+    assert _isodepth_phi(result((0.5, -0.5, 1.5), (0.7, 0.6, 0.8))).verdict == INCONCLUSIVE
 
 
 def test_missing_results_are_not_yet_measured(tmp_path):

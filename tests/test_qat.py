@@ -152,4 +152,5 @@ def test_reconstruct_of_the_hardened_code_is_what_the_model_uses():
     qat_(m, teacher, QATConfig(trellis=TRELLIS, estimator="ste", steps=3, lr=1e-2, seq_len=16, batch_size=2),
          stream(), progress=False)
     layer = m.blocks[1].mlp.down
-    assert torch.equal(layer.weight(), reconstruct(layer.code(), layer.config))
+    w = reconstruct(layer.code(), layer.config)  # the compiled decode differs from the table only in rounding
+    assert torch.allclose(layer.weight(), w, rtol=1e-6, atol=1e-6 * w.abs().max().item())

@@ -8,24 +8,37 @@ is exact, but mixing happens only inside each block (QTIP instead uses K·2^j Ha
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
 
+@functools.lru_cache(maxsize=32)
+def _sylvester(m: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """The unnormalised Sylvester Hadamard matrix of size m (a power of two), entries ±1."""
+    h = torch.ones(1, 1, dtype=dtype, device=device)
+    while h.shape[0] < m:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return h
+
+
 def fwht(x: torch.Tensor) -> torch.Tensor:
-    """Normalised fast Walsh–Hadamard transform over the last dimension (a power of two); H = Hᵀ = H⁻¹."""
+    """Normalised fast Walsh–Hadamard transform over the last dimension (a power of two); H = Hᵀ = H⁻¹.
+
+    H_{2^p} = H_{2^a} ⊗ H_{2^b} ⊗ …, so the vector is viewed as a small tensor with one axis per factor (factors of
+    at most 64) and each axis is multiplied by its dense ±1 matrix: a few matmuls instead of p butterfly passes."""
     n = x.shape[-1]
     if n & (n - 1):
         raise ValueError(f"fwht needs a power-of-two size, got {n}")
-    shape = x.shape
-    y = x.reshape(-1, n)
-    h = 1
-    while h < n:
-        y = y.view(-1, n // (2 * h), 2, h)
-        y = torch.stack((y[:, :, 0] + y[:, :, 1], y[:, :, 0] - y[:, :, 1]), dim=2)
-        h *= 2
-    return (y.reshape(shape) / math.sqrt(n)).to(x.dtype)
+    p = n.bit_length() - 1
+    parts = -(-p // 6)
+    sizes = [1 << (p // parts + (i < p % parts)) for i in range(parts)] if p else []
+    y = x.reshape(-1, *sizes) if sizes else x.reshape(-1, 1)
+    for axis, m in enumerate(sizes, start=1):
+        h = _sylvester(m, y.dtype, str(y.device))
+        y = torch.movedim(torch.movedim(y, axis, -1) @ h, -1, axis)
+    return (y.reshape(x.shape) / math.sqrt(n)).to(x.dtype)
 
 
 def blocks(n: int) -> list[int]:

@@ -144,3 +144,28 @@ def test_import_eval_generate_chat_cli(tmp_path):
     assert r.returncode == 0 and "Paris" in r.stdout, r.stderr
     r = mechlab("chat", str(out), "--max-new-tokens", "12", "--temperature", "0", stdin="What is 2+2?\n")
     assert r.returncode == 0 and "4" in r.stdout, r.stderr
+
+
+@needs_smollm2
+@pytest.mark.slow
+def test_smollm2_layers_quantised_run_on_the_fused_kernel(imported, monkeypatch):
+    """A small version of the whole-model PTQ benchmark: two SmolLM2 layers at 2 bits (576 = 512 + 64 is a
+    block-diagonal Hadamard), calibrated, then a decode step on the fused kernel equals the dense path."""
+    from mechlab.quant import TrellisConfig, quantize_
+    from mechlab.quant.linear import TrellisLinear
+
+    model = to_model(imported).eval()
+    ids = torch.tensor([imported.tokenizer.encode(sample_texts()[0])[:64]])
+    layers = ("blocks.0.attn.q", "blocks.0.mlp.down")
+    skip = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n not in layers]
+    report = quantize_(model, TrellisConfig(L=10, k=2), calibration=[ids], skip=skip)
+    assert [r.name for r in report.layers] == list(layers) and all(r.proxy_loss < 0.2 for r in report.layers)
+    q = model.get_submodule("blocks.0.mlp.down")
+    assert isinstance(q, TrellisLinear) and q._fused() is not None
+    x = torch.randn(1, 1, 1536)
+    with torch.no_grad():
+        assert torch.allclose(q(x), torch.nn.functional.linear(x, q.weight()), atol=1e-4)
+        fused = model(ids[:, :8])[0]  # 8 rows: the fused kernel
+        monkeypatch.setattr("mechlab.quant.linear.FUSED_MAX_ROWS", 0)
+        dense = model(ids[:, :8])[0]  # decode + matmul
+    assert torch.allclose(fused, dense, atol=1e-3)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -94,6 +93,8 @@ def main() -> None:
     ap.add_argument("--loops", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--steps", type=int, nargs="+", default=[200, 400])
     ap.add_argument("--parallel", type=int, default=2)
+    ap.add_argument("--archs", nargs="+", default=["looped", "hyperloop"],
+                    help="run and fit only these arms (the results file keeps the other arm's fit)")
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--out", default="runs/isodepth_phi")
     ap.add_argument("--replot", action="store_true", help="only redraw the plot from the committed results")
@@ -103,7 +104,7 @@ def main() -> None:
         plot(json.loads(result_path.read_text()), result_path.with_suffix(".png"))
         return
     fits, rows = {}, []
-    for arch in ("looped", "hyperloop"):
+    for arch in args.archs:
         spec = SweepSpec(Path(args.out) / arch,
                          {"model": f"{arch}-tiny", "data": "gutenberg", "tokenizer": "bpe:2048", "seq_len": 256,
                           "batch_size": 8, "lr": 3e-3, "warmup_steps": 20, "eval_windows": 64, "log_every": 20,
@@ -122,9 +123,14 @@ def main() -> None:
                       r=[r["model_overrides.n_loops"] for r in arch_rows], bootstrap=args.bootstrap)
         fits[arch] = fit.to_dict()
         print(arch, "phi", fit.params["phi"], fit.ci.get("phi"), "R2", fit.r2)
-    result = {"experiment": "isodepth_phi", "command": " ".join(["python", *sys.argv]), "machine": machine_description(),
+    if result_path.is_file():  # arms run separately: keep the other arm's fit and runs
+        old = json.loads(result_path.read_text())
+        fits = {**{a: f for a, f in old["fits"].items() if a not in fits}, **fits}
+        rows = [r for r in old["runs"] if r["arch"] not in args.archs] + rows
+    result = {"experiment": "isodepth_phi", "command": "python experiments/isodepth_phi.py --parallel 1",
+              "machine": machine_description(),
               "prediction": "phi = 0.46 [0.41, 0.53] plain looping, 0.65 with hyper-connections",
-              "settings": vars(args), "fits": fits, "runs": rows}
+              "settings": {**vars(args), "archs": sorted(fits)}, "fits": fits, "runs": rows}
     write_json_atomic(result_path, result)
     plot(result, result_path.with_suffix(".png"))
     print(json.dumps({a: f["params"]["phi"] for a, f in fits.items()}))

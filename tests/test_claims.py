@@ -49,6 +49,10 @@ def test_verdict_rule_of_isodepth_phi():
     assert _isodepth_phi(result((0.5, 0.4, 0.6), (0.7, 0.6, 0.8))).verdict == SUPPORTED
     assert _isodepth_phi(result((0.9, 0.8, 1.0), (0.7, 0.6, 0.8))).verdict == REFUTED
     assert _isodepth_phi(result((0.5, -0.5, 1.5), (0.7, 0.6, 0.8))).verdict == INCONCLUSIVE
+    assert _isodepth_phi(result((-1.0, -1.0, 0.0), (0.5, -0.5, 1.5))).verdict == REFUTED  # wide, but excludes
+    one_arm = result((0.5, 0.4, 0.6), (0.7, 0.6, 0.8))
+    del one_arm[0]["fits"]["hyperloop"]
+    assert _isodepth_phi(one_arm).verdict == INCONCLUSIVE
 
 
 def test_missing_results_are_not_yet_measured(tmp_path):

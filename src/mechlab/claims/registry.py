@@ -184,25 +184,34 @@ def _mup_transfer(res: list[dict]) -> Measurement:
 
 
 def _isodepth_phi(res: list[dict]) -> Measurement:
-    """Each architecture's φ interval against the published one: overlap supports, disjoint refutes, and an
-    interval wider than half the [0, 1] range cannot tell."""
+    """Each architecture's φ interval against the published one: an interval that excludes it refutes; one that
+    overlaps it supports when narrower than half the [0, 1] range, else cannot tell; an arm not run yet leaves
+    the claim open."""
     published = {"looped": (0.41, 0.53), "hyperloop": (0.65, 0.65)}
     rows, verdicts = [], []
-    for arch, fit in res[0]["fits"].items():
+    fits = res[0]["fits"]
+    for arch in published:
+        if arch not in fits:
+            rows.append((f"φ, {arch}", "not run yet"))
+            verdicts.append(UNMEASURED)
+            continue
+        fit = fits[arch]
         phi = fit["params"]["phi"]
         lo, hi = fit["ci"].get("phi", (float("nan"), float("nan")))
         restricted = ", ".join(f"{k} {v['objective'] / fit['objective']:.2f}×" for k, v in fit["restricted"].items())
         rows.append((f"φ, {arch} (published {published[arch][0]:g}–{published[arch][1]:g})",
                      f"{phi:.2f} [{lo:.2f}, {hi:.2f}], R² {fit['r2']:.3f}, n = {fit['n']}; "
                      f"objective of the pinned fits {restricted}"))
-        if not hi - lo <= 0.5:
-            verdicts.append(INCONCLUSIVE)
+        if hi < published[arch][0] or lo > published[arch][1]:
+            verdicts.append(REFUTED)
         else:
-            verdicts.append(SUPPORTED if lo <= published[arch][1] and hi >= published[arch][0] else REFUTED)
+            verdicts.append(SUPPORTED if hi - lo <= 0.5 else INCONCLUSIVE)
     if all(v == SUPPORTED for v in verdicts):
         return Measurement(SUPPORTED, rows, "every fitted φ interval overlaps the published value")
     if REFUTED in verdicts:
         return Measurement(REFUTED, rows, "a fitted φ interval excludes the published value")
+    if UNMEASURED in verdicts:
+        return Measurement(INCONCLUSIVE, rows, "an arm of the experiment has not been run yet")
     return Measurement(INCONCLUSIVE, rows, "a φ interval is wider than half the range [0, 1]: these runs cannot pin φ")
 
 

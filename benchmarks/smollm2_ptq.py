@@ -9,7 +9,8 @@ windows) and the bytes of the quantised layers and of the whole model.
 Calibration (GPTQ, BlockLDLQ): ``--calib-sequences`` random windows of ``--calib-seq-len`` tokens from the
 gutenberg train split (never the evaluation text), Hessians computed once from the float model and cached. Every
 configuration's row is cached too (MECHLAB_CACHE/smollm2_ptq/), so an interrupted run resumes where it stopped;
-``--fresh`` recomputes. The table goes to benchmarks/results/smollm2_ptq.json.
+``--fresh`` recomputes. The table goes to benchmarks/results/smollm2_ptq.json (smollm2_ptq_L16.json etc. for another
+trellis L).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def main() -> None:
               "perplexity": r["perplexity"], "× float": r["perplexity"] / ref,
               "linear MB": r["linear_bytes"] / 1e6, "model MB": r["model_bytes"] / 1e6} for r in rows]
     print_table(table, f"SmolLM2-135M-Instruct whole-model PTQ, WikiText-2 test, first {args.windows} windows of 2048")
-    path = write_result("smollm2_ptq", {"windows": args.windows, "scored_tokens": rows[0]["scored_tokens"],
+    path = write_result("smollm2_ptq" + ("" if args.L == 12 else f"_L{args.L}"), {"windows": args.windows, "scored_tokens": rows[0]["scored_tokens"],
                                         "trellis_L": args.L, "group_size": args.group_size,
                                         "calibration": f"gutenberg train, {args.calib_sequences}×{args.calib_seq_len}",
                                         "full_test_reference_perplexity": REFERENCE_PPL, "rows": rows})

@@ -327,7 +327,7 @@ CLAIMS: list[Claim] = [
           "φ = 0.46 [0.41, 0.53] for plain looping, 0.65 with hyper-connections",
           "the fitted 95% bootstrap interval overlaps the published value (and is narrower than 0.5)",
           scale="tiny Looped / Hyperloop models 1→2×r→1, r ∈ {1, 2, 4}, widths 64/96/128, 200 and 400 steps of "
-                "8×256 tokens, one seed per point (36 runs)",
+                "8×256 tokens, one seed per point (18 runs per arm)",
           command="python experiments/isodepth_phi.py --parallel 1",
           results=("experiments/results/isodepth_phi.json",), plots=("experiments/results/isodepth_phi.png",),
           evaluate=_isodepth_phi),

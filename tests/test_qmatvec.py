@@ -1,5 +1,7 @@
 """The fused decode + matvec kernel against the PyTorch decode of the same stored codes."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -79,6 +81,7 @@ def test_quantized_layer_end_to_end_and_after_loading():
     fresh(x)  # plans the call with the (zero) codes and signs
     fresh.load_state_dict(q.state_dict())
     assert torch.allclose(fresh(x), q(x))  # loading re-plans
+    assert torch.equal(copy.deepcopy(q)(x), q(x))  # a copy plans its own call
 
 
 def test_portable_path_agrees_with_avx2():

@@ -84,10 +84,10 @@ class TrellisLinear(QuantizedLinear):
         self.register_buffer("s_out", torch.zeros(-(-out_features // 8), dtype=torch.uint8) if config.rht else None)
         self.register_buffer("s_in", torch.zeros(-(-in_features // 8), dtype=torch.uint8) if config.rht else None)
         self.register_buffer("start", None if config.tail_biting else torch.zeros(n_tiles, dtype=torch.int32))
-        self._fused_cache = _UNSET
+        self._replan()
 
     def set(self, code: TrellisCode) -> "TrellisLinear":
-        self._fused_cache = _UNSET
+        self._replan()
         kv = self.config.k * self.config.V
         self.packed.copy_(pack_codes(code.codes, kv))
         self.scale.fill_(code.scale)
@@ -134,7 +134,7 @@ class TrellisLinear(QuantizedLinear):
     def _fused(self):
         """(kernel, α, s_in, s_out, run) when the compiled kernel reads this layer's format, else None; built once
         per stored value (``set``, ``load_state_dict`` and moves reset it)."""
-        if self._fused_cache is not _UNSET:
+        if self._fused_ready:
             return self._fused_cache
         from mechlab.kernels import qmatvec_kernel
 
@@ -147,19 +147,24 @@ class TrellisLinear(QuantizedLinear):
             s_in = _unpack_signs(self.s_in, n) if cfg.rht else None
             s_out = _unpack_signs(self.s_out, m) if cfg.rht else None
             cache = (kernel, alpha, s_in, s_out, kernel.plan(self.packed, m, n, cfg.L, cfg.k, alpha, s_in, s_out))
-        self._fused_cache = cache
+        self._fused_cache, self._fused_ready = cache, True
         return cache
 
+    def _replan(self) -> None:
+        self._fused_cache, self._fused_ready = None, False
+
     def _load_from_state_dict(self, *args, **kwargs):
-        self._fused_cache = _UNSET
+        self._replan()
         super()._load_from_state_dict(*args, **kwargs)
 
     def _apply(self, fn, *args, **kwargs):
-        self._fused_cache = _UNSET
+        self._replan()
         return super()._apply(fn, *args, **kwargs)
 
+    def __getstate__(self):
+        """Copies and pickles leave the planned kernel call behind (it holds raw pointers)."""
+        return {**super().__getstate__(), "_fused_cache": None, "_fused_ready": False}
 
-_UNSET = object()
 FUSED_MAX_ROWS = 16  # the fused kernel decodes once per call, so beyond a few rows decode + matmul wins
 PARALLEL_MIN_WEIGHTS = 1 << 18  # smaller layers run on one thread (a fork/join costs more than it saves)
 

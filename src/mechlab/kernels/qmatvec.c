@@ -140,11 +140,43 @@ static inline float hsum(__m256 v) {
 }
 #endif
 
-/* acc[b * m + i] = Σ_j b_ij xr[b * n + j] for the 16 rows of tile-row R, B inputs; pad: nt·stride bytes. */
-static void tile_row(const Layout *ly, const uint8_t *packed, int R, int nt, int n, int m, const float *xr, int B,
-                     float *acc, uint8_t *pad) {
-    const int k = ly->k, st = ly->stride;
-    pad_tiles(packed + (size_t)R * nt * ly->tb, nt, ly->tb, ly->pb, st, pad);
+/* Calls row(ly, pad, R, nt, ctx) for every tile-row R of an m-row matrix, with pad holding that row's nt tiles
+ * as pad_tiles lays them out; threads split the rows, each with its own buffer. Returns 0, or −1 when out of
+ * memory. */
+typedef void (*RowFn)(const Layout *ly, const uint8_t *pad, int R, int nt, void *ctx);
+
+static int over_tile_rows(const Layout *ly, const uint8_t *packed, int m, int nt, int threads, RowFn row, void *ctx) {
+    int rc = 0;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        uint8_t *pad = malloc((size_t)nt * ly->stride);
+        if (!pad) {
+#pragma omp atomic write
+            rc = -1;
+        }
+#pragma omp for schedule(static)
+        for (int R = 0; R < m / 16; R++) {
+            if (!pad) continue;
+            pad_tiles(packed + (size_t)R * nt * ly->tb, nt, ly->tb, ly->pb, ly->stride, pad);
+            row(ly, pad, R, nt, ctx);
+        }
+        free(pad);
+    }
+    return rc;
+}
+
+typedef struct {
+    int m, n, B;
+    const float *xr; /* rotated inputs (B, n) */
+    float *acc;      /* (B, m) */
+} MatvecRows;
+
+/* acc[b * m + i] = Σ_j b_ij xr[b * n + j] for the 16 rows of tile-row R, B inputs. */
+static void tile_row(const Layout *ly, const uint8_t *pad, int R, int nt, void *ctx) {
+    const MatvecRows *mv = ctx;
+    const int k = ly->k, st = ly->stride, m = mv->m, n = mv->n, B = mv->B;
+    const float *xr = mv->xr;
+    float *acc = mv->acc;
 #ifdef __AVX2__
     Consts c;
     consts(ly, &c);
@@ -226,19 +258,8 @@ int qmatvec_1mad(const float *x, int B, int m, int n, const uint8_t *packed, int
         for (int j = 0; j < n; j++) s += xb[j];
         xsum[b] = (float)s;
     }
-    int rc = 0;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-        uint8_t *pad = malloc((size_t)nt * ly.stride);
-        if (!pad) {
-#pragma omp atomic write
-            rc = -1;
-        }
-#pragma omp for schedule(static)
-        for (int R = 0; R < m / 16; R++)
-            if (pad) tile_row(&ly, packed, R, nt, n, m, xr, B, y, pad);
-        free(pad);
-    }
+    MatvecRows mv = {m, n, B, xr, y};
+    int rc = over_tile_rows(&ly, packed, m, nt, threads, tile_row, &mv);
     if (rc) {
         free(xr);
         free(xsum);
@@ -257,33 +278,28 @@ int qmatvec_1mad(const float *x, int B, int m, int n, const uint8_t *packed, int
     return 0;
 }
 
+typedef struct {
+    int n;
+    float *w; /* (m, n) */
+} DecodeRows;
+
+/* The 16 rows of tile-row R of the decoded matrix. */
+static void decode_row(const Layout *ly, const uint8_t *pad, int R, int nt, void *ctx) {
+    const DecodeRows *dr = ctx;
+    int d[8];
+    for (int j = 0; j < nt; j++)
+        for (int g = 0; g < 32; g++) {
+            group_scalar(ly, pad + (size_t)j * ly->stride + ly->k * g, d);
+            float *row = dr->w + (size_t)(16 * R + g / 2) * dr->n + 16 * j + 8 * (g % 2);
+            for (int l = 0; l < 8; l++) row[l] = (float)(d[l] - 510);
+        }
+}
+
 /* The rotated, unscaled weights: w[i * n + j] = bytesum − 510 of every weight (m, n), for the dense path. */
 int decode_1mad(const uint8_t *packed, int m, int n, int L, int k, float *w, int threads) {
     if (m % 16 || n % 16) return -2;
     Layout ly;
     layout(&ly, L, k);
-    const int nt = n / 16;
-    int rc = 0;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-        uint8_t *pad = malloc((size_t)nt * ly.stride);
-        if (!pad) {
-#pragma omp atomic write
-            rc = -1;
-        }
-#pragma omp for schedule(static)
-        for (int R = 0; R < m / 16; R++) {
-            if (!pad) continue;
-            pad_tiles(packed + (size_t)R * nt * ly.tb, nt, ly.tb, ly.pb, ly.stride, pad);
-            int d[8];
-            for (int j = 0; j < nt; j++)
-                for (int g = 0; g < 32; g++) {
-                    group_scalar(&ly, pad + (size_t)j * ly.stride + k * g, d);
-                    float *row = w + (size_t)(16 * R + g / 2) * n + 16 * j + 8 * (g % 2);
-                    for (int l = 0; l < 8; l++) row[l] = (float)(d[l] - 510);
-                }
-        }
-        free(pad);
-    }
-    return rc;
+    DecodeRows dr = {n, w};
+    return over_tile_rows(&ly, packed, m, n / 16, threads, decode_row, &dr);
 }

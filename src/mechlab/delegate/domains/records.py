@@ -54,7 +54,8 @@ def record_similarity(seed: list, got: list, score: Callable[[Any, Any], float],
 
 class RecordDomain(Domain):
     """Shared plumbing: ``load`` a document into an editable object, ``dump`` it back; ``edit(op, obj)`` edits it
-    in place; ``INVERSES`` maps each edit kind to its inverse kind (same fields), or a callable on the op."""
+    in place; ``INVERSES`` maps each edit kind to its inverse kind (same fields), or a callable on the op;
+    ``damage(obj, rng)`` is the noisy agent's corruption, in place."""
 
     INVERSES: dict[str, Any] = {}
 
@@ -88,6 +89,16 @@ class RecordDomain(Domain):
     def invert(self, op: dict) -> dict:
         inverse = self.INVERSES.get(op["kind"], op["kind"])
         return inverse(op) if callable(inverse) else {**op, "kind": inverse}
+
+    def damage(self, obj: Any, rng: random.Random) -> None:
+        """One realistic damage to a loaded document, in place (for the noisy agent)."""
+        raise NotImplementedError
+
+    def corrupt(self, files: Files, rng: random.Random) -> Files:
+        name = rng.choice(sorted(files))
+        obj = self.load(files[name])
+        self.damage(obj, rng)
+        return {**files, name: self.dump(obj)}
 
 
 def _swap(old: str = "old", new: str = "new"):
@@ -189,13 +200,10 @@ class ICSDomain(RecordDomain):
                 raise ValueError(f"unknown ics edit {kind!r}")
         return cal
 
-    def corrupt(self, files: Files, rng: random.Random) -> Files:
-        name = rng.choice(sorted(files))
-        cal = self.load(files[name])
+    def damage(self, cal, rng: random.Random) -> None:
         events = [c for c in cal.subcomponents if c.name == "VEVENT"]
         if events:
             cal.subcomponents.remove(rng.choice(events))  # a dropped event
-        return {**files, name: self.dump(cal)}
 
 
 # ---- GPX ---------------------------------------------------------------------------------------------------
@@ -276,14 +284,11 @@ class GPXDomain(RecordDomain):
             raise ValueError(f"unknown gpx edit {kind!r}")
         return gpx
 
-    def corrupt(self, files: Files, rng: random.Random) -> Files:
-        name = rng.choice(sorted(files))
-        gpx = self.load(files[name])
+    def damage(self, gpx, rng: random.Random) -> None:
         segments = [s for t in gpx.tracks for s in t.segments if len(s.points) > 2]
         if segments:
             s = rng.choice(segments)
             del s.points[rng.randrange(1, len(s.points) - 1)]  # a dropped track point
-        return {**files, name: self.dump(gpx)}
 
 
 # ---- PGN ---------------------------------------------------------------------------------------------------
@@ -361,14 +366,10 @@ class PGNDomain(RecordDomain):
                 raise ValueError(f"unknown pgn edit {kind!r}")
         return games
 
-    def corrupt(self, files: Files, rng: random.Random) -> Files:
-        name = rng.choice(sorted(files))
-        games = self.load(files[name])
-        g = rng.choice(games)
-        last = g.end()
+    def damage(self, games: list, rng: random.Random) -> None:
+        last = rng.choice(games).end()
         if last.parent is not None:
             last.parent.variations.remove(last)  # the game's last move lost
-        return {**files, name: self.dump(games)}
 
 
 # ---- gettext PO --------------------------------------------------------------------------------------------
@@ -440,13 +441,10 @@ class PODomain(RecordDomain):
                 raise ValueError(f"unknown po edit {kind!r}")
         return po
 
-    def corrupt(self, files: Files, rng: random.Random) -> Files:
-        name = rng.choice(sorted(files))
-        po = self.load(files[name])
+    def damage(self, po, rng: random.Random) -> None:
         translated = [e for e in po if e.msgstr]
         if translated:
             rng.choice(translated).msgstr = ""  # a translation lost
-        return {**files, name: self.dump(po)}
 
 
 # ---- CoNLL-U -----------------------------------------------------------------------------------------------
@@ -521,13 +519,10 @@ class CoNLLUDomain(RecordDomain):
                 raise ValueError(f"unknown conllu edit {kind!r}")
         return sentences
 
-    def corrupt(self, files: Files, rng: random.Random) -> Files:
-        name = rng.choice(sorted(files))
-        sentences = self.load(files[name])
+    def damage(self, sentences: list, rng: random.Random) -> None:
         longer = [s for s in sentences if len(s) > 1]
         if longer:
             rng.choice(longer).pop()  # the sentence's last token (its punctuation, mostly) lost
-        return {**files, name: self.dump(sentences)}
 
 
 # ---- SQL schema --------------------------------------------------------------------------------------------
@@ -616,16 +611,13 @@ class SQLDomain(RecordDomain):
             raise ValueError(f"unknown sql edit {kind!r}")
         return statements
 
-    def corrupt(self, files: Files, rng: random.Random) -> Files:
+    def damage(self, statements: list, rng: random.Random) -> None:
         exp = _require("sqlglot").exp
-        name = rng.choice(sorted(files))
-        statements = self.load(files[name])
         schema = rng.choice(statements).this
         columns = [e for e in schema.expressions if isinstance(e, exp.ColumnDef)]
         if len(columns) > 1:
             victim = rng.choice(columns)
             schema.set("expressions", [e for e in schema.expressions if e is not victim])  # a dropped column
-        return {**files, name: self.dump(statements)}
 
 
 RECORD_DOMAINS = (ICSDomain(), GPXDomain(), PGNDomain(), PODomain(), CoNLLUDomain(), SQLDomain())

@@ -18,23 +18,20 @@ import time
 import torch
 
 from common import print_table, write_result
-from mechlab.quant import TrellisConfig
 from mechlab.quant.api import set_module, target_linears
-from mechlab.quant.linear import TrellisLinear
+from mechlab.quant.qtip import RMS_TARGET
 from mechlab.train import load_checkpoint
+from qmatvec import random_trellis
 from smollm2_wikitext2 import smollm2_checkpoint
 
 PROMPT = "The history of the city begins in the early middle ages, when"
 
 
 def random_trellis_model(model: torch.nn.Module, bits: int, L: int) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(0)
-    for name, lin in target_linears(model).items():
-        q = TrellisLinear(lin.in_features, lin.out_features, False, TrellisConfig(L=L, k=bits, code="1mad"))
-        for buf in (q.packed, q.s_in, q.s_out):
-            buf.copy_(torch.randint(0, 256, buf.shape, generator=g, dtype=torch.uint8))
-        q.scale.fill_(float(lin.weight.detach().pow(2).mean().sqrt()) / 0.9)
-        set_module(model, name, q)
+    """Every Linear layer but the head replaced by a random-coded trellis layer at the float layer's scale."""
+    for i, (name, lin) in enumerate(target_linears(model).items()):
+        scale = float(lin.weight.detach().pow(2).mean().sqrt()) / RMS_TARGET
+        set_module(model, name, random_trellis(lin.out_features, lin.in_features, bits, L, seed=i, scale=scale))
     return model
 
 

@@ -30,12 +30,13 @@ from mechlab.quant.linear import TrellisLinear
 SHAPES = ["4096x4096", "576x576", "192x576", "1536x576", "576x1536"]  # out × in: 4096², SmolLM2's q/o, k/v, up, down
 
 
-def random_trellis(m: int, n: int, bits: int, L: int, seed: int = 0) -> TrellisLinear:
+def random_trellis(m: int, n: int, bits: int, L: int, seed: int = 0, scale: float = 0.02) -> TrellisLinear:
+    """An m×n 1MAD trellis layer holding random codes and RHT signs (the kernel's work does not depend on them)."""
     g = torch.Generator().manual_seed(seed)
     layer = TrellisLinear(n, m, False, TrellisConfig(L=L, k=bits, code="1mad"))
     for buf in (layer.packed, layer.s_in, layer.s_out):
         buf.copy_(torch.randint(0, 256, buf.shape, generator=g, dtype=torch.uint8))
-    layer.scale.fill_(0.02)
+    layer.scale.fill_(scale)
     return layer
 
 

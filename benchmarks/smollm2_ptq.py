@@ -69,6 +69,7 @@ def main() -> None:
     ck = smollm2_checkpoint()
     stream = token_stream("wikitext2-test", "test", ck.tokenizer)
     float_bytes = size_report(ck.model)
+    float_linear_bytes = sum(m.weight.numel() * m.weight.element_size() for m in target_linears(ck.model).values())
 
     def cached(tag: str, make) -> dict:
         path = rows_dir / f"{tag}-w{args.windows}.json"
@@ -79,7 +80,7 @@ def main() -> None:
         return row
 
     rows = [{"method": "float32", "bits": 32, **cached("float", lambda: {
-        **evaluate(ck.model, stream, args.windows), "linear_bytes": 4 * 106_168_320,
+        **evaluate(ck.model, stream, args.windows), "linear_bytes": float_linear_bytes,
         "model_bytes": float_bytes["total_bytes"]})}]
     h = None
     for method in args.methods:

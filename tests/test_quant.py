@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from mechlab.errors import CheckpointError, ConfigError
-from mechlab.kernels import trellis_kernel
+from mechlab.kernels import TrellisKernel, build, trellis_kernel
 from mechlab.models import build_model, preset
 from mechlab.quant import GPTQConfig, RTNConfig, TrellisConfig, collect_hessians, quantize_
 from mechlab.quant import rht
@@ -67,6 +67,22 @@ def test_kernel_matches_reference_at_larger_L():
         w = torch.randn(4, 64, V)
         a, b = viterbi_torch(w, table, L, k * V), trellis_kernel().viterbi(w, table, L, k * V)
         assert torch.allclose(((table[a] - w) ** 2).sum((1, 2)), ((table[b] - w) ** 2).sum((1, 2)), rtol=1e-6)
+
+
+@pytest.mark.skipif(trellis_kernel() is None, reason="no C compiler")
+def test_kernel_strategies_agree():
+    """k=2, V=1 runs the decisions strategy with AVX2; the portable build keeps the m history and recomputes.
+    Both make the same float operations and break ties the same way, so the paths are identical."""
+    path = build("trellis", ("-mno-avx2",))
+    assert path is not None
+    portable = TrellisKernel(path)
+    torch.manual_seed(3)
+    for L in (6, 12, 16):
+        table = code_table("1mad", L, 1)
+        w = torch.randn(3, 40, 1)
+        ov = torch.tensor([0, 5, 17]) % (1 << (L - 2))
+        for start, end in [(None, None), (ov, ov)]:
+            assert torch.equal(trellis_kernel().viterbi(w, table, L, 2, start, end), portable.viterbi(w, table, L, 2, start, end))
 
 
 def test_tail_biting_brute_force_and_exact_decode():

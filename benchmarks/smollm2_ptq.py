@@ -1,10 +1,10 @@
 """Whole-model PTQ of SmolLM2-135M-Instruct: every one of its 210 Linear layers (106,168,320 weights; the tied
 embedding / LM head stays in float) at 2, 3 and 4 bits with trellis (QTIP-style: RHT, BlockLDLQ, tail-biting,
-1MAD), GPTQ and RTN (groups of 128 input columns, fp16 scale and zero point per group). Reports WikiText-2 raw test
-perplexity (context 2048, non-overlapping windows, the first ``--windows`` of them, the float model on the same
-windows) and the bytes of the quantised layers and of the whole model.
+1MAD), GPTQ with and without act-order, and RTN (groups of 128 input columns, fp16 scale and zero point per
+group). Reports WikiText-2 raw test perplexity (context 2048, non-overlapping windows, the first ``--windows`` of
+them, the float model on the same windows) and the bytes of the quantised layers and of the whole model.
 
-    python benchmarks/smollm2_ptq.py [--windows 16] [--bits 2 3 4] [--methods rtn gptq trellis] [--L 12]
+    python benchmarks/smollm2_ptq.py [--windows 16] [--bits 2 3 4] [--methods rtn gptq gptq-act trellis] [--L 12]
 
 Calibration (GPTQ, BlockLDLQ): ``--calib-sequences`` random windows of ``--calib-seq-len`` tokens from the
 gutenberg train split (never the evaluation text), Hessians computed once from the float model and cached. Every
@@ -55,7 +55,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--windows", type=int, default=16, help="WikiText-2 test windows of 2048 tokens (all: 149)")
     ap.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4])
-    ap.add_argument("--methods", nargs="+", default=["rtn", "gptq", "trellis"])
+    ap.add_argument("--methods", nargs="+", default=["rtn", "gptq", "gptq-act", "trellis"],
+                    help="rtn, gptq, gptq-act (GPTQ with act-order) and trellis")
     ap.add_argument("--L", type=int, default=12, help="trellis state bits (see the README for why 12)")
     ap.add_argument("--group-size", type=int, default=128)
     ap.add_argument("--calib-sequences", type=int, default=128)
@@ -85,7 +86,8 @@ def main() -> None:
     h = None
     for method in args.methods:
         for bits in args.bits:
-            cfg = make_config(method, bits, group_size=args.group_size, L=args.L)
+            cfg = make_config(method.removesuffix("-act"), bits, group_size=args.group_size, L=args.L,
+                              act_order=method == "gptq-act")
             tag = f"{method}-{bits}" + (f"-L{args.L}" if method == "trellis" else f"-g{args.group_size}")
             if cfg.needs_hessian:
                 tag += f"-calib{args.calib_sequences}x{args.calib_seq_len}s{args.seed}"
@@ -107,7 +109,8 @@ def main() -> None:
                         "bits_per_weight": size["bits_per_quantized_weight"], "model_bytes": size["total_bytes"],
                         "threads": torch.get_num_threads()}
 
-            rows.append({"method": method + (f" L={args.L}" if method == "trellis" else ""), "bits": bits,
+            label = {"trellis": f"trellis L={args.L}", "gptq-act": "gptq act-order"}.get(method, method)
+            rows.append({"method": label, "bits": bits,
                          **cached(tag, run)})
             print(f"{tag}: perplexity {rows[-1]['perplexity']:.2f}", flush=True)
 

@@ -44,7 +44,8 @@ def test_demo_train_eval_sample_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     size = json.loads(r.stdout)
     assert size["code_bits_per_quantized_weight"] == 2.0 and size["bytes"]["float linear"] == 0
-    r = run("quantize", str(out), "--method", "gptq", "--bits", "4", "-o", str(tmp_path / "gptq4"), "--calib-sequences", "4")
+    r = run("quantize", str(out), "--method", "gptq", "--act-order", "--bits", "4", "-o", str(tmp_path / "gptq4"),
+            "--calib-sequences", "4")
     assert r.returncode == 0, r.stderr
     r = run("eval", str(tmp_path / "gptq4"), "--data", "stdlib", "--context", "64", "--max-windows", "2", "--json")
     assert r.returncode == 0, r.stderr

@@ -189,6 +189,22 @@ def test_gptq_is_rtn_for_an_identity_hessian_and_beats_it_on_a_correlated_one():
     assert proxy_loss(gq - w, w, h) < 0.8 * proxy_loss(rq - w, w, h)
 
 
+def test_gptq_act_order_is_rtn_for_an_identity_hessian_and_wins_on_outlier_channels():
+    torch.manual_seed(5)
+    w = torch.randn(32, 256)
+    q, s, z = gptq_quantize(w, torch.eye(256), GPTQConfig(bits=3, group_size=64, damp=0.0, act_order=True))
+    q2, s2, z2 = rtn_quantize(w, RTNConfig(bits=3, group_size=64))
+    assert torch.equal(q, q2) and torch.allclose(s, s2) and torch.equal(z, z2)
+    # eight input channels with 100x the energy of the rest, as LLM activations have
+    d = torch.ones(256, dtype=torch.float64)
+    d[torch.randperm(256)[:8]] = 100.0
+    h = d.sqrt()[:, None] * correlated_hessian(256) * d.sqrt()[None, :]
+    for bits in (2, 3):
+        plain, act = (dequantize(*gptq_quantize(w, h, GPTQConfig(bits=bits, group_size=64, act_order=a)), 64)
+                      for a in (False, True))
+        assert proxy_loss(act - w, w, h) < 0.6 * proxy_loss(plain - w, w, h)
+
+
 def test_rtn_symmetric_and_ragged_groups():
     w = torch.randn(8, 352)
     for sym in (True, False):

@@ -384,6 +384,7 @@ def quantize(
     out: Path = typer.Option(..., "--out", "-o", help="Directory for the quantised checkpoint."),
     group_size: int = typer.Option(128, help="rtn/gptq: input columns per scale."),
     symmetric: bool = typer.Option(False, help="rtn: ±absmax grid instead of min/max."),
+    act_order: bool = typer.Option(False, help="gptq: columns by decreasing Hessian diagonal (static groups)."),
     L: int = typer.Option(16, "--L", help="trellis: state bits (8-16; encode time grows as 2^L)."),
     V: int = typer.Option(1, "--V", help="trellis: weights per trellis step (1 or 2)."),
     code: str = typer.Option("1mad", help="trellis: lut, 1mad, 3inst (V=1) or hyb (V=2)."),
@@ -410,7 +411,7 @@ def quantize(
                                  seq_len=qat_seq_len, seed=seed if method.endswith("-qat") else None,
                                  layers=tuple(qat_layers.split(",")) if qat_layers else None).items() if v is not None}
     config = make_config(method, bits, group_size=group_size, L=L, V=V, code=code, rht=rht, ldlq=ldlq,
-                         tail_biting=tail_biting, symmetric=symmetric, **qat)
+                         tail_biting=tail_biting, symmetric=symmetric, act_order=act_order, **qat)
     ck, report, path = quantize_checkpoint(checkpoint, config, out, data=data, calib_sequences=calib_sequences,
                                            calib_seq_len=calib_seq_len, seed=seed, data_dir=data_dir)
     summ, size = report.summary(), size_report(ck.model)

@@ -31,13 +31,16 @@ class RTNConfig:
 
 @dataclass(frozen=True)
 class GPTQConfig:
-    """GPTQ (Frantar et al.): columns in order, the error of each fed back through the inverse Hessian;
-    asymmetric min/max groups along the input dimension, no act-order, Hessian damping ``damp`` × mean diag."""
+    """GPTQ (Frantar et al.): columns one at a time, the error of each fed back through the inverse Hessian;
+    asymmetric min/max groups along the input dimension, Hessian damping ``damp`` × mean diag. ``act_order``
+    visits columns by decreasing Hessian diagonal, with each group's grid fixed from the original weights first
+    (static groups: the stored format is the same)."""
 
     bits: int = 4
     group_size: int = 128
     damp: float = 0.01
-    block_size: int = 128  # columns updated lazily together when one group spans the whole row
+    block_size: int = 128  # columns updated lazily together (in column order: when one group spans the whole row)
+    act_order: bool = False
 
     method = "gptq"
     needs_hessian = True

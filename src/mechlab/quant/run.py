@@ -31,7 +31,8 @@ def calibration_batches(stream: TokenStream, n_sequences: int, seq_len: int, see
 
 
 def make_config(method: str, bits: int, group_size: int = 128, L: int = 16, V: int = 1, code: str = "1mad",
-                rht: bool = True, ldlq: bool = True, tail_biting: bool = True, symmetric: bool = False, **qat):
+                rht: bool = True, ldlq: bool = True, tail_biting: bool = True, symmetric: bool = False,
+                act_order: bool = False, **qat):
     """The config dataclass for a method name (the CLI's flags); ``qat`` holds QATConfig fields for the
     ``bcjr-qat`` and ``ste-qat`` methods (trellis PTQ with these settings, then QAT)."""
     if method in ("bcjr-qat", "ste-qat"):
@@ -42,7 +43,7 @@ def make_config(method: str, bits: int, group_size: int = 128, L: int = 16, V: i
     if method == "rtn":
         return RTNConfig(bits=bits, group_size=group_size, symmetric=symmetric)
     if method == "gptq":
-        return GPTQConfig(bits=bits, group_size=group_size)
+        return GPTQConfig(bits=bits, group_size=group_size, act_order=act_order)
     if method == "trellis":
         return TrellisConfig(L=L, k=bits, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting)
     raise ConfigError(f"unknown method {method!r}; choose rtn, gptq, trellis, bcjr-qat or ste-qat")

@@ -57,29 +57,40 @@ def damped(h: torch.Tensor, damp: float) -> torch.Tensor:
 
 
 def gptq_quantize(w: torch.Tensor, h: torch.Tensor, cfg: GPTQConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """GPTQ (Frantar et al. 2023): quantise columns left to right, spreading each column's error over the columns
-    not yet quantised through the upper Cholesky factor of H⁻¹ (lazy block updates). Group grids are set from the
-    updated weights when the group is reached. Returns codes, scales, zeros as :func:`rtn_quantize`."""
+    """GPTQ (Frantar et al. 2023): quantise columns one at a time, spreading each column's error over the columns
+    not yet quantised through the upper Cholesky factor of H⁻¹ (lazy block updates). Columns go left to right
+    with each group's grid set from the updated weights when the group is reached, or, with ``cfg.act_order``, in
+    order of decreasing Hessian diagonal (the inputs with the most energy first, while the most columns remain to
+    absorb their error) on "static" grids set from the original weights beforehand, so a group's columns can be
+    visited in any order and the stored format (consecutive groups of columns) does not change. Returns codes,
+    scales, zeros as :func:`rtn_quantize`."""
     m, n = w.shape
     ng, g = n_groups(n, cfg.group_size), cfg.group_size
     W = w.double().clone()
-    H = damped(h, cfg.damp)
     W[:, torch.diag(h) == 0] = 0
-    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
-    Q = torch.zeros(m, n, dtype=torch.uint8)
     scales = torch.zeros(m, ng, dtype=torch.float64)
     zeros = torch.zeros(m, ng, dtype=torch.float64)
-    block = g if g < n else cfg.block_size  # a group never straddles two blocks
+    if cfg.act_order:
+        order = torch.argsort(torch.diag(h), descending=True, stable=True)
+        for j, wg in enumerate(W.split(g, dim=1)):
+            scales[:, j], zeros[:, j] = grid(wg, cfg.bits, symmetric=False)
+    else:
+        order = torch.arange(n)
+    H = damped(h, cfg.damp)[order][:, order]
+    W = W[:, order]
+    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    Q = torch.zeros(m, n, dtype=torch.uint8)
+    block = g if g < n and not cfg.act_order else cfg.block_size  # in column order a group never straddles blocks
     for i1 in range(0, n, block):
         i2 = min(i1 + block, n)
         W1 = W[:, i1:i2].clone()
         E1 = torch.zeros_like(W1)
         Hinv1 = Hinv[i1:i2, i1:i2]
         for i in range(i2 - i1):
-            col = i1 + i
-            if col % g == 0:
-                scale, zero = grid(W1[:, i : i + g], cfg.bits, symmetric=False)
-                scales[:, col // g], zeros[:, col // g] = scale, zero
+            col = int(order[i1 + i])
+            if not cfg.act_order and col % g == 0:
+                scales[:, col // g], zeros[:, col // g] = grid(W1[:, i : i + g], cfg.bits, symmetric=False)
+            scale, zero = scales[:, col // g], zeros[:, col // g]
             q = round_to_grid(W1[:, i], scale, zero, cfg.bits)
             Q[:, col] = q.to(torch.uint8)
             err = (W1[:, i] - (q - zero) * scale) / Hinv1[i, i]

@@ -47,3 +47,28 @@ def test_sweep_runs_in_parallel_resumes_and_gathers(tmp_path):
     assert run_sweep(spec, log=logs.append) == gather(spec)  # nothing left to run
     assert "0 to run" in logs[0]
     assert json.loads((spec.out / "results.json").read_text())["rows"] == rows
+
+
+def test_children_share_the_cores_unless_omp_threads_are_set(tmp_path, monkeypatch):
+    import os
+    import subprocess
+
+    seen = []
+
+    class Done:  # a child that has finished (its point stays unfinished, so every call runs every point)
+        returncode = 0
+
+        def __init__(self, cmd, env, **_):
+            seen.append(env["OMP_NUM_THREADS"])
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Done)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    spec = SweepSpec.load(spec_file(tmp_path))
+    run_sweep(spec, parallel=2, log=lambda *_: None)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    run_sweep(spec, parallel=1, log=lambda *_: None)
+    assert seen == ["2", "2", "1", "1"]

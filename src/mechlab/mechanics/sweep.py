@@ -106,8 +106,8 @@ def _command(point: Point, state: str, spec_dir: Path) -> list[str]:
 
 
 def run_sweep(spec: SweepSpec, parallel: int = 1, log=print) -> list[dict]:
-    """Run every unfinished point (``parallel`` child processes at a time, the cores shared between them) and
-    return the gathered table."""
+    """Run every unfinished point (``parallel`` child processes at a time, the cores shared between them, or
+    OMP_NUM_THREADS threads each when it is set) and return the gathered table."""
     if parallel < 1:
         raise ConfigError("parallel must be >= 1")
     points = spec.points()
@@ -115,8 +115,8 @@ def run_sweep(spec: SweepSpec, parallel: int = 1, log=print) -> list[dict]:
     spec_dir.mkdir(parents=True, exist_ok=True)
     todo = [(p, s) for p in points if (s := point_state(p)) != "done"]
     log(f"sweep {spec.out}: {len(points)} points, {len(points) - len(todo)} done, {len(todo)} to run")
-    threads = max(1, (os.cpu_count() or 1) // parallel)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // parallel))
+    env = {**os.environ, "OMP_NUM_THREADS": threads}
     running: list[tuple[Point, subprocess.Popen, Any]] = []
     failed = []
     while todo or running:

@@ -174,6 +174,10 @@ def _mup_transfer(res: list[dict]) -> Measurement:
         best = {w: c["best_lr"] for w, c in curves.items()}
         rows.append((f"best lr by width, {param.upper()}", ", ".join(f"{w}: {best[w]:g}" for w in sorted(best, key=int))
                      + f"  (spread {d['best_lr_spread_decades'][param]:.2f} decades)"))
+    for param, spreads in d.get("best_lr_spread_decades_per_seed", {}).items():
+        if len(spreads) > 1:
+            rows.append((f"spread of each seed's best lr, {param.upper()} ({len(spreads)} seeds)",
+                         ", ".join(f"{x:.2f}" for x in spreads) + f" decades (mean {statistics.fmean(spreads):.2f})"))
     sp, mup = d["best_lr_spread_decades"]["sp"], d["best_lr_spread_decades"]["mup"]
     tol = step * 1.01
     if mup <= tol < sp:

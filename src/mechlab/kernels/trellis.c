@@ -81,12 +81,17 @@ static void step(const Trellis *tr, const float *restrict m, float *restrict m_n
 }
 
 #ifdef __AVX2__
-/* Decisions strategy, k = 2 and V = 1 (P = 4). Eight states x0..x0+7 belong to two groups, so the generic loop spends a
- * shuffle per candidate on spreading m. Here the blocked table holds every 8 entries in "lane order", lane i
- * holding state x0 + (i >> 1) + 4 * (i & 1): the two groups then alternate across lanes and one 8-byte broadcast
- * load spreads them. The argmin is a tree (min of pairs, then of the pair minima) whose comparisons are the two
- * decision bits; one permute per 8 groups puts the minima back in group order, and the decision bytes stay in lane
- * order (Trellis.bit_of). */
+/* Decisions strategy, k = 2 and V = 1 (P = 4). Eight states x0..x0+7 belong to two groups, so the generic loop
+ * spends a shuffle per candidate on spreading m. Here the blocked table holds every 8 entries in "lane order",
+ * lane i holding state x0 + (i >> 1) + 4 * (i & 1): the two groups then alternate across lanes and one 8-byte
+ * broadcast load spreads them. The argmin is a tree (min of pairs, then of the pair minima) whose comparisons are
+ * the two decision bits; one permute per 8 groups puts the minima back in group order, and the decision bytes stay
+ * in lane order (Trellis.bit_of). */
+static inline __m256 cand8(const float *table, const double *m_pair, __m256 w0) {
+    const __m256 d = _mm256_sub_ps(_mm256_load_ps(table), w0);
+    return _mm256_fmadd_ps(d, d, _mm256_castpd_ps(_mm256_broadcast_sd(m_pair)));
+}
+
 static void step4(const Trellis *tr, const float *restrict m, float *restrict m_next, const float *w,
                   uint8_t *restrict dec) {
     const int G = tr->G, Q = G / 4;
@@ -98,11 +103,9 @@ static void step4(const Trellis *tr, const float *restrict m, float *restrict m_
                  *m3 = (const double *)(m + 3 * Q);
     uint8_t *restrict lo_bits = dec, *restrict hi_bits = dec + tr->B;
     for (int i = 0; i < G / 8; i++) {
-#define CAND(p, mp) _mm256_fmadd_ps(_mm256_sub_ps(_mm256_load_ps(blk + 32 * i + 8 * p), w0), \
-                                    _mm256_sub_ps(_mm256_load_ps(blk + 32 * i + 8 * p), w0), \
-                                    _mm256_castpd_ps(_mm256_broadcast_sd(mp + i)))
-        const __m256 c0 = CAND(0, m0), c1 = CAND(1, m1), c2 = CAND(2, m2), c3 = CAND(3, m3);
-#undef CAND
+        const float *t = blk + 32 * i;
+        const __m256 c0 = cand8(t, m0 + i, w0), c1 = cand8(t + 8, m1 + i, w0), c2 = cand8(t + 16, m2 + i, w0),
+                     c3 = cand8(t + 24, m3 + i, w0);
         const __m256 m01 = _mm256_min_ps(c1, c0), m23 = _mm256_min_ps(c3, c2);
         const __m256 hi = _mm256_cmp_ps(m23, m01, _CMP_LT_OQ); /* strict: ties keep the smaller index */
         const __m256 lo = _mm256_blendv_ps(_mm256_cmp_ps(c1, c0, _CMP_LT_OQ), _mm256_cmp_ps(c3, c2, _CMP_LT_OQ), hi);
@@ -218,7 +221,8 @@ int viterbi_batch(const float *w, int B, int N, int V, const float *tab0, const 
     if (!failed) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : 1)
         for (int b = 0; b < B; b++) {
-            if (viterbi_one(&tr, w + (size_t)b * N * V, N, start ? start[b] : -1, end ? end[b] : -1, path + (size_t)b * N))
+            if (viterbi_one(&tr, w + (size_t)b * N * V, N, start ? start[b] : -1, end ? end[b] : -1,
+                            path + (size_t)b * N))
 #pragma omp atomic write
                 failed = 1;
         }

@@ -203,7 +203,8 @@ def _isodepth_phi(res: list[dict]) -> Measurement:
         phi = fit["params"]["phi"]
         lo, hi = fit["ci"].get("phi", (float("nan"), float("nan")))
         restricted = ", ".join(f"{k} {v['objective'] / fit['objective']:.2f}×" for k, v in fit["restricted"].items())
-        rows.append((f"φ, {arch} (published {published[arch][0]:g}–{published[arch][1]:g})",
+        lo, hi = published[arch]
+        rows.append((f"φ, {arch} (published {lo:g}" + (f"–{hi:g})" if hi > lo else ")"),
                      f"{phi:.2f} [{lo:.2f}, {hi:.2f}], R² {fit['r2']:.3f}, n = {fit['n']}; "
                      f"objective of the pinned fits {restricted}"))
         if hi < published[arch][0] or lo > published[arch][1]:

@@ -203,11 +203,11 @@ def _isodepth_phi(res: list[dict]) -> Measurement:
         phi = fit["params"]["phi"]
         lo, hi = fit["ci"].get("phi", (float("nan"), float("nan")))
         restricted = ", ".join(f"{k} {v['objective'] / fit['objective']:.2f}×" for k, v in fit["restricted"].items())
-        lo, hi = published[arch]
-        rows.append((f"φ, {arch} (published {lo:g}" + (f"–{hi:g})" if hi > lo else ")"),
+        p_lo, p_hi = published[arch]
+        rows.append((f"φ, {arch} (published {p_lo:g}" + (f"–{p_hi:g})" if p_hi > p_lo else ")"),
                      f"{phi:.2f} [{lo:.2f}, {hi:.2f}], R² {fit['r2']:.3f}, n = {fit['n']}; "
                      f"objective of the pinned fits {restricted}"))
-        if hi < published[arch][0] or lo > published[arch][1]:
+        if hi < p_lo or lo > p_hi:
             verdicts.append(REFUTED)
         else:
             verdicts.append(SUPPORTED if hi - lo <= 0.5 else INCONCLUSIVE)

@@ -119,10 +119,11 @@ def main() -> None:
               "perplexity": r["perplexity"], "× float": r["perplexity"] / ref,
               "linear MB": r["linear_bytes"] / 1e6, "model MB": r["model_bytes"] / 1e6} for r in rows]
     print_table(table, f"SmolLM2-135M-Instruct whole-model PTQ, WikiText-2 test, first {args.windows} windows of 2048")
-    path = write_result("smollm2_ptq" + ("" if args.L == 12 else f"_L{args.L}"), {"windows": args.windows, "scored_tokens": rows[0]["scored_tokens"],
-                                        "trellis_L": args.L, "group_size": args.group_size,
-                                        "calibration": f"gutenberg train, {args.calib_sequences}×{args.calib_seq_len}",
-                                        "full_test_reference_perplexity": REFERENCE_PPL, "rows": rows})
+    name = "smollm2_ptq" + ("" if args.L == 12 else f"_L{args.L}")
+    path = write_result(name, {"windows": args.windows, "scored_tokens": rows[0]["scored_tokens"],
+                               "trellis_L": args.L, "group_size": args.group_size,
+                               "calibration": f"gutenberg train, {args.calib_sequences}×{args.calib_seq_len}",
+                               "full_test_reference_perplexity": REFERENCE_PPL, "rows": rows})
     print(f"wrote {path}")
 
 

@@ -37,6 +37,11 @@ def encode_rate(n_seq: int, L: int, k: int, V: int, code: str, torch_only: bool)
         trellis.viterbi = saved
 
 
+def state_updates_per_s(weights_per_s: float, L: int, V: int) -> float:
+    """Trellis state updates per second of the two-pass encode: 2^L states per step of V weights, two passes."""
+    return weights_per_s * 2 * 2**L / V
+
+
 def lane_cycle_peak() -> tuple[int, float | None]:
     """(float lanes per vector, clock in Hz from /proc/cpuinfo or None): the peak of one state update per lane per
     cycle, the yardstick of the issue's target (300k/s is about 40% of it on one AVX-512 core)."""
@@ -66,14 +71,14 @@ def main() -> None:
             rates[c].append(encode_rate(n_seq if c[0] == "kernel" else 1, *c[1:], c[0] == "torch"))
     rows = [{"impl": i, "L": L, "k": k, "V": V, "code": code,
              "weights/s (one core)": statistics.median(rates[(i, L, k, V, code)]),
-             "G state updates/s": statistics.median(rates[(i, L, k, V, code)]) * 2 * 2**L / V / 1e9}
+             "G state updates/s": state_updates_per_s(statistics.median(rates[(i, L, k, V, code)]), L, V) / 1e9}
             for i, L, k, V, code in cases]
     print_table(rows, "tail-biting trellis encode (two Viterbi passes), one thread")
     v1 = statistics.median(rates[cases[0]])
     print(f"L=16 k=2 V=1: {v1:,.0f} weights/s per core (target >= 300,000); "
           f"{v1 / statistics.median(rates[cases[-1]]):.1f}x the PyTorch loop")
     lanes, hz = lane_cycle_peak()
-    fraction = v1 * 2 * 2**16 / (lanes * hz) if hz else None
+    fraction = state_updates_per_s(v1, 16, 1) / (lanes * hz) if hz else None
     if fraction is not None:
         print(f"one Viterbi pass: {2 * v1:,.0f} steps/s = {100 * fraction:.0f}% of one state update per lane per cycle "
               f"({lanes} float lanes, {hz / 1e6:.0f} MHz)")

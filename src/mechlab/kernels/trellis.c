@@ -190,7 +190,6 @@ static int viterbi_one(const Trellis *tr, const float *w, int N, int64_t start, 
  * For the decisions strategy the 8 entries are in step4's lane order. Returns 0, or -1 out of memory. */
 static int block_tables(Trellis *tr) {
     const int G = tr->G, P = tr->P;
-    tr->decisions = tr->KV == 2 && tr->V == 1;
     if (tr->decisions)
         for (int i = 0; i < 8; i++) tr->bit_of[(i >> 1) + 4 * (i & 1)] = (uint8_t)i;
     for (int v = 0; v < tr->V; v++) {
@@ -216,7 +215,10 @@ int viterbi_batch(const float *w, int B, int N, int V, const float *tab0, const 
     Trellis tr = {L, KV, V, S, G, 1 << KV, (G + 7) / 8, tab0, tab1, NULL, NULL, 0, {0, 1, 2, 3, 4, 5, 6, 7}};
     int failed = 0;
 #ifdef __AVX2__
-    if (G % 8 == 0) failed = block_tables(&tr);
+    if (G % 8 == 0) {
+        tr.decisions = KV == 2 && V == 1;
+        failed = block_tables(&tr);
+    }
 #endif
     if (!failed) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : 1)

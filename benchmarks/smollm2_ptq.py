@@ -1,10 +1,13 @@
 """Whole-model PTQ of SmolLM2-135M-Instruct: every one of its 210 Linear layers (106,168,320 weights; the tied
 embedding / LM head stays in float) at 2, 3 and 4 bits with trellis (QTIP-style: RHT, BlockLDLQ, tail-biting,
 1MAD), GPTQ with and without act-order, and RTN (groups of 128 input columns, fp16 scale and zero point per
-group). Reports WikiText-2 raw test perplexity (context 2048, non-overlapping windows, the first ``--windows`` of
+group), and trellis followed by fine-tuning of its continuous parts with the codes frozen (``trellis-ft``: sign
+vectors as real scales fitted layer-wise, then trained end to end with the norms against KL to the float model on
+gutenberg train windows). Reports WikiText-2 raw test perplexity (context 2048, non-overlapping windows, the first ``--windows`` of
 them, the float model on the same windows) and the bytes of the quantised layers and of the whole model.
 
     python benchmarks/smollm2_ptq.py [--windows 16] [--bits 2 3 4] [--methods rtn gptq gptq-act trellis] [--L 12]
+    python benchmarks/smollm2_ptq.py --methods ... trellis-ft --ft-bits 2 4 --ft-steps 80
 
 Calibration (GPTQ, BlockLDLQ): ``--calib-sequences`` random windows of ``--calib-seq-len`` tokens from the
 gutenberg train split (never the evaluation text), Hessians computed once from the float model and cached. Every
@@ -27,6 +30,7 @@ from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from mechlab.quant import collect_hessians, quantize_
 from mechlab.quant.api import target_linears
+from mechlab.quant.finetune import finetune_
 from mechlab.quant.run import calibration_batches, make_config, size_report
 from mechlab.utils import write_json_atomic
 from smollm2_wikitext2 import REFERENCE_PPL, smollm2_checkpoint
@@ -56,12 +60,17 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=16, help="WikiText-2 test windows of 2048 tokens (all: 149)")
     ap.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4])
     ap.add_argument("--methods", nargs="+", default=["rtn", "gptq", "gptq-act", "trellis"],
-                    help="rtn, gptq, gptq-act (GPTQ with act-order) and trellis")
+                    help="rtn, gptq, gptq-act (GPTQ with act-order), trellis and trellis-ft")
     ap.add_argument("--L", type=int, default=12, help="trellis state bits (see the README for why 12)")
     ap.add_argument("--group-size", type=int, default=128)
     ap.add_argument("--calib-sequences", type=int, default=128)
     ap.add_argument("--calib-seq-len", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ft-bits", type=int, nargs="+", help="trellis-ft: bits to run (default: --bits)")
+    ap.add_argument("--ft-steps", type=int, default=100, help="trellis-ft: Adam steps (0: the layer-wise fit only)")
+    ap.add_argument("--ft-lr", type=float, default=1e-3)
+    ap.add_argument("--ft-batch-size", type=int, default=4)
+    ap.add_argument("--ft-seq-len", type=int, default=512)
     ap.add_argument("--fresh", action="store_true", help="recompute cached rows and Hessians")
     args = ap.parse_args()
 
@@ -85,12 +94,17 @@ def main() -> None:
         "model_bytes": float_bytes["total_bytes"]})}]
     h = None
     for method in args.methods:
-        for bits in args.bits:
+        for bits in args.ft_bits or args.bits if method == "trellis-ft" else args.bits:
+            ft = method == "trellis-ft"
+            train = dict(steps=args.ft_steps, lr=args.ft_lr, batch_size=args.ft_batch_size, seq_len=args.ft_seq_len,
+                         seed=args.seed) if ft else {}
             cfg = make_config(method.removesuffix("-act"), bits, group_size=args.group_size, L=args.L,
-                              act_order=method == "gptq-act")
-            tag = f"{method}-{bits}" + (f"-L{args.L}" if method == "trellis" else f"-g{args.group_size}")
+                              act_order=method == "gptq-act", **train)
+            tag = f"{method}-{bits}" + (f"-L{args.L}" if method.startswith("trellis") else f"-g{args.group_size}")
             if cfg.needs_hessian:
                 tag += f"-calib{args.calib_sequences}x{args.calib_seq_len}s{args.seed}"
+            if ft:
+                tag += f"-ft{args.ft_steps}x{args.ft_batch_size}x{args.ft_seq_len}lr{args.ft_lr:g}"
 
             def run():
                 nonlocal h
@@ -98,7 +112,11 @@ def main() -> None:
                     h = hessians(ck, args.calib_sequences, args.calib_seq_len, args.seed, args.fresh)
                 q = smollm2_checkpoint()
                 t = time.perf_counter()
-                report = quantize_(q.model, cfg, hessians=h if cfg.needs_hessian else None, progress=True)
+                ptq = cfg.trellis if ft else cfg
+                report = quantize_(q.model, ptq, hessians=h if cfg.needs_hessian else None, progress=True)
+                if ft:
+                    gutenberg = token_stream("gutenberg", "train", q.tokenizer)
+                    report.qat = finetune_(q.model, smollm2_checkpoint().model, cfg, gutenberg)
                 seconds = time.perf_counter() - t
                 size = size_report(q.model)
                 summary = report.summary()
@@ -107,9 +125,10 @@ def main() -> None:
                         "proxy_loss": summary["proxy_loss"],
                         "linear_bytes": size["bytes"]["quantized codes"] + size["bytes"]["quantized side info"],
                         "bits_per_weight": size["bits_per_quantized_weight"], "model_bytes": size["total_bytes"],
-                        "threads": torch.get_num_threads()}
+                        "threads": torch.get_num_threads(), **({"finetune": report.qat} if ft else {})}
 
-            label = {"trellis": f"trellis L={args.L}", "gptq-act": "gptq act-order"}.get(method, method)
+            label = {"trellis": f"trellis L={args.L}", "gptq-act": "gptq act-order",
+                     "trellis-ft": f"trellis L={args.L} + fine-tune ({args.ft_steps} steps)"}.get(method, method)
             rows.append({"method": label, "bits": bits,
                          **cached(tag, run)})
             print(f"{tag}: perplexity {rows[-1]['perplexity']:.2f}", flush=True)

@@ -56,6 +56,13 @@ def test_demo_train_eval_sample_end_to_end(tmp_path):
     assert "bcjr-qat: 2 steps on 7 layers" in said and "% of codes changed" in said
     r = run("size", str(tmp_path / "qat"), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["code_bits_per_quantized_weight"] == 2.0
+    r = run("quantize", str(out), "--method", "trellis-ft", "--L", "8", "--qat-steps", "2", "--qat-seq-len", "32",
+            "--qat-batch-size", "2", "--calib-sequences", "4", "-o", str(tmp_path / "ft"))
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stdout.split())
+    assert "trellis-ft: 2 steps on" in said and "codes frozen" in said
+    r = run("size", str(tmp_path / "ft"), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["code_bits_per_quantized_weight"] == 2.0
     r = run("quantize", str(tmp_path / "gptq4"), "--method", "rtn", "-o", str(tmp_path / "again"))
     assert r.returncode == 2 and "already quantised" in r.stderr
     assert (out / "loss.png").stat().st_size > 1000 and (out / "latest").is_file()
@@ -71,6 +78,7 @@ def test_demo_train_eval_sample_end_to_end(tmp_path):
     (["train", "--preset", "nope"], "unknown model preset"),
     (["train", "--lr", "-1"], "lr must be"),
     (["quantize", "x", "-o", "y", "--method", "trellis", "--qat-steps", "3"], "only apply to"),
+    (["quantize", "x", "-o", "y", "--method", "trellis-ft", "--t-start", "0.2"], "takes no QAT setting"),
     (["train", "--data", "no-such-corpus"], "unknown corpus"),
     (["eval", "/no/such/checkpoint"], "does not exist"),
     (["train", "--resume"], "no train_config.json"),

@@ -1,6 +1,5 @@
 """Quantisation core: trellis against brute force, exact decode, RHT, LDLQ, GPTQ, quantize_ and storage."""
 
-import copy
 import itertools
 import json
 

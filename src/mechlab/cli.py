@@ -379,7 +379,8 @@ def params(name: str = typer.Argument(..., help="Model preset."),
 @app.command()
 def quantize(
     checkpoint: Path = typer.Argument(..., help="Float checkpoint or run directory."),
-    method: str = typer.Option("trellis", help="rtn, gptq, trellis, or trellis PTQ then QAT: bcjr-qat or ste-qat."),
+    method: str = typer.Option("trellis", help="rtn, gptq, trellis, trellis PTQ then QAT (bcjr-qat, ste-qat), or "
+                               "trellis PTQ then fine-tuning of the sign vectors and norms, codes frozen (trellis-ft)."),
     bits: int = typer.Option(2, help="Bits per weight (2, 3, 4; any 1-8 for rtn/gptq)."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory for the quantised checkpoint."),
     group_size: int = typer.Option(128, help="rtn/gptq: input columns per scale."),
@@ -391,27 +392,31 @@ def quantize(
     rht: bool = typer.Option(True, help="trellis: random Hadamard transform."),
     ldlq: bool = typer.Option(True, help="trellis: Hessian-aware BlockLDLQ (needs calibration data)."),
     tail_biting: bool = typer.Option(True, help="trellis: circular bitstream, exactly k bits per weight."),
+    real_signs: bool = typer.Option(False, help="trellis: RHT sign vectors as fp16 row/column scales fitted to each "
+                                    "layer's output error (always on for trellis-ft)."),
     data: Optional[str] = typer.Option(None, help="Calibration corpus (default: the checkpoint's training corpus)."),
     calib_sequences: int = typer.Option(64, help="Calibration windows."),
     calib_seq_len: int = typer.Option(256, help="Tokens per calibration window."),
     seed: int = typer.Option(0, help="Seed for the calibration windows."),
-    qat_steps: Optional[int] = typer.Option(None, help="QAT: optimiser steps (default 100)."),
-    qat_lr: Optional[float] = typer.Option(None, help="QAT: Adam learning rate of the latent weights (default 1e-4)."),
+    qat_steps: Optional[int] = typer.Option(None, help="QAT / trellis-ft: optimiser steps (default 100)."),
+    qat_lr: Optional[float] = typer.Option(None, help="QAT: Adam learning rate of the latent weights (default 1e-4); "
+                                           "trellis-ft: of the sign vectors and norms (default 1e-3)."),
     qat_layers: Optional[str] = typer.Option(None, help="QAT: comma-separated name patterns of the layers trained (default all)."),
     t_start: Optional[float] = typer.Option(None, help="bcjr-qat: first temperature (default 0.3)."),
     t_end: Optional[float] = typer.Option(None, help="bcjr-qat: last temperature (default 0.05; floor 1e-2)."),
-    qat_batch_size: Optional[int] = typer.Option(None, help="QAT: sequences per step (default 8)."),
-    qat_seq_len: Optional[int] = typer.Option(None, help="QAT: tokens per sequence (default 256)."),
+    qat_batch_size: Optional[int] = typer.Option(None, help="QAT / trellis-ft: sequences per step (default 8 / 4)."),
+    qat_seq_len: Optional[int] = typer.Option(None, help="QAT / trellis-ft: tokens per sequence (default 256 / 512)."),
     data_dir: Optional[str] = DataDir,
 ) -> None:
     """Quantise a checkpoint's Linear layers (all but the LM head) and save it; evaluate it with `mechlab eval`."""
     from mechlab.quant.run import make_config, quantize_checkpoint, size_report
 
     qat = {k: v for k, v in dict(steps=qat_steps, lr=qat_lr, t_start=t_start, t_end=t_end, batch_size=qat_batch_size,
-                                 seq_len=qat_seq_len, seed=seed if method.endswith("-qat") else None,
+                                 seq_len=qat_seq_len, seed=seed if method.endswith(("-qat", "-ft")) else None,
                                  layers=tuple(qat_layers.split(",")) if qat_layers else None).items() if v is not None}
     config = make_config(method, bits, group_size=group_size, L=L, V=V, code=code, rht=rht, ldlq=ldlq,
-                         tail_biting=tail_biting, symmetric=symmetric, act_order=act_order, **qat)
+                         tail_biting=tail_biting, symmetric=symmetric, act_order=act_order, real_signs=real_signs,
+                         **qat)
     ck, report, path = quantize_checkpoint(checkpoint, config, out, data=data, calib_sequences=calib_sequences,
                                            calib_seq_len=calib_seq_len, seed=seed, data_dir=data_dir)
     summ, size = report.summary(), size_report(ck.model)
@@ -422,8 +427,9 @@ def quantize(
     if summ.get("qat"):
         q = summ["qat"]
         kl = f", KL {q['kl_first']:.4g} → {q['kl_last']:.4g} nats/token" if q["steps"] else ""
-        console.print(f"{q['method']}: {q['steps']} steps on {q['layers']} layers{kl}, "
-                      f"{100 * q['fraction_codes_changed']:.2f}% of codes changed at hardening")
+        changed = (f", {100 * q['fraction_codes_changed']:.2f}% of codes changed at hardening"
+                   if "fraction_codes_changed" in q else ", codes frozen")
+        console.print(f"{q['method']}: {q['steps']} steps on {q['layers']} layers{kl}{changed}")
     console.print(f"{size['bits_per_quantized_weight']:.3f} bits per quantised weight, {size['total_bytes']:,} bytes in all; saved to {path}")
 
 

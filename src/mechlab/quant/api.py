@@ -44,7 +44,7 @@ class LayerReport:
 class QuantReport:
     layers: list[LayerReport] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # name -> why
-    qat: dict | None = None  # the QAT summary when PTQ was followed by quantisation-aware training
+    qat: dict | None = None  # the QAT or fine-tuning summary when PTQ was followed by training
 
     def summary(self) -> dict:
         n = sum(r.shape[0] * r.shape[1] for r in self.layers)

@@ -58,7 +58,10 @@ class TrellisConfig:
 
     L state bits, k bits per weight, V weights per trellis step, a state→value ``code``, the random Hadamard
     transform (``rht``), Hessian-aware BlockLDLQ rounding (``ldlq``, needs calibration Hessians) and the
-    tail-biting two-pass encode (``tail_biting``; without it the start state's L−kV bits are stored too)."""
+    tail-biting two-pass encode (``tail_biting``; without it the start state's L−kV bits are stored too).
+    ``real_signs`` stores the RHT sign vectors as real fp16 per-row and per-column scales, fitted to the layer's
+    output error after coding (and trainable end to end, :func:`mechlab.quant.finetune.finetune_`), at 16·(m+n)
+    bits per m×n matrix instead of m+n."""
 
     L: int = 16
     k: int = 2
@@ -69,6 +72,7 @@ class TrellisConfig:
     tail_biting: bool = True
     damp: float = 0.01
     seed: int = 0  # sign vectors of the RHT and the pure-LUT code
+    real_signs: bool = False
 
     method = "trellis"
     tile: int = 16  # weights are coded in 16×16 tiles, one trellis sequence of 256 weights each
@@ -84,6 +88,8 @@ class TrellisConfig:
             raise ConfigError("trellis: the hyb code is defined for V=2")
         if not 1 <= self.k <= 8 or not self.k * self.V < self.L <= 24:
             raise ConfigError(f"trellis: need 1 <= k <= 8 and k·V < L <= 24 (got L={self.L}, k={self.k}, V={self.V})")
+        if self.real_signs and not self.rht:
+            raise ConfigError("trellis: real_signs makes the RHT sign vectors real scales, so it needs rht")
         if (self.tile * self.tile) % self.V:
             raise ConfigError("trellis: V must divide the tile size")
 

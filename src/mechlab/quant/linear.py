@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from mechlab.quant import rht as rht_ops
 from mechlab.quant.codes import one_mad_unit
 from mechlab.quant.config import RTNConfig, GPTQConfig, TrellisConfig
-from mechlab.quant.qtip import TrellisCode, reconstruct
+from mechlab.quant.qtip import TrellisCode, reconstruct_rotated
 from mechlab.quant.scalar import dequantize, n_groups
 from mechlab.quant.trellis import pack_codes, unpack_codes
 
@@ -71,8 +71,8 @@ class IntLinear(QuantizedLinear):
 
 
 class TrellisLinear(QuantizedLinear):
-    """Trellis-coded weights: packed codes (exactly k bits per weight), one float32 scale, RHT signs as bits, and
-    the L−kV start bits of each tile only when not tail-biting."""
+    """Trellis-coded weights: packed codes (exactly k bits per weight), one float32 scale, RHT signs as bits (or as
+    fp16 real scales with ``real_signs``), and the L−kV start bits of each tile only when not tail-biting."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, config: TrellisConfig):
         super().__init__(in_features, out_features, bias)
@@ -81,8 +81,12 @@ class TrellisLinear(QuantizedLinear):
         n_tiles, n_steps = (out_features // t) * (in_features // t), config.seq_len // config.V
         self.register_buffer("packed", torch.zeros(n_tiles, n_steps * kv // 8, dtype=torch.uint8))
         self.register_buffer("scale", torch.zeros((), dtype=torch.float32))
-        self.register_buffer("s_out", torch.zeros(-(-out_features // 8), dtype=torch.uint8) if config.rht else None)
-        self.register_buffer("s_in", torch.zeros(-(-in_features // 8), dtype=torch.uint8) if config.rht else None)
+        if config.real_signs:
+            self.register_buffer("s_out", torch.zeros(out_features, dtype=torch.float16))
+            self.register_buffer("s_in", torch.zeros(in_features, dtype=torch.float16))
+        else:
+            self.register_buffer("s_out", torch.zeros(-(-out_features // 8), dtype=torch.uint8) if config.rht else None)
+            self.register_buffer("s_in", torch.zeros(-(-in_features // 8), dtype=torch.uint8) if config.rht else None)
         self.register_buffer("start", None if config.tail_biting else torch.zeros(n_tiles, dtype=torch.int32))
         self._replan()
 
@@ -91,32 +95,53 @@ class TrellisLinear(QuantizedLinear):
         kv = self.config.k * self.config.V
         self.packed.copy_(pack_codes(code.codes, kv))
         self.scale.fill_(code.scale)
-        if self.config.rht:
+        if self.config.real_signs:
+            self.set_signs(code.s_out, code.s_in)
+        elif self.config.rht:
             self.s_out.copy_(_pack_signs(code.s_out))
             self.s_in.copy_(_pack_signs(code.s_in))
         if not self.config.tail_biting:
             self.start.copy_(code.start.int())
         return self
 
+    def set_signs(self, s_out: torch.Tensor, s_in: torch.Tensor) -> None:
+        """Store new real sign vectors (``real_signs`` layers: after fine-tuning)."""
+        self._replan()
+        self.s_out.copy_(s_out.detach().half())
+        self.s_in.copy_(s_in.detach().half())
+
+    def signs(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(s_out, s_in) as float32 vectors (±1, or real with ``real_signs``); (None, None) without RHT."""
+        if not self.config.rht:
+            return None, None
+        if self.config.real_signs:
+            return self.s_out.float(), self.s_in.float()
+        return _unpack_signs(self.s_out, self.out_features), _unpack_signs(self.s_in, self.in_features)
+
     def code(self) -> TrellisCode:
         cfg = self.config
         n_steps = cfg.seq_len // cfg.V
-        rht = cfg.rht
+        s_out, s_in = self.signs()
         return TrellisCode(
             codes=unpack_codes(self.packed, cfg.k * cfg.V, n_steps),
             start=None if self.start is None else self.start.long(),
             scale=float(self.scale),
-            s_out=_unpack_signs(self.s_out, self.out_features) if rht else None,
-            s_in=_unpack_signs(self.s_in, self.in_features) if rht else None,
+            s_out=s_out,
+            s_in=s_in,
             shape=(self.out_features, self.in_features),
         )
 
-    def weight(self) -> torch.Tensor:
+    def rotated_weight(self) -> torch.Tensor:
+        """W̃: the decoded weights times the global scale, in the rotated basis (before the signs and Hadamards)."""
         fused = self._fused()
         if fused is None:
-            return reconstruct(self.code(), self.config)
-        kernel, alpha, s_in, s_out, _ = fused
-        w_rot = kernel.decode(self.packed, self.out_features, self.in_features, self.config.L, self.config.k) * alpha
+            return reconstruct_rotated(self.code(), self.config)
+        kernel, alpha = fused[:2]
+        return kernel.decode(self.packed, self.out_features, self.in_features, self.config.L, self.config.k) * alpha
+
+    def weight(self) -> torch.Tensor:
+        s_out, s_in = self.signs()
+        w_rot = self.rotated_weight()
         return w_rot if s_in is None else rht_ops.inverse_rht_weight(w_rot, s_out, s_in)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,8 +169,7 @@ class TrellisLinear(QuantizedLinear):
         cache = None
         if kernel is not None:
             alpha = float(self.scale) * one_mad_unit(cfg.L)
-            s_in = _unpack_signs(self.s_in, n) if cfg.rht else None
-            s_out = _unpack_signs(self.s_out, m) if cfg.rht else None
+            s_out, s_in = self.signs()
             cache = (kernel, alpha, s_in, s_out, kernel.plan(self.packed, m, n, cfg.L, cfg.k, alpha, s_in, s_out))
         self._fused_cache, self._fused_ready = cache, True
         return cache

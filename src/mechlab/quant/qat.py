@@ -147,8 +147,8 @@ class SoftTrellisLinear(nn.Module):
     def normalised_tiles(self) -> torch.Tensor:
         """The latent weights in the code's basis and units, (tiles, 256)."""
         c, w = self.ptq, self.latent
-        if c.s_out is not None:
-            w = rht_ops.rht_weight(w, c.s_out.to(w), c.s_in.to(w))
+        if c.s_out is not None:  # the inverse of inverse_rht_weight, for ±1 or real (``real_signs``) sign vectors
+            w = rht_ops.rht_weight(w, 1 / c.s_out.to(w), 1 / c.s_in.to(w))
         return to_tiles(w / c.scale, self.config.tile)
 
     def weight(self) -> torch.Tensor:
@@ -228,12 +228,59 @@ def kl_teacher_student(teacher_logits: torch.Tensor, student_logits: torch.Tenso
     return (t.exp() * (t - s)).sum(-1).mean()
 
 
+def distill(model: nn.Module, teacher: nn.Module, params: list[nn.Parameter], stream: TokenStream, *, steps: int,
+            lr: float, batch_size: int, seq_len: int, seed: int = 0, desc: str = "distill",
+            before_step=None, after_step=None, progress: bool = True) -> list[dict]:
+    """The one distillation loop (QAT and fine-tuning): Adam on ``params`` only (every other parameter of ``model``
+    frozen meanwhile) against KL(teacher ‖ student) on random windows of ``stream``; returns one record per step
+    (step, kl, and what ``before_step(step)`` returned). Both models run in eval mode (no dropout)."""
+    from mechlab.train.trainer import batch_offsets, get_batch
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=lr)
+    ids = np.asarray(stream.ids)
+    device = params[0].device
+    was_training = model.training
+    model.eval()
+    teacher.eval()
+    records = []
+    try:
+        bar = tqdm(range(steps), desc=desc, unit="step", disable=not progress)
+        for step in bar:
+            extra = before_step(step) if before_step else {}
+            x, _ = get_batch(ids, batch_offsets(seed, step, batch_size, len(ids), seq_len), seq_len)
+            x = x.to(device)
+            with torch.no_grad():
+                t_logits, _ = teacher(x)
+            s_logits, _ = model(x)
+            loss = kl_teacher_student(t_logits, s_logits)
+            kl = loss.item()
+            if not math.isfinite(kl):
+                raise ConfigError(f"{desc}: the KL became {kl} at step {step} (lower the lr?)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if after_step:
+                after_step(step)
+            records.append({"step": step, **extra, "kl": kl})
+            bar.set_postfix(kl=f"{kl:.4f}", **{k: f"{v:.3g}" for k, v in extra.items()})
+    finally:
+        for p in params:
+            p.requires_grad_(False)
+        for p in trainable:
+            p.requires_grad_(True)
+        model.train(was_training)
+    return records
+
+
 def qat_(model: nn.Module, teacher: nn.Module, config: QATConfig, stream: TokenStream,
          progress: bool = True) -> QATReport:
     """Train the selected trellis layers of ``model`` (already PTQ-quantised) against ``teacher`` on windows of
     ``stream``, then harden them in place. Only the latent weights are trained."""
-    from mechlab.train.trainer import batch_offsets, get_batch
-
     targets = {n: m for n, m in model.named_modules() if isinstance(m, TrellisLinear) and name_matches(n, config.layers)}
     if not targets:
         raise ConfigError(f"QAT: no trellis-quantised layer matches {list(config.layers)}")
@@ -249,46 +296,21 @@ def qat_(model: nn.Module, teacher: nn.Module, config: QATConfig, stream: TokenS
     soft = {n: SoftTrellisLinear(m, config.estimator).to(m.packed.device) for n, m in targets.items()}
     for name, layer in soft.items():
         set_module(model, name, layer)
-    frozen = [p for p in model.parameters() if p.requires_grad]
-    latents = [layer.latent for layer in soft.values()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in latents:
-        p.requires_grad_(True)
-    opt = torch.optim.Adam(latents, lr=config.lr)
-    ids = np.asarray(stream.ids)
-    device = latents[0].device
-    was_training = model.training
-    model.eval()  # no dropout; training-mode switches would change the student, not the objective
-    teacher.eval()
+
+    def before(step: int) -> dict:
+        temp = config.temperature(step)
+        for layer in soft.values():
+            layer.set_temperature(temp)
+        return {"temperature": temp}
+
+    def after(_step: int) -> None:
+        for layer in soft.values():
+            layer.release()
+
     t0 = time.perf_counter()
-    try:
-        bar = tqdm(range(config.steps), desc=f"QAT ({config.method})", unit="step", disable=not progress)
-        for step in bar:
-            temp = config.temperature(step)
-            for layer in soft.values():
-                layer.set_temperature(temp)
-            x, _ = get_batch(ids, batch_offsets(config.seed, step, config.batch_size, len(ids), config.seq_len),
-                             config.seq_len)
-            x = x.to(device)
-            with torch.no_grad():
-                t_logits, _ = teacher(x)
-            s_logits, _ = model(x)
-            loss = kl_teacher_student(t_logits, s_logits)
-            kl = loss.item()
-            if not math.isfinite(kl):
-                raise ConfigError(f"QAT: the KL became {kl} at step {step} (lower the lr?)")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            for layer in soft.values():
-                layer.release()
-            report.steps.append({"step": step, "temperature": temp, "kl": kl})
-            bar.set_postfix(kl=f"{kl:.4f}", T=f"{temp:.3f}")
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-        model.train(was_training)
+    report.steps = distill(model, teacher, [layer.latent for layer in soft.values()], stream, steps=config.steps,
+                           lr=config.lr, batch_size=config.batch_size, seq_len=config.seq_len, seed=config.seed,
+                           desc=f"QAT ({config.method})", before_step=before, after_step=after, progress=progress)
     for name, layer in soft.items():
         hard, changed = layer.harden()
         set_module(model, name, hard)
@@ -297,5 +319,5 @@ def qat_(model: nn.Module, teacher: nn.Module, config: QATConfig, stream: TokenS
     return report
 
 
-__all__ = ["QATConfig", "QATReport", "SoftTrellisLinear", "escape_radius", "kl_teacher_student", "qat_",
+__all__ = ["QATConfig", "QATReport", "SoftTrellisLinear", "distill", "escape_radius", "kl_teacher_student", "qat_",
            "tile_boundaries"]

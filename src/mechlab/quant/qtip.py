@@ -5,6 +5,11 @@ RMS) → 16×16 tiles, each one trellis sequence of 256 weights → Viterbi (tai
 With BlockLDLQ the column blocks (16 columns, one column of tiles) are coded from last to first, each aimed at
 its own weights plus the already-made error of the later blocks fed back through the block LDL factor of the
 (rotated) Hessian, which minimises the proxy loss tr(ΔW H ΔWᵀ) block by block.
+
+With ``real_signs`` the codes are then frozen and the two sign vectors become real per-row and per-column scales
+(the layer-wise stage of QTIP's fine-tuning, §4): Ŵ = diag(a) W₀ diag(b) with W₀ the decoded matrix, and (a, b)
+minimise the layer's output error on the calibration inputs, E‖(W − Ŵ)x‖² = tr(ΔW H ΔWᵀ), exactly, by alternating
+least squares (each half-step is a closed-form solve, so the loss never rises).
 """
 
 from __future__ import annotations
@@ -101,14 +106,47 @@ def trellis_quantize(w: torch.Tensor, cfg: TrellisConfig, h: torch.Tensor | None
         codes = torch.stack(grid_codes, 1).reshape(-1, grid_codes[0].shape[1])
         start = None if grid_start[0] is None else torch.stack(grid_start, 1).reshape(-1)
     code = TrellisCode(codes, start, scale, s_out, s_in, (m, n))
+    if cfg.real_signs:
+        w_hat = reconstruct(code, cfg)
+        a, b = fit_row_col_scales(w, w_hat, damped(h.double(), cfg.damp) if h is not None else None)
+        # stored in fp16: reconstruct from the values that are stored
+        code.s_out, code.s_in = (s_out * a).half().float(), (s_in * b).half().float()
     return code, reconstruct(code, cfg)
+
+
+def fit_row_col_scales(w: torch.Tensor, w0: torch.Tensor, h: torch.Tensor | None = None, iters: int = 8
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column scales (a, b) minimising tr(ΔW H ΔWᵀ), ΔW = W − diag(a) W₀ diag(b) (H = I when None).
+
+    Alternating exact minimisation from a = b = 1: for fixed b each row's scale is a 1-D least-squares fit,
+    aᵢ = (wᵢ H vᵢᵀ) / (vᵢ H vᵢᵀ) with V = W₀ diag(b); for fixed a, with U = diag(a) W₀, the loss is a quadratic in
+    b with normal equations (H ∘ UᵀU) b = ((W H) ∘ U)ᵀ 1. Returned in float32."""
+    w, w0 = w.double(), w0.double()
+    n = w.shape[1]
+    h = torch.eye(n, dtype=torch.float64) if h is None else h.double()
+    wh = w @ h
+    a = torch.ones(w.shape[0], dtype=torch.float64)
+    b = torch.ones(n, dtype=torch.float64)
+    for _ in range(iters):
+        v = w0 * b
+        a = (wh * v).sum(1) / ((v @ h) * v).sum(1).clamp(min=1e-30)
+        u = w0 * a[:, None]
+        gram = h * (u.T @ u)
+        gram.diagonal().add_(1e-9 * float(gram.diagonal().mean()))
+        b = torch.linalg.solve(gram, (wh * u).sum(0))
+    return a.float(), b.float()
+
+
+def reconstruct_rotated(code: TrellisCode, cfg: TrellisConfig) -> torch.Tensor:
+    """The decoded weights in the rotated basis, times the global scale (W̃; float32)."""
+    m, n = code.shape
+    tiles = decode(code.codes, cfg.L, cfg.k, cfg.V, cfg.code, start=code.start, seed=cfg.seed)
+    return from_tiles(tiles, m, n, cfg.tile) * code.scale
 
 
 def reconstruct(code: TrellisCode, cfg: TrellisConfig) -> torch.Tensor:
     """The weights a stored code decodes to (float32, original basis)."""
-    m, n = code.shape
-    tiles = decode(code.codes, cfg.L, cfg.k, cfg.V, cfg.code, start=code.start, seed=cfg.seed)
-    w_rot = from_tiles(tiles, m, n, cfg.tile) * code.scale
+    w_rot = reconstruct_rotated(code, cfg)
     if code.s_out is None:
         return w_rot
     return rht_ops.inverse_rht_weight(w_rot, code.s_out, code.s_in)

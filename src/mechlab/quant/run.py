@@ -15,6 +15,7 @@ from mechlab.data.tokens import TokenStream, token_stream
 from mechlab.errors import ConfigError
 from mechlab.quant.api import QuantReport, quantize_
 from mechlab.quant.config import GPTQConfig, RTNConfig, TrellisConfig, config_to_dict
+from mechlab.quant.finetune import FinetuneConfig, finetune_
 from mechlab.quant.linear import QuantizedLinear
 from mechlab.quant.qat import QATConfig, qat_
 
@@ -32,21 +33,29 @@ def calibration_batches(stream: TokenStream, n_sequences: int, seq_len: int, see
 
 def make_config(method: str, bits: int, group_size: int = 128, L: int = 16, V: int = 1, code: str = "1mad",
                 rht: bool = True, ldlq: bool = True, tail_biting: bool = True, symmetric: bool = False,
-                act_order: bool = False, **qat):
-    """The config dataclass for a method name (the CLI's flags); ``qat`` holds QATConfig fields for the
-    ``bcjr-qat`` and ``ste-qat`` methods (trellis PTQ with these settings, then QAT)."""
-    if method in ("bcjr-qat", "ste-qat"):
-        trellis = make_config("trellis", bits, L=L, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting)
-        return QATConfig(trellis=trellis, estimator=method.split("-")[0], **qat)
-    if qat:
-        raise ConfigError(f"QAT settings ({', '.join(qat)}) only apply to --method bcjr-qat or ste-qat")
+                act_order: bool = False, real_signs: bool = False, **train):
+    """The config dataclass for a method name (the CLI's flags); ``train`` holds QATConfig fields for the
+    ``bcjr-qat`` and ``ste-qat`` methods (trellis PTQ with these settings, then QAT) or FinetuneConfig fields for
+    ``trellis-ft`` (trellis PTQ with real sign vectors, then fine-tuning with the codes frozen)."""
+    if method in ("bcjr-qat", "ste-qat", "trellis-ft"):
+        trellis = make_config("trellis", bits, L=L, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting,
+                              real_signs=real_signs or method == "trellis-ft")
+        if method == "trellis-ft":
+            unknown = set(train) - {f.name for f in dataclasses.fields(FinetuneConfig)}
+            if unknown:
+                raise ConfigError(f"trellis-ft takes no QAT setting {', '.join(sorted(unknown))}")
+            return FinetuneConfig(trellis=trellis, **train)
+        return QATConfig(trellis=trellis, estimator=method.split("-")[0], **train)
+    if train:
+        raise ConfigError(f"training settings ({', '.join(train)}) only apply to --method bcjr-qat, ste-qat or trellis-ft")
     if method == "rtn":
         return RTNConfig(bits=bits, group_size=group_size, symmetric=symmetric)
     if method == "gptq":
         return GPTQConfig(bits=bits, group_size=group_size, act_order=act_order)
     if method == "trellis":
-        return TrellisConfig(L=L, k=bits, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting)
-    raise ConfigError(f"unknown method {method!r}; choose rtn, gptq, trellis, bcjr-qat or ste-qat")
+        return TrellisConfig(L=L, k=bits, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting,
+                             real_signs=real_signs)
+    raise ConfigError(f"unknown method {method!r}; choose rtn, gptq, trellis, bcjr-qat, ste-qat or trellis-ft")
 
 
 def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None = None, data: str | None = None,
@@ -59,23 +68,26 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
     ck = load_checkpoint(checkpoint)
     if any(isinstance(m, QuantizedLinear) for m in ck.model.modules()):
         raise ConfigError(f"{ck.path} is already quantised; start from the float checkpoint")
-    qat = config if isinstance(config, QATConfig) else None
-    ptq = qat.trellis if qat else config
+    trained = config if isinstance(config, (QATConfig, FinetuneConfig)) else None
+    ptq = trained.trellis if trained else config
     calibration = stream = None
-    if ptq.needs_hessian or qat:
+    if ptq.needs_hessian or trained:
         corpus = data or ck.meta.get("train_config", {}).get("data")
         if corpus is None:
             raise ConfigError("this checkpoint does not record its training corpus; pass --data for calibration")
         stream = token_stream(corpus, "train", ck.tokenizer, data_dir or ck.meta.get("train_config", {}).get("data_dir"))
     if ptq.needs_hessian:
         calibration = calibration_batches(stream, calib_sequences, min(calib_seq_len, ck.config.max_seq_len), seed)
-    teacher = copy.deepcopy(ck.model) if qat else None
+    teacher = copy.deepcopy(ck.model) if trained else None
     t0 = time.perf_counter()
     report: QuantReport = quantize_(ck.model, ptq, calibration=calibration, progress=progress)
-    if qat:
-        if qat.seq_len > ck.config.max_seq_len:
-            qat = dataclasses.replace(qat, seq_len=ck.config.max_seq_len)
-        report.qat = qat_(ck.model, teacher, qat, stream, progress=progress).summary()
+    if trained:
+        if trained.seq_len > ck.config.max_seq_len:
+            trained = dataclasses.replace(trained, seq_len=ck.config.max_seq_len)
+        if isinstance(trained, QATConfig):
+            report.qat = qat_(ck.model, teacher, trained, stream, progress=progress).summary()
+        else:
+            report.qat = finetune_(ck.model, teacher, trained, stream, progress=progress)
     seconds = time.perf_counter() - t0
     if out is not None:
         meta = {**ck.meta, "quantized_from": str(ck.path), "quantization": config_to_dict(config),

@@ -1,0 +1,109 @@
+"""End-to-end fine-tuning of a trellis-quantised model's continuous parts, codes frozen (QTIP's last stage;
+papers/trellis-quantization.md §4).
+
+After PTQ with ``real_signs`` (whose layer-wise stage already fitted each layer's sign vectors to its own output
+error), every trellis layer is
+
+    y = s_out ⊙ (W₀ (s_in ⊙ x)),   W₀ = H_mᵀ W̃ H_n, W̃ the decoded codes times the global scale,
+
+and the sign vectors s_out, s_in (real per-row and per-column scales) and the RMSNorm gains are trained together
+against KL(teacher ‖ student) on the full vocabulary (teacher: the unquantised model) with :func:`distill`, the
+loop QAT uses. The codes never change, so the stored bits per weight do not either; W₀ is decoded once, and a
+step costs one float forward and backward of the model (no weight gradients). At the end the trained vectors are
+written back into the layers in fp16, the precision they are stored in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mechlab.data.tokens import TokenStream
+from mechlab.errors import ConfigError
+from mechlab.quant import rht as rht_ops
+from mechlab.quant.api import set_module
+from mechlab.quant.config import TrellisConfig
+from mechlab.quant.linear import TrellisLinear
+from mechlab.quant.qat import distill
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Trellis PTQ with real sign vectors (``trellis``; its layer-wise fit included), then ``steps`` Adam steps at
+    ``lr`` on windows of ``batch_size`` × ``seq_len`` tokens; ``norms``: train the RMSNorm gains too."""
+
+    trellis: TrellisConfig = TrellisConfig(real_signs=True)
+    steps: int = 100
+    lr: float = 1e-3
+    batch_size: int = 4
+    seq_len: int = 512
+    norms: bool = True
+    seed: int = 0
+
+    method = "trellis-ft"
+
+    def __post_init__(self) -> None:
+        if not self.trellis.real_signs:
+            raise ConfigError("fine-tuning trains the real sign vectors: the trellis config needs real_signs=True")
+        if self.steps < 0 or not self.lr >= 0 or self.batch_size < 1 or self.seq_len < 2:
+            raise ConfigError("fine-tuning: need steps >= 0, lr >= 0, batch_size >= 1 and seq_len >= 2")
+
+    @property
+    def needs_hessian(self) -> bool:
+        return self.trellis.needs_hessian
+
+
+class ScaledCodeLinear(nn.Module):
+    """A ``real_signs`` trellis layer while fine-tuning: W₀ decoded once (a constant), the sign vectors trainable."""
+
+    def __init__(self, layer: TrellisLinear):
+        super().__init__()
+        s_out, s_in = layer.signs()
+        ones_out, ones_in = torch.ones_like(s_out), torch.ones_like(s_in)
+        self.register_buffer("w0", rht_ops.inverse_rht_weight(layer.rotated_weight(), ones_out, ones_in),
+                             persistent=False)
+        self.s_out, self.s_in = nn.Parameter(s_out.clone()), nn.Parameter(s_in.clone())
+        self.bias = None if layer.bias is None else layer.bias.detach().clone()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.linear(x * self.s_in, self.w0) * self.s_out
+        return y if self.bias is None else y + self.bias
+
+
+def norm_gains(model: nn.Module) -> list[nn.Parameter]:
+    """The gain vectors of every normalisation layer (modules whose class name ends in "Norm")."""
+    return [p for m in model.modules() if type(m).__name__.endswith("Norm") for p in m.parameters(recurse=False)]
+
+
+def finetune_(model: nn.Module, teacher: nn.Module, config: FinetuneConfig, stream: TokenStream,
+              progress: bool = True) -> dict:
+    """Fine-tune ``model``'s ``real_signs`` trellis layers (and norm gains) against ``teacher`` in place; returns a
+    JSON-able summary (the KL curve, the parameters trained, seconds)."""
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, TrellisLinear) and m.config.real_signs}
+    if not layers:
+        raise ConfigError("fine-tuning needs trellis layers quantised with real_signs=True (sign vectors as scales)")
+    scaled = {n: ScaledCodeLinear(m) for n, m in layers.items()}
+    for name, layer in scaled.items():
+        set_module(model, name, layer)
+    params = [p for layer in scaled.values() for p in (layer.s_out, layer.s_in)]
+    gains = norm_gains(model) if config.norms else []
+    t0 = time.perf_counter()
+    try:
+        steps = distill(model, teacher, params + gains, stream, steps=config.steps, lr=config.lr,
+                        batch_size=config.batch_size, seq_len=config.seq_len, seed=config.seed, desc="fine-tune",
+                        progress=progress)
+    finally:
+        for name, layer in scaled.items():
+            layers[name].set_signs(layer.s_out, layer.s_in)
+            set_module(model, name, layers[name])
+    return {"method": config.method, **asdict(config), "layers": len(layers),
+            "parameters": sum(p.numel() for p in params + gains), "steps": len(steps),
+            "kl_first": steps[0]["kl"] if steps else None, "kl_last": steps[-1]["kl"] if steps else None,
+            "kl_curve": [s["kl"] for s in steps], "seconds": time.perf_counter() - t0}
+
+
+__all__ = ["FinetuneConfig", "ScaledCodeLinear", "finetune_", "norm_gains"]

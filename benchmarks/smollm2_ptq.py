@@ -55,6 +55,27 @@ def evaluate(model, stream, windows: int) -> dict:
             "eval_seconds": time.perf_counter() - t}
 
 
+def plot_finetune(rows: list[dict], png) -> None:
+    """The training KL of every fine-tuned row against its step (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for r in rows:
+        ax.plot(r["finetune"]["kl_curve"], label=f"{r['bits']} bits: perplexity {r['perplexity']:.2f}")
+    ax.set_yscale("log")
+    ax.set_xlabel("fine-tuning step (4 × 512 gutenberg tokens)")
+    ax.set_ylabel("KL(float ‖ quantised), nats/token")
+    ax.set_title("SmolLM2 trellis: sign vectors and norms trained, codes frozen")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--windows", type=int, default=16, help="WikiText-2 test windows of 2048 tokens (all: 149)")
@@ -108,16 +129,22 @@ def main() -> None:
 
             def run():
                 nonlocal h
-                if cfg.needs_hessian and h is None:
-                    h = hessians(ck, args.calib_sequences, args.calib_seq_len, args.seed, args.fresh)
                 q = smollm2_checkpoint()
-                t = time.perf_counter()
-                ptq = cfg.trellis if ft else cfg
-                report = quantize_(q.model, ptq, hessians=h if cfg.needs_hessian else None, progress=True)
-                if ft:
-                    gutenberg = token_stream("gutenberg", "train", q.tokenizer)
-                    report.qat = finetune_(q.model, smollm2_checkpoint().model, cfg, gutenberg)
-                seconds = time.perf_counter() - t
+                saved = rows_dir / f"{tag}-model.pt"  # a fine-tuned model outlives a failed evaluation
+                if ft and saved.is_file() and not args.fresh:
+                    q.model, report, seconds = torch.load(saved, weights_only=False)
+                else:
+                    if cfg.needs_hessian and h is None:
+                        h = hessians(ck, args.calib_sequences, args.calib_seq_len, args.seed, args.fresh)
+                    t = time.perf_counter()
+                    ptq = cfg.trellis if ft else cfg
+                    report = quantize_(q.model, ptq, hessians=h if cfg.needs_hessian else None, progress=True)
+                    if ft:
+                        gutenberg = token_stream("gutenberg", "train", q.tokenizer)
+                        report.qat = finetune_(q.model, smollm2_checkpoint().model, cfg, gutenberg)
+                    seconds = time.perf_counter() - t
+                    if ft:
+                        torch.save((q.model, report, seconds), saved)
                 size = size_report(q.model)
                 summary = report.summary()
                 return {**evaluate(q.model, stream, args.windows), "quant_seconds": seconds,
@@ -144,6 +171,9 @@ def main() -> None:
                                "calibration": f"gutenberg train, {args.calib_sequences}×{args.calib_seq_len}",
                                "full_test_reference_perplexity": REFERENCE_PPL, "rows": rows})
     print(f"wrote {path}")
+    tuned = [r for r in rows if "finetune" in r]
+    if tuned:
+        plot_finetune(tuned, path.with_name(name + "_finetune.png"))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from mechlab.quant import rht as rht_ops
 from mechlab.quant.api import set_module
 from mechlab.quant.config import TrellisConfig
 from mechlab.quant.linear import TrellisLinear
-from mechlab.quant.qat import distill
+from mechlab.quant.qat import check_distill_settings, distill
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,7 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if not self.trellis.real_signs:
             raise ConfigError("fine-tuning trains the real sign vectors: the trellis config needs real_signs=True")
-        if self.steps < 0 or not self.lr >= 0 or self.batch_size < 1 or self.seq_len < 2:
-            raise ConfigError("fine-tuning: need steps >= 0, lr >= 0, batch_size >= 1 and seq_len >= 2")
+        check_distill_settings("fine-tuning", self.steps, self.lr, self.batch_size, self.seq_len)
 
     @property
     def needs_hessian(self) -> bool:

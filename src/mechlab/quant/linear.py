@@ -136,7 +136,7 @@ class TrellisLinear(QuantizedLinear):
         fused = self._fused()
         if fused is None:
             return reconstruct_rotated(self.code(), self.config)
-        kernel, alpha = fused[:2]
+        kernel, alpha, _ = fused
         return kernel.decode(self.packed, self.out_features, self.in_features, self.config.L, self.config.k) * alpha
 
     def weight(self) -> torch.Tensor:
@@ -157,7 +157,7 @@ class TrellisLinear(QuantizedLinear):
         return y.reshape(*x.shape[:-1], m)
 
     def _fused(self):
-        """(kernel, α, s_in, s_out, run) when the compiled kernel reads this layer's format, else None; built once
+        """(kernel, α, run) when the compiled kernel reads this layer's format, else None; built once
         per stored value (``set``, ``load_state_dict`` and moves reset it)."""
         if self._fused_ready:
             return self._fused_cache
@@ -170,7 +170,7 @@ class TrellisLinear(QuantizedLinear):
         if kernel is not None:
             alpha = float(self.scale) * one_mad_unit(cfg.L)
             s_out, s_in = self.signs()
-            cache = (kernel, alpha, s_in, s_out, kernel.plan(self.packed, m, n, cfg.L, cfg.k, alpha, s_in, s_out))
+            cache = (kernel, alpha, kernel.plan(self.packed, m, n, cfg.L, cfg.k, alpha, s_in, s_out))
         self._fused_cache, self._fused_ready = cache, True
         return cache
 

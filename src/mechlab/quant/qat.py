@@ -68,8 +68,7 @@ class QATConfig:
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
             raise ConfigError(f"QAT: estimator must be one of {', '.join(ESTIMATORS)} (got {self.estimator!r})")
-        if self.steps < 0 or self.lr < 0 or self.batch_size < 1 or self.seq_len < 2:
-            raise ConfigError("QAT: need steps >= 0, lr >= 0, batch_size >= 1 and seq_len >= 2")
+        check_distill_settings("QAT", self.steps, self.lr, self.batch_size, self.seq_len)
         if not self.t_floor > 0 or not self.t_start > 0 or not self.t_end > 0:
             raise ConfigError("QAT: temperatures must be positive")
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -228,6 +227,12 @@ def kl_teacher_student(teacher_logits: torch.Tensor, student_logits: torch.Tenso
     return (t.exp() * (t - s)).sum(-1).mean()
 
 
+def check_distill_settings(what: str, steps: int, lr: float, batch_size: int, seq_len: int) -> None:
+    """The settings every :func:`distill` run needs (a ConfigError naming ``what`` otherwise)."""
+    if steps < 0 or not lr >= 0 or batch_size < 1 or seq_len < 2:
+        raise ConfigError(f"{what}: need steps >= 0, lr >= 0, batch_size >= 1 and seq_len >= 2")
+
+
 def distill(model: nn.Module, teacher: nn.Module, params: list[nn.Parameter], stream: TokenStream, *, steps: int,
             lr: float, batch_size: int, seq_len: int, seed: int = 0, desc: str = "distill",
             before_step=None, after_step=None, progress: bool = True) -> list[dict]:
@@ -319,5 +324,5 @@ def qat_(model: nn.Module, teacher: nn.Module, config: QATConfig, stream: TokenS
     return report
 
 
-__all__ = ["QATConfig", "QATReport", "SoftTrellisLinear", "distill", "escape_radius", "kl_teacher_student", "qat_",
+__all__ = ["QATConfig", "QATReport", "SoftTrellisLinear", "check_distill_settings", "distill", "escape_radius", "kl_teacher_student", "qat_",
            "tile_boundaries"]

@@ -92,6 +92,9 @@ def main() -> None:
     ap.add_argument("--ft-lr", type=float, default=1e-3)
     ap.add_argument("--ft-batch-size", type=int, default=4)
     ap.add_argument("--ft-seq-len", type=int, default=512)
+    ap.add_argument("--ft-schedule", default="constant", help="trellis-ft: learning-rate schedule, constant or cosine")
+    ap.add_argument("--ft-embedding-lr", type=float, default=0.0,
+                    help="trellis-ft: train the (float, tied) token embedding too, at this rate (0: frozen)")
     ap.add_argument("--fresh", action="store_true", help="recompute cached rows and Hessians")
     args = ap.parse_args()
 
@@ -118,7 +121,7 @@ def main() -> None:
         for bits in args.ft_bits or args.bits if method == "trellis-ft" else args.bits:
             ft = method == "trellis-ft"
             train = dict(steps=args.ft_steps, lr=args.ft_lr, batch_size=args.ft_batch_size, seq_len=args.ft_seq_len,
-                         seed=args.seed) if ft else {}
+                         schedule=args.ft_schedule, embedding_lr=args.ft_embedding_lr, seed=args.seed) if ft else {}
             cfg = make_config(method.removesuffix("-act"), bits, group_size=args.group_size, L=args.L,
                               act_order=method == "gptq-act", **train)
             tag = f"{method}-{bits}" + (f"-L{args.L}" if method.startswith("trellis") else f"-g{args.group_size}")
@@ -126,6 +129,8 @@ def main() -> None:
                 tag += f"-calib{args.calib_sequences}x{args.calib_seq_len}s{args.seed}"
             if ft:
                 tag += f"-ft{args.ft_steps}x{args.ft_batch_size}x{args.ft_seq_len}lr{args.ft_lr:g}"
+                tag += "" if args.ft_schedule == "constant" else f"-{args.ft_schedule}"
+                tag += f"-emb{args.ft_embedding_lr:g}" if args.ft_embedding_lr else ""
 
             def run():
                 nonlocal h
@@ -155,7 +160,9 @@ def main() -> None:
                         "threads": torch.get_num_threads(), **({"finetune": report.qat} if ft else {})}
 
             label = {"trellis": f"trellis L={args.L}", "gptq-act": "gptq act-order",
-                     "trellis-ft": f"trellis L={args.L} + fine-tune ({args.ft_steps} steps)"}.get(method, method)
+                     "trellis-ft": f"trellis L={args.L} + fine-tune ({args.ft_steps} steps"
+                                   + ("" if args.ft_schedule == "constant" else f", {args.ft_schedule}")
+                                   + (", embedding too" if args.ft_embedding_lr else "") + ")"}.get(method, method)
             rows.append({"method": label, "bits": bits,
                          **cached(tag, run)})
             print(f"{tag}: perplexity {rows[-1]['perplexity']:.2f}", flush=True)

@@ -57,7 +57,8 @@ def test_demo_train_eval_sample_end_to_end(tmp_path):
     r = run("size", str(tmp_path / "qat"), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["code_bits_per_quantized_weight"] == 2.0
     r = run("quantize", str(out), "--method", "trellis-ft", "--L", "8", "--qat-steps", "2", "--qat-seq-len", "32",
-            "--qat-batch-size", "2", "--calib-sequences", "4", "-o", str(tmp_path / "ft"))
+            "--qat-batch-size", "2", "--lr-schedule", "cosine", "--embedding-lr", "1e-4", "--calib-sequences", "4",
+            "-o", str(tmp_path / "ft"))
     assert r.returncode == 0, r.stderr
     said = " ".join(r.stdout.split())
     assert "trellis-ft: 2 steps on" in said and "codes frozen" in said
@@ -79,6 +80,7 @@ def test_demo_train_eval_sample_end_to_end(tmp_path):
     (["train", "--lr", "-1"], "lr must be"),
     (["quantize", "x", "-o", "y", "--method", "trellis", "--qat-steps", "3"], "only apply to"),
     (["quantize", "x", "-o", "y", "--method", "trellis-ft", "--t-start", "0.2"], "takes no QAT setting"),
+    (["quantize", "x", "-o", "y", "--method", "bcjr-qat", "--embedding-lr", "1e-4"], "takes no fine-tuning setting"),
     (["train", "--data", "no-such-corpus"], "unknown corpus"),
     (["eval", "/no/such/checkpoint"], "does not exist"),
     (["train", "--resume"], "no train_config.json"),

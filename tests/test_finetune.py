@@ -4,13 +4,15 @@ minimisation, ``real_signs`` storage and kernels, and end-to-end fine-tuning wit
 import copy
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
+from mechlab.errors import ConfigError
 from mechlab.models import build_model, preset
 from mechlab.quant import TrellisConfig, TrellisLinear, quantize_
-from mechlab.quant.finetune import FinetuneConfig, ScaledCodeLinear, finetune_
-from mechlab.quant.qat import kl_teacher_student
+from mechlab.quant.finetune import FinetuneConfig, ScaledCodeLinear, embeddings, finetune_
+from mechlab.quant.qat import kl_teacher_student, lr_factor
 from mechlab.quant.qtip import fit_row_col_scales, proxy_loss, trellis_quantize
 from test_qat import stream
 from test_quant import correlated_hessian
@@ -105,3 +107,27 @@ def test_finetuning_lowers_the_kl_and_keeps_every_code():
     assert after.keys() == codes.keys() and all(torch.equal(after[n].packed, codes[n]) for n in codes)
     assert all(mod.s_in.dtype == torch.float16 for mod in after.values())
     assert all(p.requires_grad for p in m.parameters())
+
+
+def test_embedding_training_and_the_cosine_schedule():
+    assert lr_factor("constant", 7, 10) == 1.0
+    assert [lr_factor("cosine", s, 4) for s in range(5)] == pytest.approx([1, 0.5 + 0.5 ** 1.5, 0.5, 0.5 - 0.5 ** 1.5, 0])
+    with pytest.raises(ConfigError, match="schedule"):
+        FinetuneConfig(schedule="linear")
+    with pytest.raises(ConfigError, match="embedding_lr"):
+        FinetuneConfig(embedding_lr=-1.0)
+    torch.manual_seed(4)
+    m = build_model(preset("nano", vocab_size=48, max_seq_len=64))
+    teacher = copy.deepcopy(m).eval()
+    quantize_(m, REAL)
+    (embed,) = embeddings(m)
+    frozen, tuned = copy.deepcopy(m), copy.deepcopy(m)
+    base = dict(steps=4, lr=1e-2, batch_size=4, seq_len=32, schedule="cosine")
+    s_frozen = finetune_(frozen, teacher, FinetuneConfig(**base), stream(), progress=False)
+    s_tuned = finetune_(tuned, teacher, FinetuneConfig(**base, embedding_lr=1e-2), stream(), progress=False)
+    assert torch.equal(embeddings(frozen)[0], embed)
+    assert not torch.equal(embeddings(tuned)[0], embed)
+    assert s_tuned["parameters"] == s_frozen["parameters"] + embed.numel()
+    assert all(torch.equal(a.packed, b.packed) for a, b in zip(
+        (x for x in frozen.modules() if isinstance(x, TrellisLinear)),
+        (x for x in tuned.modules() if isinstance(x, TrellisLinear))))

@@ -406,13 +406,17 @@ def quantize(
     t_end: Optional[float] = typer.Option(None, help="bcjr-qat: last temperature (default 0.05; floor 1e-2)."),
     qat_batch_size: Optional[int] = typer.Option(None, help="QAT / trellis-ft: sequences per step (default 8 / 4)."),
     qat_seq_len: Optional[int] = typer.Option(None, help="QAT / trellis-ft: tokens per sequence (default 256 / 512)."),
+    lr_schedule: Optional[str] = typer.Option(None, help="trellis-ft: learning rate constant or cosine to 0 (default constant)."),
+    embedding_lr: Optional[float] = typer.Option(None, help="trellis-ft: also train the float token embedding at this "
+                                                 "rate (default 0: frozen)."),
     data_dir: Optional[str] = DataDir,
 ) -> None:
     """Quantise a checkpoint's Linear layers (all but the LM head) and save it; evaluate it with `mechlab eval`."""
     from mechlab.quant.run import make_config, quantize_checkpoint, size_report
 
     qat = {k: v for k, v in dict(steps=qat_steps, lr=qat_lr, t_start=t_start, t_end=t_end, batch_size=qat_batch_size,
-                                 seq_len=qat_seq_len, seed=seed if method.endswith(("-qat", "-ft")) else None,
+                                 seq_len=qat_seq_len, schedule=lr_schedule, embedding_lr=embedding_lr,
+                                 seed=seed if method.endswith(("-qat", "-ft")) else None,
                                  layers=tuple(qat_layers.split(",")) if qat_layers else None).items() if v is not None}
     config = make_config(method, bits, group_size=group_size, L=L, V=V, code=code, rht=rht, ldlq=ldlq,
                          tail_biting=tail_biting, symmetric=symmetric, act_order=act_order, real_signs=real_signs,

@@ -8,7 +8,8 @@ error), every trellis layer is
 
 and the sign vectors s_out, s_in (real per-row and per-column scales) and the RMSNorm gains are trained together
 against KL(teacher ‖ student) on the full vocabulary (teacher: the unquantised model) with :func:`distill`, the
-loop QAT uses. The codes never change, so the stored bits per weight do not either; W₀ is decoded once, and a
+loop QAT uses. Optionally (``embedding_lr`` > 0) the token embedding trains too, at its own learning rate: it is
+stored in float like the norms (tied, it is also the LM head), so this spends no bits either. The codes never change, so the stored bits per weight do not either; W₀ is decoded once, and a
 step costs one float forward and backward of the model (no weight gradients). At the end the trained vectors are
 written back into the layers in fp16, the precision they are stored in.
 """
@@ -34,7 +35,8 @@ from mechlab.quant.qat import check_distill_settings, distill
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Trellis PTQ with real sign vectors (``trellis``; its layer-wise fit included), then ``steps`` Adam steps at
-    ``lr`` on windows of ``batch_size`` × ``seq_len`` tokens; ``norms``: train the RMSNorm gains too."""
+    ``lr`` (``schedule``: constant or cosine to 0) on windows of ``batch_size`` × ``seq_len`` tokens; ``norms``:
+    train the RMSNorm gains too; ``embedding_lr`` > 0: train the token embeddings too, at that rate."""
 
     trellis: TrellisConfig = TrellisConfig(real_signs=True)
     steps: int = 100
@@ -42,6 +44,8 @@ class FinetuneConfig:
     batch_size: int = 4
     seq_len: int = 512
     norms: bool = True
+    schedule: str = "constant"
+    embedding_lr: float = 0.0
     seed: int = 0
 
     method = "trellis-ft"
@@ -49,7 +53,9 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if not self.trellis.real_signs:
             raise ConfigError("fine-tuning trains the real sign vectors: the trellis config needs real_signs=True")
-        check_distill_settings("fine-tuning", self.steps, self.lr, self.batch_size, self.seq_len)
+        check_distill_settings("fine-tuning", self.steps, self.lr, self.batch_size, self.seq_len, self.schedule)
+        if not self.embedding_lr >= 0:
+            raise ConfigError(f"fine-tuning: embedding_lr must be >= 0 (0: frozen), got {self.embedding_lr}")
 
     @property
     def needs_hessian(self) -> bool:
@@ -78,6 +84,11 @@ def norm_gains(model: nn.Module) -> list[nn.Parameter]:
     return [p for m in model.modules() if type(m).__name__.endswith("Norm") for p in m.parameters(recurse=False)]
 
 
+def embeddings(model: nn.Module) -> list[nn.Parameter]:
+    """The weight of every token embedding (each once; a tied LM head shares it)."""
+    return list({id(m.weight): m.weight for m in model.modules() if isinstance(m, nn.Embedding)}.values())
+
+
 def finetune_(model: nn.Module, teacher: nn.Module, config: FinetuneConfig, stream: TokenStream,
               progress: bool = True) -> dict:
     """Fine-tune ``model``'s ``real_signs`` trellis layers (and norm gains) against ``teacher`` in place; returns a
@@ -90,19 +101,21 @@ def finetune_(model: nn.Module, teacher: nn.Module, config: FinetuneConfig, stre
         set_module(model, name, layer)
     params = [p for layer in scaled.values() for p in (layer.s_out, layer.s_in)]
     gains = norm_gains(model) if config.norms else []
+    embed = embeddings(model) if config.embedding_lr > 0 else []
+    groups = [{"params": params + gains}] + ([{"params": embed, "lr": config.embedding_lr}] if embed else [])
     t0 = time.perf_counter()
     try:
-        steps = distill(model, teacher, params + gains, stream, steps=config.steps, lr=config.lr,
-                        batch_size=config.batch_size, seq_len=config.seq_len, seed=config.seed, desc="fine-tune",
-                        progress=progress)
+        steps = distill(model, teacher, groups, stream, steps=config.steps, lr=config.lr,
+                        batch_size=config.batch_size, seq_len=config.seq_len, seed=config.seed,
+                        schedule=config.schedule, desc="fine-tune", progress=progress)
     finally:
         for name, layer in scaled.items():
             layers[name].set_signs(layer.s_out, layer.s_in)
             set_module(model, name, layers[name])
     return {"method": config.method, **asdict(config), "layers": len(layers),
-            "parameters": sum(p.numel() for p in params + gains), "steps": len(steps),
+            "parameters": sum(p.numel() for p in params + gains + embed), "steps": len(steps),
             "kl_first": steps[0]["kl"] if steps else None, "kl_last": steps[-1]["kl"] if steps else None,
             "kl_curve": [s["kl"] for s in steps], "seconds": time.perf_counter() - t0}
 
 
-__all__ = ["FinetuneConfig", "ScaledCodeLinear", "finetune_", "norm_gains"]
+__all__ = ["FinetuneConfig", "ScaledCodeLinear", "embeddings", "finetune_", "norm_gains"]

@@ -227,26 +227,43 @@ def kl_teacher_student(teacher_logits: torch.Tensor, student_logits: torch.Tenso
     return (t.exp() * (t - s)).sum(-1).mean()
 
 
-def check_distill_settings(what: str, steps: int, lr: float, batch_size: int, seq_len: int) -> None:
+SCHEDULES = ("constant", "cosine")
+
+
+def check_distill_settings(what: str, steps: int, lr: float, batch_size: int, seq_len: int,
+                           schedule: str = "constant") -> None:
     """The settings every :func:`distill` run needs (a ConfigError naming ``what`` otherwise)."""
     if steps < 0 or not lr >= 0 or batch_size < 1 or seq_len < 2:
         raise ConfigError(f"{what}: need steps >= 0, lr >= 0, batch_size >= 1 and seq_len >= 2")
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"{what}: unknown learning-rate schedule {schedule!r}; choose {' or '.join(SCHEDULES)}")
 
 
-def distill(model: nn.Module, teacher: nn.Module, params: list[nn.Parameter], stream: TokenStream, *, steps: int,
-            lr: float, batch_size: int, seq_len: int, seed: int = 0, desc: str = "distill",
-            before_step=None, after_step=None, progress: bool = True) -> list[dict]:
+def lr_factor(schedule: str, step: int, steps: int) -> float:
+    """The multiplier of the base learning rate at ``step`` of ``steps``: 1 throughout (``constant``), or a cosine
+    from 1 at the first step down to 0 after the last (``cosine``)."""
+    return 1.0 if schedule == "constant" else 0.5 * (1.0 + math.cos(math.pi * step / steps))
+
+
+def distill(model: nn.Module, teacher: nn.Module, params: list, stream: TokenStream, *, steps: int,
+            lr: float, batch_size: int, seq_len: int, seed: int = 0, schedule: str = "constant",
+            desc: str = "distill", before_step=None, after_step=None, progress: bool = True) -> list[dict]:
     """The one distillation loop (QAT and fine-tuning): Adam on ``params`` only (every other parameter of ``model``
-    frozen meanwhile) against KL(teacher ‖ student) on random windows of ``stream``; returns one record per step
-    (step, kl, and what ``before_step(step)`` returned). Both models run in eval mode (no dropout)."""
+    frozen meanwhile) against KL(teacher ‖ student) on random windows of ``stream``, the learning rate following
+    ``schedule`` (:func:`lr_factor`); returns one record per step (step, kl, and what ``before_step(step)``
+    returned). ``params`` is a list of parameters, or of Adam parameter groups (dicts with "params" and optionally
+    their own "lr"). Both models run in eval mode (no dropout)."""
     from mechlab.train.trainer import batch_offsets, get_batch
 
+    groups = params if params and isinstance(params[0], dict) else [{"params": list(params)}]
+    params = [p for g in groups for p in g["params"]]
     trainable = [p for p in model.parameters() if p.requires_grad]
     for p in model.parameters():
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = torch.optim.Adam(groups, lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(schedule, step, steps))
     ids = np.asarray(stream.ids)
     device = params[0].device
     was_training = model.training
@@ -269,6 +286,7 @@ def distill(model: nn.Module, teacher: nn.Module, params: list[nn.Parameter], st
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             if after_step:
                 after_step(step)
             records.append({"step": step, **extra, "kl": kl})

@@ -40,10 +40,11 @@ def make_config(method: str, bits: int, group_size: int = 128, L: int = 16, V: i
     if method in ("bcjr-qat", "ste-qat", "trellis-ft"):
         trellis = make_config("trellis", bits, L=L, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting,
                               real_signs=real_signs or method == "trellis-ft")
-        if method == "trellis-ft":
-            unknown = set(train) - {f.name for f in dataclasses.fields(FinetuneConfig)}
-            if unknown:
-                raise ConfigError(f"trellis-ft takes no QAT setting {', '.join(sorted(unknown))}")
+        ft = method == "trellis-ft"
+        unknown = set(train) - {f.name for f in dataclasses.fields(FinetuneConfig if ft else QATConfig)}
+        if unknown:
+            raise ConfigError(f"{method} takes no {'QAT' if ft else 'fine-tuning'} setting {', '.join(sorted(unknown))}")
+        if ft:
             return FinetuneConfig(trellis=trellis, **train)
         return QATConfig(trellis=trellis, estimator=method.split("-")[0], **train)
     if train:

@@ -95,6 +95,9 @@ def main() -> None:
     ap.add_argument("--ft-schedule", default="constant", help="trellis-ft: learning-rate schedule, constant or cosine")
     ap.add_argument("--ft-embedding-lr", type=float, default=0.0,
                     help="trellis-ft: train the (float, tied) token embedding too, at this rate (0: frozen)")
+    ap.add_argument("--sequential", action="store_true",
+                    help="gptq/trellis: calibrate block by block on the partly quantised model, towards the float "
+                         "outputs (mechlab.quant.sequential), from the same calibration windows")
     ap.add_argument("--fresh", action="store_true", help="recompute cached rows and Hessians")
     args = ap.parse_args()
 
@@ -125,8 +128,9 @@ def main() -> None:
             cfg = make_config(method.removesuffix("-act"), bits, group_size=args.group_size, L=args.L,
                               act_order=method == "gptq-act", **train)
             tag = f"{method}-{bits}" + (f"-L{args.L}" if method.startswith("trellis") else f"-g{args.group_size}")
+            seq = args.sequential and cfg.needs_hessian
             if cfg.needs_hessian:
-                tag += f"-calib{args.calib_sequences}x{args.calib_seq_len}s{args.seed}"
+                tag += f"-calib{args.calib_sequences}x{args.calib_seq_len}s{args.seed}" + ("-seq" if seq else "")
             if ft:
                 tag += f"-ft{args.ft_steps}x{args.ft_batch_size}x{args.ft_seq_len}lr{args.ft_lr:g}"
                 tag += "" if args.ft_schedule == "constant" else f"-{args.ft_schedule}"
@@ -139,11 +143,16 @@ def main() -> None:
                 if ft and saved.is_file() and not args.fresh:
                     q.model, report, seconds = torch.load(saved, weights_only=False)
                 else:
-                    if cfg.needs_hessian and h is None:
+                    if cfg.needs_hessian and h is None and not seq:
                         h = hessians(ck, args.calib_sequences, args.calib_seq_len, args.seed, args.fresh)
                     t = time.perf_counter()
                     ptq = cfg.trellis if ft else cfg
-                    report = quantize_(q.model, ptq, hessians=h if cfg.needs_hessian else None, progress=True)
+                    if seq:
+                        windows = calibration_batches(token_stream("gutenberg", "train", q.tokenizer),
+                                                      args.calib_sequences, args.calib_seq_len, args.seed)
+                        report = quantize_(q.model, ptq, calibration=windows, sequential=True, progress=True)
+                    else:
+                        report = quantize_(q.model, ptq, hessians=h if cfg.needs_hessian else None, progress=True)
                     if ft:
                         gutenberg = token_stream("gutenberg", "train", q.tokenizer)
                         report.qat = finetune_(q.model, smollm2_checkpoint().model, cfg, gutenberg)
@@ -163,7 +172,7 @@ def main() -> None:
                      "trellis-ft": f"trellis L={args.L} + fine-tune ({args.ft_steps} steps"
                                    + ("" if args.ft_schedule == "constant" else f", {args.ft_schedule}")
                                    + (", embedding too" if args.ft_embedding_lr else "") + ")"}.get(method, method)
-            rows.append({"method": label, "bits": bits,
+            rows.append({"method": label + (", sequential" if seq else ""), "bits": bits,
                          **cached(tag, run)})
             print(f"{tag}: perplexity {rows[-1]['perplexity']:.2f}", flush=True)
 

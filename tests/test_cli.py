@@ -45,8 +45,9 @@ def test_demo_train_eval_sample_end_to_end(tmp_path):
     size = json.loads(r.stdout)
     assert size["code_bits_per_quantized_weight"] == 2.0 and size["bytes"]["float linear"] == 0
     r = run("quantize", str(out), "--method", "gptq", "--act-order", "--bits", "4", "-o", str(tmp_path / "gptq4"),
-            "--calib-sequences", "4")
+            "--calib-sequences", "4", "--sequential")
     assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "gptq4" / "config.json").read_text())["meta"]["sequential_calibration"] is True
     r = run("eval", str(tmp_path / "gptq4"), "--data", "stdlib", "--context", "64", "--max-windows", "2", "--json")
     assert r.returncode == 0, r.stderr
     r = run("quantize", str(out), "--method", "bcjr-qat", "--L", "8", "--qat-steps", "2", "--qat-seq-len", "32",

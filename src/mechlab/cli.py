@@ -394,6 +394,8 @@ def quantize(
     tail_biting: bool = typer.Option(True, help="trellis: circular bitstream, exactly k bits per weight."),
     real_signs: bool = typer.Option(False, help="trellis: RHT sign vectors as fp16 row/column scales fitted to each "
                                     "layer's output error (always on for trellis-ft)."),
+    sequential: bool = typer.Option(False, help="Calibrate block by block on the partly quantised model, each layer "
+                                    "coded towards the float layer's output (mechlab.quant.sequential)."),
     data: Optional[str] = typer.Option(None, help="Calibration corpus (default: the checkpoint's training corpus)."),
     calib_sequences: int = typer.Option(64, help="Calibration windows."),
     calib_seq_len: int = typer.Option(256, help="Tokens per calibration window."),
@@ -422,7 +424,8 @@ def quantize(
                          tail_biting=tail_biting, symmetric=symmetric, act_order=act_order, real_signs=real_signs,
                          **qat)
     ck, report, path = quantize_checkpoint(checkpoint, config, out, data=data, calib_sequences=calib_sequences,
-                                           calib_seq_len=calib_seq_len, seed=seed, data_dir=data_dir)
+                                           calib_seq_len=calib_seq_len, seed=seed, data_dir=data_dir,
+                                           sequential=sequential)
     summ, size = report.summary(), size_report(ck.model)
     console.print(f"quantised {summ['layers']} layers ({summ['weights']:,} weights) with {config} in {summ['seconds']:.1f} s")
     console.print(f"relative weight MSE {summ['rel_mse']:.4g}" + (f", proxy loss {summ['proxy_loss']:.4g}" if summ["proxy_loss"] is not None else ""))

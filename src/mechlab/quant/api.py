@@ -4,7 +4,8 @@ Layers to quantise are every nn.Linear except those whose qualified name matches
 as in papers/hyperloop.md; embeddings are not Linear and are never touched). GPTQ and trellis with BlockLDLQ need
 a proxy Hessian per layer, H = Σ x xᵀ / #rows over calibration inputs; :func:`collect_hessians` gathers it with
 forward hooks, and a layer called several times per forward (a looped middle block) sums the inputs of every
-call. Hessians come from the unquantised model (one pass, not layer-sequential).
+call. Hessians come from the unquantised model in one pass, or (``sequential=True``) block by block from the
+partly quantised one, with the float layer's output as the target (:mod:`mechlab.quant.sequential`).
 """
 
 from __future__ import annotations
@@ -118,11 +119,14 @@ def _why_not(config, linear: nn.Linear) -> str | None:
 
 def quantize_(model: nn.Module, config: RTNConfig | GPTQConfig | TrellisConfig, *,
               hessians: dict[str, torch.Tensor] | None = None, calibration: Iterable[torch.Tensor] | None = None,
-              skip: Iterable[str] = DEFAULT_SKIP, progress: bool = False) -> QuantReport:
+              skip: Iterable[str] = DEFAULT_SKIP, sequential: bool = False, asymmetric: bool = True,
+              progress: bool = False) -> QuantReport:
     """Quantise ``model``'s Linear layers in place with ``config``; returns a per-layer report.
 
     Layers that the method cannot code (shapes that are not whole tiles or groups) stay in float and are listed
-    in ``report.skipped``."""
+    in ``report.skipped``. ``sequential`` (needs ``calibration``): block by block, each layer's Hessian from the
+    partly quantised model and, ``asymmetric``, its target the float layer's output
+    (:mod:`mechlab.quant.sequential`); the report's errors are then measured against that target."""
     targets = target_linears(model, skip)
     report = QuantReport()
     for name, lin in list(targets.items()):
@@ -130,15 +134,25 @@ def quantize_(model: nn.Module, config: RTNConfig | GPTQConfig | TrellisConfig, 
         if why:
             report.skipped[name] = why
             del targets[name]
-    if config.needs_hessian and hessians is None:
-        if calibration is None:
-            raise ConfigError(f"{config.method} needs calibration data (token batches) or precomputed Hessians")
-        hessians = collect_hessians(model, calibration, targets, progress=progress)
-    for i, (name, lin) in enumerate(tqdm(targets.items(), desc=f"quantize ({config.method})", unit="layer",
-                                         disable=not progress, leave=False)):
+    index = {name: i for i, name in enumerate(targets)}  # the per-layer seed does not depend on the order
+    if sequential:
+        if calibration is None or hessians is not None:
+            raise ConfigError("sequential calibration needs calibration batches (and computes its own Hessians)")
+        from mechlab.quant.sequential import sequential_calibration
+
+        work = sequential_calibration(model, list(calibration), list(targets), asymmetric=asymmetric,
+                                      progress=progress)
+    else:
+        if config.needs_hessian and hessians is None:
+            if calibration is None:
+                raise ConfigError(f"{config.method} needs calibration data (token batches) or precomputed Hessians")
+            hessians = collect_hessians(model, calibration, targets, progress=progress)
+        work = ((name, lin.weight.detach().float().cpu(), hessians.get(name) if hessians is not None else None)
+                for name, lin in targets.items())
+    for name, w, h in tqdm(work, total=len(targets), desc=f"quantize ({config.method})", unit="layer",
+                           disable=not progress, leave=False):
         t0 = time.perf_counter()
-        w = lin.weight.detach().float().cpu()
-        h = hessians.get(name) if hessians is not None else None
+        lin, i = targets[name], index[name]
         if config.needs_hessian and h is None:
             raise ConfigError(f"no Hessian for layer {name}")
         q = quantized_linear(lin, config)

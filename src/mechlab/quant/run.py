@@ -61,9 +61,10 @@ def make_config(method: str, bits: int, group_size: int = 128, L: int = 16, V: i
 
 def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None = None, data: str | None = None,
                         calib_sequences: int = 64, calib_seq_len: int = 256, seed: int = 0,
-                        data_dir: str | None = None, progress: bool = True):
+                        data_dir: str | None = None, sequential: bool = False, progress: bool = True):
     """Load a float checkpoint, quantise it with ``config`` (calibrating on the training corpus' train split, or
-    ``data``), and save it to ``out`` when given. Returns (Checkpoint with the quantised model, report, out)."""
+    ``data``; ``sequential``: block by block, see :func:`quantize_`), and save it to ``out`` when given. Returns
+    (Checkpoint with the quantised model, report, out)."""
     from mechlab.train.checkpoint import load_checkpoint, save_checkpoint
 
     ck = load_checkpoint(checkpoint)
@@ -72,16 +73,16 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
     trained = config if isinstance(config, (QATConfig, FinetuneConfig)) else None
     ptq = trained.trellis if trained else config
     calibration = stream = None
-    if ptq.needs_hessian or trained:
+    if ptq.needs_hessian or sequential or trained:
         corpus = data or ck.meta.get("train_config", {}).get("data")
         if corpus is None:
             raise ConfigError("this checkpoint does not record its training corpus; pass --data for calibration")
         stream = token_stream(corpus, "train", ck.tokenizer, data_dir or ck.meta.get("train_config", {}).get("data_dir"))
-    if ptq.needs_hessian:
+    if ptq.needs_hessian or sequential:
         calibration = calibration_batches(stream, calib_sequences, min(calib_seq_len, ck.config.max_seq_len), seed)
     teacher = copy.deepcopy(ck.model) if trained else None
     t0 = time.perf_counter()
-    report: QuantReport = quantize_(ck.model, ptq, calibration=calibration, progress=progress)
+    report: QuantReport = quantize_(ck.model, ptq, calibration=calibration, sequential=sequential, progress=progress)
     if trained:
         if trained.seq_len > ck.config.max_seq_len:
             trained = dataclasses.replace(trained, seq_len=ck.config.max_seq_len)
@@ -92,6 +93,7 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
     seconds = time.perf_counter() - t0
     if out is not None:
         meta = {**ck.meta, "quantized_from": str(ck.path), "quantization": config_to_dict(config),
+                "sequential_calibration": sequential,
                 "quant_summary": report.summary(), "quant_seconds": seconds}
         save_checkpoint(out, ck.model, ck.tokenizer, meta=meta)
     return ck, report, out

@@ -13,7 +13,7 @@ Calibration (GPTQ, BlockLDLQ): ``--calib-sequences`` random windows of ``--calib
 gutenberg train split (never the evaluation text), Hessians computed once from the float model and cached. Every
 configuration's row is cached too (MECHLAB_CACHE/smollm2_ptq/), so an interrupted run resumes where it stopped;
 ``--fresh`` recomputes. The table goes to benchmarks/results/smollm2_ptq.json (smollm2_ptq_L16.json etc. for another
-trellis L).
+trellis L; _sequential, _cosine, _emb suffixes for those options).
 """
 
 from __future__ import annotations
@@ -181,7 +181,8 @@ def main() -> None:
               "perplexity": r["perplexity"], "× float": r["perplexity"] / ref,
               "linear MB": r["linear_bytes"] / 1e6, "model MB": r["model_bytes"] / 1e6} for r in rows]
     print_table(table, f"SmolLM2-135M-Instruct whole-model PTQ, WikiText-2 test, first {args.windows} windows of 2048")
-    name = "smollm2_ptq" + ("" if args.L == 12 else f"_L{args.L}")
+    name = "smollm2_ptq" + ("" if args.L == 12 else f"_L{args.L}") + ("_sequential" if args.sequential else "")
+    name += ("" if args.ft_schedule == "constant" else f"_{args.ft_schedule}") + ("_emb" if args.ft_embedding_lr else "")
     path = write_result(name, {"windows": args.windows, "scored_tokens": rows[0]["scored_tokens"],
                                "trellis_L": args.L, "group_size": args.group_size,
                                "calibration": f"gutenberg train, {args.calib_sequences}×{args.calib_seq_len}",

@@ -147,14 +147,13 @@ def main() -> None:
                         h = hessians(ck, args.calib_sequences, args.calib_seq_len, args.seed, args.fresh)
                     t = time.perf_counter()
                     ptq = cfg.trellis if ft else cfg
+                    gutenberg = token_stream("gutenberg", "train", q.tokenizer) if seq or ft else None
                     if seq:
-                        windows = calibration_batches(token_stream("gutenberg", "train", q.tokenizer),
-                                                      args.calib_sequences, args.calib_seq_len, args.seed)
+                        windows = calibration_batches(gutenberg, args.calib_sequences, args.calib_seq_len, args.seed)
                         report = quantize_(q.model, ptq, calibration=windows, sequential=True, progress=True)
                     else:
                         report = quantize_(q.model, ptq, hessians=h if cfg.needs_hessian else None, progress=True)
                     if ft:
-                        gutenberg = token_stream("gutenberg", "train", q.tokenizer)
                         report.qat = finetune_(q.model, smollm2_checkpoint().model, cfg, gutenberg)
                     seconds = time.perf_counter() - t
                     if ft:

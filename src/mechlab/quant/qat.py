@@ -342,5 +342,5 @@ def qat_(model: nn.Module, teacher: nn.Module, config: QATConfig, stream: TokenS
     return report
 
 
-__all__ = ["QATConfig", "QATReport", "SoftTrellisLinear", "check_distill_settings", "distill", "escape_radius", "kl_teacher_student", "qat_",
-           "tile_boundaries"]
+__all__ = ["QATConfig", "QATReport", "SoftTrellisLinear", "check_distill_settings", "distill", "escape_radius",
+           "kl_teacher_student", "lr_factor", "qat_", "tile_boundaries"]

@@ -115,8 +115,8 @@ def sequential_calibration(model: nn.Module, batches: list[torch.Tensor], names:
         names = list(names)
         per_block: list[list[str]] = [[] for _ in blocks]
         for n in names:
-            head, _, rest = n.partition(f"{prefix}.")
-            index, _, local = rest.partition(".")
+            head, _, tail = n.partition(f"{prefix}.")
+            index, _, local = tail.partition(".")
             if head or not index.isdigit() or not local:
                 raise ConfigError(f"sequential calibration: layer {n} lies outside the blocks ({prefix}.*)")
             per_block[int(index)].append(local)
@@ -136,16 +136,16 @@ def sequential_calibration(model: nn.Module, batches: list[torch.Tensor], names:
                 first = pending[0]
                 seen = [_inputs(block, pending, (x, *r), group_of=first) for x, r in zip(xq, rest)]
                 group = [n for n in pending if n in seen[0] and seen[0][n] is seen[0][first]]
-                h = sum((_rows(s[first]).T @ _rows(s[first])).double() for s in seen)
-                count = sum(_rows(s[first]).shape[0] for s in seen)
-                h /= count
+                rows = [_rows(s[first]) for s in seen]  # each batch's group input, flattened once
+                count = sum(x.shape[0] for x in rows)
+                h = sum((x.T @ x).double() for x in rows) / count
                 correction = None
                 if asymmetric:
-                    cross = sum((_rows(f[first]).T @ _rows(s[first])).double() for f, s in zip(x_float, seen)) / count
+                    cross = sum((_rows(f[first]).T @ x).double() for f, x in zip(x_float, rows)) / count
                     eye = torch.eye(h.shape[0], dtype=h.dtype)
                     # W' = W + W (E[x_f x_qᵀ] − H)(H + λI)⁻¹, with H symmetric: solve from the right
                     correction = torch.linalg.solve(h + damp * h.diagonal().mean() * eye, (cross - h).T).T
-                del seen
+                del seen, rows
                 for local in group:
                     w = block.get_submodule(local).weight.detach().float().cpu()
                     if correction is not None:
@@ -155,8 +155,6 @@ def sequential_calibration(model: nn.Module, batches: list[torch.Tensor], names:
             xq = [block(x, *r) for x, r in zip(xq, rest)]
             if asymmetric:
                 xf = [float_block(x, *r) for x, r in zip(xf, rest)]
-            else:
-                xf = xq
             del float_block, x_float
     finally:
         model.train(was_training)

@@ -35,6 +35,8 @@ from mechlab.quant.run import calibration_batches, make_config, size_report
 from mechlab.utils import write_json_atomic
 from smollm2_wikitext2 import REFERENCE_PPL, smollm2_checkpoint
 
+SMOOTH = 10  # steps in the running mean of the plotted KL curves
+
 
 def hessians(ck, n_seq: int, seq_len: int, seed: int, fresh: bool) -> dict[str, torch.Tensor]:
     path = cache_dir() / "smollm2_ptq" / f"hessians-gutenberg-{n_seq}x{seq_len}-s{seed}.pt"
@@ -56,7 +58,8 @@ def evaluate(model, stream, windows: int) -> dict:
 
 
 def plot_finetune(rows: list[dict], png) -> None:
-    """The training KL of every fine-tuned row against its step (log scale)."""
+    """The training KL of every fine-tuned row against its step (log scale): each batch's value faint, its running
+    mean over ``SMOOTH`` steps solid (one batch's KL varies by ±20% with its text)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,9 +67,15 @@ def plot_finetune(rows: list[dict], png) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for r in rows:
-        ax.plot(r["finetune"]["kl_curve"], label=f"{r['bits']} bits: perplexity {r['perplexity']:.2f}")
+        kl = torch.tensor(r["finetune"]["kl_curve"])
+        mean = kl.cumsum(0)
+        mean[SMOOTH:] -= mean[:-SMOOTH].clone()
+        mean /= torch.arange(1, len(kl) + 1).clamp(max=SMOOTH)
+        line, = ax.plot(mean, label=f"{r['bits']} bits: perplexity {r['perplexity']:.2f}")
+        ax.plot(kl, color=line.get_color(), alpha=0.25, linewidth=0.8)
     ax.set_yscale("log")
-    ax.set_xlabel("fine-tuning step (4 × 512 gutenberg tokens)")
+    ft = rows[0]["finetune"]
+    ax.set_xlabel(f"fine-tuning step ({ft['batch_size']} × {ft['seq_len']} gutenberg tokens)")
     ax.set_ylabel("KL(float ‖ quantised), nats/token")
     ax.set_title("SmolLM2 trellis: sign vectors and norms trained, codes frozen")
     ax.grid(alpha=0.3, which="both")

@@ -13,7 +13,7 @@ Calibration (GPTQ, BlockLDLQ): ``--calib-sequences`` random windows of ``--calib
 gutenberg train split (never the evaluation text), Hessians computed once from the float model and cached. Every
 configuration's row is cached too (MECHLAB_CACHE/smollm2_ptq/), so an interrupted run resumes where it stopped;
 ``--fresh`` recomputes. The table goes to benchmarks/results/smollm2_ptq.json (smollm2_ptq_L16.json etc. for another
-trellis L; _sequential, _cosine, _emb suffixes for those options).
+trellis L; _3inst, _hybV2, _sequential, _cosine, _emb, _w149 suffixes for those options).
 """
 
 from __future__ import annotations
@@ -92,6 +92,8 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["rtn", "gptq", "gptq-act", "trellis"],
                     help="rtn, gptq, gptq-act (GPTQ with act-order), trellis and trellis-ft")
     ap.add_argument("--L", type=int, default=12, help="trellis state bits (see the README for why 12)")
+    ap.add_argument("--code", default="1mad", help="trellis code: 1mad, 3inst (V=1), hyb (V=2) or lut")
+    ap.add_argument("--V", type=int, default=1, help="trellis weights per step (hyb: 2)")
     ap.add_argument("--group-size", type=int, default=128)
     ap.add_argument("--calib-sequences", type=int, default=128)
     ap.add_argument("--calib-seq-len", type=int, default=512)
@@ -128,6 +130,9 @@ def main() -> None:
     rows = [{"method": "float32", "bits": 32, **cached("float", lambda: {
         **evaluate(ck.model, stream, args.windows), "linear_bytes": float_linear_bytes,
         "model_bytes": float_bytes["total_bytes"]})}]
+    code_tag = "" if args.code == "1mad" else f"-{args.code}" + ("" if args.V == 1 else f"V{args.V}")
+    code_label = ("" if args.code == "1mad" else f" {args.code}") + (f" V={args.V}" if args.V > 1 else "")
+    trellis_label = f"trellis L={args.L}{code_label}"
     h = None
     for method in args.methods:
         for bits in args.ft_bits or args.bits if method == "trellis-ft" else args.bits:
@@ -135,8 +140,8 @@ def main() -> None:
             train = dict(steps=args.ft_steps, lr=args.ft_lr, batch_size=args.ft_batch_size, seq_len=args.ft_seq_len,
                          schedule=args.ft_schedule, embedding_lr=args.ft_embedding_lr, seed=args.seed) if ft else {}
             cfg = make_config(method.removesuffix("-act"), bits, group_size=args.group_size, L=args.L,
-                              act_order=method == "gptq-act", **train)
-            tag = f"{method}-{bits}" + (f"-L{args.L}" if method.startswith("trellis") else f"-g{args.group_size}")
+                              V=args.V, code=args.code, act_order=method == "gptq-act", **train)
+            tag = f"{method}-{bits}-" + (f"L{args.L}{code_tag}" if method.startswith("trellis") else f"g{args.group_size}")
             seq = args.sequential and cfg.needs_hessian
             if cfg.needs_hessian:
                 tag += f"-calib{args.calib_sequences}x{args.calib_seq_len}s{args.seed}" + ("-seq" if seq else "")
@@ -176,8 +181,8 @@ def main() -> None:
                         "bits_per_weight": size["bits_per_quantized_weight"], "model_bytes": size["total_bytes"],
                         "threads": torch.get_num_threads(), **({"finetune": report.qat} if ft else {})}
 
-            label = {"trellis": f"trellis L={args.L}", "gptq-act": "gptq act-order",
-                     "trellis-ft": f"trellis L={args.L} + fine-tune ({args.ft_steps} steps"
+            label = {"trellis": trellis_label, "gptq-act": "gptq act-order",
+                     "trellis-ft": f"{trellis_label} + fine-tune ({args.ft_steps} steps"
                                    + ("" if args.ft_schedule == "constant" else f", {args.ft_schedule}")
                                    + (", embedding too" if args.ft_embedding_lr else "") + ")"}.get(method, method)
             rows.append({"method": label + (", sequential" if seq else ""), "bits": bits,
@@ -189,8 +194,10 @@ def main() -> None:
               "perplexity": r["perplexity"], "× float": r["perplexity"] / ref,
               "linear MB": r["linear_bytes"] / 1e6, "model MB": r["model_bytes"] / 1e6} for r in rows]
     print_table(table, f"SmolLM2-135M-Instruct whole-model PTQ, WikiText-2 test, first {args.windows} windows of 2048")
-    name = "smollm2_ptq" + ("" if args.L == 12 else f"_L{args.L}") + ("_sequential" if args.sequential else "")
+    name = "smollm2_ptq" + ("" if args.L == 12 else f"_L{args.L}") + code_tag.replace("-", "_")
+    name += "_sequential" if args.sequential else ""
     name += ("" if args.ft_schedule == "constant" else f"_{args.ft_schedule}") + ("_emb" if args.ft_embedding_lr else "")
+    name += "" if args.windows == 16 else f"_w{args.windows}"
     path = write_result(name, {"windows": args.windows, "scored_tokens": rows[0]["scored_tokens"],
                                "trellis_L": args.L, "group_size": args.group_size,
                                "calibration": f"gutenberg train, {args.calib_sequences}×{args.calib_seq_len}",

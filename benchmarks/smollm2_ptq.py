@@ -3,17 +3,20 @@ embedding / LM head stays in float) at 2, 3 and 4 bits with trellis (QTIP-style:
 1MAD), GPTQ with and without act-order, and RTN (groups of 128 input columns, fp16 scale and zero point per
 group), and trellis followed by fine-tuning of its continuous parts with the codes frozen (``trellis-ft``: sign
 vectors as real scales fitted layer-wise, then trained end to end with the norms against KL to the float model on
-gutenberg train windows). Reports WikiText-2 raw test perplexity (context 2048, non-overlapping windows, the first ``--windows`` of
-them, the float model on the same windows) and the bytes of the quantised layers and of the whole model.
+calibration windows). Reports WikiText-2 raw test perplexity (context 2048, non-overlapping windows, the first
+``--windows`` of them, the float model on the same windows) and the bytes of the quantised layers and of the whole
+model.
 
     python benchmarks/smollm2_ptq.py [--windows 16] [--bits 2 3 4] [--methods rtn gptq gptq-act trellis] [--L 12]
     python benchmarks/smollm2_ptq.py --methods ... trellis-ft --ft-bits 2 4 --ft-steps 80
 
 Calibration (GPTQ, BlockLDLQ): ``--calib-sequences`` random windows of ``--calib-seq-len`` tokens from the
-gutenberg train split (never the evaluation text), Hessians computed once from the float model and cached. Every
-configuration's row is cached too (MECHLAB_CACHE/smollm2_ptq/), so an interrupted run resumes where it stopped;
-``--fresh`` recomputes. The table goes to benchmarks/results/smollm2_ptq.json (smollm2_ptq_L16.json etc. for another
-trellis L; _3inst, _hybV2, _sequential, _cosine, _emb, _w149 suffixes for those options).
+gutenberg train split, or with ``--calib-corpus wikitext2-valid`` from the WikiText-2 validation articles (never the
+evaluation text; fine-tuning and sequential calibration read the same corpus), Hessians computed once from the float
+model and cached. Every configuration's row is cached too (MECHLAB_CACHE/smollm2_ptq/), so an interrupted run resumes
+where it stopped; ``--fresh`` recomputes. The table goes to benchmarks/results/smollm2_ptq.json (smollm2_ptq_L16.json
+etc. for another trellis L; _3inst, _hybV2, _sequential, _wikitext2_valid, _cosine, _emb, _w149 suffixes for those
+options).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 import torch
 
 from common import print_table, write_result
-from mechlab.data.corpora import cache_dir
+from mechlab.data.corpora import cache_dir, get_corpus
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from mechlab.quant import collect_hessians, quantize_
@@ -38,11 +41,17 @@ from smollm2_wikitext2 import REFERENCE_PPL, smollm2_checkpoint
 SMOOTH = 10  # steps in the running mean of the plotted KL curves
 
 
-def hessians(ck, n_seq: int, seq_len: int, seed: int, fresh: bool) -> dict[str, torch.Tensor]:
-    path = cache_dir() / "smollm2_ptq" / f"hessians-gutenberg-{n_seq}x{seq_len}-s{seed}.pt"
+def calibration_stream(corpus: str, tok):
+    """The training split of ``corpus`` (its only split where it has no training split, as wikitext2-valid)."""
+    splits = get_corpus(corpus).splits
+    return token_stream(corpus, "train" if "train" in splits else splits[0], tok)
+
+
+def hessians(ck, corpus: str, n_seq: int, seq_len: int, seed: int, fresh: bool) -> dict[str, torch.Tensor]:
+    path = cache_dir() / "smollm2_ptq" / f"hessians-{corpus}-{n_seq}x{seq_len}-s{seed}.pt"
     if path.is_file() and not fresh:
         return {k: v.double() for k, v in torch.load(path).items()}
-    stream = token_stream("gutenberg", "train", ck.tokenizer)
+    stream = calibration_stream(corpus, ck.tokenizer)
     batches = calibration_batches(stream, n_seq, seq_len, seed)
     h = collect_hessians(ck.model, batches, list(target_linears(ck.model)), progress=True)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +66,7 @@ def evaluate(model, stream, windows: int) -> dict:
             "eval_seconds": time.perf_counter() - t}
 
 
-def plot_finetune(rows: list[dict], png) -> None:
+def plot_finetune(rows: list[dict], png, corpus: str) -> None:
     """The training KL of every fine-tuned row against its step (log scale): each batch's value faint, its running
     mean over ``SMOOTH`` steps solid (one batch's KL varies by ±20% with its text)."""
     import matplotlib
@@ -75,7 +84,7 @@ def plot_finetune(rows: list[dict], png) -> None:
         ax.plot(kl, color=line.get_color(), alpha=0.25, linewidth=0.8)
     ax.set_yscale("log")
     ft = rows[0]["finetune"]
-    ax.set_xlabel(f"fine-tuning step ({ft['batch_size']} × {ft['seq_len']} gutenberg tokens)")
+    ax.set_xlabel(f"fine-tuning step ({ft['batch_size']} × {ft['seq_len']} {corpus} tokens)")
     ax.set_ylabel("KL(float ‖ quantised), nats/token")
     ax.set_title("SmolLM2 trellis: sign vectors and norms trained, codes frozen")
     ax.grid(alpha=0.3, which="both")
@@ -95,6 +104,9 @@ def main() -> None:
     ap.add_argument("--code", default="1mad", help="trellis code: 1mad, 3inst (V=1), hyb (V=2) or lut")
     ap.add_argument("--V", type=int, default=1, help="trellis weights per step (hyb: 2)")
     ap.add_argument("--group-size", type=int, default=128)
+    ap.add_argument("--calib-corpus", default="gutenberg",
+                    help="text for the Hessians, sequential calibration and fine-tuning (never the evaluation text): "
+                         "gutenberg (train split) or wikitext2-valid (other Wikipedia articles than the test split)")
     ap.add_argument("--calib-sequences", type=int, default=128)
     ap.add_argument("--calib-seq-len", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
@@ -145,6 +157,7 @@ def main() -> None:
             seq = args.sequential and cfg.needs_hessian
             if cfg.needs_hessian:
                 tag += f"-calib{args.calib_sequences}x{args.calib_seq_len}s{args.seed}" + ("-seq" if seq else "")
+                tag += "" if args.calib_corpus == "gutenberg" else f"-{args.calib_corpus}"
             if ft:
                 tag += f"-ft{args.ft_steps}x{args.ft_batch_size}x{args.ft_seq_len}lr{args.ft_lr:g}"
                 tag += "" if args.ft_schedule == "constant" else f"-{args.ft_schedule}"
@@ -158,17 +171,18 @@ def main() -> None:
                     q.model, report, seconds = torch.load(saved, weights_only=False)
                 else:
                     if cfg.needs_hessian and h is None and not seq:
-                        h = hessians(ck, args.calib_sequences, args.calib_seq_len, args.seed, args.fresh)
+                        h = hessians(ck, args.calib_corpus, args.calib_sequences, args.calib_seq_len, args.seed,
+                                     args.fresh)
                     t = time.perf_counter()
                     ptq = cfg.trellis if ft else cfg
-                    gutenberg = token_stream("gutenberg", "train", q.tokenizer) if seq or ft else None
+                    calib = calibration_stream(args.calib_corpus, q.tokenizer) if seq or ft else None
                     if seq:
-                        windows = calibration_batches(gutenberg, args.calib_sequences, args.calib_seq_len, args.seed)
+                        windows = calibration_batches(calib, args.calib_sequences, args.calib_seq_len, args.seed)
                         report = quantize_(q.model, ptq, calibration=windows, sequential=True, progress=True)
                     else:
                         report = quantize_(q.model, ptq, hessians=h if cfg.needs_hessian else None, progress=True)
                     if ft:
-                        report.qat = finetune_(q.model, smollm2_checkpoint().model, cfg, gutenberg)
+                        report.qat = finetune_(q.model, smollm2_checkpoint().model, cfg, calib)
                     seconds = time.perf_counter() - t
                     if ft:
                         torch.save((q.model, report, seconds), saved)
@@ -185,7 +199,9 @@ def main() -> None:
                      "trellis-ft": f"{trellis_label} + fine-tune ({args.ft_steps} steps"
                                    + ("" if args.ft_schedule == "constant" else f", {args.ft_schedule}")
                                    + (", embedding too" if args.ft_embedding_lr else "") + ")"}.get(method, method)
-            rows.append({"method": label + (", sequential" if seq else ""), "bits": bits,
+            label += ", sequential" if seq else ""
+            label += f", {args.calib_corpus} calibration" if cfg.needs_hessian and args.calib_corpus != "gutenberg" else ""
+            rows.append({"method": label, "bits": bits,
                          **cached(tag, run)})
             print(f"{tag}: perplexity {rows[-1]['perplexity']:.2f}", flush=True)
 
@@ -196,16 +212,17 @@ def main() -> None:
     print_table(table, f"SmolLM2-135M-Instruct whole-model PTQ, WikiText-2 test, first {args.windows} windows of 2048")
     name = "smollm2_ptq" + ("" if args.L == 12 else f"_L{args.L}") + code_tag.replace("-", "_")
     name += "_sequential" if args.sequential else ""
+    name += "" if args.calib_corpus == "gutenberg" else "_" + args.calib_corpus.replace("-", "_")
     name += ("" if args.ft_schedule == "constant" else f"_{args.ft_schedule}") + ("_emb" if args.ft_embedding_lr else "")
     name += "" if args.windows == 16 else f"_w{args.windows}"
     path = write_result(name, {"windows": args.windows, "scored_tokens": rows[0]["scored_tokens"],
                                "trellis_L": args.L, "group_size": args.group_size,
-                               "calibration": f"gutenberg train, {args.calib_sequences}×{args.calib_seq_len}",
+                               "calibration": f"{args.calib_corpus}, {args.calib_sequences}×{args.calib_seq_len}",
                                "full_test_reference_perplexity": REFERENCE_PPL, "rows": rows})
     print(f"wrote {path}")
     tuned = [r for r in rows if "finetune" in r]
     if tuned:
-        plot_finetune(tuned, path.with_name(name + "_finetune.png"))
+        plot_finetune(tuned, path.with_name(name + "_finetune.png"), args.calib_corpus)
 
 
 if __name__ == "__main__":

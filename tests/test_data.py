@@ -37,6 +37,10 @@ def test_wikitext_normalisation():
     text = load_text("wikitext2-test", "test")
     assert text.startswith(" = Robert Boulter = \n\n\n Robert Boulter is")
     assert text.count("\n\n") == 2890  # 2,891 non-empty rows
+    valid = load_text("wikitext2-valid", "validation")  # blank rows are " " in the tokenised form
+    assert valid.startswith(" = Homarus gammarus = \n\n\n Homarus gammarus , known as")
+    assert "\n\n\n\n" not in valid and valid.count("\n\n") == 3760 - 1299 - 1
+    assert "Robert Boulter" not in valid  # other articles than the test split
 
 
 def test_gutenberg_reads_as_utf8_sig_without_boilerplate():

@@ -171,6 +171,12 @@ def _read_wikitext(paths: list[Path], split: str) -> str:
     return normalise_wikitext(paths[0].read_bytes().decode("utf-8"))
 
 
+def _read_wikitext_tokens(paths: list[Path], split: str) -> str:
+    """The ``wiki.valid.tokens`` form (blank rows are a single space) in the same row layout as the raw test split."""
+    rows = paths[0].read_text(encoding="utf-8").split("\n")
+    return normalise_wikitext("\n".join(r for r in rows if r.strip()))
+
+
 def _read_tinystories(paths: list[Path], split: str) -> str:
     stories = [s.strip() for s in paths[0].read_text(encoding="utf-8").split("<|endoftext|>")]
     stories = [s for s in stories if s]
@@ -245,6 +251,20 @@ REGISTRY: dict[str, Corpus] = {
                 "4f3e427e4aff23acff917a8a51aeae21bf12832256e26914c8fc250dcef4103c",
             ),),
             split_rule="test only",
+        ),
+        Corpus(
+            "wikitext2-valid",
+            "WikiText-2 validation split, tokenised form (rare words are <unk>), rows laid out like wikitext2-test",
+            "CC BY-SA 3.0 / GFDL",
+            ("validation",),
+            _read_wikitext_tokens,
+            (RemoteFile(
+                "wikitext-2/valid.txt",
+                _gh("pytorch/examples", "77f55b912142e11fcfdf5b530231fb9c52f181e8",
+                    "word_language_model/data/wikitext-2/valid.txt"),
+                "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
+            ),),
+            split_rule="validation only (other articles than the test split)",
         ),
         Corpus(
             "tinystories-sample",

@@ -16,7 +16,7 @@ evaluation text; fine-tuning and sequential calibration read the same corpus), H
 model and cached. Every configuration's row is cached too (MECHLAB_CACHE/smollm2_ptq/), so an interrupted run resumes
 where it stopped; ``--fresh`` recomputes. The table goes to benchmarks/results/smollm2_ptq.json (smollm2_ptq_L16.json
 etc. for another trellis L; _3inst, _hybV2, _sequential, _wikitext2_valid, _cosine, _emb, _w149 suffixes for those
-options).
+options; ``--name`` sets another).
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ def main() -> None:
                     help="gptq/trellis: calibrate block by block on the partly quantised model, towards the float "
                          "outputs (mechlab.quant.sequential), from the same calibration windows")
     ap.add_argument("--fresh", action="store_true", help="recompute cached rows and Hessians")
+    ap.add_argument("--name", help="result file stem under benchmarks/results (default: derived from the options)")
     args = ap.parse_args()
 
     rows_dir = cache_dir() / "smollm2_ptq"
@@ -215,6 +216,7 @@ def main() -> None:
     name += "" if args.calib_corpus == "gutenberg" else "_" + args.calib_corpus.replace("-", "_")
     name += ("" if args.ft_schedule == "constant" else f"_{args.ft_schedule}") + ("_emb" if args.ft_embedding_lr else "")
     name += "" if args.windows == 16 else f"_w{args.windows}"
+    name = args.name or name
     path = write_result(name, {"windows": args.windows, "scored_tokens": rows[0]["scored_tokens"],
                                "trellis_L": args.L, "group_size": args.group_size,
                                "calibration": f"{args.calib_corpus}, {args.calib_sequences}×{args.calib_seq_len}",

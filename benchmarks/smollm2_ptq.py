@@ -9,6 +9,10 @@ model.
 
     python benchmarks/smollm2_ptq.py [--windows 16] [--bits 2 3 4] [--methods rtn gptq gptq-act trellis] [--L 12]
     python benchmarks/smollm2_ptq.py --methods ... trellis-ft --ft-bits 2 4 --ft-steps 80
+    python benchmarks/smollm2_ptq.py --methods trellis-ft --bits 2 --ft-from TAG --ft-steps 150 --ft-seq-len 2048 ...
+
+``--ft-from TAG`` continues fine-tuning a model an earlier trellis-ft row saved (TAG: its cache tag, the file name
+before -model.pt) with the new ``--ft-*`` settings and ``--seed`` for the batches; the row's tag is TAG+ft....
 
 Calibration (GPTQ, BlockLDLQ): ``--calib-sequences`` random windows of ``--calib-seq-len`` tokens from the
 gutenberg train split, or with ``--calib-corpus wikitext2-valid`` from the WikiText-2 validation articles (never the
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 
 import torch
@@ -118,6 +123,9 @@ def main() -> None:
     ap.add_argument("--ft-schedule", default="constant", help="trellis-ft: learning-rate schedule, constant or cosine")
     ap.add_argument("--ft-embedding-lr", type=float, default=0.0,
                     help="trellis-ft: train the (float, tied) token embedding too, at this rate (0: frozen)")
+    ap.add_argument("--ft-from", metavar="TAG",
+                    help="trellis-ft: continue fine-tuning the cached model of an earlier trellis-ft row (its cache "
+                         "tag, the file name before -model.pt) instead of quantising afresh")
     ap.add_argument("--sequential", action="store_true",
                     help="gptq/trellis: calibrate block by block on the partly quantised model, towards the float "
                          "outputs (mechlab.quant.sequential), from the same calibration windows")
@@ -163,6 +171,11 @@ def main() -> None:
                 tag += f"-ft{args.ft_steps}x{args.ft_batch_size}x{args.ft_seq_len}lr{args.ft_lr:g}"
                 tag += "" if args.ft_schedule == "constant" else f"-{args.ft_schedule}"
                 tag += f"-emb{args.ft_embedding_lr:g}" if args.ft_embedding_lr else ""
+                if args.ft_from:
+                    if not args.ft_from.startswith(tag.split("-calib")[0] + "-calib"):
+                        raise SystemExit(f"--ft-from {args.ft_from}: not a trellis-ft model with {bits} bits, L={args.L}"
+                                         f"{code_label}")
+                    tag = f"{args.ft_from}+ft" + tag.split("-", 1)[1].split("-ft", 1)[1] + f"-s{args.seed}"
 
             def run():
                 nonlocal h
@@ -170,6 +183,14 @@ def main() -> None:
                 saved = rows_dir / f"{tag}-model.pt"  # a fine-tuned model outlives a failed evaluation
                 if ft and saved.is_file() and not args.fresh:
                     q.model, report, seconds = torch.load(saved, weights_only=False)
+                elif ft and args.ft_from:
+                    q.model, report, seconds = torch.load(rows_dir / f"{args.ft_from}-model.pt", weights_only=False)
+                    t = time.perf_counter()
+                    report.qat = {**finetune_(q.model, smollm2_checkpoint().model, cfg,
+                                              calibration_stream(args.calib_corpus, q.tokenizer)),
+                                  "continued_from": args.ft_from, "before": report.qat}
+                    seconds += time.perf_counter() - t
+                    torch.save((q.model, report, seconds), saved)
                 else:
                     if cfg.needs_hessian and h is None and not seq:
                         h = hessians(ck, args.calib_corpus, args.calib_sequences, args.calib_seq_len, args.seed,
@@ -200,6 +221,10 @@ def main() -> None:
                      "trellis-ft": f"{trellis_label} + fine-tune ({args.ft_steps} steps"
                                    + ("" if args.ft_schedule == "constant" else f", {args.ft_schedule}")
                                    + (", embedding too" if args.ft_embedding_lr else "") + ")"}.get(method, method)
+            if args.ft_from:
+                before = re.search(r"-ft(\d+)x", args.ft_from)[1]
+                label = f"{trellis_label} + fine-tune ({before} steps) + " \
+                        f"{args.ft_steps} more ({args.ft_batch_size}×{args.ft_seq_len}, lr {args.ft_lr:g}, {args.ft_schedule})"
             label += ", sequential" if seq else ""
             label += f", {args.calib_corpus} calibration" if cfg.needs_hessian and args.calib_corpus != "gutenberg" else ""
             rows.append({"method": label, "bits": bits,

@@ -57,3 +57,19 @@ def test_matches_brute_force_window_by_window(stride):
             nll -= float(logp[t - b - 1, ids[t]])
             nb += int(lengths[ids[t]])
     assert math.isclose(r.nll, nll, rel_tol=1e-5) and r.n_bytes == nb
+
+
+def test_by_position_sums_the_full_windows_position_by_position():
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=64))
+    ids = np.random.default_rng(1).integers(0, 40, 300).astype(np.uint16)  # 6 full windows of 48, one of 12
+    r = evaluate_lm(m, TokenStream(ids, np.ones(40, dtype=np.int64)), context=48, batch_size=4, by_position=True)
+    assert r.position_windows == 6 and len(r.position_nll) == 47
+    brute = torch.zeros(47, dtype=torch.float64)
+    for b in range(0, 6 * 48, 48):
+        x = torch.tensor(ids[b : b + 48], dtype=torch.long)[None]
+        with torch.no_grad():
+            logp = F.log_softmax(m(x[:, :-1])[0][0].double(), -1)
+        brute -= logp.gather(1, x[0, 1:, None]).squeeze(1)
+    assert torch.allclose(torch.tensor(r.position_nll, dtype=torch.float64), brute, rtol=1e-5)
+    assert evaluate_lm(m, TokenStream(ids, np.ones(40, dtype=np.int64)), context=48).position_nll is None

@@ -30,6 +30,10 @@ class EvalResult:
     n_windows: int
     context: int
     stride: int
+    # with by_position: NLL summed over the full-length windows at each predicted position (index i: the token
+    # predicted from i + 1 tokens of its window), and how many windows that is
+    position_nll: list[float] | None = None
+    position_windows: int = 0
 
     @property
     def loss(self) -> float:
@@ -66,10 +70,11 @@ def windows(n: int, context: int, stride: int) -> list[tuple[int, int, int]]:
 @torch.no_grad()
 def evaluate_lm(model: torch.nn.Module, stream: TokenStream, context: int = 1024, stride: int | None = None,
                 batch_size: int = 8, max_windows: int | None = None, spread: bool = False,
-                dtype: torch.dtype | None = None, progress: bool = False) -> EvalResult:
+                dtype: torch.dtype | None = None, progress: bool = False, by_position: bool = False) -> EvalResult:
     """Score ``stream`` with ``model`` (which maps ids (B, T) to (logits, loss)); see the module docstring.
 
     ``max_windows`` keeps the first windows only, or with ``spread`` that many spaced evenly over the stream.
+    ``by_position`` also sums the NLL by position inside the window (non-overlapping full-length windows only).
     """
     stride = stride or context
     wins = windows(len(stream), context, stride)
@@ -83,6 +88,7 @@ def evaluate_lm(model: torch.nn.Module, stream: TokenStream, context: int = 1024
     was_training = model.training
     model.eval()
     nll, n_tok, n_bytes = 0.0, 0, 0
+    pos_nll, pos_windows = torch.zeros(context - 1, dtype=torch.float64), 0
     autocast = torch.autocast(device.type, dtype=dtype) if dtype not in (None, torch.float32) else nullcontext()
     # Equal-length windows share a batch; the ragged last window runs alone.
     groups: dict[int, list] = {}
@@ -102,7 +108,11 @@ def evaluate_lm(model: torch.nn.Module, stream: TokenStream, context: int = 1024
                 targets = ids[row, first - b : e - b].cpu()
                 n_tok += len(targets)
                 n_bytes += int(token_bytes[targets].sum())
+                if by_position and e - b == context and first == b + 1:
+                    pos_nll += losses[row].double().cpu()
+                    pos_windows += 1
             bar.update(len(batch))
     bar.close()
     model.train(was_training)
-    return EvalResult(nll, n_tok, n_bytes, len(wins), context, stride)
+    return EvalResult(nll, n_tok, n_bytes, len(wins), context, stride,
+                      pos_nll.tolist() if by_position else None, pos_windows)

@@ -1,0 +1,86 @@
+"""Where in the context window a quantised SmolLM2 loses: the excess NLL over the float model (nats per token) by
+position in the window, WikiText-2 test, context 2048, ``--windows`` full windows spread evenly over the test set.
+
+    python benchmarks/smollm2_position_gap.py --models TAG [TAG ...] [--windows 12] [--bucket 256]
+
+TAG is the cache tag of a fine-tuned model that benchmarks/smollm2_ptq.py saved (the file name in
+MECHLAB_CACHE/smollm2_ptq/ before -model.pt). Fine-tuning reads windows of ``--ft-seq-len`` tokens, 512 by default,
+while the evaluation scores positions up to 2047; this shows whether the positions past the training length lose
+more. Writes benchmarks/results/smollm2_position_gap.json (``--name`` for another) and a plot next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from common import print_table, write_result
+from mechlab.data.corpora import cache_dir
+from mechlab.data.tokens import token_stream
+from mechlab.eval import evaluate_lm
+from smollm2_wikitext2 import smollm2_checkpoint
+
+
+def position_loss(model, stream, windows: int) -> torch.Tensor:
+    """Mean NLL at each predicted position (2047 values) over ``windows`` full windows spread over ``stream``."""
+    r = evaluate_lm(model, stream, context=2048, max_windows=windows, spread=True, progress=True, by_position=True)
+    return torch.tensor(r.position_nll, dtype=torch.float64) / r.position_windows
+
+
+def plot(excess: dict[str, torch.Tensor], bucket: int, png) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for tag, e in excess.items():
+        n = len(e) // bucket * bucket
+        ax.plot(torch.arange(0, n, bucket) + bucket / 2, e[:n].view(-1, bucket).mean(1), marker="o", label=tag[-60:])
+    ax.set_xlabel("position in the 2048-token window")
+    ax.set_ylabel("NLL − float NLL (nats/token)")
+    ax.set_title(f"SmolLM2 quantised: excess loss by position (means over {bucket} positions)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", required=True, help="cache tags of fine-tuned models")
+    ap.add_argument("--windows", type=int, default=12, help="full 2048-token windows, spread over the test set")
+    ap.add_argument("--bucket", type=int, default=256, help="positions per row of the table")
+    ap.add_argument("--name", default="smollm2_position_gap")
+    args = ap.parse_args()
+
+    ck = smollm2_checkpoint()
+    stream = token_stream("wikitext2-test", "test", ck.tokenizer)
+    ref = position_loss(ck.model, stream, args.windows)
+    excess = {}
+    for tag in args.models:
+        path = cache_dir() / "smollm2_ptq" / f"{tag}-model.pt"
+        if not path.is_file():
+            raise SystemExit(f"no saved model {path}: run benchmarks/smollm2_ptq.py with that configuration first")
+        model, _, _ = torch.load(path, weights_only=False)
+        excess[tag] = position_loss(model, stream, args.windows) - ref
+        del model
+    table = [{"positions": f"{b}–{min(b + args.bucket, len(ref)) - 1}", "float NLL": float(ref[b : b + args.bucket].mean()),
+              **{f"excess {i}": float(e[b : b + args.bucket].mean()) for i, e in enumerate(excess.values())}}
+             for b in range(0, len(ref), args.bucket)]
+    table.append({"positions": "all", "float NLL": float(ref.mean()),
+                  **{f"excess {i}": float(e.mean()) for i, e in enumerate(excess.values())}})
+    for i, tag in enumerate(excess):
+        print(f"excess {i}: {tag}")
+    print_table(table, f"SmolLM2 excess NLL by position, {args.windows} WikiText-2 test windows of 2048")
+    path = write_result(args.name, {"windows": args.windows, "bucket": args.bucket, "models": list(excess),
+                                    "table": table, "float_nll": ref.tolist(),
+                                    "excess": {tag: e.tolist() for tag, e in excess.items()}})
+    print(f"wrote {path}")
+    plot(excess, args.bucket, path.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()

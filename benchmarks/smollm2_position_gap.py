@@ -12,6 +12,7 @@ more. Writes benchmarks/results/smollm2_position_gap.json (``--name`` for anothe
 from __future__ import annotations
 
 import argparse
+import re
 
 import torch
 
@@ -36,8 +37,11 @@ def plot(excess: dict[str, torch.Tensor], bucket: int, png) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for tag, e in excess.items():
-        n = len(e) // bucket * bucket
-        ax.plot(torch.arange(0, n, bucket) + bucket / 2, e[:n].view(-1, bucket).mean(1), marker="o", label=tag[-60:])
+        starts = torch.arange(0, len(e), bucket)
+        means = [float(e[b : b + bucket].mean()) for b in starts]
+        label = m[0][1:] if (m := re.search(r"-ft\d.*", tag)) else tag
+        ax.plot((starts + (torch.clamp(starts + bucket, max=len(e)) - starts) / 2).tolist(), means, marker="o",
+                label=label)
     ax.set_xlabel("position in the 2048-token window")
     ax.set_ylabel("NLL − float NLL (nats/token)")
     ax.set_title(f"SmolLM2 quantised: excess loss by position (means over {bucket} positions)")

@@ -29,6 +29,11 @@ def position_loss(model, stream, windows: int) -> torch.Tensor:
     return torch.tensor(r.position_nll, dtype=torch.float64) / r.position_windows
 
 
+def buckets(n: int, size: int) -> list[range]:
+    """Positions 0..n-1 in runs of ``size`` (the last one shorter where ``size`` does not divide n)."""
+    return [range(b, min(b + size, n)) for b in range(0, n, size)]
+
+
 def plot(excess: dict[str, torch.Tensor], bucket: int, png) -> None:
     import matplotlib
 
@@ -37,11 +42,10 @@ def plot(excess: dict[str, torch.Tensor], bucket: int, png) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for tag, e in excess.items():
-        starts = torch.arange(0, len(e), bucket)
-        means = [float(e[b : b + bucket].mean()) for b in starts]
+        runs = buckets(len(e), bucket)
         label = m[0][1:] if (m := re.search(r"-ft\d.*", tag)) else tag
-        ax.plot((starts + (torch.clamp(starts + bucket, max=len(e)) - starts) / 2).tolist(), means, marker="o",
-                label=label)
+        ax.plot([(r.start + r.stop) / 2 for r in runs], [float(e[r.start : r.stop].mean()) for r in runs],
+                marker="o", label=label)
     ax.set_xlabel("position in the 2048-token window")
     ax.set_ylabel("NLL − float NLL (nats/token)")
     ax.set_title(f"SmolLM2 quantised: excess loss by position (means over {bucket} positions)")
@@ -71,11 +75,10 @@ def main() -> None:
         model, _, _ = torch.load(path, weights_only=False)
         excess[tag] = position_loss(model, stream, args.windows) - ref
         del model
-    table = [{"positions": f"{b}–{min(b + args.bucket, len(ref)) - 1}", "float NLL": float(ref[b : b + args.bucket].mean()),
-              **{f"excess {i}": float(e[b : b + args.bucket].mean()) for i, e in enumerate(excess.values())}}
-             for b in range(0, len(ref), args.bucket)]
-    table.append({"positions": "all", "float NLL": float(ref.mean()),
-                  **{f"excess {i}": float(e.mean()) for i, e in enumerate(excess.values())}})
+    runs = [(f"{r.start}–{r.stop - 1}", slice(r.start, r.stop)) for r in buckets(len(ref), args.bucket)]
+    table = [{"positions": name, "float NLL": float(ref[sel].mean()),
+              **{f"excess {i}": float(e[sel].mean()) for i, e in enumerate(excess.values())}}
+             for name, sel in runs + [("all", slice(None))]]
     for i, tag in enumerate(excess):
         print(f"excess {i}: {tag}")
     print_table(table, f"SmolLM2 excess NLL by position, {args.windows} WikiText-2 test windows of 2048")

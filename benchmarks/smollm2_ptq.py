@@ -163,19 +163,22 @@ def main() -> None:
             cfg = make_config(method.removesuffix("-act"), bits, group_size=args.group_size, L=args.L,
                               V=args.V, code=args.code, act_order=method == "gptq-act", **train)
             tag = f"{method}-{bits}-" + (f"L{args.L}{code_tag}" if method.startswith("trellis") else f"g{args.group_size}")
+            quant_tag = tag  # what a --ft-from model must have been quantised as
             seq = args.sequential and cfg.needs_hessian
             if cfg.needs_hessian:
                 tag += f"-calib{args.calib_sequences}x{args.calib_seq_len}s{args.seed}" + ("-seq" if seq else "")
                 tag += "" if args.calib_corpus == "gutenberg" else f"-{args.calib_corpus}"
             if ft:
-                tag += f"-ft{args.ft_steps}x{args.ft_batch_size}x{args.ft_seq_len}lr{args.ft_lr:g}"
-                tag += "" if args.ft_schedule == "constant" else f"-{args.ft_schedule}"
-                tag += f"-emb{args.ft_embedding_lr:g}" if args.ft_embedding_lr else ""
+                ft_tag = f"ft{args.ft_steps}x{args.ft_batch_size}x{args.ft_seq_len}lr{args.ft_lr:g}"
+                ft_tag += "" if args.ft_schedule == "constant" else f"-{args.ft_schedule}"
+                ft_tag += f"-emb{args.ft_embedding_lr:g}" if args.ft_embedding_lr else ""
                 if args.ft_from:
-                    if not args.ft_from.startswith(tag.split("-calib")[0] + "-calib"):
+                    if not args.ft_from.startswith(f"{quant_tag}-calib"):
                         raise SystemExit(f"--ft-from {args.ft_from}: not a trellis-ft model with {bits} bits, L={args.L}"
                                          f"{code_label}")
-                    tag = f"{args.ft_from}+ft" + tag.split("-", 1)[1].split("-ft", 1)[1] + f"-s{args.seed}"
+                    tag = f"{args.ft_from}+{ft_tag}-s{args.seed}"
+                else:
+                    tag += f"-{ft_tag}"
 
             def run():
                 nonlocal h

@@ -35,9 +35,13 @@ def logit_change(param: str, width: int, lr: float = 1e-2, steps: int = 3) -> fl
 def test_coordinate_check_updates_stay_width_independent_under_mup_only():
     sp = [logit_change("sp", w) for w in (64, 256)]
     mup = [logit_change("mup", w) for w in (64, 256)]
-    assert sp[0] == pytest.approx(mup[0])  # identical at the base width
-    assert sp[1] / sp[0] > 3  # measured ≈ 4: SP updates grow with width
-    assert 0.6 < mup[1] / mup[0] < 1.4  # measured ≈ 0.9
+    # identical at the base width: every multiplier is exactly 1 and √(base head size)/head size = 1/√16 = 0.25
+    # exactly, so the two runs make the same float operations
+    assert sp[0] == mup[0]
+    # not roundoff but the theory's scaling: SP's logit update grows ∝ width (4× from 64 to 256; measured ≈ 4),
+    # μP's stays put (1×, measured ≈ 0.9; ±40% for finite-width effects at 3 steps)
+    assert sp[1] / sp[0] > 3
+    assert 0.6 < mup[1] / mup[0] < 1.4
 
 
 def test_mup_groups_and_limits():

@@ -35,19 +35,66 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+
+
+PORTABLE_MARCH = "x86-64-v3"  # AVX2 + FMA + BMI2 (Haswell, Zen 1 and later): the portable vector build
+
+
+@functools.lru_cache(maxsize=1)
+def native_march() -> str | None:
+    """What ``-march=native`` resolves to on this CPU (gcc's ``-Q --help=target``: e.g. znver3, cooperlake);
+    None when the compiler does not say (clang, no compiler)."""
+    cc = _compiler()
+    if cc is None:
+        return None
+    try:
+        out = subprocess.run([cc, "-march=native", "-Q", "--help=target"], capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "-march=":
+            return parts[1]
+    return None
+
+
+def _runs_x86_64_v3() -> bool:
+    flags = set(_cpu_flags().split())
+    return platform.machine() in ("x86_64", "AMD64") and {"avx2", "fma", "bmi1", "bmi2", "f16c", "movbe",
+                                                          "abm"} <= flags
+
+
+def kernel_builds() -> dict[str, tuple[str, ...]]:
+    """The builds of the kernels that tests compare with their float64 references, as label -> ``extra_flags`` of
+    :func:`build`: the portable AVX2 one (``-march=x86-64-v3``, where this CPU runs it) and the native one (the
+    runtime default) when ``-march=native`` is something else (znver3, cooperlake: other vector widths and
+    summation orders)."""
+    builds: dict[str, tuple[str, ...]] = {}
+    if _runs_x86_64_v3():
+        builds[PORTABLE_MARCH] = (f"-march={PORTABLE_MARCH}",)
+    if native_march() != PORTABLE_MARCH or not builds:
+        builds["native"] = ()
+    return builds
+
+
 def build(name: str, extra_flags: tuple[str, ...] = ()) -> Path | None:
     """Compile ``mechlab/kernels/NAME.c`` into a cached shared library; None when that is not possible.
-    ``extra_flags`` go after the default ones (``("-mno-avx2",)`` builds the portable paths, for tests)."""
+    ``extra_flags`` go after the default ones (``("-mno-avx2",)`` builds the portable paths, for tests); a
+    ``-march=`` among them replaces ``-march=native`` (whose explicit ISA flags would otherwise stay on)."""
     from mechlab.data.corpora import cache_dir
 
     if os.environ.get("MECHLAB_NO_KERNELS") == "1":
         return None
-    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    cc = _compiler()
     if cc is None:
         log.warning("no C compiler found; using the slower PyTorch path for %s", name)
         return None
     src = resources.files("mechlab.kernels").joinpath(f"{name}.c").read_bytes()
-    flags = [*FLAGS, *extra_flags]
+    own_march = any(f.startswith("-march=") for f in extra_flags)
+    flags = [*(f for f in FLAGS if not (own_march and f.startswith("-march="))), *extra_flags]
     key = hashlib.sha256(src + " ".join(flags).encode() + _cpu_flags().encode() + platform.machine().encode()).hexdigest()[:16]
     out = cache_dir() / "kernels" / f"{name}-{key}.so"
     if out.exists():
@@ -173,6 +220,17 @@ class QMatvecKernel:
         if rc != 0:
             raise ValueError(f"qmatvec decode failed (code {rc}) for a {m}×{n} layer")
         return w
+
+
+KERNELS = {"bcjr": BCJRKernel, "trellis": TrellisKernel, "qmatvec": QMatvecKernel}
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_build(name: str, extra_flags: tuple[str, ...] = ()) -> BCJRKernel | TrellisKernel | QMatvecKernel | None:
+    """Kernel NAME (bcjr, trellis, qmatvec) compiled with ``extra_flags`` (see :func:`kernel_builds`); None when
+    it does not build. The runtime uses the default build (:func:`bcjr_kernel` and the like)."""
+    path = build(name, tuple(extra_flags))
+    return KERNELS[name](path) if path is not None else None
 
 
 @functools.lru_cache(maxsize=1)

@@ -4,9 +4,12 @@ Any model:
 
 * per-layer weight norm, effective rank (exp of the entropy of the normalised singular values; Roy & Vetterli)
   and update/weight ratio |ΔW| / |W| of one optimiser step (:func:`layer_statistics`);
-* the top Hessian eigenvalue of the loss by power iteration on Hessian-vector products
-  (:func:`top_hessian_eigenvalue`), to compare with 2/η (edge of stability: for gradient descent it rises to
-  about 2/η and hovers there);
+* sharpness, for the edge of stability: the top Hessian eigenvalue of the loss by power iteration on
+  Hessian-vector products (:func:`top_hessian_eigenvalue`), which under full-batch gradient descent rises to about
+  2/η and hovers there (Cohen et al. 2021, arXiv 2103.00065); and under Adam the *preconditioned* sharpness
+  λ_max(P⁻¹H) with P read from the optimiser's state (:func:`preconditioned_sharpness`,
+  :func:`adam_preconditioner`), which hovers at :func:`adam_threshold` = (2 + 2β1)/((1 − β1)·η), 38/η for
+  β1 = 0.9 (Cohen et al. 2022, "Adaptive gradient methods at the edge of stability", arXiv 2207.14484);
 * steps and plateaus of a loss curve (:func:`loss_steps`).
 
 Looped models (papers/hyperloop.md):
@@ -20,6 +23,8 @@ Looped models (papers/hyperloop.md):
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -73,16 +78,115 @@ def snapshot_matrices(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def top_hessian_eigenvalue(loss_fn, params: list[torch.Tensor], iters: int = 20, tol: float = 1e-4,
                            seed: int = 0) -> float:
-    """The eigenvalue of largest magnitude of the Hessian of ``loss_fn()`` w.r.t. ``params``, by power
-    iteration on Hessian-vector products (double backward); stops when the Rayleigh quotient changes by less than
-    ``tol`` relatively."""
+    """The eigenvalue of largest magnitude of the Hessian H of ``loss_fn()`` (a scalar) w.r.t. ``params`` (those
+    with ``requires_grad``; any shapes, the Hessian is over all their entries), in the loss's units per squared
+    parameter unit, by power iteration on Hessian-vector products (double backward); stops when the Rayleigh
+    quotient changes by less than ``tol`` relatively, or after ``iters`` products.
+
+    This is the sharpness to compare with 2/η under full-batch gradient descent (Cohen et al. 2021,
+    arXiv 2103.00065). Under Adam the quantity that stabilises is :func:`preconditioned_sharpness` instead.
+    Power iteration gives the eigenvalue of largest *magnitude* (as scipy's ``eigsh`` default, which the
+    edge-of-stability papers use); at the edge of stability that is the top, positive one.
+    """
+    return _top_eigenvalue(loss_fn, [p for p in params if p.requires_grad], None, iters, tol, seed)
+
+
+def adam_threshold(lr: float, beta1: float) -> float:
+    """(2 + 2β1) / ((1 − β1)·lr): the largest preconditioned curvature λ of P⁻¹H that Adam's update with
+    learning rate ``lr`` and momentum ``beta1`` is stable on (38/lr for β1 = 0.9; 2/lr for β1 = 0, gradient
+    descent).
+
+    Derivation (Cohen et al. 2022, arXiv 2207.14484, §2): on a quadratic direction of curvature λ the EMA update
+    m_t = β1·m_{t−1} + (1 − β1)·λ·x_t, x_{t+1} = x_t − lr·m_t gives x_{t+1} = (1 + β1 − a)·x_t − β1·x_{t−1}
+    with a = lr·(1 − β1)·λ, whose root z = −1 crosses the unit circle at a = 2 + 2β1. P is held fixed in this
+    analysis (Adam's drifts slowly when β2 is near 1). Decoupled weight decay w (AdamW) multiplies θ by 1 − lr·w each
+    step and lowers the threshold by the relative amount lr·w/2, which is neglected here.
+    """
+    if not (lr > 0 and 0 <= beta1 < 1):
+        raise ValueError(f"adam_threshold needs lr > 0 and 0 <= beta1 < 1, got lr={lr}, beta1={beta1}")
+    return (2 + 2 * beta1) / ((1 - beta1) * lr)
+
+
+@torch.no_grad()
+def adam_preconditioner(optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
+                        base_lr: float | None = None) -> list[torch.Tensor]:
+    """The diagonal of Adam's preconditioner P_t, one tensor of each parameter's shape, from the state of a
+    ``torch.optim.Adam`` or ``AdamW`` after its step t, such that the step's update is θ ← θ − base_lr·P⁻¹·m_t
+    (decoupled weight decay aside), m_t the *raw* EMA of gradients (``exp_avg``):
+
+        P_i = (1 − β1^t) · (√v̂_i + ε) / (lr_g / base_lr),   v̂ = v_t / (1 − β2^t)   (v: ``exp_avg_sq``,
+                                                              ``max_exp_avg_sq`` with amsgrad)
+
+    Why this form: torch's Adam steps θ ← θ − lr_g·m̂/(√v̂ + ε) with m̂ = m_t/(1 − β1^t). Cohen et al. 2022
+    (arXiv 2207.14484) write adaptive methods as preconditioned EMA-momentum, θ ← θ − η·P⁻¹·m_t, whose
+    stability threshold on P⁻¹H is :func:`adam_threshold`; the bias correction of m therefore goes *into* P as the
+    factor (1 − β1^t) (it matters only in the first ~1/(1 − β1) steps). A parameter group whose learning rate
+    lr_g differs from ``base_lr`` (mechlab's μP ``lr_mult``) takes the ratio into its P, so one threshold at the
+    base lr holds for all groups. ``base_lr`` defaults to the groups' common lr (an error if they differ).
+
+    Errors: ``TypeError`` for another optimizer; ``ValueError`` for a parameter the optimizer does not hold, one
+    with no state yet (call ``optimizer.step()`` first), groups with different β1, or a non-positive ``base_lr``.
+    """
+    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        raise TypeError(f"adam_preconditioner reads torch.optim.Adam/AdamW state, got {type(optimizer).__name__}: "
+                        "for gradient descent compare top_hessian_eigenvalue with 2/lr instead")
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    if len({g["betas"][0] for g in optimizer.param_groups}) > 1:
+        raise ValueError("parameter groups have different beta1: there is no single stability threshold")
+    if base_lr is None:
+        lrs = {float(g["lr"]) for g in optimizer.param_groups}
+        if len(lrs) > 1:
+            raise ValueError(f"parameter groups have different learning rates {sorted(lrs)}: pass base_lr, the lr "
+                             "the threshold is computed with")
+        base_lr = lrs.pop()
+    if not base_lr > 0:
+        raise ValueError(f"base_lr must be positive, got {base_lr}")
+    out = []
+    for i, p in enumerate(params):
+        g = group_of.get(id(p))
+        if g is None:
+            raise ValueError(f"parameter {i} (shape {tuple(p.shape)}) is not in the optimizer's parameter groups")
+        state = optimizer.state.get(p, {})
+        if "exp_avg_sq" not in state or float(state["step"]) < 1:
+            raise ValueError(f"the optimizer has no state for parameter {i} (shape {tuple(p.shape)}) yet: the "
+                             "preconditioner exists only after optimizer.step() has updated it")
+        t = float(state["step"])
+        beta1, beta2 = g["betas"]
+        v = state["max_exp_avg_sq"] if g.get("amsgrad") else state["exp_avg_sq"]
+        denom = (v.double() / (1 - beta2**t)).sqrt() + g["eps"]
+        ratio = float(g["lr"]) / base_lr  # a frozen group (lr 0) has P = ∞: it takes no step
+        out.append(((1 - beta1**t) * denom / ratio if ratio > 0 else torch.full_like(denom, math.inf)).to(p.dtype))
+    return out
+
+
+def preconditioned_sharpness(loss_fn, params: list[torch.Tensor], optimizer: torch.optim.Optimizer,
+                             base_lr: float | None = None, iters: int = 20, tol: float = 1e-4,
+                             seed: int = 0) -> float:
+    """Adam's preconditioned sharpness λ_max(P⁻¹H): H the Hessian of ``loss_fn()`` w.r.t. ``params`` (those with
+    ``requires_grad``), P the diagonal preconditioner of :func:`adam_preconditioner` from ``optimizer``'s state
+    (torch.optim.Adam or AdamW, after at least one step). Same units as 1/lr; compare with
+    ``adam_threshold(base_lr, beta1)`` = 38/lr for β1 = 0.9: full-batch Adam trains at the edge of stability where
+    the ratio hovers at 1 (Cohen et al. 2022, "Adaptive gradient methods at the edge of stability",
+    arXiv 2207.14484).
+
+    Computed as the eigenvalue of largest magnitude of the symmetric P^-1/2·H·P^-1/2 (similar to P⁻¹H, so the
+    same spectrum, and symmetric, so power iteration converges to it) by power iteration on Hessian-vector products;
+    ``iters``, ``tol``, ``seed`` as in :func:`top_hessian_eigenvalue`. Errors: those of :func:`adam_preconditioner`.
+    """
+    params = [p for p in params if p.requires_grad]
+    scale = [pc.rsqrt() for pc in adam_preconditioner(optimizer, params, base_lr)]
+    return _top_eigenvalue(loss_fn, params, scale, iters, tol, seed)
+
+
+def _top_eigenvalue(loss_fn, params, scale, iters, tol, seed) -> float:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     with sdpa_kernel(SDPBackend.MATH):  # the fused attention kernels have no double backward
-        return _power_iteration(loss_fn, [p for p in params if p.requires_grad], iters, tol, seed)
+        return _power_iteration(loss_fn, params, scale, iters, tol, seed)
 
 
-def _power_iteration(loss_fn, params, iters, tol, seed) -> float:
+def _power_iteration(loss_fn, params, scale, iters, tol, seed) -> float:
+    """Power iteration on v ↦ D·H·D·v, D = diag(``scale``) (the identity when ``scale`` is None)."""
     g = torch.Generator().manual_seed(seed)
     v = [torch.randn(p.shape, generator=g).to(p) for p in params]
     norm = torch.sqrt(sum((x * x).sum() for x in v))
@@ -91,8 +195,11 @@ def _power_iteration(loss_fn, params, iters, tol, seed) -> float:
     grads = torch.autograd.grad(loss, params, create_graph=True)
     eig = 0.0
     for i in range(iters):
-        hv = torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True)
-        new = float(sum((a * b).sum() for a, b in zip(hv, v)))  # Rayleigh quotient vᵀHv, |v| = 1
+        dv = v if scale is None else [d * x for d, x in zip(scale, v)]
+        hv = torch.autograd.grad(grads, params, grad_outputs=dv, retain_graph=True)
+        if scale is not None:
+            hv = [d * x for d, x in zip(scale, hv)]
+        new = float(sum((a * b).sum() for a, b in zip(hv, v)))  # Rayleigh quotient vᵀDHDv, |v| = 1
         norm = torch.sqrt(sum((x * x).sum() for x in hv))
         if float(norm) == 0.0:
             return 0.0

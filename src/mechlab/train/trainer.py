@@ -1,9 +1,10 @@
 """The one training loop of mechlab.
 
-AdamW (weight decay only on tensors of two or more dimensions), linear warmup then cosine decay, gradient
-clipping, gradient accumulation, optional bf16 autocast, periodic evaluation, a progress bar, a JSON-lines
-metrics log and atomic checkpoints that resume exactly. Data parallelism comes from ``torch.distributed``:
-launch the same command with ``torchrun --nproc_per_node N`` (gloo on CPU, nccl on GPU).
+AdamW (weight decay only on tensors of two or more dimensions; or plain gradient descent, ``optimizer="sgd"``),
+linear warmup then cosine decay, gradient clipping, gradient accumulation, optional bf16 autocast, periodic
+evaluation, a progress bar, a JSON-lines metrics log and atomic checkpoints that resume exactly. Data parallelism
+comes from ``torch.distributed``: launch the same command with ``torchrun --nproc_per_node N`` (gloo on CPU, nccl
+on GPU).
 
 Determinism: the batch of optimiser step ``s`` is drawn from ``numpy.random.default_rng([seed, s])`` as
 ``batch_size`` window offsets; process ``r`` of ``W`` takes micro-batch ``a`` as the slice
@@ -32,7 +33,14 @@ from tqdm.auto import tqdm
 from mechlab.data.tokens import TokenStream, build_tokenizer, token_stream
 from mechlab.errors import ConfigError, TrainingDiverged
 from mechlab.eval.lm import EvalResult, evaluate_lm
-from mechlab.mechanics import layer_statistics, loop_observables, snapshot_matrices, top_hessian_eigenvalue
+from mechlab.mechanics import (
+    adam_threshold,
+    layer_statistics,
+    loop_observables,
+    preconditioned_sharpness,
+    snapshot_matrices,
+    top_hessian_eigenvalue,
+)
 from mechlab.models import build_model, preset
 from mechlab.train.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint, set_latest
 from mechlab.utils import write_json_atomic
@@ -60,6 +68,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
     weight_decay: float = 0.1
+    optimizer: str = "adamw"  # or "sgd": plain gradient descent (no momentum; weight decay as in AdamW, decoupled)
     beta1: float = 0.9
     beta2: float = 0.95
     eps: float = 1e-8
@@ -71,7 +80,9 @@ class TrainConfig:
     save_every: int = 200
     keep_checkpoints: int = 2
     observe_every: int = 0  # per-layer weight norm, effective rank, update/weight ratio every N steps (0: never)
-    hessian_every: int = 0  # top Hessian eigenvalue (power iteration on one micro-batch) every N steps (0: never)
+    # sharpness every N steps (0: never), on the step's last micro-batch: top Hessian eigenvalue against 2/lr, and
+    # with AdamW the preconditioned sharpness against (2 + 2·beta1)/((1 − beta1)·lr) (mechlab.mechanics)
+    hessian_every: int = 0
     hessian_iters: int = 20
     seed: int = 0
     out_dir: str = "runs/train"
@@ -93,6 +104,8 @@ class TrainConfig:
             raise ConfigError("train config: need 0 <= min_lr_ratio <= 1 and warmup_steps, weight_decay, grad_clip >= 0")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps > 0):
             raise ConfigError("train config: betas must lie in [0, 1) and eps be positive")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ConfigError(f"train config: optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"train config: dtype must be float32 or bfloat16, got {self.dtype!r}")
 
@@ -117,9 +130,11 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW, weight decay on tensors of two or more dimensions; a group's ``lr_mult`` (the model's
-    parameterisation, e.g. μP's 1/m on hidden matrices) scales the scheduled lr."""
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (``cfg.optimizer == "adamw"``) or plain SGD without momentum (``"sgd"``: gradient descent on the
+    batch; its weight decay θ ← θ − lr·wd·θ is AdamW's decoupled one), weight decay on tensors of two or more
+    dimensions; a group's ``lr_mult`` (the model's parameterisation, e.g. μP's 1/m on hidden matrices) scales the
+    scheduled lr."""
     mults = model.lr_multipliers() if hasattr(model, "lr_multipliers") else {}
     groups: dict[tuple[bool, float], list] = {}
     for name, p in model.named_parameters():
@@ -127,7 +142,29 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
             groups.setdefault((p.dim() >= 2, mults.get(name, 1.0)), []).append(p)
     param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr_mult": mult}
                     for (decay, mult), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(param_groups, lr=cfg.lr)
     return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+
+
+def sharpness_record(model, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, lr: float,
+                     cfg: TrainConfig, step: int) -> dict:
+    """The metrics-log row of the edge-of-stability observables on the batch (x, y), after optimiser step ``step``
+    taken with base learning rate ``lr``: ``hessian_top`` against ``two_over_lr`` = 2/lr (the threshold of gradient
+    descent, arXiv 2103.00065) and, for Adam/AdamW, ``precond_sharpness`` λ_max(P⁻¹H) against ``adam_threshold``
+    = (2 + 2·beta1)/((1 − beta1)·lr) (arXiv 2207.14484), P folding in each group's ``lr_mult``
+    (:func:`mechlab.mechanics.adam_preconditioner`)."""
+    def batch_loss():
+        return model(x, y)[1]
+
+    params = list(model.parameters())
+    rec = {"step": step, "two_over_lr": 2 / lr,
+           "hessian_top": top_hessian_eigenvalue(batch_loss, params, iters=cfg.hessian_iters, seed=step)}
+    if isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
+        rec["precond_sharpness"] = preconditioned_sharpness(batch_loss, params, optimizer, base_lr=lr,
+                                                            iters=cfg.hessian_iters, seed=step)
+        rec["adam_threshold"] = adam_threshold(lr, cfg.beta1)
+    return rec
 
 
 def batch_offsets(seed: int, step: int, batch_size: int, n_tokens: int, seq_len: int) -> np.ndarray:
@@ -310,9 +347,7 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         if observe:
             log_record({"step": step, "grad_norm": float(grad_norm), "layers": layer_statistics(model, before)})
         if env.main and cfg.hessian_every and step % cfg.hessian_every == 0:
-            eig = top_hessian_eigenvalue(lambda: model(x, y)[1], list(model.parameters()), iters=cfg.hessian_iters,
-                                         seed=step)
-            log_record({"step": step, "hessian_top": eig, "two_over_lr": 2 / lr})
+            log_record(sharpness_record(model, optimizer, x, y, lr, cfg, step))
 
         if step % cfg.log_every == 0 or step == last:
             now = time.perf_counter()

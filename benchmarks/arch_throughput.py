@@ -55,10 +55,10 @@ def main() -> None:
     name = "arch_throughput" if args.d_model is None else f"arch_throughput_c{args.d_model}"
     path = write_result(name, {
         "scale": args.scale, "d_model": models["transformer"].config.d_model, "vocab": args.vocab, "batch": args.batch, "seq_len": args.seq,
-        "threads": torch.get_num_threads(), "rounds": rounds, "steps_per_round": steps, "quick": args.quick,
+        "threads": torch.get_num_threads(), "rounds": rounds, "steps_per_round": steps,
         **{f"tokens_per_s_{a}": tps[a] for a in ARCHS}, **{f"params_{a}": models[a].num_params() for a in ARCHS},
         "ratio_hyperloop_over_looped": hl, "ratio_mhc_over_transformer": mt,
-    })
+    }, quick=args.quick)
     print(f"wrote {path}")
 
 

@@ -84,9 +84,10 @@ def main() -> None:
              "mechlab / gather": med[("mechlab", L)] / med[("gather", L)],
              "mechlab / autograd": med[("mechlab", L)] / med[("autograd", L)]} for L in Ls]
     print_table(rows, f"soft trellis decode, forward + backward, k={K} V={V} T={T}, {args.threads} thread(s)")
-    path = write_result("bcjr_speed", {"rounds": rounds, "threads": args.threads, "quick": args.quick,
+    path = write_result("bcjr_speed", {"rounds": rounds, "threads": args.threads,
                                        **{f"weights_per_s_{i}_L{L}": med[(i, L)] for i, L in med},
-                                       **{f"speedup_vs_gather_L{L}": med[("mechlab", L)] / med[("gather", L)] for L in Ls}})
+                                       **{f"speedup_vs_gather_L{L}": med[("mechlab", L)] / med[("gather", L)] for L in Ls}},
+                        quick=args.quick)
     print(f"wrote {path}")
 
 

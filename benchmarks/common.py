@@ -1,4 +1,9 @@
-"""Benchmark conventions: a printed table and benchmarks/results/NAME.json (flat figures + machine + command)."""
+"""Benchmark conventions: a printed table and benchmarks/results/NAME.json (flat figures + machine + command).
+
+A quick or otherwise partial run (``--quick``, or options that make it smaller than the committed run) writes
+beside the full results, never over them: NAME.quick.json and NAME.quick.png. Every output path of a benchmark
+comes from ``result_path``; the claim pages read only the full files.
+"""
 
 from __future__ import annotations
 
@@ -59,9 +64,23 @@ def train_throughput(models: dict[str, torch.nn.Module], x: torch.Tensor, rounds
     return {k: tokens / statistics.median(v) for k, v in times.items()}
 
 
-def write_result(name: str, figures: dict[str, Any]) -> Path:
-    out = {**figures, "machine": machine_description(), "command": " ".join(["python", *sys.argv])}
-    path = RESULTS / f"{name}.json"
+def result_path(name: str, quick: bool, suffix: str = ".json") -> Path:
+    """Where a benchmark writes its output file ``name`` + ``suffix`` (".json", ".png"): benchmarks/results/NAME.json
+    for a full run, benchmarks/results/NAME.quick.json beside it for a quick or partial one, so that a smoke run
+    never replaces the committed results."""
+    if not name or Path(name).name != name or name.endswith(".quick"):
+        raise ValueError(f"result name {name!r}: give a plain file stem such as 'trellis_mse' (no folder, no .quick)")
+    if not suffix.startswith("."):
+        raise ValueError(f"suffix {suffix!r} must start with a dot, as '.json' or '.png'")
+    return RESULTS / f"{name}{'.quick' if quick else ''}{suffix}"
+
+
+def write_result(name: str, figures: dict[str, Any], *, quick: bool) -> Path:
+    """Write ``figures`` with ``quick``, the machine and the command to ``result_path(name, quick)``; returns the path.
+    ``quick`` is required: a run that is smaller than the committed one (``--quick``, fewer rounds or samples) must
+    say so, and lands in NAME.quick.json."""
+    out = {**figures, "quick": bool(quick), "machine": machine_description(), "command": " ".join(["python", *sys.argv])}
+    path = result_path(name, quick)
     write_json_atomic(path, out)
     return path
 

@@ -1,12 +1,15 @@
 """Generation speed at batch 1 with the KV cache: SmolLM2-135M-Instruct in fp32 against the same model with all 210
 Linear layers trellis-coded at 2 bits (fused decode + matvec kernel), alternated in one run, 1 and 2 threads.
 
-    python benchmarks/generate_speed.py [--quantized CKPT] [--new-tokens 64] [--rounds 5]
+    python benchmarks/generate_speed.py [--quick] [--quantized CKPT] [--new-tokens 64] [--rounds 5]
 
 Decode tokens/s counts the tokens after the first (the prompt's prefill is excluded). Without ``--quantized`` the
 2-bit model is SmolLM2 with every Linear layer replaced by a 2-bit L=16 1MAD trellis layer holding random codes:
 the kernel's work does not depend on the codes' values, so the speed is that of a quantised model (its text is
 noise). With ``--quantized`` (a checkpoint from ``mechlab quantize``) the real quantised model runs.
+
+``--quick`` (2 rounds of 16 tokens), or fewer rounds, tokens or thread counts than the defaults, writes
+benchmarks/results/generate_speed.quick.json beside the full results.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from qmatvec import random_trellis
 from smollm2_wikitext2 import smollm2_checkpoint
 
 PROMPT = "The history of the city begins in the early middle ages, when"
+NEW_TOKENS, ROUNDS, THREADS = 64, 5, [1, 2]  # the full run
 
 
 def random_trellis_model(model: torch.nn.Module, bits: int, L: int) -> torch.nn.Module:
@@ -48,10 +52,15 @@ def main() -> None:
     ap.add_argument("--quantized", default=None, help="a quantised SmolLM2 checkpoint (default: random 2-bit codes)")
     ap.add_argument("--bits", type=int, default=2)
     ap.add_argument("--L", type=int, default=16)
-    ap.add_argument("--new-tokens", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--new-tokens", type=int, default=NEW_TOKENS)
+    ap.add_argument("--rounds", type=int, default=ROUNDS)
+    ap.add_argument("--threads", type=int, nargs="+", default=THREADS)
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 2 rounds of 16 new tokens")
     args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.new_tokens = min(args.rounds, 2), min(args.new_tokens, 16)
+    partial = (args.quick or args.rounds < ROUNDS or args.new_tokens < NEW_TOKENS
+               or not set(THREADS) <= set(args.threads))
     fp32 = smollm2_checkpoint()
     if args.quantized:
         q = load_checkpoint(args.quantized)
@@ -80,7 +89,7 @@ def main() -> None:
                          "× fp32": med / base})
     print_table(rows, f"SmolLM2-135M decode, batch 1, {args.new_tokens} new tokens, median of {args.rounds} rounds")
     path = write_result("generate_speed", {"rows": rows, "new_tokens": args.new_tokens, "rounds": args.rounds,
-                                           "prompt_tokens": ids.shape[1]})
+                                           "prompt_tokens": ids.shape[1]}, quick=partial)
     print(f"wrote {path}")
 
 

@@ -1,7 +1,7 @@
 """Fused decode + matvec of trellis-coded weights (mechlab/kernels/qmatvec.c) against torch's fp32 and bf16
 F.linear, at batch 1 (and small batches), with 1 and 2 threads: 4096×4096 and SmolLM2-135M's layer shapes.
 
-    python benchmarks/qmatvec.py [--bits 2] [--batch 1] [--rounds 7] [--shapes 4096x4096 ...]
+    python benchmarks/qmatvec.py [--quick] [--bits 2] [--batch 1] [--rounds 7] [--shapes 4096x4096 ...]
 
 As in generation, where every layer's weights are read once per token, each kernel cycles through enough distinct
 copies of the layer that the fp32 copies fill ``--working-set`` MB (default 256, beyond the 32 MB L3 cache): the
@@ -10,6 +10,10 @@ Every configuration of a shape and thread count is timed in alternation, ``--rou
 ``--seconds`` each, and the median is kept, so the ratios are measured side by side. The codes are drawn at random
 (the kernel's work does not depend on their values); the layer is the full stored format, RHT included (the two
 Hadamard transforms of x and y are part of every call).
+
+Writes benchmarks/results/qmatvec.json (_bN, _LN, _wsN suffixes for another batch, L or working set). ``--quick``
+(two small shapes, 2 short rounds, a 32 MB working set), or fewer shapes, bits, thread counts, rounds or seconds
+than the defaults, writes qmatvec.quick.json (etc.) beside the full results.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from mechlab.quant import TrellisConfig
 from mechlab.quant.linear import TrellisLinear
 
 SHAPES = ["4096x4096", "576x576", "192x576", "1536x576", "576x1536"]  # out × in: 4096², SmolLM2's q/o, k/v, up, down
+BITS, THREADS, ROUNDS, SECONDS, WORKING_SET_MB = [2], [1, 2], 7, 0.3, 256.0  # the full run
 
 
 def random_trellis(m: int, n: int, bits: int, L: int, seed: int = 0, scale: float = 0.02) -> TrellisLinear:
@@ -63,15 +68,22 @@ def seconds_per_call(fn, budget: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="a smoke run: two small shapes, 2 short rounds, 32 MB")
     ap.add_argument("--shapes", nargs="+", default=SHAPES)
-    ap.add_argument("--bits", type=int, nargs="+", default=[2])
+    ap.add_argument("--bits", type=int, nargs="+", default=BITS)
     ap.add_argument("--L", type=int, default=16)
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--seconds", type=float, default=0.3)
-    ap.add_argument("--working-set", type=float, default=256.0, help="MB of fp32 copies cycled through; 0: one")
+    ap.add_argument("--threads", type=int, nargs="+", default=THREADS)
+    ap.add_argument("--rounds", type=int, default=ROUNDS)
+    ap.add_argument("--seconds", type=float, default=SECONDS)
+    ap.add_argument("--working-set", type=float, default=WORKING_SET_MB, help="MB of fp32 copies cycled through; 0: one")
     args = ap.parse_args()
+    if args.quick:
+        args.shapes = [s for s in args.shapes if s in ("576x576", "192x576")] or args.shapes[:1]
+        args.rounds, args.seconds = min(args.rounds, 2), min(args.seconds, 0.05)
+        args.working_set = min(args.working_set, 32.0)
+    partial = (args.quick or args.rounds < ROUNDS or args.seconds < SECONDS or not set(SHAPES) <= set(args.shapes)
+               or not set(BITS) <= set(args.bits) or not set(THREADS) <= set(args.threads))
     if qmatvec_kernel() is None:
         raise SystemExit("the qmatvec kernel did not build (no C compiler?)")
     rows = []
@@ -101,9 +113,10 @@ def main() -> None:
                     rows.append({"shape": shape, "copies": copies, "batch": args.batch, "threads": threads, "kernel": name,
                                  "µs": t * 1e6, "weights/ns": m * n * args.batch / t / 1e9, "× fp32": fp32 / t})
     print_table(rows, f"matvec, batch {args.batch}, trellis L={args.L} 1MAD (median of {args.rounds} alternated rounds)")
-    path = write_result("qmatvec" + (f"_b{args.batch}" if args.batch != 1 else ""),
-                        {"rows": rows, "L": args.L, "batch": args.batch, "rounds": args.rounds,
-                         "working_set_mb": args.working_set})
+    name = "qmatvec" + (f"_b{args.batch}" if args.batch != 1 else "") + (f"_L{args.L}" if args.L != 16 else "")
+    name += "" if args.quick or args.working_set == WORKING_SET_MB else f"_ws{args.working_set:g}"
+    path = write_result(name, {"rows": rows, "L": args.L, "batch": args.batch, "rounds": args.rounds,
+                               "working_set_mb": args.working_set}, quick=partial)
     print(f"wrote {path}")
 
 

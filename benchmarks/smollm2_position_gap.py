@@ -1,12 +1,13 @@
 """Where in the context window a quantised SmolLM2 loses: the excess NLL over the float model (nats per token) by
 position in the window, WikiText-2 test, context 2048, ``--windows`` full windows spread evenly over the test set.
 
-    python benchmarks/smollm2_position_gap.py --models TAG [TAG ...] [--windows 12] [--bucket 256]
+    python benchmarks/smollm2_position_gap.py --models TAG [TAG ...] [--quick] [--windows 12] [--bucket 256]
 
 TAG is the cache tag of a fine-tuned model that benchmarks/smollm2_ptq.py saved (the file name in
 MECHLAB_CACHE/smollm2_ptq/ before -model.pt). Fine-tuning reads windows of ``--ft-seq-len`` tokens, 512 by default,
 while the evaluation scores positions up to 2047; this shows whether the positions past the training length lose
-more. Writes benchmarks/results/smollm2_position_gap.json (``--name`` for another) and a plot next to it.
+more. Writes benchmarks/results/smollm2_position_gap.json (``--name`` for another) and a plot next to it;
+``--quick`` (2 windows) or fewer than 12 windows write NAME.quick.json and NAME.quick.png beside the full results.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import re
 
 import torch
 
-from common import print_table, write_result
+from common import print_table, result_path, write_result
 from mechlab.data.corpora import cache_dir
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from smollm2_wikitext2 import smollm2_checkpoint
+
+WINDOWS = 12  # the full run
 
 
 def position_loss(model, stream, windows: int) -> torch.Tensor:
@@ -59,10 +62,14 @@ def plot(excess: dict[str, torch.Tensor], bucket: int, png) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", required=True, help="cache tags of fine-tuned models")
-    ap.add_argument("--windows", type=int, default=12, help="full 2048-token windows, spread over the test set")
+    ap.add_argument("--windows", type=int, default=WINDOWS, help="full 2048-token windows, spread over the test set")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 2 windows")
     ap.add_argument("--bucket", type=int, default=256, help="positions per row of the table")
     ap.add_argument("--name", default="smollm2_position_gap")
     args = ap.parse_args()
+    if args.quick:
+        args.windows = min(args.windows, 2)
+    partial = args.quick or args.windows < WINDOWS
 
     ck = smollm2_checkpoint()
     stream = token_stream("wikitext2-test", "test", ck.tokenizer)
@@ -84,9 +91,9 @@ def main() -> None:
     print_table(table, f"SmolLM2 excess NLL by position, {args.windows} WikiText-2 test windows of 2048")
     path = write_result(args.name, {"windows": args.windows, "bucket": args.bucket, "models": list(excess),
                                     "table": table, "float_nll": ref.tolist(),
-                                    "excess": {tag: e.tolist() for tag, e in excess.items()}})
+                                    "excess": {tag: e.tolist() for tag, e in excess.items()}}, quick=partial)
     print(f"wrote {path}")
-    plot(excess, args.bucket, path.with_suffix(".png"))
+    plot(excess, args.bucket, result_path(args.name, partial, ".png"))
 
 
 if __name__ == "__main__":

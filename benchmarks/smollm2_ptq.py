@@ -7,7 +7,7 @@ calibration windows). Reports WikiText-2 raw test perplexity (context 2048, non-
 ``--windows`` of them, the float model on the same windows) and the bytes of the quantised layers and of the whole
 model.
 
-    python benchmarks/smollm2_ptq.py [--windows 16] [--bits 2 3 4] [--methods rtn gptq gptq-act trellis] [--L 12]
+    python benchmarks/smollm2_ptq.py [--quick] [--windows 16] [--bits 2 3 4] [--methods rtn gptq gptq-act trellis] [--L 12]
     python benchmarks/smollm2_ptq.py --methods ... trellis-ft --ft-bits 2 4 --ft-steps 80
     python benchmarks/smollm2_ptq.py --methods trellis-ft --bits 2 --ft-from TAG --ft-steps 150 --ft-seq-len 2048 ...
 
@@ -20,7 +20,8 @@ evaluation text; fine-tuning and sequential calibration read the same corpus), H
 model and cached. Every configuration's row is cached too (MECHLAB_CACHE/smollm2_ptq/), so an interrupted run resumes
 where it stopped; ``--fresh`` recomputes. The table goes to benchmarks/results/smollm2_ptq.json (smollm2_ptq_L16.json
 etc. for another trellis L; _3inst, _hybV2, _sequential, _wikitext2_valid, _cosine, _emb, _w149 suffixes for those
-options; ``--name`` sets another).
+options; ``--name`` sets another). ``--quick`` (a smoke run: 2 windows, the first of ``--bits``, 8 calibration
+windows, at most 5 fine-tuning steps) writes NAME.quick.json and NAME_finetune.quick.png beside the full results.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import time
 
 import torch
 
-from common import print_table, write_result
+from common import print_table, result_path, write_result
 from mechlab.data.corpora import cache_dir, get_corpus
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
@@ -131,7 +132,13 @@ def main() -> None:
                          "outputs (mechlab.quant.sequential), from the same calibration windows")
     ap.add_argument("--fresh", action="store_true", help="recompute cached rows and Hessians")
     ap.add_argument("--name", help="result file stem under benchmarks/results (default: derived from the options)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run: 2 windows, the first bits only, 8 calibration windows, <= 5 fine-tuning steps")
     args = ap.parse_args()
+    requested_windows = args.windows  # names the result file; --quick writes NAME.quick.json beside it
+    if args.quick:
+        args.windows, args.bits, args.calib_sequences = 2, args.bits[:1], min(args.calib_sequences, 8)
+        args.ft_bits, args.ft_steps = (args.ft_bits or args.bits)[:1], min(args.ft_steps, 5)
 
     rows_dir = cache_dir() / "smollm2_ptq"
     rows_dir.mkdir(parents=True, exist_ok=True)
@@ -243,16 +250,16 @@ def main() -> None:
     name += "_sequential" if args.sequential else ""
     name += "" if args.calib_corpus == "gutenberg" else "_" + args.calib_corpus.replace("-", "_")
     name += ("" if args.ft_schedule == "constant" else f"_{args.ft_schedule}") + ("_emb" if args.ft_embedding_lr else "")
-    name += "" if args.windows == 16 else f"_w{args.windows}"
+    name += "" if requested_windows == 16 else f"_w{requested_windows}"
     name = args.name or name
     path = write_result(name, {"windows": args.windows, "scored_tokens": rows[0]["scored_tokens"],
                                "trellis_L": args.L, "group_size": args.group_size,
                                "calibration": f"{args.calib_corpus}, {args.calib_sequences}×{args.calib_seq_len}",
-                               "full_test_reference_perplexity": REFERENCE_PPL, "rows": rows})
+                               "full_test_reference_perplexity": REFERENCE_PPL, "rows": rows}, quick=args.quick)
     print(f"wrote {path}")
     tuned = [r for r in rows if "finetune" in r]
     if tuned:
-        plot_finetune(tuned, path.with_name(name + "_finetune.png"), args.calib_corpus)
+        plot_finetune(tuned, result_path(name + "_finetune", args.quick, ".png"), args.calib_corpus)
 
 
 if __name__ == "__main__":

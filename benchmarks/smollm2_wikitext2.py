@@ -2,7 +2,10 @@
 perplexity over non-overlapping windows of 2048 tokens, and forward tokens/s. Reference measured on this class of
 machine with transformers on the same dequantised weights: 21.31 over 302,956 scored tokens.
 
-    python benchmarks/smollm2_wikitext2.py [--max-windows N] [--bf16]
+    python benchmarks/smollm2_wikitext2.py [--quick] [--max-windows N] [--bf16]
+
+Writes benchmarks/results/smollm2_wikitext2.json (_bf16, _cN suffixes for bfloat16 or another context); ``--quick``
+(the first 2 windows) or ``--max-windows`` writes smollm2_wikitext2.quick.json etc. beside the full results.
 
 The imported checkpoint is kept in MECHLAB_CACHE/pretrained/smollm2 (made on first use).
 """
@@ -33,12 +36,15 @@ def smollm2_checkpoint():
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--max-windows", type=int, default=None, help="quick mode: the first N windows")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: the first 2 windows")
+    ap.add_argument("--max-windows", type=int, default=None, help="a partial run: the first N windows")
     ap.add_argument("--context", type=int, default=2048)
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args()
+    if args.quick and args.max_windows is None:
+        args.max_windows = 2
     ck = smollm2_checkpoint()
     stream = token_stream("wikitext2-test", "test", ck.tokenizer, args.data_dir)
     t = time.perf_counter()
@@ -51,11 +57,12 @@ def main() -> None:
     print_table([row], f"WikiText-2 raw test, context {args.context}, non-overlapping")
     if args.max_windows is None:
         print(f"reference {REFERENCE_PPL} over {REFERENCE_TOKENS:,} tokens: ratio {r.perplexity / REFERENCE_PPL:.4f}")
-    name = "smollm2_wikitext2" + ("_bf16" if args.bf16 else "") + ("_quick" if args.max_windows else "")
+    name = "smollm2_wikitext2" + ("_bf16" if args.bf16 else "") + ("" if args.context == 2048 else f"_c{args.context}")
     path = write_result(name, {"perplexity": r.perplexity, "bits_per_byte": r.bits_per_byte, "scored_tokens": r.n_tokens,
                                "windows": r.n_windows, "context": args.context, "seconds": seconds,
                                "tokens_per_s": r.n_tokens / seconds, "threads": torch.get_num_threads(),
-                               "reference_perplexity": REFERENCE_PPL, "reference_tokens": REFERENCE_TOKENS})
+                               "reference_perplexity": REFERENCE_PPL, "reference_tokens": REFERENCE_TOKENS},
+                        quick=args.quick or args.max_windows is not None)
     print(f"wrote {path}")
 
 

@@ -113,8 +113,8 @@ def main() -> None:
         "tokens_per_s_mechlab": tps["mechlab"], "tokens_per_s_reference": tps["reference"], "ratio": ratio,
         "flops_per_token": fpt, "matmul_flops_fp32": peak,
         "fraction_of_peak_mechlab": tps["mechlab"] * fpt / peak, "fraction_of_peak_reference": tps["reference"] * fpt / peak,
-        "rounds": rounds, "steps_per_round": steps, "quick": args.quick,
-    })
+        "rounds": rounds, "steps_per_round": steps,
+    }, quick=args.quick)
     print(f"wrote {path}")
     assert math.isfinite(ratio)
 

@@ -83,11 +83,11 @@ def main() -> None:
         print(f"one Viterbi pass: {2 * v1:,.0f} steps/s = {100 * fraction:.0f}% of one state update per lane per cycle "
               f"({lanes} float lanes, {hz / 1e6:.0f} MHz)")
     path = write_result("trellis_encode", {
-        "rounds": rounds, "sequences": n_seq, "quick": args.quick, "float_lanes": lanes, "clock_hz": hz,
+        "rounds": rounds, "sequences": n_seq, "float_lanes": lanes, "clock_hz": hz,
         "fraction_of_lane_cycle_peak_L16_k2_V1": fraction,
         **{f"weights_per_s_{i}_L{L}_k{k}_V{V}_{code}": statistics.median(rates[(i, L, k, V, code)])
            for i, L, k, V, code in cases},
-    })
+    }, quick=args.quick)
     print(f"wrote {path}")
 
 

@@ -2,7 +2,10 @@
 weight), for L in {8, 10, 12, 14, 16} and every code. Reference (papers/trellis-quantization.md): QTIP ≈ 0.069 at
 L=16; distortion-rate bound 0.063; scalar Lloyd-Max 2-bit 0.118. Target here: <= 0.069 at L=16.
 
-    python benchmarks/trellis_mse.py [--quick] [--sequences 64]
+    python benchmarks/trellis_mse.py [--quick] [--sequences 256] [--k 2]
+
+The full run (256 sequences, the claim page's figures) writes benchmarks/results/trellis_mse.json; ``--quick`` or
+fewer sequences write trellis_mse.quick.json beside it; another ``--k`` writes trellis_mse_kK.json.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from common import print_table, write_result
 from mechlab.quant.trellis import decode, encode, pack_codes
 
 CODES = (("lut", 1), ("1mad", 1), ("3inst", 1), ("hyb", 2))
+FULL_SEQUENCES = 256  # the committed run
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="L in {8, 10, 12} and 16 sequences")
-    ap.add_argument("--sequences", type=int, default=64, help="256-weight sequences per cell")
+    ap.add_argument("--sequences", type=int, default=FULL_SEQUENCES,
+                    help="256-weight sequences per cell (fewer than 256: a partial run, written beside the full one)")
     ap.add_argument("--k", type=int, default=2)
     args = ap.parse_args()
     Ls = (8, 10, 12) if args.quick else (8, 10, 12, 14, 16)
@@ -47,8 +52,9 @@ def main() -> None:
         best = min(figures[f"mse_L16_{c}"] for c, _ in CODES)
         print(f"best at L=16: {best:.4f} (target <= 0.069; bound 0.063)")
         figures["best_mse_L16"] = best
-    path = write_result("trellis_mse", {"k": args.k, "sequences": n_seq, "weights": w.numel(), "quick": args.quick,
-                                        **figures})
+    name = "trellis_mse" if args.k == 2 else f"trellis_mse_k{args.k}"
+    path = write_result(name, {"k": args.k, "sequences": n_seq, "weights": w.numel(), **figures},
+                        quick=args.quick or n_seq < FULL_SEQUENCES)
     print(f"wrote {path}")
 
 

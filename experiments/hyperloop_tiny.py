@@ -40,7 +40,7 @@ def run_one(arch: str, seed: int, args) -> dict:
         return json.loads(summary.read_text())
     cfg = TrainConfig(model=f"{arch}-tiny", data="gutenberg", tokenizer=f"bpe:{args.vocab}", data_dir=args.data_dir,
                       seq_len=args.seq_len, batch_size=args.batch_size, steps=args.steps, lr=args.lr,
-                      warmup_steps=max(args.steps // 10, 1), eval_every=max(args.steps // 5, 1), eval_windows=32,
+                      eps=args.adam_eps, warmup_steps=max(args.steps // 10, 1), eval_every=max(args.steps // 5, 1), eval_windows=32,
                       log_every=10, save_every=args.steps, keep_checkpoints=1, seed=seed, out_dir=str(out))
     result = train(cfg, resume=(out / "latest").exists(), overwrite=not (out / "latest").exists(), progress=True)
     ck = load_checkpoint(out)
@@ -60,11 +60,14 @@ def run_one(arch: str, seed: int, args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS,
+                    help="train only these architectures (to share the runs between processes); the summary needs all")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--vocab", type=int, default=2048)
+    ap.add_argument("--adam-eps", type=float, default=1e-6, help="AdamW epsilon (the paper's recipe: 1e-6)")
     ap.add_argument("--eval-windows", type=int, default=256)
     ap.add_argument("--data-dir", default=None, help="where gutenberg/ lies (default: MECHLAB_DATA or download)")
     ap.add_argument("--runs", default="runs/hyperloop_tiny")
@@ -73,7 +76,10 @@ def main() -> None:
     if args.quick:
         args.steps, args.seeds, args.eval_windows, args.runs = 20, args.seeds[:1], 16, args.runs + "-quick"
 
-    rows = [run_one(arch, seed, args) for seed in args.seeds for arch in ARCHS]
+    rows = [run_one(arch, seed, args) for seed in args.seeds for arch in args.archs]
+    if set(args.archs) != set(ARCHS):
+        print("trained", ", ".join(f"{r['arch']}-s{r['seed']}" for r in rows), "; run again with every arch for the summary")
+        return
     summary = {}
     for arch in ARCHS:
         mine = [r for r in rows if r["arch"] == arch]
@@ -101,7 +107,7 @@ def main() -> None:
         print(f"hyperloop − {other}: {statistics.mean(d):+.4f} ± {paired[f'hyperloop_minus_{other}']['std']:.4f} "
               f"(paired by seed: {', '.join(f'{x:+.4f}' for x in d)})")
     out = {"experiment": "hyperloop_tiny", "command": " ".join(["python", *sys.argv]), "machine": machine_description(),
-           "settings": {k: v for k, v in vars(args).items() if k not in ("runs", "data_dir", "quick")},
+           "settings": {k: v for k, v in vars(args).items() if k not in ("runs", "data_dir", "quick", "archs")},
            "summary": summary, "runs": rows,
            "prediction": "Hyperloop val bits/byte <= Transformer and <= mHC at ~55% of the Transformer's parameters",
            "hyperloop_minus_transformer": h - t, "hyperloop_minus_mhc": h - m, "paired_differences": paired,

@@ -66,11 +66,14 @@ def train_cmd(
     warmup: int = typer.Option(100, help="Warmup steps."),
     weight_decay: float = typer.Option(0.1, help="AdamW weight decay (≥2-D tensors only)."),
     grad_clip: float = typer.Option(1.0, help="Gradient-norm clip (0 = off)."),
+    adam_eps: float = typer.Option(1e-8, help="AdamW epsilon (the Hyperloop paper's recipe uses 1e-6)."),
     dtype: str = typer.Option("float32", help="float32 or bfloat16 (autocast)."),
     eval_every: int = typer.Option(200, help="Validate every N steps."),
     save_every: int = typer.Option(200, help="Checkpoint every N steps."),
     observe_every: int = typer.Option(0, help="Log per-layer weight norm, effective rank, update/weight ratio every N steps (0 = off)."),
-    hessian_every: int = typer.Option(0, help="Log the top Hessian eigenvalue against 2/lr every N steps (0 = off)."),
+    hessian_every: int = typer.Option(0, help="Log the top Hessian eigenvalue against 2/lr and, under AdamW, the "
+                                      "preconditioned sharpness against (2 + 2β1)/((1 − β1)·lr) every N steps (0 = off)."),
+    optimizer: str = typer.Option("adamw", help="'adamw' or 'sgd' (plain gradient descent, no momentum)."),
     seed: int = typer.Option(0, help="Seed for initialisation and data order."),
     out: Path = typer.Option(Path("runs/train"), help="Run directory."),
     config: Optional[Path] = typer.Option(None, help="A JSON TrainConfig; command-line flags are ignored when given."),
@@ -92,9 +95,9 @@ def train_cmd(
     else:
         cfg = TrainConfig(model=preset, data=data, tokenizer=tokenizer, data_dir=data_dir, steps=steps,
                           batch_size=batch_size, micro_batch_size=micro_batch_size, seq_len=seq_len, lr=lr,
-                          warmup_steps=warmup, weight_decay=weight_decay, grad_clip=grad_clip, dtype=dtype,
+                          warmup_steps=warmup, weight_decay=weight_decay, grad_clip=grad_clip, eps=adam_eps, dtype=dtype,
                           eval_every=eval_every, save_every=save_every, observe_every=observe_every,
-                          hessian_every=hessian_every, seed=seed, out_dir=str(out))
+                          hessian_every=hessian_every, optimizer=optimizer, seed=seed, out_dir=str(out))
     r = train(cfg, resume=resume, overwrite=overwrite)
     if r.final_eval is not None:
         console.print(f"validation: {r.final_eval.loss:.4f} nats/token, {r.final_eval.bits_per_byte:.4f} bits/byte")

@@ -33,7 +33,16 @@ class HyperConnection(nn.Module):
         self.a = nn.Parameter(torch.full((3,), 0.01))  # a_pre, a_post, a_res
         self.b_pre = nn.Parameter(torch.full((n,), 1.0 / n))
         self.b_post = nn.Parameter(torch.zeros(n))
-        self.b_res = nn.Parameter(torch.ones(n) if hres == "diagonal" else torch.zeros(n * n)) if self.n_res else None
+        # mHC's Sinkhorn bias is an n×n matrix: stored as one, it falls in the weight-decayed group (every tensor
+        # of two or more dimensions) like the authors' n×n bias; the diagonal gate's bias is a vector, not decayed.
+        self.b_res = nn.Parameter(torch.ones(n) if hres == "diagonal" else torch.zeros(n, n)) if self.n_res else None
+        self._register_load_state_dict_pre_hook(self._flat_sinkhorn_bias)
+
+    def _flat_sinkhorn_bias(self, state_dict, prefix, *args) -> None:
+        """Checkpoints written before the Sinkhorn bias was stored as n×n hold it flat (n²,): reshape on load."""
+        key = prefix + "b_res"
+        if self.hres == "sinkhorn" and key in state_dict and state_dict[key].dim() == 1:
+            state_dict[key] = state_dict[key].view(self.n, self.n)
 
     def forward(self, y: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """y: (B, T, n, C) streams; f maps the read-out (B, T, C) to the block output (B, T, C)."""
@@ -51,7 +60,7 @@ class HyperConnection(nn.Module):
         elif self.hres == "diagonal":
             mixed = torch.sigmoid(self.a[2] * w_res + self.b_res).unsqueeze(-1) * y
         else:
-            raw = (self.a[2] * w_res + self.b_res).unflatten(-1, (self.n, self.n))
+            raw = self.a[2] * w_res.unflatten(-1, (self.n, self.n)) + self.b_res
             h_res = sinkhorn(raw.float(), self.sinkhorn_iters).to(y.dtype)
             mixed = (h_res.unsqueeze(-1) * y.unsqueeze(-3)).sum(-2)
         return torch.addcmul(mixed, post.unsqueeze(-1), h.unsqueeze(-2))

@@ -146,8 +146,11 @@ class Transformer(nn.Module):
 
     def reset_parameters(self) -> None:
         """N(0, init_std) for block, embedding and head matrices, output projections scaled by 1/sqrt(2·depth);
-        under μP block matrices by a further 1/√m; norms at 1; loop embeddings N(0, 1). Hyper-connection maps
-        keep their own (PyTorch default) init."""
+        under μP block matrices by a further 1/√m; norms at 1. Loop embeddings are drawn at the token embedding's
+        scale, N(0, init_std): the Hyperloop authors' code always gives e_l the token embedding's scale (N(0, 1)
+        for both under PyTorch defaults, N(0, 0.02) for both under GPT-2 init; arXiv 2604.21254), and an e_l
+        ~50× the hidden state at init would drown the token signal. Hyper-connection maps keep their own
+        (PyTorch default) init."""
         std = self.config.init_std
         for name, p in self.named_parameters():
             if name.startswith("hc.") or name == "loop_emb":
@@ -160,7 +163,7 @@ class Transformer(nn.Module):
             else:
                 nn.init.ones_(p)
         if self.loop_emb is not None:
-            nn.init.normal_(self.loop_emb, 0.0, 1.0)
+            nn.init.normal_(self.loop_emb, 0.0, std)
 
     @property
     def layout(self) -> tuple[list[Block], list[Block], list[Block]]:

@@ -55,12 +55,35 @@ class Claim:
     evaluate: Callable[[list[dict]], Measurement] | None = None
 
     def measure(self, root: Path) -> Measurement:
+        """The verdict from the result files under ``root``. Never raises on a results file: one that cannot be
+        read (invalid JSON, not an object, a quick run, a missing field or a value of the wrong type) gives
+        INCONCLUSIVE with a reason that names the file (and the field) and the command that rewrites it."""
         if self.evaluate is None:
             return Measurement(UNMEASURED, reason="no experiment for this claim yet")
         missing = [r for r in self.results if not (root / r).is_file()]
         if missing:
             return Measurement(UNMEASURED, reason=f"no results yet ({', '.join(missing)}); run: {self.command}")
-        return self.evaluate([json.loads((root / r).read_text()) for r in self.results])
+        rerun = f"; rerun: {self.command}"
+        data = []
+        for r in self.results:
+            try:
+                d = json.loads((root / r).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+                return Measurement(INCONCLUSIVE, reason=f"{r}: not readable as JSON ({e}){rerun}")
+            if not isinstance(d, dict):
+                return Measurement(INCONCLUSIVE, reason=f"{r}: holds a JSON {type(d).__name__}, not an object{rerun}")
+            if d.get("quick"):
+                return Measurement(INCONCLUSIVE, reason=f"{r}: the results of a quick run, not the full experiment{rerun}")
+            data.append(d)
+        where = self.results[0] if len(self.results) == 1 else "one of " + ", ".join(self.results)
+        try:
+            return self.evaluate(data)
+        except KeyError as e:
+            key = e.args[0] if e.args else "?"
+            what = f"field {key!r}" if isinstance(key, str) else f"entry {key!r}"
+            return Measurement(INCONCLUSIVE, reason=f"{where}: missing {what}{rerun}")
+        except (TypeError, ValueError, IndexError, AttributeError, ArithmeticError, StopIteration) as e:
+            return Measurement(INCONCLUSIVE, reason=f"{where}: unexpected contents ({type(e).__name__}: {e}){rerun}")
 
 
 def _pm(mean: float, std: float, digits: int = 4) -> str:
@@ -188,13 +211,17 @@ def _mup_transfer(res: list[dict]) -> Measurement:
 
 
 def _isodepth_phi(res: list[dict]) -> Measurement:
-    """Each architecture's φ interval against the published one: an interval that excludes it refutes; one that
-    overlaps it supports when narrower than half the [0, 1] range, else cannot tell; an arm not run yet leaves
-    the claim open."""
+    """Each architecture's φ interval against the published one, but only where the design can resolve φ.
+
+    The results carry a design check per arm (``design_check``): losses drawn from the fitted law with φ set to the
+    published value and the runs' own residual noise, refitted with the same design. A verdict of "refuted" needs
+    that check to recover φ within ±0.1 (median bootstrap half-width and |bias| both ≤ 0.1); a design that cannot
+    resolve φ reads "inconclusive" and says why. Where it can, an interval that excludes the published value
+    refutes and one that overlaps it supports; an arm not run yet leaves the claim open."""
     published = {"looped": (0.41, 0.53), "hyperloop": (0.65, 0.65)}
-    rows, verdicts = [], []
-    fits = res[0]["fits"]
-    for arch in published:
+    rows, verdicts, why = [], [], []
+    fits, checks = res[0]["fits"], res[0].get("design_check", {})
+    for arch, (p_lo, p_hi) in published.items():
         if arch not in fits:
             rows.append((f"φ, {arch}", "not run yet"))
             verdicts.append(UNMEASURED)
@@ -203,21 +230,86 @@ def _isodepth_phi(res: list[dict]) -> Measurement:
         phi = fit["params"]["phi"]
         lo, hi = fit["ci"].get("phi", (float("nan"), float("nan")))
         restricted = ", ".join(f"{k} {v['objective'] / fit['objective']:.2f}×" for k, v in fit["restricted"].items())
-        p_lo, p_hi = published[arch]
         rows.append((f"φ, {arch} (published {p_lo:g}" + (f"–{p_hi:g})" if p_hi > p_lo else ")"),
                      f"{phi:.2f} [{lo:.2f}, {hi:.2f}], R² {fit['r2']:.3f}, n = {fit['n']}; "
                      f"objective of the pinned fits {restricted}"))
-        if hi < p_lo or lo > p_hi:
+        check = checks.get(arch)
+        if check is None:
+            verdicts.append(INCONCLUSIVE)
+            why.append(f"{arch}: no design check, so it is unknown whether these runs can resolve φ")
+            continue
+        half, bias = check["ci_halfwidth_median"], check["bias"]
+        rows.append((f"design check, {arch}: φ = {check['phi_true']:g} recovered from synthetic runs "
+                     f"({check['n_rep']} replicates, noise sd {check['noise_sd']:.4f} in log-loss)",
+                     f"bias {bias:+.3f}, sd {check['sd']:.3f}, median interval half-width {half:.3f}, "
+                     f"coverage {check['coverage']:.0%}"))
+        if half > 0.1 or abs(bias) > 0.1:
+            verdicts.append(INCONCLUSIVE)
+            why.append(f"{arch}: the design cannot resolve φ to ±0.1 (synthetic half-width {half:.2f}, bias {bias:+.2f})")
+        elif hi < p_lo or lo > p_hi:
             verdicts.append(REFUTED)
+            why.append(f"{arch}: the interval excludes the published value")
         else:
-            verdicts.append(SUPPORTED if hi - lo <= 0.5 else INCONCLUSIVE)
-    if all(v == SUPPORTED for v in verdicts):
-        return Measurement(SUPPORTED, rows, "every fitted φ interval overlaps the published value")
-    if REFUTED in verdicts:
-        return Measurement(REFUTED, rows, "a fitted φ interval excludes the published value")
+            verdicts.append(SUPPORTED)
+            why.append(f"{arch}: the interval overlaps the published value")
+    reason = "; ".join(why)
     if UNMEASURED in verdicts:
-        return Measurement(INCONCLUSIVE, rows, "an arm of the experiment has not been run yet")
-    return Measurement(INCONCLUSIVE, rows, "a φ interval is wider than half the range [0, 1]: these runs cannot pin φ")
+        return Measurement(INCONCLUSIVE, rows, "; ".join([*why, "an arm of the experiment has not been run yet"]))
+    if all(v == SUPPORTED for v in verdicts):
+        return Measurement(SUPPORTED, rows, reason)
+    if REFUTED in verdicts:
+        return Measurement(REFUTED, rows, reason)
+    return Measurement(INCONCLUSIVE, rows, reason)
+
+
+def _edge_of_stability(res: list[dict]) -> Measurement:
+    """The claim rule: (verdict, rows of (quantity, measured value), reason), from this experiment's results JSON.
+
+    A cell is one arm (gd: λ_max(H)·η/2; adam: λ_max(P⁻¹H)/(38/η)) at one learning rate. In each seed the run
+    "reached the edge" if its ratio ever came to ≥ 0.8; its equilibrium is the median ratio over the last part
+    of the steps. A cell is *at the edge* when every seed reached it and every equilibrium median lies in [0.8, 1.2]; *off the edge* when every seed reached it and every median lies outside [0.8, 1.2] (it settled clearly
+    above the threshold, against stability theory, or fell back clearly below it); otherwise *open* (some seed never
+    reached the edge: too few steps or too small a learning rate; or the seeds disagree).
+
+    supported: every cell of both arms at the edge, with at least two learning rates per arm (the threshold must
+    follow 1/η, not a constant). refuted: some cell off the edge. inconclusive: anything else, including a quick run.
+    """
+    result = res[0]
+    if result.get("quick"):
+        return Measurement(INCONCLUSIVE, [], "the results of a quick run, not the full experiment")
+    lo, hi = result["settings"].get("band", (0.8, 1.2))
+    rows, states, why = [], {}, []
+    names = {"gd": "gradient descent: λ_max(H) / (2/η)", "adam": "Adam: λ_max(P⁻¹H) / (38/η)"}
+    for arm in ("gd", "adam"):
+        cells = result["summary"].get(arm, {})
+        if not cells:
+            states[arm] = ["missing"]
+            why.append(f"no {arm} runs")
+            continue
+        for key, cell in sorted(cells.items(), key=lambda kv: kv[1]["lr"]):
+            seeds = cell["per_seed"].values()
+            reached = [s["max"] >= lo for s in seeds]
+            inside = [lo <= s["median"] <= hi for s in seeds]
+            state = ("at the edge" if all(reached) and all(inside) else
+                     "off the edge" if all(reached) and not any(inside) else "open")
+            states.setdefault(arm, []).append(state)
+            meds = ", ".join(f"{s['median']:.3f} [{s['q1']:.3f}–{s['q3']:.3f}]" for s in seeds)
+            rows.append((f"{names[arm]}, η = {key}, median of the last {result['settings']['tail']:.0%} of steps",
+                         f"{cell['mean']:.3f} (seeds {cell['min']:.3f}–{cell['max']:.3f}; per seed median [IQR]: "
+                         f"{meds}) — {state}"))
+            if arm == "adam":
+                raw = statistics.fmean(s["raw_over_two_over_lr"] for s in seeds)
+                rows.append((f"Adam, η = {key}: raw λ_max(H) / (2/η), same steps", f"{raw:.3f}"))
+            if not all(reached):
+                why.append(f"{arm} at η = {key}: {reached.count(False)} seed(s) never reached {lo:g}× the threshold")
+    if any("off the edge" in s for s in states.values()):
+        off = [arm for arm, s in states.items() if "off the edge" in s]
+        return Measurement(REFUTED, rows, f"the equilibrium ratio lies outside [{lo:g}, {hi:g}] in every seed for {', '.join(off)}")
+    if all(len(s) >= 2 and all(x == "at the edge" for x in s) for s in states.values()):
+        return Measurement(SUPPORTED, rows, (f"every arm and learning rate settles with sharpness/threshold in [{lo:g}, {hi:g}] in "
+                                 "every seed: 2/η for gradient descent, (2 + 2β1)/((1 − β1)η) for Adam's "
+                                 "preconditioned sharpness"))
+    return Measurement(INCONCLUSIVE, rows, "; ".join(why) or "seeds disagree or too few learning rates")
 
 
 def _demo_trellis(res: list[dict]) -> Measurement:
@@ -239,7 +331,8 @@ PAPERS: dict[str, Paper] = {p.id: p for p in [
                      "are converging into a predictive 'learning mechanics'.",
           premise="Coarse observables (loss, sharpness, update sizes, effective rank) carry enough of the state of training to predict it.",
           settle="Quantitative predictions that hold out of sample: an optimal learning rate that stays put across width under μP, "
-                 "a fitted scaling exponent with a confidence interval that new runs fall inside, sharpness settling at 2/η."),
+                 "a fitted scaling exponent with a confidence interval that new runs fall inside, sharpness settling at 2/η under "
+                 "gradient descent and the preconditioned sharpness at 38/η under Adam."),
     Paper("hyperloop", "2604.21254", "Hyperloop Transformers",
           pith="Loop the middle of a Transformer three times and add hyper-connections after each loop: same quality at half the parameters.",
           core_claim="A b→m×3→e looped Transformer with hyper-connections after each loop reaches lower perplexity than "
@@ -280,7 +373,16 @@ PAPERS: dict[str, Paper] = {p.id: p for p in [
           settle="Measure the gap against sample size on data of known intrinsic dimension, with and without an equivariant model.",
           links=(("cites", "learning-mechanics"),)),
     Paper("mhc", "2512.24880", "Manifold-Constrained Hyper-Connections", seed=False),
-    Paper("isodepth", "2604.21106", "How Much Is One Recurrence Worth? Iso-Depth Scaling Laws for Looped Language Models", seed=False),
+    Paper("isodepth", "2604.21106", "How Much Is One Recurrence Worth? Iso-Depth Scaling Laws for Looped Language Models",
+          pith="A loop of a shared block is worth a fraction φ of a unique block: N_once + r^φ·N_rec parameters.",
+          core_claim="L(N_once, N_rec, r, D) = E + A·(N_once + r^φ·N_rec)^(−α) + B·D^(−β) fits looped language models, "
+                     "with φ = 0.46 [0.41, 0.53] for plain looping and 0.65 with hyper-connections.",
+          premise="Recurrences and unique parameters trade off through one effective parameter count, the same at every "
+                  "width and token budget.",
+          settle="Train looped models over widths, recurrence counts and token budgets where an extra loop can pay, fit the "
+                 "law with bootstrap intervals, and first check on synthetic data from the law that the design can "
+                 "resolve φ.",
+          seed=False, links=(("beside", "learning-mechanics"),)),
     Paper("qtip", "2406.11235", "QTIP: Quantization with Trellises and Incoherence Processing", seed=False),
 ]}
 
@@ -328,7 +430,7 @@ CLAIMS: list[Claim] = [
           "forward+backward weights/s ≥ 5× a log-domain PyTorch reference that gathers predecessors", "≥ 5× at every L measured",
           scale="k=2, V=1, 2 CPU threads", command="python benchmarks/bcjr_speed.py",
           results=("benchmarks/results/bcjr_speed.json",), evaluate=_bcjr_speed),
-    Claim("isodepth-phi", "learning-mechanics", "A loop is worth a fraction φ of a unique block (iso-depth scaling law).",
+    Claim("isodepth-phi", "isodepth", "A loop is worth a fraction φ of a unique block (iso-depth scaling law).",
           "φ = 0.46 [0.41, 0.53] for plain looping, 0.65 with hyper-connections",
           "the fitted 95% bootstrap interval overlaps the published value (and is narrower than 0.5)",
           scale="tiny Looped / Hyperloop models 1→2×r→1, r ∈ {1, 2, 4}, widths 64/96/128, 200 and 400 steps of "
@@ -336,6 +438,17 @@ CLAIMS: list[Claim] = [
           command="python experiments/isodepth_phi.py --parallel 1",
           results=("experiments/results/isodepth_phi.json",), plots=("experiments/results/isodepth_phi.png",),
           evaluate=_isodepth_phi),
+    Claim("edge-of-stability", "learning-mechanics",
+          "Full-batch training sits at the edge of stability: 2/η for gradient descent, 38/η for Adam's preconditioned sharpness.",
+          "the top Hessian eigenvalue settles at 2/η under gradient descent, and λ_max(P⁻¹H) with P from Adam's second "
+          "moments at (2 + 2β1)/((1 − β1)·η) = 38/η under Adam (β1 = 0.9)",
+          "the median ratio sharpness/threshold over the last 30% of steps lies in [0.8, 1.2] in every seed, at ≥ 2 "
+          "learning rates per optimiser",
+          scale="a 20-64-64-5 tanh MLP fitting a random teacher on 1,000 points, full batch, 3,000 steps, 3 seeds, "
+                "3 learning rates per optimiser",
+          command="OMP_NUM_THREADS=1 python experiments/edge_of_stability.py",
+          results=("experiments/results/edge_of_stability.json",), plots=("experiments/results/edge_of_stability.png",),
+          evaluate=_edge_of_stability),
     Claim("mup-transfer", "learning-mechanics", "Under μP the best learning rate stays put as width grows.",
           "optimal lr moves with width under SP and stays within one grid step under μP", "one step of the lr grid",
           scale="tiny Transformer (4 layers, untied head) at widths 64/128/256, 200 steps of 16×128 bytes, three seeds",
@@ -351,6 +464,11 @@ CLAIMS: list[Claim] = [
     Claim("gap-dimension", "representation-gap", "The representation gap scales with intrinsic dimension.",
           "the gap against sample size follows the predicted exponent in d", "exponent within its CI"),
 ]
+
+
+def has_page(paper: Paper) -> bool:
+    """A seed paper has a page; so does a companion whose claim this project measures (the iso-depth law)."""
+    return paper.seed or any(c.paper == paper.id for c in CLAIMS)
 
 
 def claim(name: str) -> Claim:

@@ -9,7 +9,8 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mechlab.claims.registry import CLAIMS, INCONCLUSIVE, PAPERS, REFUTED, SUPPORTED, UNMEASURED, Claim, Measurement
+from mechlab.claims.registry import (CLAIMS, INCONCLUSIVE, PAPERS, REFUTED, SUPPORTED, UNMEASURED, Claim, Measurement,
+                                     has_page)
 
 COLORS = {SUPPORTED: "#1a7f37", REFUTED: "#cf222e", INCONCLUSIVE: "#9a6700", UNMEASURED: "#6e7781"}
 
@@ -86,21 +87,22 @@ def citation_graph_svg() -> str:
         node = (f'<rect x="{x - 115}" y="{y - 22}" width="230" height="44" rx="8" fill="{fill}" stroke="#54aeff"/>'
                 f'<text x="{x}" y="{y - 3}" text-anchor="middle" font-size="11">{label}</text>'
                 f'<text x="{x}" y="{y + 13}" text-anchor="middle" font-size="10" fill="#57606a">arXiv {p.arxiv}</text>')
-        parts.append(f'<a href="{pid}.html">{node}</a>' if p.seed else node)
+        parts.append(f'<a href="{pid}.html">{node}</a>' if has_page(p) else node)
     parts.append("</svg>")
     return "".join(parts)
 
 
 def render_report(out: str | Path, root: str | Path = ".", measured: dict[str, tuple[Measurement, list[Path]]] | None = None
                   ) -> Path:
-    """Write the site to ``out`` (index.html and one page per seed paper), reading results under ``root``;
+    """Write the site to ``out`` (index.html and one page per seed paper, and per companion paper that a claim of
+    this project measures, e.g. the iso-depth law), reading results under ``root``;
     ``measured`` gives claims measured just now (a measurement and its plot files), overriding the files."""
     out, root = Path(out), Path(root)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     measured = measured or {}
     results = {c.name: measured[c.name][0] if c.name in measured else c.measure(root) for c in CLAIMS}
     index_rows = []
-    for p in (p for p in PAPERS.values() if p.seed):
+    for p in (p for p in PAPERS.values() if has_page(p)):
         claims = [c for c in CLAIMS if c.paper == p.id]
         sections = []
         for c in claims:
@@ -126,7 +128,7 @@ def render_report(out: str | Path, root: str | Path = ".", measured: dict[str, t
                           f"arXiv {p.arxiv}</span></td><td>{badge(verdict)}</td><td>{counts}</td></tr>")
     body = ("<h1>mechlab: measured claims</h1><p class=meta>Every claim of the seed papers as a falsifiable prediction, "
             "checked by a committed experiment at the scale stated on its page.</p>"
-            f"<h2>Seed papers</h2><table><tr><th>paper</th><th>overall</th><th>claims</th></tr>{''.join(index_rows)}</table>"
+            f"<h2>Papers</h2><table><tr><th>paper</th><th>overall</th><th>claims</th></tr>{''.join(index_rows)}</table>"
             f"<h2>Citation graph</h2>{citation_graph_svg()}")
     (out / "index.html").write_text(_page("mechlab: measured claims", body), encoding="utf-8")
     return out / "index.html"

@@ -9,6 +9,10 @@ mHC/Transformer 0.65. Target here: Hyperloop >= 0.9 × Looped.
 
 The hyper-connections cost O(n·C) elementwise work per token against the blocks' O(C²) matmuls, so their share
 shrinks as the width grows; --d-model widens the tiny layout (d_ff = 2.75·C, heads of 32) to show it.
+
+Writes benchmarks/results/arch_throughput.json with the defaults, arch_throughput_c512.json with exactly
+``--d-model 512 --batch 8`` (its committed run); any other options (``--quick``, another batch, sequence length,
+vocabulary, width or thread count) write NAME.quick.json beside them (NAME: arch_throughput_cC with --d-model C).
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ import argparse
 
 import torch
 
-from common import print_table, train_throughput, write_result
+from common import is_reference_run, print_table, train_throughput, write_result
 from mechlab.models import build_model, preset
 
 ARCHS = ("transformer", "mhc", "looped", "hyperloop")
+COMMITTED = {"arch_throughput_c512": "--d-model 512 --batch 8"}  # results committed with other than the defaults
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     ap.add_argument("--scale", default="tiny", help="preset suffix: tiny, or paper-small etc. on a big machine")
@@ -31,8 +36,20 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=2048, help="vocabulary (the BPE size of the tiny experiment)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own count)")
+    return ap
+
+
+def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
+    """(result name, quick): only the committed configuration of the name writes NAME.json."""
+    name = "arch_throughput" if args.d_model is None else f"arch_throughput_c{args.d_model}"
+    return name, not is_reference_run(ap, args, reference=COMMITTED.get(name, ()))
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
+    name, quick = output(ap, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     rounds, steps = (2, 2) if args.quick else (6, 6)
@@ -52,13 +69,12 @@ def main() -> None:
                       f"{torch.get_num_threads()} threads")
     hl, mt = tps["hyperloop"] / tps["looped"], tps["mhc"] / tps["transformer"]
     print(f"Hyperloop / Looped: {hl:.3f} (paper 0.95, target >= 0.9);  mHC / Transformer: {mt:.3f} (paper 0.65)")
-    name = "arch_throughput" if args.d_model is None else f"arch_throughput_c{args.d_model}"
     path = write_result(name, {
         "scale": args.scale, "d_model": models["transformer"].config.d_model, "vocab": args.vocab, "batch": args.batch, "seq_len": args.seq,
         "threads": torch.get_num_threads(), "rounds": rounds, "steps_per_round": steps,
         **{f"tokens_per_s_{a}": tps[a] for a in ARCHS}, **{f"params_{a}": models[a].num_params() for a in ARCHS},
         "ratio_hyperloop_over_looped": hl, "ratio_mhc_over_transformer": mt,
-    }, quick=args.quick)
+    }, quick=quick)
     print(f"wrote {path}")
 
 

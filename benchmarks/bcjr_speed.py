@@ -9,6 +9,9 @@
 Target: mechlab >= 5x the gathering reference.
 
     python benchmarks/bcjr_speed.py [--quick] [--threads N]
+
+Writes benchmarks/results/bcjr_speed.json with the defaults (all of torch's threads); ``--quick`` or another
+thread count writes bcjr_speed.quick.json beside it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 
 import torch
 
-from common import print_table, write_result
+from common import is_reference_run, print_table, write_result
 from mechlab.quant.bcjr import soft_decode, soft_weights
 from mechlab.quant.codes import code_table
 
@@ -58,11 +61,23 @@ def rate(impl: str, w: torch.Tensor, probe: torch.Tensor, table: torch.Tensor, L
     return x.numel() / (time.perf_counter() - t)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--quick", action="store_true", help="a smoke run: one round, L in {8, 10}")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                    help="torch threads (default: torch's own count, %(default)s here)")
+    return ap
+
+
+def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
+    """(result name, quick): only the default configuration writes bcjr_speed.json."""
+    return "bcjr_speed", not is_reference_run(ap, args)
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
+    name, quick = output(ap, args)
     torch.set_num_threads(args.threads)
     rounds = 1 if args.quick else 3
     impls = ("mechlab", "autograd", "gather")
@@ -84,10 +99,10 @@ def main() -> None:
              "mechlab / gather": med[("mechlab", L)] / med[("gather", L)],
              "mechlab / autograd": med[("mechlab", L)] / med[("autograd", L)]} for L in Ls]
     print_table(rows, f"soft trellis decode, forward + backward, k={K} V={V} T={T}, {args.threads} thread(s)")
-    path = write_result("bcjr_speed", {"rounds": rounds, "threads": args.threads,
+    path = write_result(name, {"rounds": rounds, "threads": args.threads,
                                        **{f"weights_per_s_{i}_L{L}": med[(i, L)] for i, L in med},
                                        **{f"speedup_vs_gather_L{L}": med[("mechlab", L)] / med[("gather", L)] for L in Ls}},
-                        quick=args.quick)
+                        quick=quick)
     print(f"wrote {path}")
 
 

@@ -1,17 +1,22 @@
 """Benchmark conventions: a printed table and benchmarks/results/NAME.json (flat figures + machine + command).
 
-A quick or otherwise partial run (``--quick``, or options that make it smaller than the committed run) writes
-beside the full results, never over them: NAME.quick.json and NAME.quick.png. Every output path of a benchmark
-comes from ``result_path``; the claim pages read only the full files.
+Only the committed configuration of NAME writes NAME.json: every option at the parser's default, or, for a result
+a script registers with other arguments (``COMMITTED[NAME]``, the arguments of its recorded command), at those.
+Any other run (``--quick``, fewer rounds, another batch, more sequences, another thread count...) writes beside the
+full results, never over them: NAME.quick.json and NAME.quick.png. :func:`is_reference_run` is that rule; options
+that only name the output (``--name``) or cannot change the figures are passed to it as ``ignore``. Every output
+path of a benchmark comes from ``result_path``; the claim pages read only the full files.
 """
 
 from __future__ import annotations
 
+import argparse
+import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -64,10 +69,47 @@ def train_throughput(models: dict[str, torch.nn.Module], x: torch.Tensor, rounds
     return {k: tokens / statistics.median(v) for k, v in times.items()}
 
 
+def committed_configuration(parser: argparse.ArgumentParser, reference: str | Sequence[str] = ()) -> dict[str, Any]:
+    """The option values (dest -> value) of the committed run: ``parser.parse_args(reference)``, where ``reference``
+    is the argument list (or a shell-quoted string) of the committed command; with none, the parser's defaults
+    (converted by the option's type as argparse does, so no required option is needed)."""
+    args = shlex.split(reference) if isinstance(reference, str) else list(reference)
+    if args:
+        return vars(parser.parse_args(args))
+    out = {}
+    for action in parser._actions:
+        if action.dest == argparse.SUPPRESS or action.default == argparse.SUPPRESS:
+            continue  # --help
+        default = parser.get_default(action.dest)
+        if isinstance(default, str) and action.type is not None:
+            default = action.type(default)
+        out[action.dest] = default
+    return out
+
+
+def changed_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, ignore: Iterable[str] = (),
+                      reference: str | Sequence[str] = ()) -> list[str]:
+    """The options (as ``--opt VALUE``) in which ``args`` differ from the committed configuration (see
+    :func:`committed_configuration`), leaving out the dests in ``ignore``; ``quick`` is an option like any other."""
+    ref, given, skip = committed_configuration(parser, reference), vars(args), set(ignore)
+    options = {a.dest: a.option_strings[-1] if a.option_strings else a.dest for a in parser._actions}
+    return [f"{options.get(k, k)} {given.get(k)!r}" for k in sorted(ref.keys() | given.keys())
+            if k not in skip and given.get(k) != ref.get(k)]
+
+
+def is_reference_run(parser: argparse.ArgumentParser, args: argparse.Namespace, ignore: Iterable[str] = (),
+                     reference: str | Sequence[str] = ()) -> bool:
+    """Whether this run is the committed configuration and may write NAME.json: every option but those in ``ignore``
+    (dests of options that only name the output, or that do not change the figures) equals the parser's default, or
+    its value in ``reference`` (the arguments of a result's registered committed command). Call it on the arguments
+    as parsed, before a script rewrites any of them. Anything else writes NAME.quick.json."""
+    return not changed_arguments(parser, args, ignore, reference)
+
+
 def result_path(name: str, quick: bool, suffix: str = ".json") -> Path:
     """Where a benchmark writes its output file ``name`` + ``suffix`` (".json", ".png"): benchmarks/results/NAME.json
-    for a full run, benchmarks/results/NAME.quick.json beside it for a quick or partial one, so that a smoke run
-    never replaces the committed results."""
+    for the committed configuration, benchmarks/results/NAME.quick.json beside it for any other run (quick, reduced
+    or different: ``quick = not is_reference_run(...)``), so that such a run never replaces the committed results."""
     if not name or Path(name).name != name or name.endswith(".quick"):
         raise ValueError(f"result name {name!r}: give a plain file stem such as 'trellis_mse' (no folder, no .quick)")
     if not suffix.startswith("."):
@@ -77,8 +119,8 @@ def result_path(name: str, quick: bool, suffix: str = ".json") -> Path:
 
 def write_result(name: str, figures: dict[str, Any], *, quick: bool) -> Path:
     """Write ``figures`` with ``quick``, the machine and the command to ``result_path(name, quick)``; returns the path.
-    ``quick`` is required: a run that is smaller than the committed one (``--quick``, fewer rounds or samples) must
-    say so, and lands in NAME.quick.json."""
+    ``quick`` is required: a run that is not the committed configuration (``not is_reference_run(...)``: ``--quick``,
+    fewer rounds or samples, other sizes) must say so, and lands in NAME.quick.json."""
     out = {**figures, "quick": bool(quick), "machine": machine_description(), "command": " ".join(["python", *sys.argv])}
     path = result_path(name, quick)
     write_json_atomic(path, out)

@@ -8,8 +8,9 @@ Decode tokens/s counts the tokens after the first (the prompt's prefill is exclu
 the kernel's work does not depend on the codes' values, so the speed is that of a quantised model (its text is
 noise). With ``--quantized`` (a checkpoint from ``mechlab quantize``) the real quantised model runs.
 
-``--quick`` (2 rounds of 16 tokens), or fewer rounds, tokens or thread counts than the defaults, writes
-benchmarks/results/generate_speed.quick.json beside the full results.
+The defaults write benchmarks/results/generate_speed.json; ``--quick`` (2 rounds of 16 tokens) or any other
+option (rounds, tokens, thread counts, bits, L, a ``--quantized`` checkpoint) writes generate_speed.quick.json beside
+the full results.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 
 import torch
 
-from common import print_table, write_result
+from common import is_reference_run, print_table, write_result
 from mechlab.quant.api import set_module, target_linears
 from mechlab.quant.qtip import RMS_TARGET
 from mechlab.train import load_checkpoint
@@ -47,7 +48,7 @@ def decode_tokens_per_s(ck, ids: torch.Tensor, new_tokens: int) -> float:
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quantized", default=None, help="a quantised SmolLM2 checkpoint (default: random 2-bit codes)")
     ap.add_argument("--bits", type=int, default=2)
@@ -56,11 +57,20 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=ROUNDS)
     ap.add_argument("--threads", type=int, nargs="+", default=THREADS)
     ap.add_argument("--quick", action="store_true", help="a smoke run: 2 rounds of 16 new tokens")
+    return ap
+
+
+def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
+    """(result name, quick): only the default configuration writes generate_speed.json."""
+    return "generate_speed", not is_reference_run(ap, args)
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
+    name, partial = output(ap, args)
     if args.quick:
         args.rounds, args.new_tokens = min(args.rounds, 2), min(args.new_tokens, 16)
-    partial = (args.quick or args.rounds < ROUNDS or args.new_tokens < NEW_TOKENS
-               or not set(THREADS) <= set(args.threads))
     fp32 = smollm2_checkpoint()
     if args.quantized:
         q = load_checkpoint(args.quantized)
@@ -88,7 +98,7 @@ def main() -> None:
             rows.append({"model": name, "threads": threads, "tokens/s": med, "min": min(s), "max": max(s),
                          "× fp32": med / base})
     print_table(rows, f"SmolLM2-135M decode, batch 1, {args.new_tokens} new tokens, median of {args.rounds} rounds")
-    path = write_result("generate_speed", {"rows": rows, "new_tokens": args.new_tokens, "rounds": args.rounds,
+    path = write_result(name, {"rows": rows, "new_tokens": args.new_tokens, "rounds": args.rounds,
                                            "prompt_tokens": ids.shape[1]}, quick=partial)
     print(f"wrote {path}")
 

@@ -11,9 +11,9 @@ Every configuration of a shape and thread count is timed in alternation, ``--rou
 (the kernel's work does not depend on their values); the layer is the full stored format, RHT included (the two
 Hadamard transforms of x and y are part of every call).
 
-Writes benchmarks/results/qmatvec.json (_bN, _LN, _wsN suffixes for another batch, L or working set). ``--quick``
-(two small shapes, 2 short rounds, a 32 MB working set), or fewer shapes, bits, thread counts, rounds or seconds
-than the defaults, writes qmatvec.quick.json (etc.) beside the full results.
+The defaults write benchmarks/results/qmatvec.json. ``--quick`` (two small shapes, 2 short rounds, a 32 MB working
+set), or any other option (shapes, bits, thread counts, rounds, seconds), writes qmatvec.quick.json beside the full
+results; another batch, L or working set writes qmatvec_bN.quick.json, _LN, _wsN likewise.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from common import print_table, write_result
+from common import is_reference_run, print_table, write_result
 from mechlab.kernels import qmatvec_kernel
 from mechlab.quant import TrellisConfig
 from mechlab.quant.linear import TrellisLinear
@@ -66,7 +66,7 @@ def seconds_per_call(fn, budget: float) -> float:
             return elapsed / calls
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a smoke run: two small shapes, 2 short rounds, 32 MB")
     ap.add_argument("--shapes", nargs="+", default=SHAPES)
@@ -77,13 +77,25 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=ROUNDS)
     ap.add_argument("--seconds", type=float, default=SECONDS)
     ap.add_argument("--working-set", type=float, default=WORKING_SET_MB, help="MB of fp32 copies cycled through; 0: one")
+    return ap
+
+
+def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
+    """(result name, quick): only the default configuration writes qmatvec.json (the name as the options were given,
+    before --quick shrinks them)."""
+    name = "qmatvec" + (f"_b{args.batch}" if args.batch != 1 else "") + (f"_L{args.L}" if args.L != 16 else "")
+    name += "" if args.working_set == WORKING_SET_MB else f"_ws{args.working_set:g}"
+    return name, not is_reference_run(ap, args)
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
+    name, partial = output(ap, args)
     if args.quick:
         args.shapes = [s for s in args.shapes if s in ("576x576", "192x576")] or args.shapes[:1]
         args.rounds, args.seconds = min(args.rounds, 2), min(args.seconds, 0.05)
         args.working_set = min(args.working_set, 32.0)
-    partial = (args.quick or args.rounds < ROUNDS or args.seconds < SECONDS or not set(SHAPES) <= set(args.shapes)
-               or not set(BITS) <= set(args.bits) or not set(THREADS) <= set(args.threads))
     if qmatvec_kernel() is None:
         raise SystemExit("the qmatvec kernel did not build (no C compiler?)")
     rows = []
@@ -113,8 +125,6 @@ def main() -> None:
                     rows.append({"shape": shape, "copies": copies, "batch": args.batch, "threads": threads, "kernel": name,
                                  "µs": t * 1e6, "weights/ns": m * n * args.batch / t / 1e9, "× fp32": fp32 / t})
     print_table(rows, f"matvec, batch {args.batch}, trellis L={args.L} 1MAD (median of {args.rounds} alternated rounds)")
-    name = "qmatvec" + (f"_b{args.batch}" if args.batch != 1 else "") + (f"_L{args.L}" if args.L != 16 else "")
-    name += "" if args.quick or args.working_set == WORKING_SET_MB else f"_ws{args.working_set:g}"
     path = write_result(name, {"rows": rows, "L": args.L, "batch": args.batch, "rounds": args.rounds,
                                "working_set_mb": args.working_set}, quick=partial)
     print(f"wrote {path}")

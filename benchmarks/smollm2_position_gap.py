@@ -6,8 +6,10 @@ position in the window, WikiText-2 test, context 2048, ``--windows`` full window
 TAG is the cache tag of a fine-tuned model that benchmarks/smollm2_ptq.py saved (the file name in
 MECHLAB_CACHE/smollm2_ptq/ before -model.pt). Fine-tuning reads windows of ``--ft-seq-len`` tokens, 512 by default,
 while the evaluation scores positions up to 2047; this shows whether the positions past the training length lose
-more. Writes benchmarks/results/smollm2_position_gap.json (``--name`` for another) and a plot next to it;
-``--quick`` (2 windows) or fewer than 12 windows write NAME.quick.json and NAME.quick.png beside the full results.
+more. The committed run (the models, windows and buckets in ``COMMITTED``) writes
+benchmarks/results/smollm2_position_gap.json and a plot next to it; ``--name`` picks another name, whose committed
+run has the default windows and buckets. ``--quick`` (2 windows) or any other options (models, windows, buckets)
+write NAME.quick.json and NAME.quick.png beside the full results.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ import re
 
 import torch
 
-from common import print_table, result_path, write_result
+from common import is_reference_run, print_table, result_path, write_result
 from mechlab.data.corpora import cache_dir
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from smollm2_wikitext2 import smollm2_checkpoint
 
 WINDOWS = 12  # the full run
+_FT300 = "trellis-ft-2-L12-calib128x512s0-wikitext2-valid-ft300x4x512lr0.005-cosine-emb0.0001"
+COMMITTED = {  # result name -> the arguments of its committed run (the "command" recorded in it)
+    "smollm2_position_gap": f"--models {_FT300} {_FT300}+ft150x1x2048lr0.002-cosine-emb0.0001-s1",
+}
 
 
 def position_loss(model, stream, windows: int) -> torch.Tensor:
@@ -59,17 +65,27 @@ def plot(excess: dict[str, torch.Tensor], bucket: int, png) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", required=True, help="cache tags of fine-tuned models")
     ap.add_argument("--windows", type=int, default=WINDOWS, help="full 2048-token windows, spread over the test set")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 2 windows")
     ap.add_argument("--bucket", type=int, default=256, help="positions per row of the table")
-    ap.add_argument("--name", default="smollm2_position_gap")
+    ap.add_argument("--name", default="smollm2_position_gap", help="result file stem under benchmarks/results")
+    return ap
+
+
+def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
+    """(result name, quick): only the committed configuration of the name writes NAME.json (--name only names)."""
+    return args.name, not is_reference_run(ap, args, ignore=("name",), reference=COMMITTED.get(args.name, ()))
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
+    name, partial = output(ap, args)
     if args.quick:
         args.windows = min(args.windows, 2)
-    partial = args.quick or args.windows < WINDOWS
 
     ck = smollm2_checkpoint()
     stream = token_stream("wikitext2-test", "test", ck.tokenizer)
@@ -89,11 +105,11 @@ def main() -> None:
     for i, tag in enumerate(excess):
         print(f"excess {i}: {tag}")
     print_table(table, f"SmolLM2 excess NLL by position, {args.windows} WikiText-2 test windows of 2048")
-    path = write_result(args.name, {"windows": args.windows, "bucket": args.bucket, "models": list(excess),
+    path = write_result(name, {"windows": args.windows, "bucket": args.bucket, "models": list(excess),
                                     "table": table, "float_nll": ref.tolist(),
                                     "excess": {tag: e.tolist() for tag, e in excess.items()}}, quick=partial)
     print(f"wrote {path}")
-    plot(excess, args.bucket, result_path(args.name, partial, ".png"))
+    plot(excess, args.bucket, result_path(name, partial, ".png"))
 
 
 if __name__ == "__main__":

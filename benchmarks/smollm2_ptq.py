@@ -20,8 +20,12 @@ evaluation text; fine-tuning and sequential calibration read the same corpus), H
 model and cached. Every configuration's row is cached too (MECHLAB_CACHE/smollm2_ptq/), so an interrupted run resumes
 where it stopped; ``--fresh`` recomputes. The table goes to benchmarks/results/smollm2_ptq.json (smollm2_ptq_L16.json
 etc. for another trellis L; _3inst, _hybV2, _sequential, _wikitext2_valid, _cosine, _emb, _w149 suffixes for those
-options; ``--name`` sets another). ``--quick`` (a smoke run: 2 windows, the first of ``--bits``, 8 calibration
-windows, at most 5 fine-tuning steps) writes NAME.quick.json and NAME_finetune.quick.png beside the full results.
+options; ``--name`` sets another). Only the committed configuration of NAME writes NAME.json: for the committed
+results, exactly the arguments recorded in them (``COMMITTED`` below; ``smollm2_ptq.json`` itself was made with
+``--methods rtn gptq gptq-act trellis trellis-ft --ft-bits 2 4 --ft-steps 40``), for any other name the defaults.
+Every other run — ``--quick`` (a smoke run: 2 windows, the first of ``--bits``, 8 calibration windows, at most 5
+fine-tuning steps), other methods, bits, steps, windows... — writes NAME.quick.json and NAME_finetune.quick.png
+beside the full results. ``--name`` and ``--fresh`` (which recomputes the same rows) do not count.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import time
 
 import torch
 
-from common import print_table, result_path, write_result
+from common import is_reference_run, print_table, result_path, write_result
 from mechlab.data.corpora import cache_dir, get_corpus
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
@@ -45,6 +49,50 @@ from mechlab.utils import write_json_atomic
 from smollm2_wikitext2 import REFERENCE_PPL, smollm2_checkpoint
 
 SMOOTH = 10  # steps in the running mean of the plotted KL curves
+_WT2 = "--calib-corpus wikitext2-valid"
+_EMB = "--ft-lr 5e-3 --ft-schedule cosine --ft-embedding-lr 1e-4"
+_PLUS150 = (f"--methods trellis-ft --bits 2 {_WT2} --ft-from "
+            "trellis-ft-2-L12-calib128x512s0-wikitext2-valid-ft300x4x512lr0.005-cosine-emb0.0001 --ft-steps 150 "
+            "--ft-batch-size 1 --ft-seq-len 2048 --ft-lr 2e-3 --ft-schedule cosine --ft-embedding-lr 1e-4 --seed 1")
+# result name -> the arguments of its committed run (the "command" recorded in benchmarks/results/NAME.json)
+COMMITTED = {
+    "smollm2_ptq": "--methods rtn gptq gptq-act trellis trellis-ft --ft-bits 2 4 --ft-steps 40",
+    "smollm2_ptq_L16": "--methods trellis --L 16 --bits 4 2",
+    "smollm2_ptq_3inst": "--methods trellis --bits 4 --code 3inst",
+    "smollm2_ptq_hybV2": "--methods trellis --bits 4 2 --code hyb --V 2",
+    "smollm2_ptq_sequential": "--methods trellis --bits 2 --sequential",
+    "smollm2_ptq_cosine": "--methods trellis-ft --ft-bits 4 --bits 4 --ft-steps 100 --ft-lr 2e-3 --ft-schedule cosine",
+    "smollm2_ptq_cosine_w149": "--methods trellis-ft --ft-bits 4 --bits 4 --ft-steps 100 --ft-lr 2e-3 "
+                               "--ft-schedule cosine --windows 149",
+    "smollm2_ptq_cosine_emb": f"--methods trellis-ft --ft-bits 2 --ft-steps 40 {_EMB}",
+    "smollm2_ptq_sequential_cosine": "--methods trellis-ft --ft-bits 4 --bits 4 --ft-steps 100 --ft-lr 1e-3 "
+                                     "--ft-schedule cosine --sequential",
+    "smollm2_ptq_wikitext2_valid_cosine": f"--methods trellis trellis-ft --bits 4 {_WT2} --ft-lr 2e-3 "
+                                          "--ft-schedule cosine",
+    "smollm2_ptq_wikitext2_valid_cosine_w149": f"--methods trellis-ft --bits 4 {_WT2} --ft-lr 2e-3 "
+                                               "--ft-schedule cosine --windows 149",
+    "smollm2_ptq_wikitext2_valid_cosine_emb": f"--methods trellis-ft --bits 2 {_WT2} --ft-steps 40 {_EMB}",
+    "smollm2_ptq_2bit_wikitext2_valid_emb": f"--methods trellis-ft --bits 2 {_WT2} --ft-steps 100 {_EMB} "
+                                            "--name smollm2_ptq_2bit_wikitext2_valid_emb",
+    "smollm2_ptq_2bit_wikitext2_valid_emb_w149": f"--methods trellis-ft --bits 2 {_WT2} --ft-steps 100 {_EMB} "
+                                                 "--windows 149 --name smollm2_ptq_2bit_wikitext2_valid_emb_w149",
+    "smollm2_ptq_2bit_wikitext2_valid_emb300": f"--methods trellis-ft --bits 2 {_WT2} --ft-steps 300 {_EMB} "
+                                               "--name smollm2_ptq_2bit_wikitext2_valid_emb300",
+    "smollm2_ptq_2bit_wikitext2_valid_emb300_w149": f"--methods trellis-ft --bits 2 {_WT2} --ft-steps 300 {_EMB} "
+                                                    "--windows 149 --name smollm2_ptq_2bit_wikitext2_valid_emb300_w149",
+    "smollm2_ptq_2bit_wikitext2_valid_emb300_plus150x2048":
+        f"{_PLUS150} --name smollm2_ptq_2bit_wikitext2_valid_emb300_plus150x2048",
+    "smollm2_ptq_2bit_wikitext2_valid_emb300_plus150x2048_w149":
+        f"{_PLUS150} --windows 149 --name smollm2_ptq_2bit_wikitext2_valid_emb300_plus150x2048_w149",
+    "smollm2_ptq_2bit_hyb_ft40": f"--methods trellis-ft --bits 2 --code hyb --V 2 {_WT2} --ft-steps 40 {_EMB} "
+                                 "--name smollm2_ptq_2bit_hyb_ft40",
+    "smollm2_ptq_4bit_wikitext2_valid_emb": f"--methods trellis-ft --bits 4 {_WT2} --ft-lr 2e-3 --ft-schedule cosine "
+                                            "--ft-embedding-lr 1e-4 --name smollm2_ptq_4bit_wikitext2_valid_emb",
+    "smollm2_ptq_4bit_wikitext2_valid_emb_w149": f"--methods trellis-ft --bits 4 {_WT2} --ft-lr 2e-3 "
+                                                 "--ft-schedule cosine --ft-embedding-lr 1e-4 --windows 149 "
+                                                 "--name smollm2_ptq_4bit_wikitext2_valid_emb_w149",
+}
+IGNORE = ("name", "fresh")  # --name only names the file; --fresh recomputes the same cached rows
 
 
 def calibration_stream(corpus: str, tok):
@@ -100,7 +148,7 @@ def plot_finetune(rows: list[dict], png, corpus: str) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--windows", type=int, default=16, help="WikiText-2 test windows of 2048 tokens (all: 149)")
     ap.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4])
@@ -134,8 +182,27 @@ def main() -> None:
     ap.add_argument("--name", help="result file stem under benchmarks/results (default: derived from the options)")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: 2 windows, the first bits only, 8 calibration windows, <= 5 fine-tuning steps")
+    return ap
+
+
+def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
+    """(result name, quick): the name from --name or the options as given (before --quick shrinks them); only the
+    committed configuration of that name (``COMMITTED``, else the defaults) writes NAME.json."""
+    code_tag = "" if args.code == "1mad" else f"-{args.code}" + ("" if args.V == 1 else f"V{args.V}")
+    name = "smollm2_ptq" + ("" if args.L == 12 else f"_L{args.L}") + code_tag.replace("-", "_")
+    name += "_sequential" if args.sequential else ""
+    name += "" if args.calib_corpus == "gutenberg" else "_" + args.calib_corpus.replace("-", "_")
+    name += "" if args.ft_schedule == "constant" else f"_{args.ft_schedule}"
+    name += "_emb" if args.ft_embedding_lr else ""
+    name += "" if args.windows == 16 else f"_w{args.windows}"
+    name = args.name or name
+    return name, not is_reference_run(ap, args, ignore=IGNORE, reference=COMMITTED.get(name, ()))
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
-    requested_windows = args.windows  # names the result file; --quick writes NAME.quick.json beside it
+    name, quick = output(ap, args)
     if args.quick:
         args.windows, args.bits, args.calib_sequences = 2, args.bits[:1], min(args.calib_sequences, 8)
         args.ft_bits, args.ft_steps = (args.ft_bits or args.bits)[:1], min(args.ft_steps, 5)
@@ -246,20 +313,14 @@ def main() -> None:
               "perplexity": r["perplexity"], "× float": r["perplexity"] / ref,
               "linear MB": r["linear_bytes"] / 1e6, "model MB": r["model_bytes"] / 1e6} for r in rows]
     print_table(table, f"SmolLM2-135M-Instruct whole-model PTQ, WikiText-2 test, first {args.windows} windows of 2048")
-    name = "smollm2_ptq" + ("" if args.L == 12 else f"_L{args.L}") + code_tag.replace("-", "_")
-    name += "_sequential" if args.sequential else ""
-    name += "" if args.calib_corpus == "gutenberg" else "_" + args.calib_corpus.replace("-", "_")
-    name += ("" if args.ft_schedule == "constant" else f"_{args.ft_schedule}") + ("_emb" if args.ft_embedding_lr else "")
-    name += "" if requested_windows == 16 else f"_w{requested_windows}"
-    name = args.name or name
     path = write_result(name, {"windows": args.windows, "scored_tokens": rows[0]["scored_tokens"],
                                "trellis_L": args.L, "group_size": args.group_size,
                                "calibration": f"{args.calib_corpus}, {args.calib_sequences}×{args.calib_seq_len}",
-                               "full_test_reference_perplexity": REFERENCE_PPL, "rows": rows}, quick=args.quick)
+                               "full_test_reference_perplexity": REFERENCE_PPL, "rows": rows}, quick=quick)
     print(f"wrote {path}")
     tuned = [r for r in rows if "finetune" in r]
     if tuned:
-        plot_finetune(tuned, result_path(name + "_finetune", args.quick, ".png"), args.calib_corpus)
+        plot_finetune(tuned, result_path(name + "_finetune", quick, ".png"), args.calib_corpus)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ machine with transformers on the same dequantised weights: 21.31 over 302,956 sc
 
     python benchmarks/smollm2_wikitext2.py [--quick] [--max-windows N] [--bf16]
 
-Writes benchmarks/results/smollm2_wikitext2.json (_bf16, _cN suffixes for bfloat16 or another context); ``--quick``
-(the first 2 windows) or ``--max-windows`` writes smollm2_wikitext2.quick.json etc. beside the full results.
+The defaults write benchmarks/results/smollm2_wikitext2.json; ``--quick`` (the first 2 windows) or any other option
+(``--max-windows``, ``--batch-size``, ``--bf16``, ``--context``) writes smollm2_wikitext2.quick.json beside it
+(smollm2_wikitext2_bf16.quick.json, _cN for bfloat16 or another context). ``--data-dir`` only says where the text
+is read from and does not count.
 
 The imported checkpoint is kept in MECHLAB_CACHE/pretrained/smollm2 (made on first use).
 """
@@ -17,7 +19,7 @@ import time
 
 import torch
 
-from common import print_table, write_result
+from common import is_reference_run, print_table, write_result
 from mechlab.data.corpora import cache_dir
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
@@ -34,15 +36,29 @@ def smollm2_checkpoint():
     return load_checkpoint(path)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a smoke run: the first 2 windows")
     ap.add_argument("--max-windows", type=int, default=None, help="a partial run: the first N windows")
     ap.add_argument("--context", type=int, default=2048)
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--bf16", action="store_true")
-    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--data-dir", default=None,
+                    help="a local data directory to read the text from (default: MECHLAB_DATA or the cache); every "
+                         "file is checked against its sha256, so it cannot change the figures")
+    return ap
+
+
+def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
+    """(result name, quick): only the default configuration writes smollm2_wikitext2.json (--data-dir aside)."""
+    name = "smollm2_wikitext2" + ("_bf16" if args.bf16 else "") + ("" if args.context == 2048 else f"_c{args.context}")
+    return name, not is_reference_run(ap, args, ignore=("data_dir",))
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
+    name, quick = output(ap, args)
     if args.quick and args.max_windows is None:
         args.max_windows = 2
     ck = smollm2_checkpoint()
@@ -57,12 +73,11 @@ def main() -> None:
     print_table([row], f"WikiText-2 raw test, context {args.context}, non-overlapping")
     if args.max_windows is None:
         print(f"reference {REFERENCE_PPL} over {REFERENCE_TOKENS:,} tokens: ratio {r.perplexity / REFERENCE_PPL:.4f}")
-    name = "smollm2_wikitext2" + ("_bf16" if args.bf16 else "") + ("" if args.context == 2048 else f"_c{args.context}")
     path = write_result(name, {"perplexity": r.perplexity, "bits_per_byte": r.bits_per_byte, "scored_tokens": r.n_tokens,
                                "windows": r.n_windows, "context": args.context, "seconds": seconds,
                                "tokens_per_s": r.n_tokens / seconds, "threads": torch.get_num_threads(),
                                "reference_perplexity": REFERENCE_PPL, "reference_tokens": REFERENCE_TOKENS},
-                        quick=args.quick or args.max_windows is not None)
+                        quick=quick)
     print(f"wrote {path}")
 
 

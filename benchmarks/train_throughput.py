@@ -5,6 +5,9 @@ round by round in one process; the table gives tokens/s of each, their ratio, th
 fraction of the matmul FLOP/s measured on this machine. Target: ratio >= 1.0.
 
     python benchmarks/train_throughput.py [--quick] [--preset tiny] [--threads N]
+
+Writes benchmarks/results/train_throughput.json with the defaults; any other options (``--quick``, another preset,
+batch, sequence length or thread count) write train_throughput.quick.json beside it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import matmul_flops, print_table, train_throughput, write_result
+from common import is_reference_run, matmul_flops, print_table, train_throughput, write_result
 from mechlab.models import build_model, preset
 
 
@@ -79,14 +82,25 @@ def train_flops_per_token(cfg, T: int) -> float:
     return 6 * (L * per_layer + d * cfg.vocab_size) + 6 * L * T * d
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own count)")
+    return ap
+
+
+def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
+    """(result name, quick): only the default configuration writes train_throughput.json."""
+    return "train_throughput", not is_reference_run(ap, args)
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
+    name, quick = output(ap, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     rounds, steps = (3, 3) if args.quick else (8, 10)
@@ -108,13 +122,13 @@ def main() -> None:
                       f"{torch.get_num_threads()} threads; matmul peak {peak / 1e9:.0f} GFLOP/s")
     ratio = tps["mechlab"] / tps["reference"]
     print(f"ratio mechlab / reference: {ratio:.3f} (target >= 1.0)")
-    path = write_result("train_throughput", {
+    path = write_result(name, {
         "preset": args.preset, "batch": args.batch, "seq_len": args.seq, "threads": torch.get_num_threads(),
         "tokens_per_s_mechlab": tps["mechlab"], "tokens_per_s_reference": tps["reference"], "ratio": ratio,
         "flops_per_token": fpt, "matmul_flops_fp32": peak,
         "fraction_of_peak_mechlab": tps["mechlab"] * fpt / peak, "fraction_of_peak_reference": tps["reference"] * fpt / peak,
         "rounds": rounds, "steps_per_round": steps,
-    }, quick=args.quick)
+    }, quick=quick)
     print(f"wrote {path}")
     assert math.isfinite(ratio)
 

@@ -7,6 +7,8 @@ multiply-add, the min tree and its two decision bits), so 300k weights/s (39 G s
 2.45 GHz) is out of reach of 8-lane float arithmetic on these machines.
 
     python benchmarks/trellis_encode.py [--quick]
+
+Writes benchmarks/results/trellis_encode.json; ``--quick`` writes trellis_encode.quick.json beside it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from common import print_table, write_result
+from common import is_reference_run, print_table, write_result
 from mechlab.kernels import trellis_kernel
 from mechlab.quant import trellis
 
@@ -53,10 +55,21 @@ def lane_cycle_peak() -> tuple[int, float | None]:
     return (16 if "avx512f" in info else 8), (float(mhz.group(1)) * 1e6 if mhz else None)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: one round of 2 sequences")
+    return ap
+
+
+def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
+    """(result name, quick): only the default configuration writes trellis_encode.json."""
+    return "trellis_encode", not is_reference_run(ap, args)
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
+    name, quick = output(ap, args)
     torch.set_num_threads(1)  # the kernel runs on torch's thread count
     if trellis_kernel() is None:
         raise SystemExit("the compiled kernel did not build (no C compiler?)")
@@ -82,12 +95,12 @@ def main() -> None:
     if fraction is not None:
         print(f"one Viterbi pass: {2 * v1:,.0f} steps/s = {100 * fraction:.0f}% of one state update per lane per cycle "
               f"({lanes} float lanes, {hz / 1e6:.0f} MHz)")
-    path = write_result("trellis_encode", {
+    path = write_result(name, {
         "rounds": rounds, "sequences": n_seq, "float_lanes": lanes, "clock_hz": hz,
         "fraction_of_lane_cycle_peak_L16_k2_V1": fraction,
         **{f"weights_per_s_{i}_L{L}_k{k}_V{V}_{code}": statistics.median(rates[(i, L, k, V, code)])
            for i, L, k, V, code in cases},
-    }, quick=args.quick)
+    }, quick=quick)
     print(f"wrote {path}")
 
 

@@ -4,8 +4,9 @@ L=16; distortion-rate bound 0.063; scalar Lloyd-Max 2-bit 0.118. Target here: <=
 
     python benchmarks/trellis_mse.py [--quick] [--sequences 256] [--k 2]
 
-The full run (256 sequences, the claim page's figures) writes benchmarks/results/trellis_mse.json; ``--quick`` or
-fewer sequences write trellis_mse.quick.json beside it; another ``--k`` writes trellis_mse_kK.json.
+The full run (the defaults: 256 sequences, k=2; the claim page's figures) writes benchmarks/results/trellis_mse.json;
+``--quick`` or another number of sequences (fewer or more) write trellis_mse.quick.json beside it; another ``--k``
+writes trellis_mse_kK.quick.json.
 """
 
 from __future__ import annotations
@@ -15,20 +16,38 @@ import time
 
 import torch
 
-from common import print_table, write_result
+from common import is_reference_run, print_table, write_result
 from mechlab.quant.trellis import decode, encode, pack_codes
 
 CODES = (("lut", 1), ("1mad", 1), ("3inst", 1), ("hyb", 2))
 FULL_SEQUENCES = 256  # the committed run
+K_RANGE = (1, 3)  # bits per weight: a trellis step shifts in kV <= 8 bits, fewer than L (L=8 with hyb's V=2: k <= 3)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="L in {8, 10, 12} and 16 sequences")
     ap.add_argument("--sequences", type=int, default=FULL_SEQUENCES,
-                    help="256-weight sequences per cell (fewer than 256: a partial run, written beside the full one)")
-    ap.add_argument("--k", type=int, default=2)
+                    help="256-weight sequences per cell (other than 256: written beside the full results, .quick)")
+    ap.add_argument("--k", type=int, default=2, help=f"bits per weight, {K_RANGE[0]} to {K_RANGE[1]}")
+    return ap
+
+
+def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
+    """(result name, quick): only the default configuration writes trellis_mse.json."""
+    name = "trellis_mse" if args.k == 2 else f"trellis_mse_k{args.k}"
+    return name, not is_reference_run(ap, args)
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
+    if args.sequences < 1:
+        ap.error(f"--sequences {args.sequences}: give at least 1 sequence of 256 weights")
+    if not K_RANGE[0] <= args.k <= K_RANGE[1]:
+        ap.error(f"--k {args.k}: bits per weight must be {K_RANGE[0]} to {K_RANGE[1]} (the codes run at L down to 8, hyb "
+                 "with V=2 weights a step, and a trellis step shifts in k·V bits, fewer than L and at most 8)")
+    name, quick = output(ap, args)
     Ls = (8, 10, 12) if args.quick else (8, 10, 12, 14, 16)
     n_seq = 16 if args.quick else args.sequences
     w = torch.randn(n_seq, 256, generator=torch.Generator().manual_seed(0))
@@ -52,9 +71,7 @@ def main() -> None:
         best = min(figures[f"mse_L16_{c}"] for c, _ in CODES)
         print(f"best at L=16: {best:.4f} (target <= 0.069; bound 0.063)")
         figures["best_mse_L16"] = best
-    name = "trellis_mse" if args.k == 2 else f"trellis_mse_k{args.k}"
-    path = write_result(name, {"k": args.k, "sequences": n_seq, "weights": w.numel(), **figures},
-                        quick=args.quick or n_seq < FULL_SEQUENCES)
+    path = write_result(name, {"k": args.k, "sequences": n_seq, "weights": w.numel(), **figures}, quick=quick)
     print(f"wrote {path}")
 
 

@@ -29,12 +29,17 @@ steps (default the last 30%) and its interquartile range; over seeds, their mean
 
     OMP_NUM_THREADS=1 python experiments/edge_of_stability.py [--seeds 0 1 2] [--steps 3000] [--quick]
 
-Writes experiments/results/edge_of_stability.{json,png}.
+The committed run (every option at its default) writes experiments/results/edge_of_stability.{json,png}. Any other
+run — ``--quick`` (200 steps, η = 0.4 for GD and 0.02 for Adam, seed 0, a measurement every 20 steps; each only
+where the option is not given), fewer steps or seeds, other learning rates... — writes
+edge_of_stability.quick.{json,png} beside them (benchmarks/common.py: is_reference_run, the benchmarks' rule).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import math
 import statistics
 import sys
 import time
@@ -50,6 +55,16 @@ from mechlab.utils import machine_description, write_json_atomic
 ROOT = Path(__file__).resolve().parent
 BAND = (0.8, 1.2)  # the equilibrium ratio sharpness/threshold that counts as "at the edge"
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
+QUICK = dict(steps=200, gd_lrs=[0.4], adam_lrs=[0.02], seeds=[0], every=20)  # --quick's defaults
+
+
+def _benchmarks_common():
+    """benchmarks/common.py, the home of the rule which runs may write the committed results (is_reference_run)."""
+    path = ROOT.parent / "benchmarks" / "common.py"
+    spec = importlib.util.spec_from_file_location("_mechlab_benchmarks_common", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_data(seed: int, n: int, d: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,7 +208,7 @@ def plot(runs: list[dict], png: Path) -> None:
     fig.savefig(png)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--gd-lrs", type=float, nargs="+", default=[0.2, 0.3, 0.4])
@@ -208,10 +223,56 @@ def main() -> None:
     ap.add_argument("--outputs", type=int, default=5)
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--depth", type=int, default=2)
-    ap.add_argument("--quick", action="store_true", help="a smoke run: 200 steps, one lr per arm, one seed")
-    args = ap.parse_args()
-    if args.quick:
-        args.steps, args.gd_lrs, args.adam_lrs, args.seeds, args.every = 200, [0.4], [0.02], [0], 20
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run: 200 steps, one lr per arm, one seed, every 20 steps (defaults: options given "
+                         "still apply)")
+    return ap
+
+
+def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, with an argparse error (exit 2), options the experiment cannot run or summarise."""
+    for opt in ("steps", "every", "iters", "n", "dim", "outputs", "width", "depth"):
+        if getattr(args, opt) < 1:
+            ap.error(f"--{opt} {getattr(args, opt)}: must be at least 1")
+    if not 0 < args.tail < 1:
+        ap.error(f"--tail {args.tail}: the equilibrium fraction of the measurements must lie in (0, 1)")
+    if not 0 < args.tol < math.inf:
+        ap.error(f"--tol {args.tol}: must be positive")
+    for opt in ("gd_lrs", "adam_lrs"):
+        lrs = getattr(args, opt)
+        flag = "--" + opt.replace("_", "-")
+        if not lrs or any(not 0 < lr < math.inf for lr in lrs):  # also refuses nan
+            ap.error(f"{flag} {' '.join(f'{lr:g}' for lr in lrs)}: learning rates must be positive and finite")
+        if len(set(lrs)) != len(lrs):
+            ap.error(f"{flag}: a learning rate is repeated")
+    if not args.seeds:
+        ap.error("--seeds: give at least one seed")
+    if any(s < 0 for s in args.seeds) or len(set(args.seeds)) != len(args.seeds):
+        ap.error(f"--seeds {' '.join(map(str, args.seeds))}: seeds must be distinct and non-negative")
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, bool]:
+    """(arguments, quick): ``--quick`` supplies QUICK's values only for the options not given; quick is True for
+    every run that is not the committed configuration (every option at its default), which writes
+    edge_of_stability.quick.{json,png}."""
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.quick:  # the quick values as defaults: parse again, so that the options given win
+        quick_ap = build_parser()
+        quick_ap.set_defaults(**QUICK)
+        args = quick_ap.parse_args(argv)
+    validate(ap, args)
+    return args, not _benchmarks_common().is_reference_run(ap, args)
+
+
+def output_paths(quick: bool) -> tuple[Path, Path]:
+    """The results JSON and plot: edge_of_stability.{json,png}, or edge_of_stability.quick.{json,png} beside them."""
+    stem = "edge_of_stability" + (".quick" if quick else "")
+    return ROOT / "results" / f"{stem}.json", ROOT / "results" / f"{stem}.png"
+
+
+def main() -> None:
+    args, quick = parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     runs = []
@@ -225,10 +286,9 @@ def main() -> None:
                       f"final loss {r['final_loss']:.4f}, power/Lanczos − 1 = {r['power_rel_error_last']:+.1e}, "
                       f"{r['seconds']:.0f} s", flush=True)
     summary = summarise(runs, args.tail)
-    name = "edge_of_stability" + ("_quick" if args.quick else "")
     result = {
-        "experiment": name, "command": " ".join(["python", *sys.argv]), "machine": machine_description(),
-        "quick": args.quick, "seconds": time.perf_counter() - t0,
+        "experiment": "edge_of_stability", "command": " ".join(["python", *sys.argv]),
+        "machine": machine_description(), "quick": quick, "seconds": time.perf_counter() - t0,
         "prediction": "full-batch GD: λ_max(H) → 2/η and hovers; full-batch Adam: λ_max(P⁻¹H) → (2+2β1)/((1−β1)η) "
                       "= 38/η and hovers (arXiv 2103.00065, 2207.14484)",
         "settings": {**{k: v for k, v in vars(args).items() if k != "quick"}, "beta1": BETA1, "beta2": BETA2,
@@ -241,11 +301,12 @@ def main() -> None:
     m = claim("edge-of-stability").evaluate([result])
     verdict, rows, reason = m.verdict, m.rows, m.reason
     result["verdict"] = {"verdict": verdict, "rows": rows, "reason": reason}
-    write_json_atomic(ROOT / "results" / f"{name}.json", result)
-    plot(runs, ROOT / "results" / f"{name}.png")
+    json_path, png_path = output_paths(quick)
+    write_json_atomic(json_path, result)
+    plot(runs, png_path)
     for q, v in rows:
         print(f"{q}: {v}")
-    print(f"verdict: {verdict} ({reason}); {result['seconds']:.0f} s")
+    print(f"verdict: {verdict} ({reason}); {result['seconds']:.0f} s; wrote {json_path}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import torch
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from mechlab.plots import plot_arch_comparison, read_metrics
-from mechlab.train import TrainConfig, load_checkpoint, train
+from mechlab.train import TrainConfig, load_checkpoint, load_train_config, train
 from mechlab.utils import machine_description, write_json_atomic
 
 ARCHS = ("transformer", "mhc", "looped", "hyperloop")
@@ -36,12 +36,20 @@ RESULTS = ROOT / "results"
 def run_one(arch: str, seed: int, args) -> dict:
     out = Path(args.runs) / f"{arch}-s{seed}"
     summary = out / "summary.json"
-    if summary.exists():
-        return json.loads(summary.read_text())
     cfg = TrainConfig(model=f"{arch}-tiny", data="gutenberg", tokenizer=f"bpe:{args.vocab}", data_dir=args.data_dir,
                       seq_len=args.seq_len, batch_size=args.batch_size, steps=args.steps, lr=args.lr,
                       eps=args.adam_eps, warmup_steps=max(args.steps // 10, 1), eval_every=max(args.steps // 5, 1), eval_windows=32,
                       log_every=10, save_every=args.steps, keep_checkpoints=1, seed=seed, out_dir=str(out))
+    if (out / "train_config.json").exists():  # a run is reused only if it was made with these settings
+        saved = load_train_config(out).to_dict()
+        differ = sorted(k for k, v in cfg.to_dict().items() if k not in ("out_dir", "data_dir") and saved.get(k) != v)
+        if differ:
+            sys.exit(f"{out} holds a run with other settings ("
+                     + ", ".join(f"{k}: {saved.get(k)!r} there, {getattr(cfg, k)!r} asked" for k in differ)
+                     + "); give another --runs directory or delete it")
+                     "give another --runs directory or delete it")
+    if summary.exists():
+        return json.loads(summary.read_text())
     result = train(cfg, resume=(out / "latest").exists(), overwrite=not (out / "latest").exists(), progress=True)
     ck = load_checkpoint(out)
     val = token_stream("gutenberg", "validation", ck.tokenizer, args.data_dir)

@@ -1,6 +1,7 @@
 """Scaling-law fits recover known parameters from noisy synthetic data, refuse bad input and report convergence."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from mechlab.errors import ConfigError
 from mechlab.mechanics import fits
 from mechlab.mechanics.fits import (
+    DegenerateFitWarning,
     DesignWarning,
     DuplicateRowsWarning,
     FitDidNotConverge,
@@ -169,6 +171,90 @@ def test_duplicated_rows_warn_and_name_the_rows():
     assert fit.n == 22
 
 
+# ---- degenerate fits and odd inputs ---------------------------------------------------------------------------
+
+def test_constant_losses_are_refused_before_fitting():
+    _, N, D = chinchilla_data()
+    with pytest.raises(ConfigError, match=r"loss takes one value \(3\) in every run: there is no variation"):
+        fit_law("chinchilla", np.full(20, 3.0), N, D)
+    loss = np.full(20, 3.0)
+    loss[4] = 3.5  # the only variation is one outlier, and it is dropped
+    with pytest.raises(ConfigError, match=r"one value \(3\) in every run after dropping 1"):
+        fit_law("chinchilla", loss, N, D, drop_highest=1)
+    with pytest.raises(ConfigError, match="no variation"):  # equal up to rounding
+        fit_law("chinchilla", 3.0 * (1 + 1e-15 * np.arange(20)), N, D)
+
+
+def test_r2_is_nan_when_the_losses_have_no_variation():
+    """R² = 1 − SS_res/SS_tot is 0/0 for constant losses: NaN, not 1 − SS_res/1e-300 ≈ −1e277 as before (fit_law
+    refuses such losses; the fit itself is reached here directly)."""
+    _, N, D = chinchilla_data()
+    cols = {"loss": np.full(20, 3.0), "N": N, "D": D}
+    with pytest.warns(DegenerateFitWarning, match="R² = nan"):
+        fit = fits._fit("chinchilla", fits._data("chinchilla", cols), cols, None, 0, 0, False, 8, [])
+    assert math.isnan(fit.r2)
+
+
+def test_a_fit_that_explains_nothing_warns():
+    """Losses that do not depend on N or D (noise only): the fit sets an exponent to its lower bound 0 and says so."""
+    _, N, D = chinchilla_data()
+    loss = 3.0 * np.exp(0.01 * np.random.default_rng(0).standard_normal(20))
+    with pytest.warns(DegenerateFitWarning, match="degenerate chinchilla fit: .*at its lower bound 0.*mean nothing"):
+        fit = fit_law("chinchilla", loss, N, D, bootstrap=0, max_starts=8)
+    assert min(fit.params["alpha"], fit.params["beta"]) <= fits.DEGENERATE_EXP and math.isfinite(fit.r2)
+    good, N, D = chinchilla_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateFitWarning)
+        assert fit_law("chinchilla", good, N, D, bootstrap=0, max_starts=8).r2 > 0.99  # a real fit does not warn
+
+
+def test_empty_inputs_have_their_own_message():
+    with pytest.raises(ConfigError, match="loss is empty: there are no runs to fit"):
+        fit_law("chinchilla", [], [], [])
+    with pytest.raises(ConfigError, match=r"loss is empty.*N_rec, r"):
+        fit_law("isodepth", np.array([]), [], [], N_rec=[], r=[])
+
+
+@pytest.mark.parametrize("name", ["loss", "N", "D"])
+@pytest.mark.parametrize("cast,what", [(lambda v: v + 0j, "complex numbers"), (lambda v: v > 0, "booleans"),
+                                       (lambda v: v.astype(str), "strings")])
+def test_non_real_dtypes_are_refused(name, cast, what):
+    loss, N, D = chinchilla_data()
+    inputs = {"loss": loss, "N": N, "D": D}
+    inputs[name] = cast(inputs[name])
+    with pytest.raises(ConfigError, match=f"{name} must be a 1-D sequence of numbers.*got {what}"):
+        fit_law("chinchilla", inputs["loss"], inputs["N"], inputs["D"], bootstrap=0)
+    inputs[name] = np.array([float(v) for v in (loss, N, D)[["loss", "N", "D"].index(name)][:19]] + [1j],
+                            dtype=object)  # Python numbers, one of them complex
+    with pytest.raises(ConfigError, match=rf"{name}\[19\] = 1j is a complex number"):
+        fit_law("chinchilla", inputs["loss"], inputs["N"], inputs["D"], bootstrap=0)
+
+
+def test_values_too_large_for_a_float_name_the_argument():
+    loss, N, D = chinchilla_data()
+    with pytest.raises(ConfigError, match=r"N\[0\] is too large for a float64 \(an integer of 401 digits"):
+        fit_law("chinchilla", loss, [10**400] * 20, D)
+    with pytest.raises(ConfigError, match=r"D\[3\] is too large for a float64"):
+        fit_law("chinchilla", loss, N, [10**7] * 3 + [10**400] + [10**8] * 16)
+
+
+def test_law_seed_and_phi_are_checked_by_type():
+    loss, N, D = chinchilla_data()
+    with pytest.raises(ConfigError, match=r"law must be a string \(chinchilla, isodepth\), got list"):
+        fit_law(["chinchilla"], loss, N, D)
+    for seed in ("x", -1, True, 1.0):
+        with pytest.raises(ConfigError, match=f"seed = {seed!r} must be an integer >= 0"):
+            fit_law("chinchilla", loss, N, D, seed=seed)
+    for phi, shown in ((True, "bool True"), ("0.5", "str '0.5'"), (np.bool_(False), "bool"), ([0.5], "list")):
+        with pytest.raises(ConfigError, match=f"phi must be a real number .* got {shown}"):
+            fit_law("isodepth", **_iso_kwargs(), phi=phi)
+    with pytest.raises(ConfigError, match="phi is too large for a float64"):
+        fit_law("isodepth", **_iso_kwargs(), phi=10**400)
+    with pytest.warns(DesignWarning):  # numpy scalars are accepted
+        fit = fit_law("isodepth", **_iso_kwargs(), phi=np.float32(0.5), bootstrap=0, max_starts=4, seed=np.int64(3))
+    assert fit.params["phi"] == 0.5 and fit.law == "isodepth(phi=0.5)"
+
+
 # ---- dropping outliers -----------------------------------------------------------------------------------------
 
 def test_drop_highest_removes_the_planted_outliers_and_records_them():
@@ -304,3 +390,38 @@ def test_synthetic_recovery_refuses_designs_that_cannot_determine_the_law():
         synthetic_recovery("isodepth", ISO_TRUE, {**design, "D": [1e7]}, noise=0.01)
     with pytest.raises(ConfigError, match="design must hold exactly N, D"):
         synthetic_recovery("chinchilla", CHIN_TRUE, design, noise=0.01)
+
+
+def test_synthetic_recovery_accepts_numpy_scalars_and_validates_types():
+    design = {"N": np.repeat([1e6, 1e7, 1e8], 3), "D": np.tile([1e7, 1e8, 1e9], 3)}
+    rec = synthetic_recovery("chinchilla", {k: np.float64(v) for k, v in CHIN_TRUE.items()}, design,
+                             noise=np.float32(0.003), n_rep=1, bootstrap=0, max_starts=4, seed=np.int64(1))
+    assert rec.noise == pytest.approx(0.003) and rec.failed + len(rec.estimates) == 1
+    for params, match in ((None, "params must be a mapping .* got NoneType"),
+                          ({**CHIN_TRUE, "A": "x"}, r"params\['A'\] must be a real number, got str 'x'"),
+                          ({**CHIN_TRUE, "A": None}, r"params\['A'\] must be a real number, got NoneType"),
+                          ({**CHIN_TRUE, "beta": True}, r"params\['beta'\] must be a real number, got bool"),
+                          ({**CHIN_TRUE, "phi": 0.5}, "params has 'phi', not a parameter of the chinchilla law")):
+        with pytest.raises(ConfigError, match=match):
+            synthetic_recovery("chinchilla", params, design, noise=0.003)
+    with pytest.raises(ConfigError, match="design must be a mapping .* got list"):
+        synthetic_recovery("chinchilla", CHIN_TRUE, [design["N"], design["D"]], noise=0.003)
+    for noise, match in (("0.01", "noise must be a real number .* got str"), (True, "got bool"),
+                         (np.float32(np.nan), "noise = .* must be a finite sd")):
+        with pytest.raises(ConfigError, match=match):
+            synthetic_recovery("chinchilla", CHIN_TRUE, design, noise=noise)
+    with pytest.raises(ConfigError, match="seed = -1"):
+        synthetic_recovery("chinchilla", CHIN_TRUE, design, noise=0.003, seed=-1)
+    with pytest.raises(ConfigError, match="law must be a string"):
+        synthetic_recovery(["chinchilla"], CHIN_TRUE, design, noise=0.003)
+
+
+def test_synthetic_recovery_refuses_true_parameters_outside_the_fit_bounds():
+    """φ = 5 lies outside the fit's [-1, 2]: every replicate would stop at φ = 2 (bias −3, sd 0), meaningless."""
+    design = isodepth_design(tokens=(1e7, 3e7, 1e8))
+    with pytest.raises(ConfigError, match=r"outside the fit's bounds: phi = 5 \(must be in \[-1, 2\]\)"):
+        synthetic_recovery("isodepth", {**ISO_TRUE, "phi": 5.0}, design, noise=0.003)
+    with pytest.raises(ConfigError, match=r"A = 0 \(must be > 0\); alpha = -0.1 \(must be in \[0, 3\]\)"):
+        synthetic_recovery("isodepth", {**ISO_TRUE, "A": 0.0, "alpha": -0.1}, design, noise=0.003)
+    with pytest.raises(ConfigError, match=r"E = -1 \(must be >= 0\)"):
+        synthetic_recovery("chinchilla", {**CHIN_TRUE, "E": -1.0}, {"N": design["N"], "D": design["D"]}, noise=0.01)

@@ -35,6 +35,75 @@ def test_top_hessian_eigenvalue_of_a_quadratic():
     assert abs(eig - 5.0) < 1e-4
 
 
+def _indefinite(lam: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """A symmetric float64 matrix with eigenvalues ``lam`` in a random basis."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(len(lam), len(lam), generator=g, dtype=torch.float64))
+    return q @ torch.diag(lam.to(torch.float64)) @ q.T
+
+
+def test_top_hessian_eigenvalue_is_the_algebraically_largest_not_the_largest_magnitude():
+    """Eigenvalues in [−7, 5]: power iteration alone finds −7; the shifted second pass must return λ_max = 5."""
+    a = _indefinite(torch.linspace(-7.0, 5.0, 12))
+    want = float(np.linalg.eigvalsh(a.numpy()).max())  # float64 brute force
+    assert want == pytest.approx(5.0, abs=1e-12)
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    eig = top_hessian_eigenvalue(lambda: 0.5 * x.reshape(-1) @ a @ x.reshape(-1), [x], iters=500, tol=1e-12)
+    # shifted spectrum [0, 12], gap ratio 10.9/12: the stopping error tol·12/(1 − 0.91) ≈ 1.3e-10
+    assert eig == pytest.approx(want, abs=1e-6)
+    # a concave quadratic: λ_max = −1 is negative too, and still the algebraically largest
+    b = _indefinite(torch.linspace(-7.0, -1.0, 12), seed=1)
+    eig = top_hessian_eigenvalue(lambda: 0.5 * x.reshape(-1) @ b @ x.reshape(-1), [x], iters=500, tol=1e-12)
+    assert eig == pytest.approx(float(np.linalg.eigvalsh(b.numpy()).max()), abs=1e-6)
+    # H = −2·I: the shifted operator is zero, λ_max = −2
+    assert top_hessian_eigenvalue(lambda: -(x * x).sum(), [x], iters=50) == pytest.approx(-2.0, abs=1e-12)
+
+
+def test_few_iterations_give_a_rayleigh_quotient_below_lambda_max(monkeypatch):
+    """With few products (the trainer uses 3) the first estimate of λ_min is crude and the shifted operator's
+    largest-magnitude eigenvalue can still be its negative end: the shift moves down and the pass is redone. Whatever
+    happens, the answer is a Rayleigh quotient, so never above λ_max and never below the first pass's estimate."""
+    from mechlab.mechanics import observables
+
+    passes, original = [], observables._power_iteration
+
+    def spy(*args, **kwargs):
+        passes[-1].append(original(*args, **kwargs))
+        return passes[-1][-1]
+
+    monkeypatch.setattr(observables, "_power_iteration", spy)
+    lam = torch.cat([torch.tensor([-10.0]), torch.full((20,), -2.0), torch.tensor([1.0])])
+    x = torch.randn(22, dtype=torch.float64, requires_grad=True)
+    for iters in (2, 3, 5):
+        for seed in range(3):
+            a = _indefinite(lam, seed=seed)
+            passes.append([])
+            eig = top_hessian_eigenvalue(lambda: 0.5 * x @ a @ x, [x], iters=iters, seed=seed)
+            assert max(-10.0, passes[-1][0]) <= eig <= 1.0 + 1e-9, (iters, seed, passes[-1], eig)
+    assert any(len(p) > 2 for p in passes)  # the retry with a lower shift ran at least once
+    a = _indefinite(torch.cat([torch.tensor([-13.3]), torch.linspace(-0.5, 0.5, 30), torch.tensor([4.0])]), seed=3)
+    x = torch.randn(32, dtype=torch.float64, requires_grad=True)
+    assert 0 < top_hessian_eigenvalue(lambda: 0.5 * x @ a @ x, [x], iters=3) <= 4.0 + 1e-9
+
+
+def test_sharpness_costs_one_power_iteration_when_the_top_eigenvalue_is_positive(monkeypatch):
+    """λ > 0: 1 gradient + ``iters`` Hessian-vector products, as before; λ < 0: a second pass of at most ``iters``."""
+    calls = {"n": 0}
+    grad = torch.autograd.grad
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", counting)
+    x = torch.randn(12, dtype=torch.float64, requires_grad=True)
+    for lam, most in ((torch.linspace(0.1, 5.0, 12), 1 + 6), (torch.linspace(-7.0, 5.0, 12), 1 + 2 * 6)):
+        a = _indefinite(lam)
+        calls["n"] = 0
+        eig = top_hessian_eigenvalue(lambda: 0.5 * x @ a @ x, [x], iters=6, tol=1e-12)
+        assert eig > 0 and 6 < calls["n"] <= most, (lam, calls["n"])
+
+
 def _quadratic(n: int = 10, seed: int = 0):
     """0.5·xᵀAx over x split into two parameters of shapes (3, 2) and (4,), A symmetric positive definite."""
     g = torch.Generator().manual_seed(seed)
@@ -70,6 +139,31 @@ def test_preconditioned_sharpness_of_a_quadratic_matches_brute_force():
     assert raw == pytest.approx(np.linalg.eigvalsh(a.numpy()).max(), rel=1e-8)
     with pytest.raises(ValueError, match="pass base_lr"):  # two group lrs: which one does the threshold use?
         preconditioned_sharpness(loss, xs, opt)
+
+
+def test_preconditioned_sharpness_of_an_indefinite_hessian_is_lambda_max():
+    """P⁻¹H with H's eigenvalues in [−7, 5] and a hand-set Adam state: λ_max of P^-1/2·H·P^-1/2 (float64 brute force),
+    not the negative eigenvalue of largest magnitude."""
+    a = _indefinite(torch.linspace(-7.0, 5.0, 10), seed=4)
+    g = torch.Generator().manual_seed(5)
+    xs = [torch.randn(3, 2, generator=g, dtype=torch.float64, requires_grad=True),
+          torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)]
+
+    def loss():
+        x = torch.cat([p.reshape(-1) for p in xs])
+        return 0.5 * x @ a @ x
+
+    lr, beta1, beta2, eps, t = 1e-2, 0.9, 0.99, 1e-3, 5
+    opt = torch.optim.Adam(xs, lr=lr, betas=(beta1, beta2), eps=eps)
+    vs = [torch.exp(torch.randn(p.shape, generator=g, dtype=torch.float64)) * 1e-2 for p in xs]
+    for p, v in zip(xs, vs):
+        opt.state[p] = {"step": torch.tensor(float(t)), "exp_avg": torch.zeros_like(p), "exp_avg_sq": v}
+    p_diag = np.concatenate([(1 - beta1**t) * (np.sqrt(v.numpy().reshape(-1) / (1 - beta2**t)) + eps) for v in vs])
+    s = np.diag(p_diag**-0.5)
+    spectrum = np.linalg.eigvalsh(s @ a.numpy() @ s)
+    assert spectrum.min() < -abs(spectrum.max())  # the largest magnitude is the negative end
+    got = preconditioned_sharpness(loss, xs, opt, iters=2000, tol=1e-13)
+    assert got == pytest.approx(spectrum.max(), rel=1e-6)
 
 
 @pytest.mark.parametrize("amsgrad", [False, True])

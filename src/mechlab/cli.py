@@ -76,7 +76,7 @@ def train_cmd(
     optimizer: str = typer.Option("adamw", help="'adamw' or 'sgd' (plain gradient descent, no momentum)."),
     seed: int = typer.Option(0, help="Seed for initialisation and data order."),
     out: Path = typer.Option(Path("runs/train"), help="Run directory."),
-    config: Optional[Path] = typer.Option(None, help="A JSON TrainConfig; command-line flags are ignored when given."),
+    config: Optional[Path] = typer.Option(None, help="A JSON TrainConfig; the other flags are ignored when given, and --out names the run directory."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its latest checkpoint."),
     overwrite: bool = typer.Option(False, help="Start afresh even if --out holds a run."),
     data_dir: Optional[str] = DataDir,
@@ -225,12 +225,26 @@ def claims_list(root: Path = typer.Option(Path("."), help="Repository root holdi
     """Every claim with its paper and current verdict."""
     from mechlab.claims import CLAIMS
 
+    _check_root(root)
     table = Table(title="claims")
-    for col in ("name", "paper", "claim", "verdict"):
+    for col in ("name", "paper", "claim", "verdict", "why"):
         table.add_column(col)
     for c in CLAIMS:
-        table.add_row(c.name, c.paper, c.statement, c.measure(root).verdict)
+        m = c.measure(root)
+        table.add_row(c.name, c.paper, c.statement, m.verdict, m.reason)
     console.print(table)
+
+
+def _check_root(root: Path) -> None:
+    """A root that is not a directory is an error; one that holds none of the claims' result files (run outside
+    the repository?) gets a warning, since every claim would read "not yet measured"."""
+    from mechlab.claims import CLAIMS
+
+    if not root.is_dir():
+        raise MechlabError(f"--root {root} is not a directory: give the repository root that holds experiments/ and benchmarks/")
+    if not any((root / r).is_file() for c in CLAIMS for r in c.results):
+        err.print(f"[yellow]warning:[/] {root.resolve()} holds none of the claims' result files: every claim reads "
+                  "'not yet measured' (run from the repository root, or pass --root)", highlight=False)
 
 
 @claims_app.command("run")
@@ -251,7 +265,14 @@ def claims_report(out: Path = typer.Option(Path("runs/claims"), "--out", "-o", h
     """Render the claim pages (one per seed paper, measured verdicts, plots, citation graph) as static HTML."""
     from mechlab.claims import render_report
 
-    console.print(f"claim pages: {render_report(out, root)}")
+    _check_root(root)
+    if out.exists() and not out.is_dir():
+        raise MechlabError(f"--out {out} exists and is not a directory: give a directory for the HTML site")
+    try:
+        index = render_report(out, root)
+    except OSError as e:
+        raise MechlabError(f"cannot write the claim pages to {out}: {e}") from e
+    console.print(f"claim pages: {index}")
 
 
 delegate_app = typer.Typer(no_args_is_help=True, help="DELEGATE round-trip relays of delegated document edits.")

@@ -39,6 +39,10 @@ Design: the law is additive, L = E + f(N) + g(D), so with only two distinct toke
 E + g(D_1) and g(D_2) − g(D_1): (B, β, E) has a flat direction and their intervals mean nothing (likewise A, α with
 two N). :func:`fit_law` warns (DesignWarning) in that case and refuses a single level.
 
+Degenerate fits: losses with no variation are refused (ConfigError: nothing to fit, R² would be 0/0; R² is NaN
+whenever SS_tot = 0); a converged fit with alpha or beta at its lower bound 0, or with R² ≤ 0, warns
+(DegenerateFitWarning) and is still returned.
+
 Outliers: Besiroglu et al. drop the five highest-loss runs of the Chinchilla data before fitting; ``drop_highest=k``
 does the same and records the dropped rows in ``Fit.dropped``.
 
@@ -54,6 +58,7 @@ import ctypes
 import glob
 import itertools
 import math
+import numbers
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -84,6 +89,14 @@ class DesignWarning(UserWarning):
     direction)."""
 
 
+class DegenerateFitWarning(UserWarning):
+    """A converged fit that does not determine the law: an exponent (alpha or beta) at its lower bound 0, where its
+    power-law term is a constant that merges with E, or R² ≤ 0 (the law explains none of the losses' variation)."""
+
+
+DEGENERATE_EXP = 1e-6  # an exponent within this of its lower bound 0 counts as at the bound
+
+
 class FitDidNotConverge(MechlabError):
     """No restart of the optimiser converged on the full data."""
 
@@ -102,7 +115,8 @@ class Fit:
     """A fitted law.
 
     ``params``: A, B, E (E in nats/token), alpha, beta[, phi]. ``objective``: Σ Huber_δ(log L̂ − log L) over the fitted
-    rows (unscaled). ``r2``: R² of L (not log L). ``n``: rows fitted (after dropping). ``ci``: 95% bootstrap
+    rows (unscaled). ``r2``: R² = 1 − SS_res/SS_tot of L (not log L); NaN when SS_tot = 0 (losses with no variation,
+    which :func:`fit_law` refuses, so in practice never). ``n``: rows fitted (after dropping). ``ci``: 95% bootstrap
     percentile intervals from the converged resamples. ``residual_sd``: sd of log L − log L̂ with n − p degrees of
     freedom (the multiplicative noise to give :func:`synthetic_recovery`; NaN when n ≤ p). ``dropped``: indices
     (into the arrays given to :func:`fit_law`) of the rows left out by ``drop_highest``. ``bootstrap``: resamples
@@ -490,11 +504,12 @@ _WHAT = {"loss": "losses (nats/token)", "N": "parameter counts", "D": "token cou
 
 def _column(name: str, values, n: int | None) -> np.ndarray:
     try:
-        arr = np.asarray(values, dtype=float)
+        raw = np.asarray(values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name} must be a 1-D sequence of numbers, one per run: {exc}") from None
-    if arr.ndim != 1:
-        raise ConfigError(f"{name} must be a 1-D sequence with one value per run, got shape {arr.shape}")
+    if raw.ndim != 1:
+        raise ConfigError(f"{name} must be a 1-D sequence with one value per run, got shape {raw.shape}")
+    arr = _real_array(name, raw)
     if n is not None and len(arr) != n:
         raise ConfigError(f"{name} has {len(arr)} values but loss has {n}: give one value per run "
                           "(length-1 arrays are not broadcast)")
@@ -508,29 +523,94 @@ def _column(name: str, values, n: int | None) -> np.ndarray:
     return arr
 
 
+def _real_array(name: str, raw: np.ndarray) -> np.ndarray:
+    """A 1-D array of real numbers as float64; ConfigError for complex, bool, string or other non-real entries
+    (instead of numpy's silent casts) and for values too large for a float64."""
+    kind = raw.dtype.kind
+    if kind in "iu":
+        return raw.astype(float)
+    if kind == "f":
+        with np.errstate(over="ignore"):
+            arr = raw.astype(float)
+        big = np.flatnonzero(np.isfinite(raw) & ~np.isfinite(arr))
+        if len(big):
+            raise ConfigError(f"{name}[{big[0]}] = {str(raw[big[0]])} is too large for a float64 (max ~1.8e308)")
+        return arr
+    if kind == "O":
+        out = np.empty(len(raw))
+        for i, v in enumerate(raw):
+            out[i] = _real_entry(f"{name}[{i}]", v)
+        return out
+    what = {"c": "complex numbers", "b": "booleans", "U": "strings", "S": "bytes"}.get(kind, f"dtype {raw.dtype}")
+    raise ConfigError(f"{name} must be a 1-D sequence of numbers, one per run: got {what} (dtype {raw.dtype}); "
+                      f"{_WHAT[name]} are real numbers")
+
+
+def _real_entry(label: str, v) -> float:
+    """One entry of an object array (mixed or huge Python numbers) as a float; ConfigError if it is not a real
+    number or overflows a float64."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        kind = "complex number" if isinstance(v, numbers.Complex) else type(v).__name__
+        raise ConfigError(f"{label} = {v!r} is a {kind}: give real numbers")
+    try:
+        return float(v)
+    except OverflowError:
+        raise ConfigError(f"{label} is too large for a float64 (an integer of {len(str(abs(int(v))))} digits; max "
+                          "~1.8e308)") from None
+
+
+def _real_number(label: str, v) -> float:
+    """A real scalar (Python or numpy, not bool) as a float; ConfigError naming ``label`` and the type otherwise."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise ConfigError(f"{label} must be a real number, got {type(v).__name__} {v!r}")
+    try:
+        return float(v)
+    except OverflowError:
+        raise ConfigError(f"{label} is too large for a float64 (an integer of {len(str(abs(int(v))))} digits; max "
+                          "~1.8e308)") from None
+
+
 def _more(bad: np.ndarray) -> str:
     return f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
 
 
-def _check_inputs(law, loss, N, D, N_rec, r, phi, drop_highest, bootstrap,
-                  max_starts) -> tuple[dict[str, np.ndarray], int]:
-    """The columns as float arrays of one length, every value finite and positive, and the number of free
-    parameters; ConfigError otherwise."""
+def _check_law(law) -> None:
+    if not isinstance(law, str):
+        raise ConfigError(f"law must be a string ({', '.join(LAWS)}), got {type(law).__name__} {law!r}")
     if law not in LAWS:
         raise ConfigError(f"unknown law {law!r}; choose {', '.join(LAWS)}")
+
+
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed = {seed!r} must be an integer >= 0")
+
+
+def _check_inputs(law, loss, N, D, N_rec, r, phi, drop_highest, bootstrap, max_starts,
+                  seed=0) -> tuple[dict[str, np.ndarray], int]:
+    """The columns as float arrays of one length, every value finite and positive, and the number of free
+    parameters; ConfigError otherwise."""
+    _check_law(law)
     if law == "isodepth" and (N_rec is None or r is None):
         raise ConfigError("the iso-depth law needs N_rec and r for every row")
     if law == "chinchilla" and (N_rec is not None or r is not None or phi is not None):
         raise ConfigError("N_rec, r and phi belong to the iso-depth law: drop them or use law='isodepth'")
-    if phi is not None and not (isinstance(phi, (int, float, np.floating)) and math.isfinite(phi)
-                                and PARAM_BOUNDS["phi"][0] <= phi <= PARAM_BOUNDS["phi"][1]):
-        raise ConfigError(f"phi = {phi} must be a finite number in {list(PARAM_BOUNDS['phi'])}")
+    if phi is not None:
+        if isinstance(phi, (bool, np.bool_)) or not isinstance(phi, numbers.Real):
+            raise ConfigError(f"phi must be a real number in {list(PARAM_BOUNDS['phi'])} or None (fitted), got "
+                              f"{type(phi).__name__} {phi!r}")
+        if not (math.isfinite(_real_number("phi", phi)) and PARAM_BOUNDS["phi"][0] <= phi <= PARAM_BOUNDS["phi"][1]):
+            raise ConfigError(f"phi = {phi} must be a finite number in {list(PARAM_BOUNDS['phi'])}")
     for name, v, least in (("drop_highest", drop_highest, 0), ("bootstrap", bootstrap, 0),
                            ("max_starts", 1 if max_starts is None else max_starts, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
             raise ConfigError(f"{name} = {v!r} must be an integer >= {least}")
+    _check_seed(seed)
     cols = {"loss": _column("loss", loss, None)}
     n = len(cols["loss"])
+    if n == 0:
+        raise ConfigError("loss is empty: there are no runs to fit; give one loss (and one N, D"
+                          f"{', N_rec, r' if law == 'isodepth' else ''}) per training run")
     cols["N"], cols["D"] = _column("N", N, n), _column("D", D, n)
     if law == "isodepth":
         cols["N_rec"], cols["r"] = _column("N_rec", N_rec, n), _column("r", r, n)
@@ -555,6 +635,11 @@ def _check_design(law: str, cols: dict[str, np.ndarray], n_free: int, phi: float
     design = np.column_stack([v for k, v in cols.items() if k != "loss"])
     n, n_distinct = len(design), len(np.unique(design, axis=0))
     after = f" after dropping {dropped}" if dropped else ""
+    loss = cols["loss"]
+    if np.ptp(loss) <= 1e-12 * loss.max():
+        raise ConfigError(f"loss takes one value ({loss[0]:g}) in every run{after}: there is no variation for the law "
+                          "to explain (R² would be 0/0, and any fit is degenerate); check that these are the runs' "
+                          "final losses")
     names = ", ".join(LAWS[law][1][:n_free])
     if n_distinct < n_free + 1:
         raise ConfigError(f"{n} points{after} ({n_distinct} distinct designs) cannot determine {n_free} free "
@@ -631,15 +716,23 @@ def fit_law(law: str, loss: Sequence[float], N: Sequence[float], D: Sequence[flo
     Raises:
         ConfigError: unknown law; N_rec/r missing for the iso-depth law or given to the Chinchilla law; an input
             that is not 1-D, whose length differs from ``loss`` (no broadcasting), or that holds a NaN, an infinity
-            or a value ≤ 0 (the message names the argument and the first offending index and value); fewer distinct
+            or a value ≤ 0 (the message names the argument and the first offending index and value); empty inputs;
+            values that are not real numbers (complex, bool, strings) or too large for a float64; fewer distinct
             design points than free parameters + 1; N (N_once + r·N_rec), D or, with free φ, r taking a single value;
-            bad ``phi``, ``drop_highest`` or ``bootstrap``.
+            losses with no variation (all equal up to a relative 1e-12: there is nothing to fit, and R² would be
+            0/0); a ``law`` that is not one of the names; bad ``phi`` (not a real number, bools and strings
+            included, or outside [-1, 2]), ``drop_highest``, ``bootstrap``, ``max_starts`` or ``seed`` (an integer
+            ≥ 0).
         FitDidNotConverge: no restart converged on the full data.
 
     Warns:
         DuplicateRowsWarning: rows identical in every column (loss included).
+        DesignWarning: only two levels of N or D.
+        DegenerateFitWarning: the converged fit (or a restricted one) has alpha or beta at its lower bound 0 or
+            R² ≤ 0; the fit is still returned.
     """
-    cols, n_free = _check_inputs(law, loss, N, D, N_rec, r, phi, drop_highest, bootstrap, max_starts)
+    cols, n_free = _check_inputs(law, loss, N, D, N_rec, r, phi, drop_highest, bootstrap, max_starts, seed)
+    phi = None if phi is None else float(phi)
     from scipy.optimize import minimize  # noqa: F401  (loads scipy's BLAS before _single_threaded_blas looks for it)
 
     n_all = len(cols["loss"])
@@ -668,12 +761,14 @@ def _fit(law: str, data: _Data, cols: dict[str, np.ndarray], phi: float | None, 
     params = _to_params(law, best.x, phi, data)
     loss = cols["loss"]
     pred = predict(law, params, cols["N"], cols["D"], cols.get("N_rec"), cols.get("r"))
-    r2 = 1.0 - float(((loss - pred) ** 2).sum() / max(((loss - loss.mean()) ** 2).sum(), 1e-300))
+    ss_tot = float(((loss - loss.mean()) ** 2).sum())
+    r2 = 1.0 - float(((loss - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
     n_free = len(best.x)
     dof = len(loss) - n_free
     res_sd = float(np.sqrt(((np.log(pred) - data.log_l) ** 2).sum() / dof)) if dof > 0 else float("nan")
     out = Fit(law if phi is None else f"{law}(phi={phi:g})", params, best.fun, r2, len(loss), residual_sd=res_sd,
               dropped=dropped, bootstrap=bootstrap, starts=len(runs), starts_converged=n_ok)
+    _warn_degenerate(out)
     if bootstrap:
         rng = np.random.default_rng(seed)
         rows = rng.integers(0, len(loss), (bootstrap, len(loss)))
@@ -696,6 +791,22 @@ def _fit(law: str, data: _Data, cols: dict[str, np.ndarray], phi: float | None, 
         for pinned in (0.0, 1.0):
             out.restricted[f"phi={pinned:g}"] = _fit(law, data, cols, pinned, 0, seed, False, max_starts, dropped)
     return out
+
+
+def _warn_degenerate(fit: Fit) -> None:
+    """DegenerateFitWarning when alpha or beta sits at its lower bound 0 or R² ≤ 0 (see DegenerateFitWarning)."""
+    why = []
+    for k, term, other in (("alpha", "A·N^(-alpha)", "A"), ("beta", "B·D^(-beta)", "B")):
+        lo = PARAM_BOUNDS[k][0]
+        if fit.params[k] - lo <= DEGENERATE_EXP:
+            why.append(f"{k} = {fit.params[k]:.3g} is at its lower bound {lo:g}, so {term} is a constant that merges "
+                       f"with E ({other}, {k} and E are not determined)")
+    if not fit.r2 > 0:
+        why.append(f"R² = {fit.r2:.3g} <= 0: the law explains none of the variation of the losses")
+    if why:
+        warnings.warn(f"degenerate {fit.law} fit: {'; '.join(why)}. Its parameters and intervals mean nothing; check "
+                      "the losses (do they fall with N and D?) and the design (see synthetic_recovery)",
+                      DegenerateFitWarning, stacklevel=4)
 
 
 # ---- design checks -----------------------------------------------------------------------------------------------
@@ -744,23 +855,50 @@ def synthetic_recovery(law: str, params: Mapping[str, float], design: Mapping[st
         seed: seeds the noise and each replicate's bootstrap.
 
     Returns a :class:`Recovery`. Raises ConfigError when the design itself is refused by :func:`fit_law` (too few
-    distinct points, non-positive values, ...), or for a bad law, parameter name, noise or n_rep.
+    distinct points, non-positive values, ...), or for a bad law, parameter name, noise (a real number ≥ 0, Python
+    or numpy), n_rep or seed; for ``params`` that is not a mapping, lacks a parameter of the law or has others, holds
+    a value that is not a finite real number, or a true value outside the fit's bounds (A, B > 0, E ≥ 0, alpha and
+    beta in [0, 3], phi in [-1, 2]: the fit could not reach it); for ``design`` that is not a mapping.
     """
-    if law not in LAWS:
-        raise ConfigError(f"unknown law {law!r}; choose {', '.join(LAWS)}")
+    _check_law(law)
     names = LAWS[law][1]
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"params must be a mapping (e.g. a dict or Fit.params) of the {law} law's parameters "
+                          f"({', '.join(names)}), got {type(params).__name__}")
     missing = [k for k in names if k not in params]
     if missing:
         raise ConfigError(f"params lacks {', '.join(missing)}: give every parameter of the {law} law "
                           f"({', '.join(names)})")
+    extra = [repr(k) for k in params if k not in names]
+    if extra:
+        raise ConfigError(f"params has {', '.join(extra)}, not a parameter of the {law} law ({', '.join(names)})")
+    true_params = {k: _real_number(f"params[{k!r}]", params[k]) for k in names}
+    bounds = {"A": (0.0, math.inf, "> 0"), "B": (0.0, math.inf, "> 0"), "E": (0.0, math.inf, ">= 0"),
+              **{k: (lo, hi, f"in [{lo:g}, {hi:g}]") for k, (lo, hi) in PARAM_BOUNDS.items()}}
+    outside = []
+    for k, v in true_params.items():
+        lo, hi, rule = bounds[k]
+        if not math.isfinite(v) or v < lo or v > hi or (rule == "> 0" and v == lo):
+            outside.append(f"{k} = {v:g} (must be {rule})")
+    if outside:
+        raise ConfigError(f"true parameters outside the fit's bounds: {'; '.join(outside)}. The fit cannot reach "
+                          "them (it would stop at the bound), so the recovery would be meaningless")
     param = param or ("phi" if law == "isodepth" else "alpha")
     if param not in names:
         raise ConfigError(f"param {param!r} is not a parameter of the {law} law ({', '.join(names)})")
-    if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
+    if isinstance(noise, (bool, np.bool_)) or not isinstance(noise, numbers.Real):
+        raise ConfigError(f"noise must be a real number (the sd of log-loss noise), got {type(noise).__name__} "
+                          f"{noise!r}")
+    if not (math.isfinite(_real_number("noise", noise)) and noise >= 0):
         raise ConfigError(f"noise = {noise!r} must be a finite sd >= 0 (of log-loss)")
+    noise = float(noise)
     if isinstance(n_rep, bool) or not isinstance(n_rep, (int, np.integer)) or n_rep < 1:
         raise ConfigError(f"n_rep = {n_rep!r} must be a positive integer")
+    _check_seed(seed)
     keys = ("N", "D", "N_rec", "r") if law == "isodepth" else ("N", "D")
+    if not isinstance(design, Mapping):
+        raise ConfigError(f"design must be a mapping (e.g. a dict) of arrays under {', '.join(keys)}, one entry per "
+                          f"planned run; got {type(design).__name__}")
     extra = set(design) - set(keys)
     if extra or any(k not in design for k in keys):
         raise ConfigError(f"design must hold exactly {', '.join(keys)} for the {law} law; got {', '.join(design)}")
@@ -769,12 +907,12 @@ def synthetic_recovery(law: str, params: Mapping[str, float], design: Mapping[st
     for k in keys[1:]:
         if len(cols[k]) != n:
             raise ConfigError(f"design[{k!r}] has {len(cols[k])} values but design['N'] has {n}: one per run")
-    true_l = predict(law, dict(params), cols["N"], cols["D"], cols.get("N_rec"), cols.get("r"))
+    true_l = predict(law, true_params, cols["N"], cols["D"], cols.get("N_rec"), cols.get("r"))
     if not np.all(np.isfinite(true_l) & (true_l > 0)):
         raise ConfigError("the law gives a non-positive or non-finite loss at this design with these params")
     rng = np.random.default_rng(seed)
     est, covered, widths, failed, boot_failed = [], [], [], 0, 0
-    true = float(params[param])
+    true = true_params[param]
     for rep in range(n_rep):
         loss = true_l * np.exp(noise * rng.standard_normal(n))
         try:

@@ -4,10 +4,10 @@ Any model:
 
 * per-layer weight norm, effective rank (exp of the entropy of the normalised singular values; Roy & Vetterli)
   and update/weight ratio |ΔW| / |W| of one optimiser step (:func:`layer_statistics`);
-* sharpness, for the edge of stability: the top Hessian eigenvalue of the loss by power iteration on
-  Hessian-vector products (:func:`top_hessian_eigenvalue`), which under full-batch gradient descent rises to about
-  2/η and hovers there (Cohen et al. 2021, arXiv 2103.00065); and under Adam the *preconditioned* sharpness
-  λ_max(P⁻¹H) with P read from the optimiser's state (:func:`preconditioned_sharpness`,
+* sharpness, for the edge of stability: the algebraically largest Hessian eigenvalue λ_max of the loss by power
+  iteration on Hessian-vector products (:func:`top_hessian_eigenvalue`), which under full-batch gradient descent
+  rises to about 2/η and hovers there (Cohen et al. 2021, arXiv 2103.00065); and under Adam the *preconditioned*
+  sharpness λ_max(P⁻¹H) with P read from the optimiser's state (:func:`preconditioned_sharpness`,
   :func:`adam_preconditioner`), which hovers at :func:`adam_threshold` = (2 + 2β1)/((1 − β1)·η), 38/η for
   β1 = 0.9 (Cohen et al. 2022, "Adaptive gradient methods at the edge of stability", arXiv 2207.14484);
 * steps and plateaus of a loss curve (:func:`loss_steps`).
@@ -78,15 +78,18 @@ def snapshot_matrices(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def top_hessian_eigenvalue(loss_fn, params: list[torch.Tensor], iters: int = 20, tol: float = 1e-4,
                            seed: int = 0) -> float:
-    """The eigenvalue of largest magnitude of the Hessian H of ``loss_fn()`` (a scalar) w.r.t. ``params`` (those
-    with ``requires_grad``; any shapes, the Hessian is over all their entries), in the loss's units per squared
-    parameter unit, by power iteration on Hessian-vector products (double backward); stops when the Rayleigh
-    quotient changes by less than ``tol`` relatively, or after ``iters`` products.
+    """The algebraically largest eigenvalue (λ_max) of the Hessian H of ``loss_fn()`` (a scalar) w.r.t. ``params``
+    (those with ``requires_grad``; any shapes, the Hessian is over all their entries), in the loss's units per
+    squared parameter unit, by power iteration on Hessian-vector products (double backward); each power iteration
+    stops when the Rayleigh quotient changes by less than ``tol`` relatively, or after ``iters`` products.
 
     This is the sharpness to compare with 2/η under full-batch gradient descent (Cohen et al. 2021,
     arXiv 2103.00065). Under Adam the quantity that stabilises is :func:`preconditioned_sharpness` instead.
-    Power iteration gives the eigenvalue of largest *magnitude* (as scipy's ``eigsh`` default, which the
-    edge-of-stability papers use); at the edge of stability that is the top, positive one.
+    Power iteration alone gives the eigenvalue of largest *magnitude*, which early in training can be a large
+    negative one; when it is negative (λ < 0), a second power iteration on the shifted operator v ↦ Hv − λ·v (all
+    eigenvalues ≥ 0, the top one λ_max − λ) gives λ_max, at up to ``iters`` more products (details in
+    ``_largest_eigenvalue``). When the first estimate is ≥ 0 the cost is one power iteration, as before. The
+    shifted iteration's ``tol`` is relative to λ_max − λ. λ_max may itself be negative (a concave loss).
     """
     return _top_eigenvalue(loss_fn, [p for p in params if p.requires_grad], None, iters, tol, seed)
 
@@ -169,9 +172,10 @@ def preconditioned_sharpness(loss_fn, params: list[torch.Tensor], optimizer: tor
     the ratio hovers at 1 (Cohen et al. 2022, "Adaptive gradient methods at the edge of stability",
     arXiv 2207.14484).
 
-    Computed as the eigenvalue of largest magnitude of the symmetric P^-1/2·H·P^-1/2 (similar to P⁻¹H, so the
-    same spectrum, and symmetric, so power iteration converges to it) by power iteration on Hessian-vector products;
-    ``iters``, ``tol``, ``seed`` as in :func:`top_hessian_eigenvalue`. Errors: those of :func:`adam_preconditioner`.
+    Computed as the algebraically largest eigenvalue (λ_max) of the symmetric P^-1/2·H·P^-1/2 (similar to P⁻¹H, so
+    the same spectrum, and symmetric, so power iteration converges) by power iteration on Hessian-vector products,
+    with the same second, shifted power iteration as :func:`top_hessian_eigenvalue` when the eigenvalue of largest
+    magnitude is negative; ``iters``, ``tol``, ``seed`` as there. Errors: those of :func:`adam_preconditioner`.
     """
     params = [p for p in params if p.requires_grad]
     scale = [pc.rsqrt() for pc in adam_preconditioner(optimizer, params, base_lr)]
@@ -182,24 +186,56 @@ def _top_eigenvalue(loss_fn, params, scale, iters, tol, seed) -> float:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     with sdpa_kernel(SDPBackend.MATH):  # the fused attention kernels have no double backward
-        return _power_iteration(loss_fn, params, scale, iters, tol, seed)
+        return _largest_eigenvalue(loss_fn, params, scale, iters, tol, seed)
 
 
-def _power_iteration(loss_fn, params, scale, iters, tol, seed) -> float:
-    """Power iteration on v ↦ D·H·D·v, D = diag(``scale``) (the identity when ``scale`` is None)."""
+SHIFT_RETRIES = 3  # shifted power iterations at most, when the first shift was not below λ_min
+
+
+def _largest_eigenvalue(loss_fn, params, scale, iters, tol, seed) -> float:
+    """λ_max of M = D·H·D, D = diag(``scale``) (the identity when ``scale`` is None), H the Hessian of ``loss_fn()``.
+
+    Power iteration on M gives λ, the eigenvalue of largest magnitude. If λ ≥ 0 it is λ_max (one pass, ``iters``
+    Hessian-vector products at most). If λ < 0, a second power iteration on the shifted operator v ↦ Mv − λ·v,
+    whose eigenvalues μ − λ are all ≥ 0 when λ ≤ λ_min, converges to λ_max − λ. The Rayleigh quotient λ lies in
+    [λ_min, λ_max], so when the first pass stopped before converging (few ``iters``) λ may sit above λ_min, and the
+    shifted operator's largest-magnitude eigenvalue can then be the negative λ_min − λ; the shift then moves down
+    to that lower estimate and the shifted iteration runs again (``SHIFT_RETRIES`` passes at most). Every Rayleigh
+    quotient is a lower bound on λ_max: if no shifted pass finds the positive end, the largest one seen is returned.
+    """
+    loss = loss_fn()
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+
+    def matvec(v):
+        dv = v if scale is None else [d * x for d, x in zip(scale, v)]
+        hv = torch.autograd.grad(grads, params, grad_outputs=dv, retain_graph=True)
+        return list(hv) if scale is None else [d * x for d, x in zip(scale, hv)]
+
+    lam = _power_iteration(matvec, params, iters, tol, seed)
+    if lam >= 0:
+        return lam
+    shift, best = lam, lam
+    for _ in range(SHIFT_RETRIES):
+        mu = _power_iteration(lambda v, s=shift: [h - s * x for h, x in zip(matvec(v), v)], params, iters, tol, seed)
+        best = max(best, shift + mu)  # the Rayleigh quotient of M at the shifted pass's vector
+        if mu >= 0:
+            return shift + mu
+        shift = shift + mu  # a Rayleigh quotient below the old shift: a better lower estimate of λ_min
+    return best
+
+
+def _power_iteration(matvec, params, iters, tol, seed) -> float:
+    """The eigenvalue of largest magnitude of the symmetric operator ``matvec`` (lists of tensors shaped as
+    ``params``) by power iteration from a seeded random start: the Rayleigh quotient, when it changes by less than
+    ``tol`` relatively, or after ``iters`` products; 0.0 if the operator maps the iterate to zero."""
     g = torch.Generator().manual_seed(seed)
     v = [torch.randn(p.shape, generator=g).to(p) for p in params]
     norm = torch.sqrt(sum((x * x).sum() for x in v))
     v = [x / norm for x in v]
-    loss = loss_fn()
-    grads = torch.autograd.grad(loss, params, create_graph=True)
     eig = 0.0
     for i in range(iters):
-        dv = v if scale is None else [d * x for d, x in zip(scale, v)]
-        hv = torch.autograd.grad(grads, params, grad_outputs=dv, retain_graph=True)
-        if scale is not None:
-            hv = [d * x for d, x in zip(scale, hv)]
-        new = float(sum((a * b).sum() for a, b in zip(hv, v)))  # Rayleigh quotient vᵀDHDv, |v| = 1
+        hv = matvec(v)
+        new = float(sum((a * b).sum() for a, b in zip(hv, v)))  # Rayleigh quotient vᵀMv, |v| = 1
         norm = torch.sqrt(sum((x * x).sum() for x in hv))
         if float(norm) == 0.0:
             return 0.0

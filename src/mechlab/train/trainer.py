@@ -88,26 +88,46 @@ class TrainConfig:
     out_dir: str = "runs/train"
 
     def validate(self) -> None:
+        """Raise ConfigError naming the field and its value for anything a run cannot use: wrong types (a bool is
+        not an int, a string not a number), non-finite or out-of-range numbers."""
+        ints = ("seq_len", "batch_size", "steps", "eval_every", "eval_windows", "log_every", "save_every",
+                "keep_checkpoints", "warmup_steps", "observe_every", "hessian_every", "hessian_iters", "seed")
+        for name in ints:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(f"train config: {name} must be an integer, got {v!r}")
         for name in ("seq_len", "batch_size", "steps", "eval_every", "eval_windows", "log_every", "save_every", "keep_checkpoints"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"train config: {name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("warmup_steps", "observe_every", "hessian_every", "hessian_iters"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train config: {name} must be a non-negative integer, got {getattr(self, name)!r}")
+        if self.micro_batch_size is not None and (isinstance(self.micro_batch_size, bool) or
+                                                  not isinstance(self.micro_batch_size, int) or self.micro_batch_size <= 0):
+            raise ConfigError(f"train config: micro_batch_size must be a positive integer, got {self.micro_batch_size!r}")
+        for name in ("lr", "min_lr_ratio", "weight_decay", "beta1", "beta2", "eps", "grad_clip"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"train config: {name} must be a positive integer, got {v!r}")
-        for name in ("observe_every", "hessian_every", "hessian_iters"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 0:
-                raise ConfigError(f"train config: {name} must be a non-negative integer, got {v!r}")
-        if self.micro_batch_size is not None and self.micro_batch_size <= 0:
-            raise ConfigError("train config: micro_batch_size must be positive")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"train config: lr must be a positive number, got {self.lr}")
-        if not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise ConfigError("train config: need 0 <= min_lr_ratio <= 1 and warmup_steps, weight_decay, grad_clip >= 0")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps > 0):
-            raise ConfigError("train config: betas must lie in [0, 1) and eps be positive")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"train config: {name} must be a finite number, got {v!r}")
+        if self.lr <= 0:
+            raise ConfigError(f"train config: lr must be positive, got {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"train config: min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+        for name in ("weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train config: {name} must be >= 0, got {getattr(self, name)}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ConfigError(f"train config: optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if self.optimizer == "adamw":  # unused by plain gradient descent
+            for name in ("beta1", "beta2"):
+                if not 0 <= getattr(self, name) < 1:
+                    raise ConfigError(f"train config: {name} must lie in [0, 1), got {getattr(self, name)}")
+            if self.eps <= 0:
+                raise ConfigError(f"train config: eps (AdamW's ε) must be positive, got {self.eps}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"train config: dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if self.hessian_every > self.steps:
+            log.warning("hessian_every = %d exceeds steps = %d: only step 0 is measured", self.hessian_every, self.steps)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -38,8 +38,8 @@ def run_one(arch: str, seed: int, args) -> dict:
     summary = out / "summary.json"
     cfg = TrainConfig(model=f"{arch}-tiny", data="gutenberg", tokenizer=f"bpe:{args.vocab}", data_dir=args.data_dir,
                       seq_len=args.seq_len, batch_size=args.batch_size, steps=args.steps, lr=args.lr,
-                      eps=args.adam_eps, warmup_steps=max(args.steps // 10, 1), eval_every=max(args.steps // 5, 1), eval_windows=32,
-                      log_every=10, save_every=args.steps, keep_checkpoints=1, seed=seed, out_dir=str(out))
+                      eps=args.adam_eps, warmup_steps=max(args.steps // 10, 1), eval_every=max(args.steps // 5, 1),
+                      eval_windows=32, log_every=10, save_every=args.steps, keep_checkpoints=1, seed=seed, out_dir=str(out))
     if (out / "train_config.json").exists():  # a run is reused only if it was made with these settings
         saved = load_train_config(out).to_dict()
         differ = sorted(k for k, v in cfg.to_dict().items() if k not in ("out_dir", "data_dir") and saved.get(k) != v)
@@ -47,7 +47,6 @@ def run_one(arch: str, seed: int, args) -> dict:
             sys.exit(f"{out} holds a run with other settings ("
                      + ", ".join(f"{k}: {saved.get(k)!r} there, {getattr(cfg, k)!r} asked" for k in differ)
                      + "); give another --runs directory or delete it")
-                     "give another --runs directory or delete it")
     if summary.exists():
         return json.loads(summary.read_text())
     result = train(cfg, resume=(out / "latest").exists(), overwrite=not (out / "latest").exists(), progress=True)

@@ -552,11 +552,7 @@ def _real_entry(label: str, v) -> float:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
         kind = "complex number" if isinstance(v, numbers.Complex) else type(v).__name__
         raise ConfigError(f"{label} = {v!r} is a {kind}: give real numbers")
-    try:
-        return float(v)
-    except OverflowError:
-        raise ConfigError(f"{label} is too large for a float64 (an integer of {len(str(abs(int(v))))} digits; max "
-                          "~1.8e308)") from None
+    return _real_number(label, v)
 
 
 def _real_number(label: str, v) -> float:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -83,29 +84,41 @@ def param_split(arch: str, width: int, loops: int, vocab: int = 2048) -> tuple[i
     return once, rec
 
 
-def columns(rows: list[dict]) -> dict[str, np.ndarray]:
-    """The fit's inputs from result rows: loss (nats/token), N_once, D (tokens), N_rec, r."""
-    return {"loss": np.array([r["val_loss"] for r in rows]), "N": np.array([r["n_once"] for r in rows], float),
-            "D": np.array([r["tokens"] for r in rows], float), "N_rec": np.array([r["n_rec"] for r in rows], float),
+def design(rows: list[dict]) -> dict[str, np.ndarray]:
+    """The design of result rows (or of planned ones): N_once, D (tokens), N_rec, r."""
+    return {"N": np.array([r["n_once"] for r in rows], float), "D": np.array([r["tokens"] for r in rows], float),
+            "N_rec": np.array([r["n_rec"] for r in rows], float),
             "r": np.array([r["model_overrides.n_loops"] for r in rows], float)}
 
 
 def fit_arm(rows: list[dict], bootstrap: int, phi: float | None = None):
-    c = columns(rows)
-    return fit_law("isodepth", c["loss"], c["N"], c["D"], N_rec=c["N_rec"], r=c["r"], phi=phi, bootstrap=bootstrap,
-                   restricted=phi is None)
+    """The iso-depth law fitted to result rows (validation loss in nats/token), φ free or pinned to ``phi``."""
+    d = design(rows)
+    return fit_law("isodepth", [r["val_loss"] for r in rows], d["N"], d["D"], N_rec=d["N_rec"], r=d["r"], phi=phi,
+                   bootstrap=bootstrap, restricted=phi is None)
+
+
+def pinned_law(rows: list[dict], arch: str):
+    """The law fitted to ``rows`` with φ pinned at the published value: the truth of a design check. Its residual sd
+    holds the runs' noise and any misfit of the pinned law, so it is at least the free fit's: the cautious noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit_arm(rows, bootstrap=0, phi=PUBLISHED[arch])
+
+
+def recover(truth, rows: list[dict], n_rep: int, bootstrap: int):
+    """:func:`synthetic_recovery` of φ at the design of ``rows``, losses from ``truth`` with its residual noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return synthetic_recovery("isodepth", truth.params, design(rows), noise=truth.residual_sd, n_rep=n_rep,
+                                  bootstrap=bootstrap)
 
 
 def design_check(rows: list[dict], arch: str, n_rep: int, bootstrap: int) -> dict:
-    """Can this design resolve φ? Synthetic losses from the law fitted with φ pinned at the published value, at the
-    design of ``rows``, with that fit's residual sd as the noise (it holds the runs' noise and any misfit of the
-    pinned law, so it is at least the free fit's: the cautious choice); the keys the claim's verdict rule reads."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        truth = fit_arm(rows, bootstrap=0, phi=PUBLISHED[arch])
-    c = columns(rows)
-    rec = synthetic_recovery("isodepth", truth.params, {k: c[k] for k in ("N", "D", "N_rec", "r")},
-                             noise=truth.residual_sd, n_rep=n_rep, bootstrap=bootstrap)
+    """Can this design resolve φ? Synthetic losses from :func:`pinned_law` at the design of ``rows``, refitted;
+    the keys the claim's verdict rule reads."""
+    truth = pinned_law(rows, arch)
+    rec = recover(truth, rows, n_rep, bootstrap)
     return {"phi_true": PUBLISHED[arch], "n_rep": n_rep, "bootstrap": bootstrap, "noise_sd": truth.residual_sd,
             "law": truth.params, "bias": rec.bias, "sd": rec.sd, "ci_halfwidth_median": rec.median_ci_width / 2,
             "coverage": rec.coverage, "failed": rec.failed, "n_runs": len(rows)}
@@ -130,16 +143,11 @@ def plan(args) -> None:
         runs = [r for r in committed["runs"] if r["arch"] == arch]
         if not runs:
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            truth = fit_arm(runs, bootstrap=0, phi=PUBLISHED[arch])
+        truth = pinned_law(runs, arch)
         for name, (widths, loops, steps) in CANDIDATES.items():
             rows = design_rows(arch, widths, loops, steps)
-            c = columns([{**r, "val_loss": 1.0} for r in rows])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                rec = synthetic_recovery("isodepth", truth.params, {k: c[k] for k in ("N", "D", "N_rec", "r")},
-                                         noise=truth.residual_sd, n_rep=args.design_reps, bootstrap=0)
+            rec = recover(truth, rows, args.design_reps, bootstrap=0)
+            c = design(rows)
             flops = float(np.sum(6 * (c["N"] + c["r"] * c["N_rec"]) * c["D"]))
             cell = {"widths": widths, "loops": loops, "steps": steps, "runs": len(rows), "train_flops": flops,
                     "noise_sd": truth.residual_sd, "phi_true": PUBLISHED[arch], "phi_sd": rec.sd, "bias": rec.bias,
@@ -235,7 +243,7 @@ def main() -> None:
     fits = {**{a: f for a, f in old["fits"].items() if a not in fits}, **fits}
     checks = {**{a: c for a, c in old.get("design_check", {}).items() if a not in checks}, **checks}
     rows = [r for r in old["runs"] if r["arch"] not in {r["arch"] for r in rows}] + rows
-    command = old.get("command", "") if args.recheck else "python experiments/isodepth_phi.py --parallel 1"
+    command = old.get("command", "") if args.recheck else " ".join(["python", *sys.argv])
     result = {"experiment": "isodepth_phi", "command": command, "machine": machine_description(),
               "prediction": "phi = 0.46 [0.41, 0.53] plain looping, 0.65 with hyper-connections",
               "settings": old.get("settings", {}) if args.recheck else {**vars(args), "archs": sorted(fits)},

@@ -233,19 +233,16 @@ def kernel_build(name: str, extra_flags: tuple[str, ...] = ()) -> BCJRKernel | T
     return KERNELS[name](path) if path is not None else None
 
 
-@functools.lru_cache(maxsize=1)
 def qmatvec_kernel() -> QMatvecKernel | None:
-    path = build("qmatvec")
-    return QMatvecKernel(path) if path is not None else None
+    """The fused 2-bit decode + matvec kernel of the runtime (native) build; None when it does not build."""
+    return kernel_build("qmatvec")
 
 
-@functools.lru_cache(maxsize=1)
 def bcjr_kernel() -> BCJRKernel | None:
-    path = build("bcjr")
-    return BCJRKernel(path) if path is not None else None
+    """The soft (BCJR) trellis decoding kernel of the runtime (native) build; None when it does not build."""
+    return kernel_build("bcjr")
 
 
-@functools.lru_cache(maxsize=1)
 def trellis_kernel() -> TrellisKernel | None:
-    path = build("trellis")
-    return TrellisKernel(path) if path is not None else None
+    """The Viterbi encode kernel of the runtime (native) build; None when it does not build."""
+    return kernel_build("trellis")

@@ -54,6 +54,19 @@ def test_similarity_is_structural_not_textual():
     assert c.similarity({"t.csv": "a,b\n1,2\n3,4\n"}, {"t.csv": "a,b\n1,2\n"}) == pytest.approx(0.2 + 0.3 + 0.0)
 
 
+def test_rs_at_k_counts_interactions_as_the_paper_does():
+    from mechlab.delegate import RelayResult, rs_at
+
+    rs = [0.9 - 0.01 * i for i in range(10)]  # after round trips 1..10
+    r = RelayResult("e", "json", "a", rs, 0, 20, 0.0)
+    assert r.at(2) == rs[0] and r.at(10) == rs[4] and r.at(20) == rs[9] and r.at(22) is None
+    d = r.to_dict()
+    assert d["rs@2"] == rs[0] and d["rs@10"] == rs[4] and d["rs@20"] == rs[9] and d["interactions"][-1] == 20
+    for bad in (0, 3, -2):
+        with pytest.raises(ValueError, match="even k"):
+            rs_at(rs, bad)
+
+
 def test_parse_files_reads_labelled_blocks():
     text = "Here you go:\n```data.json\n{\"a\": 1}\n```\nand\n```csv t.csv\nx,y\n```\n"
     assert parse_files(text, {"data.json", "t.csv"}) == {"data.json": '{"a": 1}\n', "t.csv": "x,y\n"}
@@ -113,6 +126,7 @@ def test_run_and_report(tmp_path):
     run(bundled_environments("csv"), "noisy:0.5", round_trips=2, seed=1, out=tmp_path)
     rows = report(tmp_path)
     assert {(r["domain"], r["agent"]) for r in rows} == {(d, "oracle") for d in DOMAINS} | {("csv", "noisy:0.5")}
+    # RS@k counts interactions: 2 round trips = 4 interactions, so RS@2 and RS@4 exist and RS@10 does not
     assert all(r["RS@2"] == 1.0 for r in rows if r["agent"] == "oracle") and rows[0]["RS@10"] is None
     from mechlab.delegate import plot_report
 

@@ -1,5 +1,6 @@
-"""DELEGATE-52's round-trip relay (papers/delegate52.md): environments, domains with parser-based similarity,
-the relay runner, calibration agents, and reports."""
+"""DELEGATE-52's round-trip relay (arXiv 2604.15597): environments, domains with parser-based similarity, the
+relay runner, reading files from replies as models write them, calibration agents, and reports. RS@k counts
+model interactions, as the paper does: RS@20 is the score after 10 round trips."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 from mechlab.delegate.domains import DOMAINS, Domain
 from mechlab.delegate.env import EditTask, Environment, load_environment
 from mechlab.delegate.relay import (
+    REPLY_SHAPES,
+    REPORTED_K,
     NoisyAgent,
     OracleAgent,
     RelayResult,
@@ -19,8 +22,11 @@ from mechlab.delegate.relay import (
     build_prompt,
     parse_files,
     predicted_noisy_rs,
+    rs_at,
     run_relay,
+    shaped_reply,
 )
+from mechlab.delegate.replies import ParsedReply, format_files, parse_reply
 from mechlab.errors import ConfigError
 from mechlab.utils import write_json_atomic
 
@@ -75,7 +81,8 @@ def run(envs: list[Path], backend: str, round_trips: int = 10, distractors: bool
 
 
 def plot_report(runs: str | Path, png: str | Path) -> Path:
-    """RS after each round trip, mean over the relays of each (domain, agent) in ``runs``."""
+    """RS against interactions k (2 per round trip; only the backward steps are scored), mean over the relays of
+    each (domain, agent) in ``runs``, drawn to the file ``png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,9 +96,9 @@ def plot_report(runs: str | Path, png: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     for (domain, agent), rs in sorted(curves.items()):
         k = min(len(r) for r in rs)
-        ax.plot(range(1, k + 1), [statistics.mean(r[i] for r in rs) for i in range(k)], "o-", ms=3,
+        ax.plot(range(2, 2 * k + 1, 2), [statistics.mean(r[i] for r in rs) for i in range(k)], "o-", ms=3,
                 label=f"{domain} ({agent}, {len(rs)} relays)")
-    ax.set_xlabel("round trips k")
+    ax.set_xlabel("interactions k (two per round trip)")
     ax.set_ylabel("reconstruction score RS@k")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
@@ -103,7 +110,8 @@ def plot_report(runs: str | Path, png: str | Path) -> Path:
 
 
 def report(runs: str | Path) -> list[dict]:
-    """Per (domain, agent): mean RS@2 / RS@10 / RS@20 over the result files in ``runs``."""
+    """Per (domain, agent): mean RS@2 / RS@10 / RS@20 over the result files in ``runs``, k counting interactions
+    (RS@2 after the first round trip, RS@20 after the tenth; None where no relay was that long)."""
     rows: dict[tuple[str, str], list[dict]] = {}
     for f in sorted(Path(runs).glob("*.json")):
         d = json.loads(f.read_text())
@@ -112,14 +120,16 @@ def report(runs: str | Path) -> list[dict]:
     table = []
     for (domain, agent), ds in sorted(rows.items()):
         row = {"domain": domain, "agent": agent, "runs": len(ds)}
-        for k in (2, 10, 20):
-            vals = [d["rs"][k - 1] for d in ds if len(d["rs"]) >= k]
+        for k in REPORTED_K:
+            vals = [v for v in (rs_at(d["rs"], k) for d in ds) if v is not None]
             row[f"RS@{k}"] = statistics.mean(vals) if vals else None
         row["error steps"] = sum(d["errors"] for d in ds)
         table.append(row)
     return table
 
 
-__all__ = ["DOMAINS", "Domain", "EditTask", "Environment", "NoisyAgent", "OracleAgent", "RelayResult", "Reply", "Step",
-           "build_prompt", "bundled_environments", "load_environment", "make_agent", "parse_files",
-           "plot_report", "predicted_noisy_rs", "report", "run", "run_relay"]
+__all__ = ["DOMAINS", "REPLY_SHAPES", "REPORTED_K", "Domain", "EditTask", "Environment", "NoisyAgent",
+           "OracleAgent", "ParsedReply", "RelayResult", "Reply", "Step", "build_prompt", "bundled_environments",
+           "format_files",
+           "load_environment", "make_agent", "parse_files", "parse_reply", "plot_report", "predicted_noisy_rs",
+           "report", "rs_at", "run", "run_relay", "shaped_reply"]

@@ -1,13 +1,18 @@
-"""DELEGATE environments (papers/delegate52.md): a folder holding seed documents, distractor documents and
+"""DELEGATE-52 environments (arXiv 2604.15597): a folder holding seed documents, distractor documents and
 invertible edit tasks.
 
-    ENV/environment.json   {"domain": "json", "name": "...", "tasks": [{"name", "forward", "backward", "op"}, ...],
-                            "metadata": {...}}
+    ENV/environment.json   {"domain": "json", "name": "...", "tasks": [{"name", "forward", "backward", "op",
+                            "forward_files"}, ...], "metadata": {...}}
     ENV/seed/...           the documents the relay starts from (and must return to)
     ENV/distractors/...    unrelated documents of the domain, shown every step, to come back untouched (optional)
+    ENV/states/TASK/...    the documents of a task's forward state, where known (optional; the oracle answers
+                           with them when the task has no ``op``)
 
 A task is a pair of instructions (forward σ, backward σ⁻¹) and, for the calibration agents, ``op``: the same edit
-as data that the domain applies by code (``{"kind": ..., ...}``; see each domain's ``apply``).
+as data that the domain applies by code (``{"kind": ..., ...}``; see each domain's ``apply``; ``rename_file``
+works in every domain). ``forward_files`` lists the files of the forward state, as in the official release's
+state contexts (shell wildcards such as ``part_*.csv`` allowed); it defaults to the seed's files, so an edit may
+split, merge, rename or convert files. The backward state's files are always the seed's.
 """
 
 from __future__ import annotations
@@ -28,10 +33,15 @@ class EnvironmentError_(ConfigError):
 
 @dataclass(frozen=True)
 class EditTask:
+    """One invertible edit: the instructions, the edit as data for the oracle (``op``, may be empty), the files
+    of the forward state (patterns; empty: the seed's files) and the forward state's documents where known."""
+
     name: str
     forward: str
     backward: str
     op: dict[str, Any] = field(default_factory=dict)
+    forward_files: tuple[str, ...] = ()
+    forward_state: dict[str, str] | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass
@@ -89,7 +99,11 @@ def load_environment(root: str | Path) -> Environment:
         if t["name"] in names:
             raise EnvironmentError_(f"{spec_path}: two tasks are named {t['name']!r}")
         names.add(t["name"])
-        tasks.append(EditTask(t["name"], t["forward"], t["backward"], dict(t.get("op", {}))))
+        files = t.get("forward_files", [])
+        if not isinstance(files, list) or not all(isinstance(f, str) and f.strip() for f in files):
+            raise EnvironmentError_(f"{spec_path}: task {t['name']!r}: 'forward_files' must be a list of file names")
+        state = _read_files(root / "states" / t["name"]) or None
+        tasks.append(EditTask(t["name"], t["forward"], t["backward"], dict(t.get("op", {})), tuple(files), state))
     if not tasks:
         raise EnvironmentError_(f"{spec_path}: no edit tasks")
     domain = DOMAINS[spec["domain"]]

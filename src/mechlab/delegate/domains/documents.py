@@ -1,4 +1,10 @@
-"""Document domains: JSON, YAML, CSV, SubRip subtitles, Python programs, GeoJSON."""
+"""Document domains: JSON, YAML, CSV, SubRip subtitles, Python programs, GeoJSON (DELEGATE-52,
+arXiv 2604.15597: each scored by a parser-based weighted structural similarity).
+
+Every scorer is held to the same rules: an answer is read as far as its parser can read it and the rest counts
+as damage (a truncated or ragged file loses what is lost, not everything); a missing record and an extra one
+(duplicated or invented) each cost their share; lists are aligned by content, not compared index by index;
+numbers compare by value (1 == 1.0, but true is not 1); an empty answer scores 0."""
 
 from __future__ import annotations
 
@@ -12,7 +18,16 @@ import re
 import tokenize
 from typing import Any
 
-from mechlab.delegate.domains.base import Domain, Files, _best_matching, _kept_order
+from mechlab.delegate.domains.base import (
+    Domain,
+    Files,
+    _best_matching,
+    _kept_order,
+    aligned,
+    matched_records,
+    same_value,
+)
+from mechlab.errors import ConfigError
 
 
 # ---- JSON --------------------------------------------------------------------------------------------------
@@ -39,22 +54,79 @@ def _rename(x: Any, old: str, new: str) -> Any:
     return x
 
 
+def _size(x: Any) -> int:
+    """The number of leaves of a parsed tree (an empty container is one leaf)."""
+    if isinstance(x, dict):
+        return sum(_size(v) for v in x.values()) or 1
+    if isinstance(x, list):
+        return sum(_size(v) for v in x) or 1
+    return 1
+
+
+def tree_similarity(a: Any, b: Any) -> float:
+    """The similarity in [0, 1] of two parsed JSON/YAML trees, every leaf weighing the same. A scalar: 1 when equal
+    by value (:func:`same_value`), 0.35 when both are scalars but differ (the field kept, its value wrong), 0 against
+    a container. An object: the leaf-weighted similarity of the values under shared keys, over the leaves of the
+    seed's values plus those of the answer's extra keys. A list: elements matched by the Hungarian method on their
+    similarity, leaf-weighted over the seed's leaves plus the answer's unmatched elements (0.9), and the kept order
+    of consecutive seed elements (0.1); so dropping one of four items costs about a quarter wherever it was."""
+    if same_value(a, b):
+        return 1.0
+    if isinstance(a, dict) and isinstance(b, dict):
+        if not a and not b:
+            return 1.0
+        num = sum(_size(v) * tree_similarity(v, b[k]) for k, v in a.items() if k in b)
+        return num / (sum(_size(v) for v in a.values()) + sum(_size(v) for k, v in b.items() if k not in a))
+    if isinstance(a, list) and isinstance(b, list):
+        if not a and not b:
+            return 1.0
+        if not a or not b:
+            return 0.0
+        import numpy as np
+
+        sim = np.array([[tree_similarity(x, y) for y in b] for x in a])
+        match = _best_matching(sim)
+        used = set(match.values())
+        num = sum(_size(a[i]) * sim[i, j] for i, j in match.items())
+        den = sum(_size(x) for x in a) + sum(_size(y) for j, y in enumerate(b) if j not in used)
+        return 0.9 * num / den + 0.1 * _kept_order(match, len(a))
+    if isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
+        return 0.0
+    return 1.0 if same_value(a, b) else 0.35
+
+
+def _repaired_json(text: str) -> Any:
+    """``text`` as JSON, or, when it is not valid JSON, what json-repair reads of it (a truncated document, a
+    trailing comma); raises ValueError when nothing is left."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        try:
+            import json_repair
+        except ImportError:
+            raise ConfigError('reading a damaged JSON answer needs json-repair: pip install "mechlab[delegate]"') from e
+        doc = json_repair.loads(text)
+        if doc in ("", None) or not isinstance(doc, (dict, list)):
+            raise ValueError(f"not JSON: {e}") from e
+        return doc
+
+
 class JSONDomain(Domain):
-    """JSON documents. Similarity: 0.35 × Jaccard overlap of the leaf paths + 0.65 × the fraction of the seed's
-    leaves with an identical value at the same path (key order and formatting do not count).
-    Oracle edits: rename_key (everywhere), nest (the whole document under a key), add_field (top level),
-    reverse_list (a top-level list), indent (formatting only)."""
+    """JSON documents (RFC 8259). Similarity: :func:`tree_similarity` of the seed and the answer (key order and
+    formatting do not count). An answer that is not valid JSON is read by json-repair (a truncated document
+    keeps what came before the cut). Oracle edits: rename_key (everywhere), nest (the whole document under a key),
+    add_field (top level), reverse_list (a top-level list), indent (formatting only)."""
 
     name = "json"
 
     def parse(self, text: str) -> Any:
+        return _repaired_json(text)
+
+    def strict(self, text: str) -> Any:
         return json.loads(text)
 
     def file_similarity(self, seed: Any, got: Any) -> float:
-        a, b = _leaves(seed), _leaves(got)
-        jaccard = len(a.keys() & b.keys()) / max(len(a.keys() | b.keys()), 1)
-        same = sum(1 for p, v in a.items() if p in b and b[p] == v and type(b[p]) is type(v)) / max(len(a), 1)
-        return 0.35 * jaccard + 0.65 * same
+        return tree_similarity(seed, got)
 
     def _edit(self, op: dict, doc: Any) -> Any:
         kind = op["kind"]
@@ -106,16 +178,43 @@ class JSONDomain(Domain):
         return {**files, name: json.dumps(doc, indent=2) + "\n"}
 
 
+def _yaml_loader():
+    """PyYAML's safe loader, the libyaml-backed one where PyYAML was built with it (the same YAML, faster)."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class YAMLDomain(JSONDomain):
-    """YAML documents (PyYAML, safe loader): the JSON domain's similarity and edits on the parsed data; written
-    back in block style with the keys in document order."""
+    """YAML 1.1 documents (PyYAML, safe loader): the JSON domain's similarity and edits on the parsed data;
+    written back in block style with the keys in document order. An answer with a syntax error is read up to the
+    line of the error (the document before it is kept); an empty answer is no document."""
 
     name = "yaml"
+
+    def strict(self, text: str) -> Any:
+        import yaml
+
+        return yaml.load(text, Loader=_yaml_loader())
 
     def parse(self, text: str) -> Any:
         import yaml
 
-        return yaml.safe_load(text)
+        lines = text.split("\n")
+        for _ in range(8):
+            try:
+                doc = yaml.load("\n".join(lines), Loader=_yaml_loader())
+                break
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                if mark is None or mark.line >= len(lines) or mark.line == 0:
+                    raise
+                lines = lines[:mark.line]
+        else:
+            raise ValueError("no readable YAML prefix")
+        if doc is None:
+            raise ValueError("an empty YAML document")
+        return doc
 
     @staticmethod
     def _dump(doc: Any, indent: int = 2) -> str:
@@ -137,41 +236,69 @@ class YAMLDomain(JSONDomain):
 
 # ---- CSV ---------------------------------------------------------------------------------------------------
 
+def _same_cell(a: str | None, b: str | None) -> bool:
+    """Two spreadsheet cells hold the same value: equal after trimming (a non-breaking space read as a space), or
+    both numbers of equal value (1 and 1.0)."""
+    if a is None or b is None:
+        return a is b
+    a, b = a.replace("\xa0", " ").strip(), b.replace("\xa0", " ").strip()
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
 class CSVDomain(Domain):
-    """Spreadsheets. Similarity: 0.2 × header equality + 0.6 × the fraction of the seed's rows found (as a
-    multiset of whole rows under the seed's header) + 0.2 × the fraction of consecutive seed rows still in order.
-    Columns are matched by name, so a column reorder that is undone scores fully. The delimiter is sniffed.
+    """Spreadsheets (RFC 4180; the delimiter is sniffed among , ; tab |). Similarity: 0.2 × header (1 when equal,
+    else half the Jaccard overlap of the column names) + 0.6 × rows + 0.2 × the kept order of consecutive seed rows.
+    Rows are matched by the Hungarian method on the fraction of the seed's columns (by name) whose cells hold the
+    same value (:func:`_same_cell`), over the longer of the seed's columns and the row's cells, so a ragged or
+    cut-off row loses only its damaged cells; the rows term is the matched score over the larger row count, so
+    a missing row and an extra (duplicated, invented) row each cost their share. Seeds must not be ragged.
     Oracle edits: rename_column, swap_columns, reverse_rows, add_column, delimiter."""
 
     name = "csv"
 
-    def parse(self, text: str) -> tuple[list[str], list[dict[str, str]]]:
-        dialect = csv.Sniffer().sniff(text.splitlines()[0] if text.strip() else ",", delimiters=",;\t|")
-        rows = list(csv.reader(io.StringIO(text), dialect))
+    def _rows(self, text: str) -> list[list[str]]:
+        first = text.splitlines()[0] if text.strip() else ","
+        try:
+            dialect = csv.Sniffer().sniff(first, delimiters=",;\t|")
+        except csv.Error:  # one column: nothing to sniff
+            dialect = csv.excel
+        rows = [r for r in csv.reader(io.StringIO(text), dialect) if r]
         if not rows:
             raise ValueError("empty table")
+        return rows
+
+    def parse(self, text: str) -> tuple[list[str], list[list[str]]]:
+        """(header, rows as lists of cells); rows may be ragged."""
+        rows = self._rows(text)
+        return [c.replace("\xa0", " ").strip() for c in rows[0]], rows[1:]
+
+    def strict(self, text: str) -> tuple[list[str], list[dict[str, str]]]:
+        """(header, rows as dicts); raises ValueError for duplicate column names or a ragged row."""
+        rows = self._rows(text)
         header = rows[0]
         if len(set(header)) != len(header):
             raise ValueError("duplicate column names")
-        if any(len(r) != len(header) for r in rows[1:] if r):
+        if any(len(r) != len(header) for r in rows[1:]):
             raise ValueError("ragged rows")
-        return header, [dict(zip(header, r)) for r in rows[1:] if r]
+        return header, [dict(zip(header, r)) for r in rows[1:]]
 
     def file_similarity(self, seed, got) -> float:
         (h1, r1), (h2, r2) = seed, got
         header = 1.0 if h1 == h2 else len(set(h1) & set(h2)) / max(len(set(h1) | set(h2)), 1) * 0.5
-        key = lambda r: tuple(r.get(c) for c in h1)  # noqa: E731
-        pool: dict[tuple, int] = {}
-        for r in r2:
-            pool[key(r)] = pool.get(key(r), 0) + 1
-        found = 0
-        for r in r1:
-            if pool.get(key(r), 0):
-                pool[key(r)] -= 1
-                found += 1
-        pos = {key(r): i for i, r in enumerate(r2)}
-        match = {i: pos[key(r)] for i, r in enumerate(r1) if key(r) in pos}
-        return 0.2 * header + 0.6 * found / max(len(r1), 1) + 0.2 * _kept_order(match, len(r1))
+        col = {c: i for i, c in reversed(list(enumerate(h2)))}
+
+        def row_score(a: list[str], b: list[str]) -> float:
+            cells = [b[col[c]] if c in col and col[c] < len(b) else None for c in h1]
+            same = sum(_same_cell(x, y) for x, y in zip(a, cells))
+            return same / max(len(h1), len(a), len(b))
+
+        rows, order = matched_records(r1, r2, row_score)
+        return 0.2 * header + 0.6 * rows + 0.2 * order
 
     @staticmethod
     def _write(header: list[str], rows: list[dict[str, str]], delimiter: str = ",") -> str:
@@ -185,7 +312,7 @@ class CSVDomain(Domain):
     def apply(self, op: dict, files: Files) -> Files:
         out = dict(files)
         for name in op.get("files", list(files)):
-            header, rows = self.parse(files[name])
+            header, rows = self.strict(files[name])
             kind, delim = op["kind"], op.get("delimiter", ",")
             if kind == "rename_column":
                 header = [op["new"] if c == op["old"] else c for c in header]
@@ -218,7 +345,7 @@ class CSVDomain(Domain):
 
     def corrupt(self, files: Files, rng: random.Random) -> Files:
         name = rng.choice(sorted(files))
-        header, rows = self.parse(files[name])
+        header, rows = self.strict(files[name])
         if rows:
             del rows[rng.randrange(len(rows))]  # a dropped row
         return {**files, name: self._write(header, rows)}
@@ -238,59 +365,85 @@ def _stamp(ms: int) -> str:
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # relays compare the same cue texts again and again
+def _text_ratio(a: str, b: str) -> float:
+    """difflib's similarity ratio of two texts (1.0 for equal texts)."""
+    import difflib
+
+    return 1.0 if a == b else difflib.SequenceMatcher(None, a, b).ratio()
+
+
 class SRTDomain(Domain):
-    """SubRip subtitles: cues (start, end, text). Similarity, as in the DELEGATE paper: 0.20 coverage (seed cues
-    matched with text similarity ≥ 0.5) + 0.40 text (mean text similarity of the Hungarian matching of cues) +
-    0.25 timing (matched cues: 1 within 5 ms, falling to 0 at 2 s of start+end error) + 0.15 order (consecutive
-    seed cues whose matches keep their order). Cue numbers are not scored.
+    """SubRip subtitles: cues (start, end, text). Similarity, as in the DELEGATE paper (arXiv 2604.15597): 0.20
+    coverage (seed cues matched with text similarity ≥ 0.5) + 0.40 text (the summed text similarity of the
+    Hungarian matching of cues) + 0.25 timing (matched cues: 1 within 5 ms, falling to 0 at 2 s of start+end
+    error) + 0.15 order (consecutive seed cues whose matches keep their order). Text and timing are divided by the
+    larger of the seed's and the answer's cue counts, so an invented or duplicated cue costs its share. Cue numbers
+    are not scored. An answer is read block by block: a cue without its number line is read, a block without a
+    timing line (a cut-off cue) is an unreadable record that counts as an extra cue.
     Oracle edits: shift (all times by ms), reverse (cue order in the file), dash (prefix every text line with
     '- '), italic (wrap every cue in <i>…</i>), renumber (start the numbering at 0)."""
 
     name = "srt"
 
-    def parse(self, text: str) -> list[tuple[int, int, str]]:
-        cues = []
+    @staticmethod
+    def _blocks(text: str):
+        """(cue or None, the block's first line) per blank-line separated block."""
         for block in re.split(r"\n\s*\n", text.strip().replace("\r\n", "\n")):
             lines = block.strip().split("\n")
             if not lines or not lines[0].strip():
                 continue
-            if len(lines) < 2 or not lines[0].strip().lstrip("-").isdigit():
-                raise ValueError(f"cue without a number line: {lines[0][:40]!r}")
-            m = _TIME.match(lines[1].strip())
-            if not m:
-                raise ValueError(f"bad timing line {lines[1][:40]!r}")
+            numbered = lines[0].strip().lstrip("-").isdigit()
+            m = _TIME.match(lines[1].strip()) if numbered and len(lines) > 1 else _TIME.match(lines[0].strip())
+            if m is None:
+                yield None, lines[0]
+                continue
             g = m.groups()
-            cues.append((_ms(*g[:4]), _ms(*g[4:]), "\n".join(lines[2:])))
+            yield (_ms(*g[:4]), _ms(*g[4:]), "\n".join(lines[2 if numbered else 1:])), lines[0]
+
+    def strict(self, text: str) -> list[tuple[int, int, str]]:
+        cues = []
+        for cue, first in self._blocks(text):
+            if cue is None:
+                raise ValueError(f"a cue without a number and timing line: {first[:40]!r}")
+            cues.append(cue)
         if not cues:
             raise ValueError("no cues")
         return cues
+
+    def parse(self, text: str) -> tuple[list[tuple[int, int, str]], int]:
+        """(the readable cues, the number of unreadable blocks); raises ValueError when no cue is readable."""
+        blocks = list(self._blocks(text))
+        cues = [c for c, _ in blocks if c is not None]
+        if not cues:
+            raise ValueError("no cues")
+        return cues, len(blocks) - len(cues)
 
     @staticmethod
     def _write(cues: list[tuple[int, int, str]], first: int = 1) -> str:
         return "\n".join(f"{i}\n{_stamp(a)} --> {_stamp(b)}\n{t}\n" for i, (a, b, t) in enumerate(cues, first))
 
     def file_similarity(self, seed, got) -> float:
-        import difflib
-
         import numpy as np
 
-        sim = np.array([[difflib.SequenceMatcher(None, a[2], b[2]).ratio() for b in got] for a in seed])
+        (seed, _), (got, unreadable) = seed, got
+        sim = np.array([[_text_ratio(a[2], b[2]) for b in got] for a in seed])
         match = _best_matching(sim)
-        n = len(seed)
+        n, larger = len(seed), max(len(seed), len(got) + unreadable)
         coverage = sum(sim[i, j] >= 0.5 for i, j in match.items()) / n
-        text = sum(sim[i, j] for i, j in match.items()) / n
+        text = sum(sim[i, j] for i, j in match.items()) / larger
 
         def timing(a, b):
             err = abs(a[0] - b[0]) + abs(a[1] - b[1])
             return 1.0 if err <= 5 else max(0.0, 1 - err / 2000)
 
-        time_score = sum(timing(seed[i], got[j]) for i, j in match.items()) / n
+        time_score = sum(timing(seed[i], got[j]) for i, j in match.items()) / larger
         return 0.20 * coverage + 0.40 * text + 0.25 * time_score + 0.15 * _kept_order(match, n)
 
     def apply(self, op: dict, files: Files) -> Files:
         out = dict(files)
         for name in op.get("files", list(files)):
-            cues, kind, first = self.parse(files[name]), op["kind"], 1
+            cues, kind, first = self.strict(files[name]), op["kind"], 1
             if kind == "shift":
                 cues = [(a + op["ms"], b + op["ms"], t) for a, b, t in cues]
             elif kind == "reverse":
@@ -323,7 +476,7 @@ class SRTDomain(Domain):
 
     def corrupt(self, files: Files, rng: random.Random) -> Files:
         name = rng.choice(sorted(files))
-        cues = self.parse(files[name])
+        cues = self.strict(files[name])
         if len(cues) > 1:
             del cues[rng.randrange(len(cues))]  # a dropped cue
         return {**files, name: self._write(cues)}
@@ -343,11 +496,16 @@ def _replace_tokens(text: str, kind: int, old: str, new: str) -> str:
 
 
 class PythonDomain(Domain):
-    """Python programs. A file set is scored by running every seed script (in a temporary directory holding the
-    answer's files, a fresh interpreter, a 10 s timeout): 0.1 if the file parses, plus 0.9 × the fraction of the
-    seed's output lines reproduced exactly, in order (a program with the seed's exact output and exit status
-    scores 1). Oracle edits (textual, exactly invertible): rename (an identifier), tabs (leading 4-space indents
-    ↔ tabs), header (a first comment line), constant (a literal named as a module constant)."""
+    """Python programs. A file set is scored by running every seed script in a temporary directory holding the
+    answer's files, with a fresh interpreter (``python -E -s``: no environment variables or user site; the
+    script's folder is on the path, so a script imports the other files of the set) contained by :func:`mechlab.delegate.sandbox.run_contained`
+    (cleared environment, stdin closed, CPU / memory / output limits, a wall-clock timeout, no network where the
+    machine allows). A program with the seed's exact output and exit status scores 1, as in DELEGATE-52's
+    test-by-output; otherwise 0.1 for a program that parses plus 0.9 × the output lines it shares with the seed's
+    (longest matching blocks, in order) over the longer of the two outputs (× 0.9 for a different exit status),
+    so missing and invented lines both cost. An empty program (no statements) scores 0. Oracle edits (textual,
+    exactly invertible): rename (an identifier), tabs (leading 4-space indents ↔ tabs), header (a first comment
+    line), constant (a literal named as a module constant)."""
 
     name = "python"
     timeout = 10.0
@@ -362,26 +520,30 @@ class PythonDomain(Domain):
 
     @functools.lru_cache(maxsize=256)  # relays revisit the same states; a run depends only on the files
     def _run_cached(self, items: tuple[tuple[str, str], ...], script: str) -> tuple[int, tuple[str, ...]]:
-        import subprocess
         import sys
         import tempfile
         from pathlib import Path
 
+        from mechlab.delegate.sandbox import Limits, run_contained
+
         with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp).resolve()
             for name, text in items:
-                (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
-                (Path(tmp) / name).write_text(text, encoding="utf-8")
-            try:
-                r = subprocess.run([sys.executable, "-I", script], cwd=tmp, capture_output=True, text=True,
-                                   timeout=self.timeout)
-            except subprocess.TimeoutExpired:
+                path = (root / name).resolve()
+                if root not in path.parents:  # a file name that leaves the folder is not written
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+            r = run_contained([sys.executable, "-E", "-s", script], root,
+                              Limits(cpu_seconds=int(self.timeout), wall_seconds=self.timeout * 2))
+            if r.timed_out:
                 return -1, ()
             return r.returncode, tuple(r.stdout.splitlines())
 
     def similarity(self, seed: Files, got: Files) -> float:
         scores = []
         for name in seed:
-            if name not in got or self.check(name, got[name]):
+            if name not in got or self.check(name, got[name]) or not self.parse(got[name]).body:
                 scores.append(0.0)
                 continue
             code0, want = self._run(seed, name)
@@ -392,8 +554,8 @@ class PythonDomain(Domain):
             import difflib
 
             same = sum(b.size for b in difflib.SequenceMatcher(None, want, have, autojunk=False).get_matching_blocks())
-            scores.append(0.1 + 0.9 * same / max(len(want), 1) * (0.9 if code0 != code1 else 1.0))
-        return sum(scores) / len(scores)
+            scores.append(0.1 + 0.9 * same / max(len(want), len(have), 1) * (0.9 if code0 != code1 else 1.0))
+        return round(sum(scores) / len(scores), 12)
 
     def apply(self, op: dict, files: Files) -> Files:
         out = dict(files)
@@ -447,30 +609,38 @@ def _flat_coords(c: Any) -> list[tuple[float, ...]]:
 
 
 class GeoJSONDomain(Domain):
-    """GeoJSON feature collections. Features are matched to the seed's by the Hungarian method on property
-    agreement; similarity = 0.15 × feature count agreement + 0.35 × properties (fraction of seed key/values kept)
-    + 0.40 × geometry (same type, and every vertex within 1e-7 degrees) + 0.10 × order.
+    """GeoJSON feature collections (RFC 7946). Features are matched to the seed's by the Hungarian method on
+    0.35 × properties (the fraction of the seed's key/values kept, equal by value, over the larger of the two
+    property sets) + 0.40 × geometry (same type, and the fraction of vertices, aligned in order, within 1e-7
+    degrees), summed over the larger feature count; similarity = 0.15 × feature count agreement + that matched
+    score (0.75 of the weight) + 0.10 × order. A document that is not valid JSON is read by json-repair.
     Oracle edits: swap_axes (lon/lat ↔ lat/lon), rename_property, reverse_features, add_property, id_from (copy a
     property into the feature id)."""
 
     name = "geojson"
 
-    def parse(self, text: str) -> list[dict]:
-        doc = json.loads(text)
-        if doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
+    @staticmethod
+    def _features(doc: Any, strict: bool) -> list[dict]:
+        if (not isinstance(doc, dict) or doc.get("type") != "FeatureCollection"
+                or not isinstance(doc.get("features"), list)):
             raise ValueError("not a GeoJSON FeatureCollection")
         for f in doc["features"]:
-            if f.get("type") != "Feature" or "geometry" not in f:
+            if strict and (not isinstance(f, dict) or f.get("type") != "Feature" or "geometry" not in f):
                 raise ValueError("a feature without type 'Feature' or a geometry")
-        return doc["features"]
+        return [f if isinstance(f, dict) else {} for f in doc["features"]]
+
+    def strict(self, text: str) -> list[dict]:
+        return self._features(json.loads(text), True)
+
+    def parse(self, text: str) -> list[dict]:
+        return self._features(_repaired_json(text), False)
 
     @staticmethod
     def _props(f: dict) -> dict:
-        return f.get("properties") or {}
+        props = f.get("properties")
+        return props if isinstance(props, dict) else {}
 
     def file_similarity(self, seed: list[dict], got: list[dict]) -> float:
-        import numpy as np
-
         if not seed:
             return 1.0 if not got else 0.0
         if not got:
@@ -478,24 +648,26 @@ class GeoJSONDomain(Domain):
 
         def prop_score(a, b):
             pa, pb = self._props(a), self._props(b)
-            return sum(1 for k, v in pa.items() if pb.get(k) == v) / max(len(pa), 1)
+            return sum(1 for k, v in pa.items() if k in pb and same_value(pb[k], v)) / max(len(pa), len(pb), 1)
 
         def geom_score(a, b):
             ga, gb = a.get("geometry") or {}, b.get("geometry") or {}
-            if ga.get("type") != gb.get("type"):
+            if not isinstance(ga, dict) or not isinstance(gb, dict) or ga.get("type") != gb.get("type"):
                 return 0.0
             ca, cb = _flat_coords(ga.get("coordinates")), _flat_coords(gb.get("coordinates"))
-            if len(ca) != len(cb):
-                return 0.0
-            return sum(all(abs(x - y) <= 1e-7 for x, y in zip(p, q)) for p, q in zip(ca, cb)) / max(len(ca), 1)
+            if not ca and not cb:
+                return 1.0
+            def near(p, q) -> float:
+                return float(len(p) == len(q) and all(abs(x - y) <= 1e-7 for x, y in zip(p, q)))
 
-        props = np.array([[prop_score(a, b) for b in got] for a in seed])
-        match = _best_matching(props)
-        n = len(seed)
-        count = min(n, len(got)) / max(n, len(got))
-        p = sum(props[i, j] for i, j in match.items()) / n
-        g = sum(geom_score(seed[i], got[j]) for i, j in match.items()) / n
-        return 0.15 * count + 0.35 * p + 0.40 * g + 0.10 * _kept_order(match, n)
+            return aligned(ca, cb, near) / max(len(ca), len(cb))
+
+        def feature_score(a, b):
+            return (0.35 * prop_score(a, b) + 0.40 * geom_score(a, b)) / 0.75
+
+        features, order = matched_records(seed, got, feature_score)
+        count = min(len(seed), len(got)) / max(len(seed), len(got))
+        return 0.15 * count + 0.75 * features + 0.10 * order
 
     @staticmethod
     def _swap(c: Any) -> Any:

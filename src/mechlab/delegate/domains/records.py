@@ -1,11 +1,14 @@
 """Record domains, each read with its format's dedicated parser from PyPI: iCalendar (icalendar), GPX tracks
-(gpxpy), chess games (python-chess), gettext catalogues (polib), CoNLL-U treebanks (conllu), SQL schemas (sqlglot).
+(gpxpy), chess games (python-chess), gettext catalogues (polib), CoNLL-U treebanks (conllu), SQL schemas (sqlglot)
+(DELEGATE-52, arXiv 2604.15597: parser-based weighted structural similarity).
 
 Each document is a list of records (events, tracks, games, entries, sentences, tables) plus document-level fields.
 Seed records are matched to the answer's by the Hungarian method on a per-record score in [0, 1], and the file
-similarity is ``w_count`` × record-count agreement + ``w_records`` × the mean matched score (an unmatched seed
-record scores 0) + ``w_doc`` × document fields + ``w_order`` × the kept order of consecutive seed records, with
-the weights in each class's docstring.
+similarity is ``w_count`` × record-count agreement + ``w_records`` × the summed matched score over the larger of
+the two record counts (an unmatched seed record scores 0, and an extra record, duplicated or invented, costs its
+share) + ``w_doc`` × document fields + ``w_order`` × the kept order of consecutive seed records, with the weights in
+each class's docstring. Seeds are read strictly (``load``); answers leniently (``read``): what the parser can read
+is scored, and a record it cannot read counts as an extra, unmatched record.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import functools
 import importlib
 import io
 import random
+import re
 from typing import Any, Callable
 
-from mechlab.delegate.domains.base import Domain, Files, _best_matching, _kept_order
+from mechlab.delegate.domains.base import Domain, Files, _kept_order, aligned, matched_records, same_value
 from mechlab.errors import ConfigError
 
 
@@ -30,24 +34,23 @@ def _require(module: str):
 
 
 def _fraction_equal(a: dict, b: dict) -> float:
-    """The fraction of a's fields with an equal value in b (1 for no fields)."""
-    return sum(1 for k, v in a.items() if k in b and b[k] == v) / len(a) if a else 1.0
+    """The fraction of the fields of a and b with an equal value (by value) in both, over the larger field set
+    (1 for no fields on either side)."""
+    if not a and not b:
+        return 1.0
+    return sum(1 for k, v in a.items() if k in b and same_value(b[k], v)) / max(len(a), len(b))
+
+
+UNREADABLE = object()  # a record of an answer that its parser could not read: it matches nothing
 
 
 def record_similarity(seed: list, got: list, score: Callable[[Any, Any], float], doc: float = 1.0, *,
                       w_count: float, w_records: float, w_doc: float, w_order: float) -> float:
-    """The module docstring's weighted record similarity; ``doc`` is the document-level score."""
-    import numpy as np
-
+    """The module docstring's weighted record similarity; ``doc`` is the document-level score. ``got`` may hold
+    :data:`UNREADABLE` records, which score 0 against every seed record."""
+    records, order = matched_records(seed, got, lambda a, b: 0.0 if b is UNREADABLE else score(a, b))
     if not seed:
-        records, order = (1.0 if not got else 0.0), 1.0
-    elif not got:
-        records, order = 0.0, 0.0
-    else:
-        s = np.array([[score(a, b) for b in got] for a in seed])
-        match = _best_matching(s)
-        records = sum(s[i, j] for i, j in match.items()) / len(seed)
-        order = _kept_order(match, len(seed))
+        order = 1.0
     count = min(len(seed), len(got)) / max(len(seed), len(got), 1)
     return float(w_count * count + w_records * records + w_doc * doc + w_order * order)
 
@@ -62,12 +65,15 @@ class RecordDomain(Domain):
     def parse(self, text: str) -> Any:
         return self._parsed(text)
 
+    def strict(self, text: str) -> Any:
+        return self.load(text)
+
     @functools.lru_cache(maxsize=256)  # relays score the same documents again and again; nothing mutates them
     def _parsed(self, text: str) -> Any:
         return self.read(text)
 
     def read(self, text: str) -> Any:
-        """The document as the plain data ``file_similarity`` compares."""
+        """The document as the plain data ``file_similarity`` compares, read as far as the parser can."""
         raise NotImplementedError
 
     def load(self, text: str) -> Any:
@@ -112,9 +118,10 @@ def _negate(key: str):
 # ---- iCalendar ---------------------------------------------------------------------------------------------
 
 class ICSDomain(RecordDomain):
-    """iCalendar files (icalendar): VEVENTs. Per event: 0.5 × text fields (uid, summary, location, description,
-    categories equal) + 0.5 × times (start and end; each 1 when equal, falling linearly to 0 at a day off).
-    File: 0.15 count + 0.70 events + 0.10 calendar fields (X-WR-CALNAME, X-WR-TIMEZONE, METHOD) + 0.05 order.
+    """iCalendar files (RFC 5545; icalendar): VEVENTs. Per event: 0.5 × text fields (uid, summary, location,
+    description, categories equal) + 0.5 × times (start and end; each 1 when equal, falling linearly to 0 at a day
+    off). File: 0.15 count + 0.70 events + 0.10 calendar fields (X-WR-CALNAME, X-WR-TIMEZONE, METHOD) + 0.05 order.
+    A cut-off calendar is read after closing its open components (the events before the cut count).
     Oracle edits: shift (every event by minutes), extend (every end by minutes), rename_location, prefix (every
     summary), add_category (to every event; remove_category), calname (the calendar's name)."""
 
@@ -142,8 +149,27 @@ class ICSDomain(RecordDomain):
                 "categories": sorted(str(c) for cat in cats for c in getattr(cat, "cats", [cat])),
                 "start": ev.decoded("DTSTART", None), "end": ev.decoded("DTEND", None)}
 
+    @staticmethod
+    def _closed(text: str) -> str:
+        """A cut-off calendar closed: a last line without a property separator dropped, and an END line added
+        for every component still open (the repair that lets icalendar read the events before the cut)."""
+        lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
+        if lines and ":" not in lines[-1]:
+            lines.pop()
+        stack = []
+        for line in lines:
+            key, _, value = line.partition(":")
+            if key.upper() == "BEGIN":
+                stack.append(value.strip())
+            elif key.upper() == "END" and stack:
+                stack.pop()
+        return "\n".join(lines + [f"END:{name}" for name in reversed(stack)]) + "\n"
+
     def read(self, text: str):
-        cal = self.load(text)
+        try:
+            cal = self.load(text)
+        except ValueError:
+            cal = self.load(self._closed(text))
         events = [self._event(ev) for ev in cal.walk("VEVENT")]
         return {k: str(cal[k]) for k in self.CAL_FIELDS if k in cal}, events
 
@@ -161,8 +187,10 @@ class ICSDomain(RecordDomain):
     def file_similarity(self, seed, got) -> float:
         (cal_a, ev_a), (cal_b, ev_b) = seed, got
 
+        fields = ("uid", "summary", "location", "description", "categories")
+
         def score(a, b):
-            text = _fraction_equal({k: a[k] for k in ("uid", "summary", "location", "description", "categories")}, b)
+            text = _fraction_equal({k: a[k] for k in fields}, {k: b[k] for k in fields})
             return 0.5 * text + 0.25 * self._time_score(a["start"], b["start"]) + 0.25 * self._time_score(a["end"], b["end"])
 
         return record_similarity(ev_a, ev_b, score, _fraction_equal(cal_a, cal_b),
@@ -209,11 +237,12 @@ class ICSDomain(RecordDomain):
 # ---- GPX ---------------------------------------------------------------------------------------------------
 
 class GPXDomain(RecordDomain):
-    """GPS exchange files (gpxpy): tracks and waypoints. Per track: 0.2 × name + 0.8 × the fraction of the
-    seed's points (in order, segments concatenated) found at the same index with position within 1e-6°,
-    elevation within 1 mm and the same time. Per waypoint: 0.5 name + 0.5 position. File: 0.10 count (tracks and
-    waypoints) + 0.65 tracks and waypoints (by their share of the records) + 0.15 metadata name and description +
-    0.10 order. Oracle edits: shift_elevation (metres, points and waypoints), shift_time (seconds),
+    """GPS exchange files (GPX 1.1; gpxpy): tracks and waypoints. Per track: 0.2 × name + 0.8 × the fraction of the
+    seed's points (segments concatenated) matched in an order-preserving alignment (:func:`aligned`, over the longer of
+    the two point lists) with position within 1e-6°, elevation within 1 mm and the same time, so a dropped or inserted
+    point costs that point alone. A cut-off file is read up to the cut. Per waypoint: 0.5 name + 0.5 position. File:
+    0.10 count (tracks and waypoints) + 0.65 tracks and waypoints (by their share of the records) + 0.15 metadata name
+    and description + 0.10 order. Oracle edits: shift_elevation (metres, points and waypoints), shift_time (seconds),
     reverse_track (points of every segment), rename_track, rename_waypoint, add_waypoint (remove_waypoint)."""
 
     name = "gpx"
@@ -226,8 +255,32 @@ class GPXDomain(RecordDomain):
     def dump(self, gpx) -> str:
         return gpx.to_xml()
 
+    @staticmethod
+    def _readable_prefix(text: str) -> str:
+        """The well-formed XML a cut-off document starts with: ElementTree's pull parser reads up to the first
+        error, and the elements built by then are written back closed."""
+        import xml.etree.ElementTree as ET
+
+        parser = ET.XMLPullParser(events=("start",))
+        root = None
+        try:
+            parser.feed(text)
+            parser.close()
+        except ET.ParseError:
+            pass
+        for _, element in parser.read_events():
+            root = element if root is None else root
+        if root is None:
+            raise ValueError("no readable XML")
+        for element in root.iter():  # written back without namespace prefixes, as GPX files are
+            element.tag = element.tag.rsplit("}", 1)[-1]
+        return ET.tostring(root, encoding="unicode")
+
     def read(self, text: str):
-        gpx = self.load(text)
+        try:
+            gpx = self.load(text)
+        except Exception:  # gpxpy raises its own and the XML parser's errors: read the well-formed prefix
+            gpx = self.load(self._readable_prefix(text))
         tracks = [("track", t.name or "", [(p.latitude, p.longitude, p.elevation, p.time)
                                           for s in t.segments for p in s.points]) for t in gpx.tracks]
         waypoints = [("waypoint", w.name or "", [(w.latitude, w.longitude, w.elevation, w.time)]) for w in gpx.waypoints]
@@ -246,7 +299,7 @@ class GPXDomain(RecordDomain):
         def score(a, b):
             if a[0] != b[0]:
                 return 0.0
-            points = sum(1 for p, q in zip(a[2], b[2]) if self._same_point(p, q)) / max(len(a[2]), len(b[2]), 1)
+            points = aligned(a[2], b[2], lambda p, q: float(self._same_point(p, q))) / max(len(a[2]), len(b[2]), 1)
             return (0.2 if a[0] == "track" else 0.5) * (a[1] == b[1]) + (0.8 if a[0] == "track" else 0.5) * points
 
         return record_similarity(rec_a, rec_b, score, _fraction_equal(meta_a, meta_b),
@@ -294,34 +347,38 @@ class GPXDomain(RecordDomain):
 # ---- PGN ---------------------------------------------------------------------------------------------------
 
 class PGNDomain(RecordDomain):
-    """Chess games in PGN (python-chess; a game with parse errors is an error). Per game: 0.30 × tags (the
-    seed's header tags equal) + 0.55 × moves (the seed's mainline moves equal ply by ply) + 0.15 × annotations
-    (comments and NAGs equal ply by ply, and the game comment). File: 0.10 count + 0.85 games + 0.05 order.
-    Oracle edits: rename_player, set_tag (one tag of every game, old → new value), swap_colors (White ↔ Black
-    names), comment (a comment after the first move of every game; uncomment), reverse_games, mark_captures
-    (NAG $1 "!" on every capture; unmark_captures)."""
+    """Chess games in PGN (python-chess; every game of the file is read; a seed game with parse errors is an error, an
+    answer's game keeps the moves before its first illegal one). Per game: 0.30 × tags (the seed's header tags equal,
+    over the larger tag set) + 0.55 × moves (the seed's mainline moves equal ply by ply) + 0.15 × annotations (comments
+    and NAGs equal ply by ply, and the game comment). File: 0.10 count + 0.85 games + 0.05 order. Oracle edits:
+    rename_player, set_tag (one tag of every game, old → new value), swap_colors (White ↔ Black names), comment (a
+    comment after the first move of every game; uncomment), reverse_games, mark_captures (NAG $1 "!" on every capture;
+    unmark_captures)."""
 
     name = "pgn"
     INVERSES = {"rename_player": _swap(), "set_tag": _swap(), "comment": "uncomment", "uncomment": "comment",
                 "mark_captures": "unmark_captures", "unmark_captures": "mark_captures"}
 
-    def load(self, text: str) -> list:
+    def _games(self, text: str, strict: bool) -> list:
         pgn = _require("chess.pgn")
         stream, games = io.StringIO(text), []
         while (game := pgn.read_game(stream)) is not None:
-            if game.errors:
+            if game.errors and strict:
                 raise ValueError(f"game {len(games) + 1}: {game.errors[0]}")
             games.append(game)
         if not games:
             raise ValueError("no games")
         return games
 
+    def load(self, text: str) -> list:
+        return self._games(text, strict=True)
+
     def dump(self, games: list) -> str:
         return "\n\n".join(str(g) for g in games) + "\n"
 
     def read(self, text: str) -> list[dict]:
         out = []
-        for g in self.load(text):
+        for g in self._games(text, strict=False):  # a game with an illegal move keeps the moves before it
             nodes = list(g.mainline())
             out.append({"tags": dict(g.headers), "moves": [n.san() for n in nodes],
                         "notes": [g.comment] + [(n.comment, tuple(sorted(n.nags))) for n in nodes]})
@@ -375,11 +432,12 @@ class PGNDomain(RecordDomain):
 # ---- gettext PO --------------------------------------------------------------------------------------------
 
 class PODomain(RecordDomain):
-    """gettext catalogues (polib). Entries are keyed by (msgctxt, msgid). Per entry: 0.70 × translation
-    (msgstr, or every plural form, equal) + 0.15 × flags + 0.15 × comments (translator and extracted) and
-    references. File: 0.10 count + 0.75 entries + 0.10 header metadata (fields equal) + 0.05 order.
-    Oracle edits: fuzzy (flag every entry; unfuzzy), comment (a translator comment on every entry; uncomment),
-    metadata (one header field, old → new), prefix (every translation; unprefix), reverse_entries."""
+    """gettext catalogues (GNU gettext PO format; polib). Entries are keyed by (msgctxt, msgid); a catalogue polib
+    cannot read whole is read entry by entry (blank-line separated), an unreadable entry counting as an extra one. Per
+    entry: 0.70 × translation (msgstr, or every plural form, equal) + 0.15 × flags + 0.15 × comments (translator and
+    extracted) and references. File: 0.10 count + 0.75 entries + 0.10 header metadata (fields equal) + 0.05 order.
+    Oracle edits: fuzzy (flag every entry; unfuzzy), comment (a translator comment on every entry; uncomment), metadata
+    (one header field, old → new), prefix (every translation; unprefix), reverse_entries."""
 
     name = "po"
     INVERSES = {"fuzzy": "unfuzzy", "unfuzzy": "fuzzy", "comment": "uncomment", "uncomment": "comment",
@@ -396,12 +454,29 @@ class PODomain(RecordDomain):
     def dump(self, po) -> str:
         return str(po)
 
+    @staticmethod
+    def _entry(e) -> dict:
+        return {"key": (e.msgctxt, e.msgid), "msgstr": (e.msgstr, tuple(sorted(e.msgstr_plural.items()))),
+                "flags": tuple(sorted(e.flags)), "comments": (e.tcomment, e.comment, tuple(e.occurrences))}
+
     def read(self, text: str):
-        po = self.load(text)
-        entries = [{"key": (e.msgctxt, e.msgid), "msgstr": (e.msgstr, tuple(sorted(e.msgstr_plural.items()))),
-                    "flags": tuple(sorted(e.flags)), "comments": (e.tcomment, e.comment, tuple(e.occurrences))}
-                   for e in po if not e.obsolete]
-        return dict(po.metadata), entries
+        try:
+            po = self.load(text)
+            return dict(po.metadata), [self._entry(e) for e in po if not e.obsolete]
+        except (OSError, ValueError):  # polib's syntax errors are OSErrors: read entry by entry instead
+            pass
+        metadata, entries = {}, []
+        for chunk in re.split(r"\n\s*\n", text.strip()):
+            try:
+                po = _require("polib").pofile(chunk + "\n")
+            except (OSError, ValueError):
+                entries.append(UNREADABLE)
+                continue
+            metadata = metadata or dict(po.metadata)
+            entries += [self._entry(e) for e in po if not e.obsolete]
+        if not any(e is not UNREADABLE for e in entries) and not metadata:
+            raise ValueError("no readable entries")
+        return metadata, entries
 
     def file_similarity(self, seed, got) -> float:
         (meta_a, ent_a), (meta_b, ent_b) = seed, got
@@ -453,11 +528,13 @@ _CONLLU_FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "depre
 
 
 class CoNLLUDomain(RecordDomain):
-    """Universal Dependencies treebanks in CoNLL-U (conllu). Per sentence: 0.15 × its metadata comments equal +
-    0.85 × tokens (for the seed's tokens in order, the fraction of their ten fields equal, over the longer of the
-    two token lists). File: 0.10 count + 0.85 sentences + 0.05 order. Oracle edits: rename_deprel (a relation
-    label everywhere), prefix_ids (every sent_id; unprefix_ids), add_misc (a MISC attribute on every token;
-    remove_misc), add_meta (a comment on every sentence; remove_meta), reverse_sentences."""
+    """Universal Dependencies treebanks in CoNLL-U (https://universaldependencies.org/format.html; conllu). Per
+    sentence: 0.15 × its metadata comments equal + 0.85 × tokens (the tokens aligned in order by :func:`aligned` on the
+    fraction of their ten fields equal, over the longer of the two token lists, so a dropped token costs that token and
+    the ids and heads it shifts). A file conllu cannot read whole is read sentence by sentence. File: 0.10 count + 0.85
+    sentences + 0.05 order. Oracle edits: rename_deprel (a relation label everywhere), prefix_ids (every sent_id;
+    unprefix_ids), add_misc (a MISC attribute on every token; remove_misc), add_meta (a comment on every sentence;
+    remove_meta), reverse_sentences."""
 
     name = "conllu"
     INVERSES = {"rename_deprel": _swap(), "prefix_ids": "unprefix_ids", "unprefix_ids": "prefix_ids",
@@ -476,15 +553,34 @@ class CoNLLUDomain(RecordDomain):
     def dump(self, sentences: list) -> str:
         return "".join(s.serialize() for s in sentences)
 
+    @staticmethod
+    def _sentence(s) -> dict:
+        return {"meta": dict(s.metadata), "tokens": [tuple(str(t.get(f)) for f in _CONLLU_FIELDS) for t in s]}
+
     def read(self, text: str) -> list[dict]:
-        return [{"meta": dict(s.metadata), "tokens": [tuple(str(t.get(f)) for f in _CONLLU_FIELDS) for t in s]}
-                for s in self.load(text)]
+        conllu = _require("conllu")
+        try:
+            return [self._sentence(s) for s in self.load(text)]
+        except (ValueError, conllu.exceptions.ParseException):
+            pass
+        out = []
+        for chunk in re.split(r"\n\s*\n", text.strip()):  # sentence by sentence
+            try:
+                out += [self._sentence(s) for s in conllu.parse(chunk + "\n\n") if len(s)]
+            except (ValueError, conllu.exceptions.ParseException):
+                out.append(UNREADABLE)
+        if not any(s is not UNREADABLE for s in out):
+            raise ValueError("no readable sentences")
+        return out
 
     def file_similarity(self, seed, got) -> float:
+        def fields(p, q) -> float:
+            return sum(x == y for x, y in zip(p, q)) / len(p)
+
         def score(a, b):
             ta, tb = a["tokens"], b["tokens"]
-            fields = sum(sum(x == y for x, y in zip(p, q)) / len(p) for p, q in zip(ta, tb)) / max(len(ta), len(tb))
-            return 0.15 * _fraction_equal(a["meta"], b["meta"]) + 0.85 * fields
+            tokens = aligned(ta, tb, fields) / max(len(ta), len(tb))
+            return 0.15 * _fraction_equal(a["meta"], b["meta"]) + 0.85 * tokens
 
         return record_similarity(seed, got, score, w_count=0.10, w_records=0.85, w_doc=0.0, w_order=0.05)
 
@@ -528,55 +624,133 @@ class CoNLLUDomain(RecordDomain):
 # ---- SQL schema --------------------------------------------------------------------------------------------
 
 class SQLDomain(RecordDomain):
-    """SQL schemas: CREATE TABLE statements (sqlglot, generic dialect; anything else is an error). Per table:
-    0.15 × name + 0.55 × columns (per seed column found by name: 0.4 + 0.4 type + 0.2 constraints equal, as
-    sqlglot prints them) + 0.10 × column order + 0.20 × table constraints (primary and foreign keys) equal.
-    File: 0.10 count + 0.85 tables + 0.05 order. Oracle edits: rename_table (and every reference to it),
-    rename_column (in its table), add_column (drop_column), change_type, reverse_tables."""
+    """SQL schemas, read in the MySQL dialect (sqlglot; MySQL dumps as in the official release: backquoted names,
+    ``DROP TABLE IF EXISTS``, ``ENGINE=…`` options, inline ``KEY`` lines, ``SET``/``LOCK`` statements). Records are
+    the CREATE TABLE and CREATE INDEX statements. Per table: 0.15 × name + 0.50 × columns (per seed column found by
+    name: 0.4 + 0.4 type + 0.2 constraints equal, as sqlglot prints them, over the larger column count) + 0.10 ×
+    column order + 0.20 × table constraints and inline keys (the fraction equal, over the larger count) + 0.05 ×
+    table options. Per index: 0.4 × table and columns + 0.3 × name + 0.3 × uniqueness and the rest of its text.
+    File: 0.10 count + 0.80 tables and indexes + 0.05 the other statements (the fraction equal, over the larger
+    count) + 0.05 order. A schema sqlglot cannot read whole is read statement by statement, an unreadable
+    statement counting as an extra record; a seed must read whole and hold a CREATE TABLE.
+    Oracle edits: rename_table (and every reference to it), rename_column (in its table), add_column
+    (drop_column), change_type, reverse_tables."""
 
     name = "sql"
+    DIALECT = "mysql"
     INVERSES = {"rename_table": _swap(), "rename_column": _swap(), "add_column": "drop_column",
                 "drop_column": "add_column", "change_type": _swap()}
 
+    @staticmethod
+    def _kind(s) -> str:
+        exp = _require("sqlglot").exp
+        return str(s.args.get("kind", "")).upper() if isinstance(s, exp.Create) else ""
+
     def load(self, text: str) -> list:
         sqlglot = _require("sqlglot")
-        statements = [s for s in sqlglot.parse(text) if s is not None]
-        if not statements:
-            raise ValueError("no statements")
-        for s in statements:
-            if not isinstance(s, sqlglot.exp.Create) or str(s.args.get("kind", "")).upper() != "TABLE":
-                raise ValueError(f"not a CREATE TABLE statement: {s.sql()[:60]!r}")
+        statements = [s for s in sqlglot.parse(text, read=self.DIALECT) if s is not None]
+        if not any(self._kind(s) == "TABLE" for s in statements):
+            raise ValueError("no CREATE TABLE statement")
         return statements
 
     def dump(self, statements: list) -> str:
-        return "".join(s.sql(pretty=True) + ";\n\n" for s in statements)
+        return "".join(s.sql(dialect=self.DIALECT, pretty=True) + ";\n\n" for s in statements)
 
-    def read(self, text: str) -> list[dict]:
+    def _statements(self, text: str) -> list:
+        """Every statement, or, when sqlglot cannot read the whole text, statement by statement (split at the
+        tokenizer's semicolons), an unreadable one as :data:`UNREADABLE`."""
+        sqlglot = _require("sqlglot")
+        try:
+            return [s for s in sqlglot.parse(text, read=self.DIALECT) if s is not None]
+        except sqlglot.errors.SqlglotError:
+            pass
+        try:
+            tokens = sqlglot.tokenize(text, read=self.DIALECT)
+        except sqlglot.errors.SqlglotError:  # an unterminated string or comment: cut there
+            return [UNREADABLE]
+        cuts = [t.end + 1 for t in tokens if t.token_type == sqlglot.tokens.TokenType.SEMICOLON]
+        out, start = [], 0
+        for end in cuts + [len(text)]:
+            chunk, start = text[start:end], end
+            if not chunk.strip().strip(";").strip():
+                continue
+            try:
+                out += [s for s in sqlglot.parse(chunk, read=self.DIALECT) if s is not None]
+            except sqlglot.errors.SqlglotError:
+                out.append(UNREADABLE)
+        return out
+
+    def read(self, text: str) -> tuple[list[str], list]:
+        """(the other statements as MySQL text, the tables and indexes as records)."""
         exp = _require("sqlglot").exp
-        tables = []
-        for s in self.load(text):
-            schema = s.this
-            cols, keys = [], []
-            for e in schema.expressions:
-                if isinstance(e, exp.ColumnDef):
-                    kind = e.args.get("kind")
-                    cols.append((e.name, kind.sql() if kind else "", tuple(c.sql() for c in e.constraints)))
-                else:
-                    keys.append(e.sql())
-            tables.append({"name": schema.this.name, "columns": cols, "keys": sorted(keys)})
-        return tables
+        records, other = [], []
+        for s in self._statements(text):
+            kind = "" if s is UNREADABLE else self._kind(s)
+            if s is UNREADABLE:
+                records.append(s)
+            elif kind == "TABLE" and isinstance(s.this, exp.Schema):
+                schema = s.this
+                cols, keys = [], []
+                for e in schema.expressions:
+                    if isinstance(e, exp.ColumnDef):
+                        ctype = e.args.get("kind")
+                        cols.append((e.name, ctype.sql(self.DIALECT) if ctype else "",
+                                     tuple(c.sql(self.DIALECT) for c in e.constraints)))
+                    else:
+                        keys.append(e.sql(self.DIALECT))
+                props = s.args.get("properties")
+                records.append({"kind": "table", "name": schema.this.name, "columns": cols, "keys": sorted(keys),
+                                "options": props.sql(self.DIALECT) if props else ""})
+            elif kind == "INDEX" and isinstance(s.this, exp.Index):
+                index = s.this
+                table = index.args.get("table")
+                params = index.args.get("params")
+                columns = tuple(c.sql(self.DIALECT) for c in (params.args.get("columns") or [])) if params else ()
+                records.append({"kind": "index", "name": index.name, "table": table.name if table else "",
+                                "columns": columns, "text": s.sql(self.DIALECT)})
+            else:
+                other.append(s.sql(self.DIALECT))
+        if not records and not other:
+            raise ValueError("no statements")
+        return other, records
+
+    @staticmethod
+    def _multiset_overlap(a: list, b: list) -> float:
+        """The fraction of items shared by two lists counted with multiplicity, over the longer (1 for two empty)."""
+        if not a and not b:
+            return 1.0
+        pool = list(b)
+        same = 0
+        for x in a:
+            if x in pool:
+                pool.remove(x)
+                same += 1
+        return same / max(len(a), len(b))
 
     def file_similarity(self, seed, got) -> float:
-        def score(a, b):
+        (other_a, rec_a), (other_b, rec_b) = seed, got
+
+        def table(a, b) -> float:
             found = {c[0]: c for c in b["columns"]}
             cols = sum(0.4 + 0.4 * (found[c[0]][1] == c[1]) + 0.2 * (found[c[0]][2] == c[2])
-                       for c in a["columns"] if c[0] in found) / max(len(a["columns"]), 1)
+                       for c in a["columns"] if c[0] in found) / max(len(a["columns"]), len(b["columns"]), 1)
             pos = {c[0]: i for i, c in enumerate(b["columns"])}
             order = _kept_order({i: pos[c[0]] for i, c in enumerate(a["columns"]) if c[0] in pos}, len(a["columns"]))
-            keys = 1.0 if a["keys"] == b["keys"] else 0.0
-            return 0.15 * (a["name"] == b["name"]) + 0.55 * cols + 0.10 * order + 0.20 * keys
+            keys = self._multiset_overlap(a["keys"], b["keys"])
+            return (0.15 * (a["name"] == b["name"]) + 0.50 * cols + 0.10 * order + 0.20 * keys
+                    + 0.05 * (a["options"] == b["options"]))
 
-        return record_similarity(seed, got, score, w_count=0.10, w_records=0.85, w_doc=0.0, w_order=0.05)
+        def index(a, b) -> float:
+            return (0.4 * (a["table"] == b["table"] and a["columns"] == b["columns"]) + 0.3 * (a["name"] == b["name"])
+                    + 0.3 * (a["text"] == b["text"]))
+
+        def score(a, b) -> float:
+            if a["kind"] != b["kind"]:
+                return 0.0
+            return table(a, b) if a["kind"] == "table" else index(a, b)
+
+        return record_similarity(rec_a, rec_b, score, self._multiset_overlap(other_a, other_b),
+                                 w_count=0.10, w_records=0.80, w_doc=0.05, w_order=0.05)
 
     def edit(self, op: dict, statements: list) -> list:
         exp = _require("sqlglot").exp
@@ -589,7 +763,7 @@ class SQLDomain(RecordDomain):
                     if t.name == op["old"]:
                         t.set("this", exp.to_identifier(op["new"]))
             return statements
-        target = [s for s in statements if s.this.this.name == op["table"]]
+        target = [s for s in statements if self._kind(s) == "TABLE" and s.this.this.name == op["table"]]
         if not target:
             raise ValueError(f"no table {op['table']!r}")
         schema = target[0].this
@@ -613,7 +787,7 @@ class SQLDomain(RecordDomain):
 
     def damage(self, statements: list, rng: random.Random) -> None:
         exp = _require("sqlglot").exp
-        schema = rng.choice(statements).this
+        schema = rng.choice([s for s in statements if self._kind(s) == "TABLE"]).this
         columns = [e for e in schema.expressions if isinstance(e, exp.ColumnDef)]
         if len(columns) > 1:
             victim = rng.choice(columns)

@@ -21,6 +21,12 @@ law is steepest there, r up to 8 because φ is read from r^φ; a third token bud
 With the noise of the first Hyperloop runs (trained with the loop embedding at 50× scale) the same grid gives
 an sd of 0.13 for that arm: more seeds per point (``--seeds``) if the rerun's own design check asks for them.
 
+Run, the grid did not deliver that: at 200–800 steps extra loops cost loss at every width (r = 8 is 0.03–0.17
+nats/token worse than r = 1 in all 12 cells), the free fit sits at φ = −1, and the design check on the runs' own
+law (a flatter parameter term, noise sd 0.014 in log-loss) gives a half-width of 1.1. ``--plan`` against those runs
+finds no one-seed grid that resolves φ, budgets up to 3,200 steps included (CANDIDATES): the noise has to come down
+(more validation windows, several seeds per point) before φ can be read at this scale.
+
 Every run is an ordinary `mechlab train` run through `mechlab sweep` (resumable): layout 1→2×r→1, gutenberg with a
 2048-token BPE, AdamW with the paper's ε = 1e-6, validation loss (nats/token) at the end. N_rec counts the middle
 blocks' parameters, N_once every other parameter but the input embedding. The fit: Huber on log-loss, L-BFGS-B
@@ -65,6 +71,10 @@ CANDIDATES = {
     "r up to 8, small widths": ([32, 48, 64, 96], [1, 2, 4, 8], [200, 400, 800]),
     "r up to 8, smaller widths": ([24, 32, 48, 64], [1, 2, 4, 8], [200, 400, 800]),
     "r up to 8, small widths, 4 budgets": ([32, 48, 64, 96], [1, 2, 4, 8], [100, 200, 400, 800]),
+    # longer budgets, for a law whose parameter term is flat at 200–800 steps (the redesigned grid's own runs)
+    "smaller widths, to 3200 steps": ([24, 32, 48, 64], [1, 2, 4, 8], [400, 800, 1600, 3200]),
+    "smaller widths, r 1/2/4/8/16, to 3200 steps": ([24, 32, 48, 64], [1, 2, 4, 8, 16], [400, 800, 1600, 3200]),
+    "widths 16–64, to 3200 steps": ([16, 24, 32, 48, 64], [1, 2, 4, 8], [400, 800, 1600, 3200]),
 }
 
 

@@ -68,6 +68,27 @@ def test_isodepth_fit_recovers_phi_and_beats_the_restricted_models():
     assert fit.bootstrap_failed == 0
 
 
+def test_a_restricted_fit_that_does_not_converge_leaves_the_free_fit_standing(monkeypatch):
+    """The restricted fits φ = 0 and φ = 1 are comparisons: one that does not converge is left out with a warning
+    instead of taking the free fit (and hours of runs behind it) down with it."""
+    rng = np.random.default_rng(0)
+    design = isodepth_design(tokens=(3e7, 1e8, 3e8))
+    loss = predict("isodepth", ISO_TRUE, design["N"], design["D"], design["N_rec"], design["r"])
+    loss = loss * np.exp(rng.normal(0, 0.003, len(loss)))
+    point_fit = fits._point_fit
+
+    def phi_one_never_converges(law, data, phi, max_starts):
+        runs, starts = point_fit(law, data, phi, max_starts)
+        if phi == 1.0:
+            runs = [fits._Run(run.x, run.fun, False) for run in runs]
+        return runs, starts
+
+    monkeypatch.setattr(fits, "_point_fit", phi_one_never_converges)
+    with pytest.warns(RuntimeWarning, match="restricted fit phi = 1 did not converge"):
+        fit = fit_law("isodepth", loss, design["N"], design["D"], N_rec=design["N_rec"], r=design["r"], bootstrap=0)
+    assert set(fit.restricted) == {"phi=0"} and abs(fit.params["phi"] - 0.46) < 0.05
+
+
 def test_fit_errors():
     with pytest.raises(ConfigError, match="N_rec"):
         fit_law("isodepth", [3.0] * 8, [1e6] * 8, [1e7] * 8)

@@ -21,8 +21,9 @@ of the loss scale): the objective is ~1e-3 or smaller, and L-BFGS-B's relative s
 (f_k − f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) ≤ ftol is floored at |f| = 1, so on the raw objective it is an absolute
 test that stops long before the minimum. Here the optimiser sees the objective divided by δ²·n (the mean Huber loss
 in units of δ²). Even so, with δ = 1e-3 most residuals sit on the linear part of the Huber loss and L-BFGS-B's
-relative test still often stops where the gradient is far from zero, so each L-BFGS-B run is finished by a few
-projected Newton steps with the exact Hessian, and a restart counts as converged only when the largest entry of the
+relative test still often stops where the gradient is far from zero, so each L-BFGS-B run is finished by
+projected Newton steps with the exact Hessian (up to POLISH_ITERS: a fit that wants E = 0 needs tens of them to walk
+log E down to its floor), and a restart counts as converged only when the largest entry of the
 projected gradient of the scaled objective is ≤ GTOL (1e-4). The point estimate is the best converged restart (none:
 FitDidNotConverge); a bootstrap resample with no converged restart is counted in ``Fit.bootstrap_failed`` and left
 out of the intervals. E has a floor of 1e-6 × the smallest loss (E = 0 in effect), so that fits which want E = 0
@@ -73,7 +74,8 @@ HUBER_DELTA = 1e-3
 FTOL = 1e-9  # L-BFGS-B's relative reduction test
 LBFGS_GTOL = 1e-5  # L-BFGS-B's projected-gradient test
 MAXITER = 200  # L-BFGS-B iterations per restart
-POLISH_ITERS = 30  # Newton steps after L-BFGS-B
+POLISH_ITERS = 1000  # at most this many Newton steps after L-BFGS-B (a converged run stops at once; a fit that wants
+#                     E = 0 walks down a valley where log E moves about one unit per step to the floor)
 GTOL = 1e-4  # convergence: largest entry of the projected gradient (moving any of a, b, e, α, β, φ by 0.01 then
 #              changes the scaled objective by < 1e-6)
 PARAM_BOUNDS = {"alpha": (0.0, 3.0), "beta": (0.0, 3.0), "phi": (-1.0, 2.0)}
@@ -700,7 +702,8 @@ def fit_law(law: str, loss: Sequence[float], N: Sequence[float], D: Sequence[flo
         phi: pins φ (iso-depth only); None fits it.
         bootstrap: resamples of the rows (with replacement) for 95% percentile intervals; 0 for none.
         seed: seed of the resampling.
-        restricted: for the iso-depth law with free φ, also fit φ = 0 and φ = 1 (``Fit.restricted``).
+        restricted: for the iso-depth law with free φ, also fit φ = 0 and φ = 1 (``Fit.restricted``; one that
+            does not converge is left out with a RuntimeWarning).
         max_starts: L-BFGS-B restarts for the point estimate (default 32).
         drop_highest: leave out the k highest-loss rows before fitting (Besiroglu et al. 2024, arXiv 2404.10102,
             drop 5 of the Chinchilla runs); their indices go to ``Fit.dropped``.
@@ -785,7 +788,11 @@ def _fit(law: str, data: _Data, cols: dict[str, np.ndarray], phi: float | None, 
                           "synthetic_recovery)", RuntimeWarning, stacklevel=3)
     if restricted and law == "isodepth" and phi is None:
         for pinned in (0.0, 1.0):
-            out.restricted[f"phi={pinned:g}"] = _fit(law, data, cols, pinned, 0, seed, False, max_starts, dropped)
+            try:
+                out.restricted[f"phi={pinned:g}"] = _fit(law, data, cols, pinned, 0, seed, False, max_starts, dropped)
+            except FitDidNotConverge as e:  # a comparison fit: the free fit stands without it
+                warnings.warn(f"the restricted fit phi = {pinned:g} did not converge and is left out of "
+                              f"Fit.restricted ({e})", RuntimeWarning, stacklevel=3)
     return out
 
 

@@ -73,6 +73,8 @@ def train_cmd(
     observe_every: int = typer.Option(0, help="Log per-layer weight norm, effective rank, update/weight ratio every N steps (0 = off)."),
     hessian_every: int = typer.Option(0, help="Log the top Hessian eigenvalue against 2/lr and, under AdamW, the "
                                       "preconditioned sharpness against (2 + 2β1)/((1 − β1)·lr) every N steps (0 = off)."),
+    hidden_id_every: int = typer.Option(0, help="Log the intrinsic dimension (TWO-NN, MLE) of the hidden states after "
+                                        "every block on fixed validation tokens every N steps (0 = off)."),
     optimizer: str = typer.Option("adamw", help="'adamw' or 'sgd' (plain gradient descent, no momentum)."),
     seed: int = typer.Option(0, help="Seed for initialisation and data order."),
     out: Path = typer.Option(Path("runs/train"), help="Run directory."),
@@ -97,7 +99,8 @@ def train_cmd(
                           batch_size=batch_size, micro_batch_size=micro_batch_size, seq_len=seq_len, lr=lr,
                           warmup_steps=warmup, weight_decay=weight_decay, grad_clip=grad_clip, eps=adam_eps, dtype=dtype,
                           eval_every=eval_every, save_every=save_every, observe_every=observe_every,
-                          hessian_every=hessian_every, optimizer=optimizer, seed=seed, out_dir=str(out))
+                          hessian_every=hessian_every, hidden_id_every=hidden_id_every, optimizer=optimizer,
+                          seed=seed, out_dir=str(out))
     r = train(cfg, resume=resume, overwrite=overwrite)
     if r.final_eval is not None:
         console.print(f"validation: {r.final_eval.loss:.4f} nats/token, {r.final_eval.bits_per_byte:.4f} bits/byte")
@@ -286,7 +289,7 @@ def delegate_run(
     backend: str = typer.Option("oracle", help="oracle, noisy:RATE (calibration agents), openai:MODEL, local:CHECKPOINT."),
     base_url: Optional[str] = typer.Option(None, help="openai backend: endpoint (default $OPENAI_BASE_URL); key in $OPENAI_API_KEY."),
     timeout: float = typer.Option(120.0, help="openai backend: seconds per request (retried with backoff)."),
-    round_trips: int = typer.Option(10, help="Forward/backward pairs per relay."),
+    round_trips: int = typer.Option(10, help="Forward/backward pairs per relay (10 round trips = 20 interactions: RS@20)."),
     distractors: bool = typer.Option(True, help="Show the environment's distractor files every step."),
     seed: int = typer.Option(0, help="Task order, file order and noise."),
     out: Path = typer.Option(Path("runs/delegate"), "--out", "-o", help="Traces (JSON lines) and results."),
@@ -298,7 +301,7 @@ def delegate_run(
         raise MechlabError("give exactly one of --env DIR or --domain NAME")
     for r in run([env] if env else bundled_environments(domain), backend, round_trips, distractors, seed, out,
                  base_url, timeout):
-        console.print(f"{r.env} ({r.domain}, {r.agent}): RS@{len(r.rs)} = {r.rs[-1]:.3f}, {r.errors} error steps; "
+        console.print(f"{r.env} ({r.domain}, {r.agent}): RS@{2 * len(r.rs)} = {r.rs[-1]:.3f}, {r.errors} error steps; "
                       f"trace {r.trace}")
 
 

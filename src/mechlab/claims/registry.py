@@ -241,7 +241,10 @@ def _isodepth_phi(res: list[dict]) -> Measurement:
     published value and the runs' own residual noise, refitted with the same design. A verdict of "refuted" needs
     that check to recover φ within ±0.1 (median bootstrap half-width and |bias| both ≤ 0.1); a design that cannot
     resolve φ reads "inconclusive" and says why. Where it can, an interval that excludes the published value
-    refutes and one that overlaps it supports; an arm not run yet leaves the claim open."""
+    refutes and one that overlaps it supports; an arm not run yet leaves the claim open.
+
+    Beside it, the regime: in how many (width, budget) cells of an arm some r > 1 reached a lower loss than r = 1.
+    The law describes budgets where an extra loop can pay; where none pays, the reason says so."""
     published = {"looped": (0.41, 0.53), "hyperloop": (0.65, 0.65)}
     rows, verdicts, why = [], [], []
     fits, checks = res[0]["fits"], res[0].get("design_check", {})
@@ -257,6 +260,14 @@ def _isodepth_phi(res: list[dict]) -> Measurement:
         rows.append((f"φ, {arch} (published {p_lo:g}" + (f"–{p_hi:g})" if p_hi > p_lo else ")"),
                      f"{phi:.2f} [{lo:.2f}, {hi:.2f}], R² {fit['r2']:.3f}, n = {fit['n']}; "
                      f"objective of the pinned fits {restricted}"))
+        cells = _loop_cells(res[0].get("runs", []), arch)
+        if cells:
+            pays = sum(cells.values())
+            rows.append((f"regime, {arch}: (width, budget) cells where a loop count r > 1 beats r = 1",
+                         f"{pays} of {len(cells)}"))
+            if pays == 0:
+                why.append(f"{arch}: no extra loop paid at any width and budget run (r > 1 lost to r = 1 in every "
+                           "cell), outside the regime the law describes")
         check = checks.get(arch)
         if check is None:
             verdicts.append(INCONCLUSIVE)
@@ -286,6 +297,18 @@ def _isodepth_phi(res: list[dict]) -> Measurement:
     if REFUTED in verdicts:
         return Measurement(REFUTED, rows, reason)
     return Measurement(INCONCLUSIVE, rows, reason)
+
+
+def _loop_cells(runs: list[dict], arch: str) -> dict[tuple, bool]:
+    """Per (width, steps, seed) cell of an iso-depth arm with r = 1 and some r > 1: whether a loop paid (the lowest
+    loss with r > 1 below the loss with r = 1)."""
+    by_cell: dict[tuple, dict[int, float]] = {}
+    for r in runs:
+        if r.get("arch") == arch:
+            cell = (r["d_model"], r["steps"], r.get("seed", 0))
+            by_cell.setdefault(cell, {})[int(r["model_overrides.n_loops"])] = float(r["val_loss"])
+    return {c: min(v for k, v in losses.items() if k > 1) < losses[1]
+            for c, losses in by_cell.items() if 1 in losses and len(losses) > 1}
 
 
 def _edge_of_stability(res: list[dict]) -> Measurement:
@@ -338,6 +361,113 @@ def _edge_of_stability(res: list[dict]) -> Measurement:
                                  "every seed: 2/η for gradient descent, (2 + 2β1)/((1 − β1)η) for Adam's "
                                  "preconditioned sharpness"))
     return Measurement(INCONCLUSIVE, rows, "; ".join(why) or "seeds disagree or too few learning rates")
+
+
+def _band_state(value: float, ci: list[float], target: float, tol: float) -> str:
+    """"within", "outside" or "open" for a measured value with a 95% interval ``ci`` against target ± tol: within
+    when the value lies in the band and the interval's half-width is at most tol (the experiment resolves the
+    quantity to its tolerance); outside when the whole interval misses the band; open otherwise."""
+    lo, hi = sorted(ci)
+    if abs(value - target) <= tol and (hi - lo) / 2 <= tol:
+        return "within"
+    if hi < target - tol or lo > target + tol:
+        return "outside"
+    return "open"
+
+
+def _combine(states: list[str], rows: list[tuple[str, str]], what: str) -> Measurement:
+    """One verdict from per-cell band states: supported if every cell is within its band, refuted if any cell's
+    interval lies outside it, inconclusive otherwise (the experiment cannot resolve the quantity)."""
+    if not states:
+        raise KeyError("manifolds")
+    if "outside" in states:
+        return Measurement(REFUTED, rows, f"{states.count('outside')} of {len(states)} {what} outside the tolerance, "
+                                          "interval included")
+    if all(s == "within" for s in states):
+        return Measurement(SUPPORTED, rows, f"all {len(states)} {what} within the tolerance")
+    return Measurement(INCONCLUSIVE, rows, f"{states.count('open')} of {len(states)} {what} not resolved to the "
+                                           "tolerance by these runs")
+
+
+def _gap_memoriser(res: list[dict]) -> Measurement:
+    """Experiment A of experiments/representation_gap.py: per manifold the pooled slope of the chordal mean gap
+    (r = 1) against −1/d (±0.03) and the ratio measured / point-process law over the largest n (±5%), each with its
+    two-level bootstrap interval (:func:`_band_state`)."""
+    rows, states = [], []
+    for name, cell in res[0]["manifolds"].items():
+        c, d = cell["chordal"], cell["d"]
+        s_state = _band_state(c["slope"], c["slope_ci"], -1 / d, 0.03)
+        r_state = _band_state(c["ratio"], c["ratio_ci"], 1.0, 0.05)
+        states += [s_state, r_state]
+        rows.append((f"{name} (d = {d}): slope of log mean gap vs log n (predicted {-1 / d:+.4f})",
+                     f"{c['slope']:+.4f} [{c['slope_ci'][0]:+.4f}, {c['slope_ci'][1]:+.4f}]; per seed "
+                     f"{c['slope_per_seed']['mean']:+.4f} ± {c['slope_per_seed']['std']:.4f} — {s_state}"))
+        rows.append((f"{name}: mean gap / Γ(1 + 1/d)(n V_d / Vol)^(−1/d)",
+                     f"{c['ratio']:.4f} [{c['ratio_ci'][0]:.4f}, {c['ratio_ci'][1]:.4f}] — {r_state}"))
+    return _combine(states, rows, "slopes and constants")
+
+
+def _gap_equivariance(res: list[dict]) -> Measurement:
+    """Experiment B: per group action the pooled slope of the geodesic mean gap to the union of orbits against
+    −1/(d − dim G) (±0.05), beside the plain memoriser's slope on the same manifold."""
+    rows, states = [], []
+    for name, cell in res[0]["manifolds"].items():
+        for action, eq in cell["equivariant"].items():
+            g = eq["geodesic"]
+            state = _band_state(g["slope"], g["slope_ci"], eq["predicted_slope"], 0.05)
+            states.append(state)
+            rows.append((f"{action} on {name}: slope, union of orbits (predicted {eq['predicted_slope']:+.3f}; "
+                         f"memoriser {cell['geodesic']['slope']:+.3f})",
+                         f"{g['slope']:+.4f} [{g['slope_ci'][0]:+.4f}, {g['slope_ci'][1]:+.4f}], chordal "
+                         f"{eq['chordal']['slope']:+.4f}; constant ratio {g['ratio']:.3f} — {state}"))
+    return _combine(states, rows, "equivariant slopes")
+
+
+def _gap_intrinsic_dimension(res: list[dict]) -> Measurement:
+    """Experiment C: TWO-NN and MLE, mean over seeds with a bootstrap interval, against d (±0.15), and against the
+    dimension −1/slope read off experiment A (±0.15: both must hold for a manifold to count as within)."""
+    rows, states = [], []
+    settings = res[0]["settings"]
+    for name, cell in res[0]["manifolds"].items():
+        d, from_slope = cell["d"], cell["d_from_slope"]["value"]
+        for method in ("twonn", "mle"):
+            e = cell["intrinsic_dimension"][method]
+            state = _band_state(e["mean"], e["ci"], d, 0.15)
+            if state == "within" and abs(e["mean"] - from_slope) > 0.15:
+                state = "open"
+            states.append(state)
+            rows.append((f"{name} (d = {d}): {method.upper()} at n = {settings['id_n']} in R^{settings['D']}",
+                         f"{e['mean']:.3f} ± {e['std']:.3f} [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]; −1/slope "
+                         f"{from_slope:.3f} — {state}"))
+    return _combine(states, rows, "estimates")
+
+
+def _gap_denoiser(res: list[dict]) -> Measurement:
+    """Experiment D (experiments/gap_denoiser.py): for the plain and the SO(2)-equivariant denoiser, the slope of
+    the gap of its samples over the training-set sizes at which it memorises (mean memorised fraction ≥ 0.9)
+    against −1/2 and −1 (±0.1, a fit over few sizes), with a bootstrap interval over seeds; and where it stops
+    memorising. Fewer than three memorising sizes cannot resolve a slope: inconclusive."""
+    rows, states = [], []
+    for model, s in res[0]["summary"].items():
+        fit, pred = s["memorising_fit"], s["predicted_slope"]
+        stops = s["stops_memorising_at"]
+        where = (f"memorises at n ∈ {{{', '.join(map(str, s['memorising_ns']))}}}; memorised fraction below 0.5 from "
+                 f"n = {stops}" if stops is not None else "memorises at every n run")
+        rows.append((f"{model} denoiser: where it memorises", where))
+        rows.append((f"{model}: gap of the samples / gap of the exact memoriser of the same points, by n",
+                     ", ".join(f"{n}: {c['gap'] / c['memoriser_gap']:.2f}" for n, c in
+                               sorted(s["cells"].items(), key=lambda kv: int(kv[0])))))
+        if fit is None or len(fit["ns"]) < 3:
+            states.append("open")
+            rows.append((f"{model}: slope of the gap while memorising (predicted {pred:+.1f})",
+                         "fewer than three memorising sizes: no slope"))
+            continue
+        state = _band_state(fit["slope"], fit["slope_ci"], pred, 0.1)
+        states.append(state)
+        rows.append((f"{model}: slope of the gap while memorising (predicted {pred:+.1f})",
+                     f"{fit['slope']:+.3f} [{fit['slope_ci'][0]:+.3f}, {fit['slope_ci'][1]:+.3f}] over n = "
+                     f"{fit['ns'][0]}–{fit['ns'][-1]} — {state}"))
+    return _combine(states, rows, "denoiser slopes")
 
 
 def _demo_trellis(res: list[dict]) -> Measurement:
@@ -415,6 +545,10 @@ PAPERS: dict[str, Paper] = {p.id: p for p in [
 ]}
 
 
+_GAP_RUN = dict(command="OMP_NUM_THREADS=1 python experiments/representation_gap.py",
+                results=("experiments/results/representation_gap.json",),
+                plots=("experiments/results/representation_gap.png",))  # experiments A–C share one run
+
 CLAIMS: list[Claim] = [
     Claim("hyperloop-quality", "hyperloop",
           "Hyperloop beats depth-matched Transformer and mHC at about half the parameters.",
@@ -463,9 +597,8 @@ CLAIMS: list[Claim] = [
           "refuted only if the fitted 95% bootstrap interval excludes the published value AND the design check (synthetic "
           "runs from the law with the published φ and the runs' noise, same design, same fit) recovers φ within ±0.1; "
           "supported if the interval overlaps it under the same check; otherwise inconclusive",
-          scale="tiny Looped models 1→2×r→1, r ∈ {1, 2, 4}, widths 64/96/128, 200 and 400 steps of 8×256 tokens, one "
-                "seed per point (18 runs; the Hyperloop arm of this design is withdrawn: trained with the loop embedding "
-                "at 50× scale); the redesigned grid is committed, not yet run",
+          scale="tiny Looped models 1→2×r→1, r ∈ {1, 2, 4, 8}, widths 24/32/48/64, 200, 400 and 800 steps of 8×256 "
+                "gutenberg tokens (0.4–1.6M), one seed per point (48 runs); the Hyperloop arm of this grid is not run yet",
           command="python experiments/isodepth_phi.py --parallel 2",
           results=("experiments/results/isodepth_phi.json",), plots=("experiments/results/isodepth_phi.png",),
           evaluate=_isodepth_phi),
@@ -487,13 +620,45 @@ CLAIMS: list[Claim] = [
           results=("experiments/results/mup_lr_width.json",), plots=("experiments/results/mup_lr_width.png",),
           evaluate=_mup_transfer),
     Claim("delegate-rs", "delegate52", "Delegated round trips corrupt documents measurably.",
-          "the oracle scores RS = 1.0 and a model's RS@k falls with k", "oracle exactly 1.0"),
+          "the oracle scores RS = 1.0 and a model's RS@k falls with k, k counting model interactions as the paper "
+          "does (RS@2 after one round trip, RS@20 after ten)", "oracle exactly 1.0"),
     Claim("pmnet-retrieval", "pmnet", "Phasor memory retrieves exactly beyond the attention window.",
           "near-100% exact copy-paste retrieval beyond the local window", "≥ 95%"),
     Claim("probing-neurons", "perturbation-probing", "A few FFN neurons control a behaviour.",
           "ablating the found neurons changes the behaviour far more than ablating random ones", "≥ 5× random"),
-    Claim("gap-dimension", "representation-gap", "The representation gap scales with intrinsic dimension.",
-          "the gap against sample size follows the predicted exponent in d", "exponent within its CI"),
+    Claim("gap-memoriser", "representation-gap",
+          "A memorising predictor's gap to the data manifold falls as n^(−1/d), with the point-process constant.",
+          "mean distance of a test point to the nearest of n uniform training points ~ Γ(1 + 1/d)·(n·V_d/Vol)^(−1/d): "
+          "slope −1/d of log gap against log n, ratio measured/predicted → 1",
+          "slope within ±0.03 of −1/d and constant within ±5% on every manifold, each resolved by its 95% two-level "
+          "bootstrap interval; refuted if an interval lies outside its band; otherwise inconclusive",
+          scale="S1, S2, S3, T2, T3, S1×S2 (d = 1–3) embedded by a random rotation in R^16, n = 250–64,000, 4,000 "
+                "test points, chordal distance, 5 seeds; the constant over n ≥ 4,000",
+          **_GAP_RUN, evaluate=_gap_memoriser),
+    Claim("gap-equivariance", "representation-gap",
+          "Equivariance lowers the effective dimension to that of the quotient Ω/G (virtual augmentation).",
+          "the gap of the union of the training points' orbits falls as n^(−1/(d − dim G))",
+          "slope within ±0.05 of −1/(d − dim G) for every action, resolved by its 95% bootstrap interval",
+          scale="SO(2) on S2 (latitude circles), one circle of T2, the S1 factor of S1×S2, the Hopf U(1) on S3; "
+                "orbits exact in quotient coordinates, geodesic distance, n = 250–64,000, 5 seeds",
+          **_GAP_RUN, evaluate=_gap_equivariance),
+    Claim("gap-intrinsic-dimension", "representation-gap",
+          "The one parameter of the law, d, is what intrinsic-dimension estimators measure.",
+          "TWO-NN and MLE (k = 20) recover d and agree with the d read off the gap's slope, −1/slope",
+          "mean over seeds within ±0.15 of d (95% bootstrap interval over seeds no wider) and within ±0.15 of −1/slope",
+          scale="4,000 uniform points per manifold in R^16 (S1, S2, S3, T2, T3, S1×S2), 5 seeds, scikit-dimension",
+          **_GAP_RUN, evaluate=_gap_intrinsic_dimension),
+    Claim("gap-denoiser", "representation-gap",
+          "A trained denoiser that memorises has the memoriser's gap: n^(−1/2) on S2, n^(−1) when SO(2)-equivariant.",
+          "while a denoiser trained on n points of S2 memorises, the gap of its samples falls as n^(−1/2) (plain) and "
+          "n^(−1) (SO(2)-equivariant); past some n it stops memorising",
+          "slope over the memorising sizes (≥ 3 of them) within ±0.1 of the prediction, resolved by its bootstrap "
+          "interval over seeds; fewer memorising sizes read inconclusive",
+          scale="MLP denoisers (3 × 256, EDM parameterisation) trained 12,000 steps of 256 by the one trainer on "
+                "n = 4, 8, 16, 32, 128, 1,024 points of S2, 4,000 samples each, 3 seeds",
+          command="OMP_NUM_THREADS=1 python experiments/gap_denoiser.py",
+          results=("experiments/results/representation_gap_denoiser.json",),
+          plots=("experiments/results/representation_gap_denoiser.png",), evaluate=_gap_denoiser),
 ]
 
 

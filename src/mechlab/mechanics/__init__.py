@@ -4,6 +4,8 @@ from mechlab.mechanics.observables import (
     adam_preconditioner,
     adam_threshold,
     effective_rank,
+    hidden_state_dimension,
+    hidden_states,
     layer_statistics,
     loop_observables,
     loss_steps,
@@ -12,5 +14,6 @@ from mechlab.mechanics.observables import (
     top_hessian_eigenvalue,
 )
 
-__all__ = ["adam_preconditioner", "adam_threshold", "effective_rank", "layer_statistics", "loop_observables",
+__all__ = ["adam_preconditioner", "adam_threshold", "effective_rank", "hidden_state_dimension", "hidden_states",
+           "layer_statistics", "loop_observables",
            "loss_steps", "preconditioned_sharpness", "snapshot_matrices", "top_hessian_eigenvalue"]

@@ -10,7 +10,11 @@ Any model:
   sharpness λ_max(P⁻¹H) with P read from the optimiser's state (:func:`preconditioned_sharpness`,
   :func:`adam_preconditioner`), which hovers at :func:`adam_threshold` = (2 + 2β1)/((1 − β1)·η), 38/η for
   β1 = 0.9 (Cohen et al. 2022, "Adaptive gradient methods at the edge of stability", arXiv 2207.14484);
-* steps and plateaus of a loss curve (:func:`loss_steps`).
+* steps and plateaus of a loss curve (:func:`loss_steps`);
+* intrinsic dimension of the hidden states by layer (:func:`hidden_state_dimension`): the token embedding and the
+  output of every block application in call order (the unrolled depth of a looped model), one point per token,
+  estimated by TWO-NN and MLE through :func:`mechlab.geometry.intrinsic_dimension` (arXiv 2605.21692: the
+  representation gap is governed by the intrinsic dimension of the representation).
 
 Looped models (papers/hyperloop.md):
 
@@ -45,6 +49,47 @@ def loop_observables(model, idx: torch.Tensor, targets: torch.Tensor) -> dict[st
     cos = [float(F.cosine_similarity(a, b, dim=-1).mean()) for a, b in zip(middle, middle[1:])]
     lens = [float(F.cross_entropy(model.head(h).float().flatten(0, 1), targets.reshape(-1))) for h in trace["after_loop"]]
     return {"loop_cos": cos, "lens_loss": lens}
+
+
+@torch.no_grad()
+def hidden_states(model, idx: torch.Tensor) -> list[torch.Tensor]:
+    """The hidden states of a mechlab Transformer on tokens ``idx`` (B, T), each (B·T, C) float32 on the CPU: the
+    token embedding, then the output of every block application in call order (a looped model's middle blocks
+    once per loop, so the list follows the unrolled depth; a Hyperloop block's output before the stream mixing).
+    Raises ConfigError for a model whose blocks are not called as modules (mHC)."""
+    from mechlab.errors import ConfigError
+    from mechlab.models.transformer import Block
+
+    if getattr(model.config, "arch", None) == "mhc":
+        raise ConfigError("hidden_states: mHC calls attention and MLP through its hyper-connections, not its blocks; "
+                          "per-block hidden states are defined for the Transformer, Looped and Hyperloop models")
+    states: list[torch.Tensor] = []
+
+    def keep(_module, _inputs, output):
+        states.append(output.detach().float().reshape(-1, output.shape[-1]).cpu())
+
+    handles = [model.embed.register_forward_hook(keep)]
+    handles += [m.register_forward_hook(keep) for m in model.modules() if isinstance(m, Block)]
+    was_training = model.training
+    model.eval()
+    try:
+        model(idx)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return states
+
+
+def hidden_state_dimension(model, idx: torch.Tensor, methods: tuple[str, ...] = ("twonn", "mle"),
+                           n_neighbors: int = 20) -> dict[str, list[float]]:
+    """``{method: [intrinsic dimension of layer 0 (embedding), layer 1, …]}`` of :func:`hidden_states` on ``idx``,
+    each by :func:`mechlab.geometry.intrinsic_dimension` (TWO-NN, Facco et al. 2017; MLE, Levina & Bickel 2004;
+    exact duplicate states, e.g. repeated tokens at the embedding, dropped). Errors: those of both functions."""
+    from mechlab.geometry import intrinsic_dimension
+
+    layers = [h.numpy() for h in hidden_states(model, idx)]
+    return {m: [intrinsic_dimension(h, m, n_neighbors=n_neighbors) for h in layers] for m in methods}
 
 
 def effective_rank(w: torch.Tensor) -> float:

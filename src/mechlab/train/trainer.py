@@ -10,6 +10,12 @@ Determinism: the batch of optimiser step ``s`` is drawn from ``numpy.random.defa
 ``batch_size`` window offsets; process ``r`` of ``W`` takes micro-batch ``a`` as the slice
 ``(a·W + r)·micro`` of them. Data order therefore depends only on (seed, step), so a resumed run and a run on any
 number of processes see the same global batches.
+
+Other tasks (not next-token prediction: a denoiser on points of a manifold, a regression) run through the same loop
+by passing a :class:`Task`: it builds the model (after ``torch.manual_seed(seed)``), gives the batch of every
+optimiser step as a function of (seed, step) and, optionally, evaluates the model at ``eval_every``. The loop,
+optimiser, schedule, clipping, accumulation, data parallelism, observables and the metrics log are the same; such a
+run writes no checkpoints (a task's model is any ``nn.Module``) and so cannot resume: the trained model is returned.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from mechlab.errors import ConfigError, TrainingDiverged
 from mechlab.eval.lm import EvalResult, evaluate_lm
 from mechlab.mechanics import (
     adam_threshold,
+    hidden_state_dimension,
     layer_statistics,
     loop_observables,
     preconditioned_sharpness,
@@ -84,6 +91,9 @@ class TrainConfig:
     # with AdamW the preconditioned sharpness against (2 + 2·beta1)/((1 − beta1)·lr) (mechlab.mechanics)
     hessian_every: int = 0
     hessian_iters: int = 20
+    # intrinsic dimension (TWO-NN and MLE) of the hidden state after every block, on fixed validation windows of
+    # HIDDEN_ID_TOKENS tokens, every N steps (0: never; mechlab.mechanics.hidden_state_dimension)
+    hidden_id_every: int = 0
     seed: int = 0
     out_dir: str = "runs/train"
 
@@ -91,7 +101,8 @@ class TrainConfig:
         """Raise ConfigError naming the field and its value for anything a run cannot use: wrong types (a bool is
         not an int, a string not a number), non-finite or out-of-range numbers."""
         ints = ("seq_len", "batch_size", "steps", "eval_every", "eval_windows", "log_every", "save_every",
-                "keep_checkpoints", "warmup_steps", "observe_every", "hessian_every", "hessian_iters", "seed")
+                "keep_checkpoints", "warmup_steps", "observe_every", "hessian_every", "hessian_iters", "hidden_id_every",
+                "seed")
         for name in ints:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
@@ -99,7 +110,7 @@ class TrainConfig:
         for name in ("seq_len", "batch_size", "steps", "eval_every", "eval_windows", "log_every", "save_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train config: {name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("warmup_steps", "observe_every", "hessian_every", "hessian_iters"):
+        for name in ("warmup_steps", "observe_every", "hessian_every", "hessian_iters", "hidden_id_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train config: {name} must be a non-negative integer, got {getattr(self, name)!r}")
         if self.micro_batch_size is not None and (isinstance(self.micro_batch_size, bool) or
@@ -201,6 +212,34 @@ def get_batch(ids: np.ndarray, offsets: np.ndarray, seq_len: int) -> tuple[torch
     return t[:, :-1], t[:, 1:]
 
 
+HIDDEN_ID_TOKENS = 2048  # hidden states (one per token) per layer for the intrinsic-dimension observable
+
+
+def hidden_id_record(model, stream: TokenStream, cfg: TrainConfig, step: int) -> dict:
+    """The metrics-log row of the intrinsic dimension of the hidden states by layer (embedding, then the output of
+    every block application in call order) on HIDDEN_ID_TOKENS tokens of evenly spread validation windows:
+    ``{"step", "hidden_id": {"twonn": [...], "mle": [...]}}`` (:func:`mechlab.mechanics.hidden_state_dimension`)."""
+    n = max(1, min(HIDDEN_ID_TOKENS // cfg.seq_len, len(stream) // (cfg.seq_len + 1)))
+    offsets = np.linspace(0, len(stream) - cfg.seq_len - 1, n).astype(np.int64)
+    x, _ = get_batch(stream.ids, offsets, cfg.seq_len)
+    return {"step": step, "hidden_id": hidden_state_dimension(model, x.to(next(model.parameters()).device))}
+
+
+@dataclass
+class Task:
+    """A training task other than next-token prediction, for the one loop (see the module docstring).
+
+    ``build_model()`` returns an ``nn.Module`` whose ``forward(x, y)`` returns ``(output, scalar loss)``; it is
+    called after ``torch.manual_seed(cfg.seed)``. ``batch(seed, step, batch_size)`` returns the step's ``(x, y)``
+    tensors with ``batch_size`` rows, a function of its arguments only (so data order depends on (seed, step), as
+    for token windows). ``evaluate(model)``, if given, returns a dict of floats logged with the step at step 0,
+    every ``eval_every`` steps and at the end."""
+
+    build_model: Callable[[], torch.nn.Module]
+    batch: Callable[[int, int, int], tuple[torch.Tensor, torch.Tensor]]
+    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None
+
+
 @dataclass
 class TrainResult:
     model: torch.nn.Module
@@ -257,23 +296,28 @@ def validation_record(model, stream: TokenStream, cfg: TrainConfig, step: int) -
 
 
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progress: bool = True,
-          stop_after: int | None = None, on_log: Callable[[dict], None] | None = None) -> TrainResult:
+          stop_after: int | None = None, on_log: Callable[[dict], None] | None = None,
+          task: Task | None = None) -> TrainResult:
     """Train (or resume) the run ``cfg`` describes; returns the model after the last step.
 
     ``resume`` continues from ``out_dir/latest``; ``overwrite`` starts afresh in an existing run directory;
     ``stop_after`` ends the process's work after that many optimiser steps (the schedule still spans
-    ``cfg.steps``), as an interruption would.
+    ``cfg.steps``), as an interruption would. ``task`` trains a :class:`Task` instead of a language model (the
+    model, data and data fields of ``cfg`` are then unused; no checkpoints, so no ``resume``, no ``hidden_id_every``).
     """
     cfg.validate()
+    if task is not None and (resume or cfg.hidden_id_every):
+        raise ConfigError("a Task run writes no checkpoints and has no token windows: it cannot --resume or log "
+                          "hidden_id_every; train it again from step 0 with hidden_id_every = 0")
     out = Path(cfg.out_dir)
     env = _Dist()
     try:
-        return _train(cfg, out, env, resume, overwrite, progress, stop_after, on_log)
+        return _train(cfg, out, env, resume, overwrite, progress, stop_after, on_log, task)
     finally:
         env.close()
 
 
-def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, on_log) -> TrainResult:
+def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, on_log, task=None) -> TrainResult:
     micro = cfg.micro_batch_size or cfg.batch_size // env.world
     if micro <= 0 or cfg.batch_size % (micro * env.world):
         raise ConfigError(f"batch_size={cfg.batch_size} must be a multiple of micro_batch_size × processes = {micro} × {env.world}")
@@ -293,18 +337,24 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         state = load_trainer_state(out)
         step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
+    elif task is not None:  # any nn.Module, built under the run's seed
+        tok, train_stream, val_stream = None, None, None
+        torch.manual_seed(cfg.seed)
+        model = task.build_model().to(device)
     else:
         tok = build_tokenizer(cfg.tokenizer, cfg.data, cfg.data_dir)
         mcfg = preset(cfg.model, **{"max_seq_len": max(cfg.seq_len, 64), **cfg.model_overrides, "vocab_size": tok.vocab_size})
         torch.manual_seed(cfg.seed)
         model = build_model(mcfg).to(device)
+    if not resume:
         step, state = 0, None
         if env.main:
             out.mkdir(parents=True, exist_ok=True)
             (out / METRICS).unlink(missing_ok=True)
             write_json_atomic(out / TRAIN_CONFIG, cfg.to_dict())
-    train_stream = token_stream(cfg.data, "train", tok, cfg.data_dir)
-    val_stream = token_stream(cfg.data, "validation", tok, cfg.data_dir)
+    if task is None:
+        train_stream = token_stream(cfg.data, "train", tok, cfg.data_dir)
+        val_stream = token_stream(cfg.data, "validation", tok, cfg.data_dir)
 
     model.train()
     optimizer = make_optimizer(model, cfg)
@@ -322,10 +372,20 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
             if on_log:
                 on_log(rec)
 
+    def task_eval(at: int) -> None:
+        if env.main and task.evaluate is not None:
+            was_training = model.training
+            model.eval()
+            log_record({"step": at, **task.evaluate(model)})
+            model.train(was_training)
+
     initial_eval = None
     if step == 0 and env.main:
-        initial_eval, rec = validation_record(model, val_stream, cfg, 0)
-        log_record(rec)
+        if task is None:
+            initial_eval, rec = validation_record(model, val_stream, cfg, 0)
+            log_record(rec)
+        else:
+            task_eval(0)
 
     last = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     tokens_per_step = cfg.batch_size * cfg.seq_len
@@ -337,12 +397,18 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         lr = lr_at(step, cfg)
         for g in optimizer.param_groups:
             g["lr"] = lr * g.get("lr_mult", 1.0)
-        offsets = batch_offsets(cfg.seed, step, cfg.batch_size, len(train_stream), cfg.seq_len)
+        if task is None:
+            offsets = batch_offsets(cfg.seed, step, cfg.batch_size, len(train_stream), cfg.seq_len)
+        else:
+            task_x, task_y = task.batch(cfg.seed, step, cfg.batch_size)
         loss_sum, step_bytes = 0.0, 0
         for a in range(accum):
             lo = (a * env.world + env.rank) * micro
-            x, y = get_batch(train_stream.ids, offsets[lo : lo + micro], cfg.seq_len)
-            step_bytes += int(train_stream.token_bytes[y.numpy()].sum())
+            if task is None:
+                x, y = get_batch(train_stream.ids, offsets[lo : lo + micro], cfg.seq_len)
+                step_bytes += int(train_stream.token_bytes[y.numpy()].sum())
+            else:
+                x, y = task_x[lo : lo + micro], task_y[lo : lo + micro]
             x, y = x.to(device), y.to(device)
             sync = nullcontext() if (env.world == 1 or a == accum - 1) else ddp.no_sync()
             with sync:
@@ -368,6 +434,8 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
             log_record({"step": step, "grad_norm": float(grad_norm), "layers": layer_statistics(model, before)})
         if env.main and cfg.hessian_every and step % cfg.hessian_every == 0:
             log_record(sharpness_record(model, optimizer, x, y, lr, cfg, step))
+        if env.main and cfg.hidden_id_every and step % cfg.hidden_id_every == 0:
+            log_record(hidden_id_record(model, val_stream, cfg, step))
 
         if step % cfg.log_every == 0 or step == last:
             now = time.perf_counter()
@@ -376,8 +444,15 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
             bpb = loss_sum * micro * accum * cfg.seq_len / math.log(2) / max(step_bytes, 1)  # this process's share
             rec = {"step": step, "loss": loss_sum, "train_bpb": bpb, "lr": lr, "grad_norm": float(grad_norm), "tokens": step * tokens_per_step,
                    "tokens_per_s": tps}
+            if task is not None:  # rows of a task, not tokens
+                rec = {"step": step, "loss": loss_sum, "lr": lr, "grad_norm": float(grad_norm),
+                       "rows_per_s": tps / cfg.seq_len}
             log_record(rec)
             bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tps:,.0f}")
+        if task is not None:
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                task_eval(step)
+            continue
         if env.main and (step % cfg.eval_every == 0 or step == cfg.steps):
             final_eval, rec = validation_record(model, val_stream, cfg, step)
             log_record(rec)

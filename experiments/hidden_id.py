@@ -15,7 +15,7 @@ all over the same text: ``--windows`` windows of ``--seq-len`` tokens spread eve
 split (each model reads it with its own tokenizer). Hidden states are one point per token, exact duplicates
 dropped. Seeds of the tiny models: ``--seeds``; the summary gives mean ± sd over seeds per layer.
 
-    MECHLAB_DATA=/work/shared/data OMP_NUM_THREADS=1 python experiments/hidden_id.py [--quick]
+    MECHLAB_DATA=../shared/data OMP_NUM_THREADS=1 python experiments/hidden_id.py [--quick]
 
 Runs go to runs/hidden_id/ARCH-sSEED (a finished run is reused); the committed run writes
 experiments/results/representation_gap_hidden_id.{json,png}, any other run the .quick files beside them.

@@ -27,6 +27,17 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux: /proc/self/status; elsewhere the usual 0o022)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
 @contextmanager
 def atomic_path(target: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; move it onto ``target`` only if the block succeeds.
@@ -44,6 +55,8 @@ def atomic_path(target: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
         tmp = Path(name)
     try:
         yield tmp
+        # mkstemp / mkdtemp create 0600 / 0700: give the result the mode an ordinary open() or mkdir() would
+        os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_umask())
         if is_dir:
             old = None
             if target.exists():

@@ -33,7 +33,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from representation_gap import parse_quick  # experiments/representation_gap.py, beside this script
+from representation_gap import (  # experiments/representation_gap.py, beside this script
+    int_at_least,
+    parse_quick,
+    positive_float,
+)
 from scipy.spatial import cKDTree
 
 from mechlab.geometry import ACTIONS, loglog_slope, manifold, point_process_gap
@@ -158,27 +162,27 @@ def plot(result: dict, png: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ns", type=int, nargs="+", default=[4, 8, 16, 32, 128, 1024])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=12000)
-    ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--width", type=int, default=256)
-    ap.add_argument("--depth", type=int, default=3)
-    ap.add_argument("--samples", type=int, default=4000)
-    ap.add_argument("--sampler-steps", type=int, default=40)
-    ap.add_argument("--test", type=int, default=2000)
-    ap.add_argument("--mem-radius", type=float, default=0.25,
+    ap.add_argument("--ns", type=int_at_least(2), nargs="+", default=[4, 8, 16, 32, 128, 1024])
+    ap.add_argument("--seeds", type=int_at_least(0), nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int_at_least(1), default=12000)
+    ap.add_argument("--batch-size", type=int_at_least(1), default=256)
+    ap.add_argument("--lr", type=positive_float, default=2e-3)
+    ap.add_argument("--width", type=int_at_least(1), default=256)
+    ap.add_argument("--depth", type=int_at_least(1), default=3)
+    ap.add_argument("--samples", type=int_at_least(1), default=4000)
+    ap.add_argument("--sampler-steps", type=int_at_least(2), default=40)
+    ap.add_argument("--test", type=int_at_least(1), default=2000)
+    ap.add_argument("--mem-radius", type=positive_float, default=0.25,
                     help="a sample is memorised when closer to a training point (orbit) than this × the spacing")
-    ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument("--bootstrap", type=int_at_least(1), default=1000)
     ap.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     return ap
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap, args, quick = parse_quick(build_parser, QUICK, argv, ignore=())
-    if len(set(args.ns)) < 2 or min(args.ns) < 2 or not args.seeds:
-        ap.error("--ns: at least two distinct sizes >= 2; --seeds: at least one")
+    if len(set(args.ns)) < 2 or min(args.ns) < 2 or not args.seeds or len(set(args.seeds)) != len(args.seeds):
+        ap.error("--ns: at least two distinct sizes >= 2; --seeds: at least one, all distinct")
     args.ns = sorted(set(args.ns))
     t0 = time.perf_counter()
     rows = []

@@ -17,8 +17,11 @@ dropped. Seeds of the tiny models: ``--seeds``; the summary gives mean ± sd ove
 
     MECHLAB_DATA=../shared/data OMP_NUM_THREADS=1 python experiments/hidden_id.py [--quick]
 
-Runs go to runs/hidden_id/ARCH-sSEED (a finished run is reused); the committed run writes
-experiments/results/representation_gap_hidden_id.{json,png}, any other run the .quick files beside them.
+Runs go to ``--runs``/ARCH-sSEED (runs/hidden_id/, a finished run is reused); the committed run writes
+experiments/results/representation_gap_hidden_id.{json,png}. Any other run writes
+representation_gap_hidden_id.quick.{json,png} into its ``--runs`` folder, not into experiments/results
+(runs/hidden_id-quick/ for ``--quick``). The inputs (options, the SmolLM2 checkpoint) are checked before any
+training: a bad one is an argparse error (exit 2).
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from representation_gap import parse_quick  # experiments/representation_gap.py, beside this script
+from representation_gap import int_at_least, parse_quick  # experiments/representation_gap.py, beside this script
 
 from mechlab.data.corpora import load_text
 from mechlab.mechanics import hidden_state_dimension
 from mechlab.plots import read_metrics
+from mechlab.errors import CheckpointError
 from mechlab.train import TrainConfig, load_checkpoint, train
+from mechlab.train.checkpoint import resolve_checkpoint, verify_checkpoint
 from mechlab.utils import machine_description, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent
@@ -122,11 +127,12 @@ def plot(result: dict, png: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--seq-len", type=int, default=256)
-    ap.add_argument("--windows", type=int, default=16, help="windows of the validation text per model")
-    ap.add_argument("--id-every", type=int, default=100, help="the trainer's hidden_id_every for the tiny models")
+    ap.add_argument("--steps", type=int_at_least(1), default=300)
+    ap.add_argument("--seeds", type=int_at_least(0), nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seq-len", type=int_at_least(2), default=256)
+    ap.add_argument("--windows", type=int_at_least(1), default=16, help="windows of the validation text per model")
+    ap.add_argument("--id-every", type=int_at_least(1), default=100,
+                    help="the trainer's hidden_id_every for the tiny models")
     ap.add_argument("--smollm2", default="runs/smollm2", help="the imported SmolLM2 checkpoint (empty: skip)")
     ap.add_argument("--runs", default="runs/hidden_id")
     ap.add_argument("--data-dir", default=None, help="where gutenberg/ lies (default: MECHLAB_DATA)")
@@ -134,8 +140,26 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def check_inputs(ap: argparse.ArgumentParser, args) -> None:
+    """Every input that can fail, checked before the tiny models train (minutes): argparse errors, exit 2."""
+    if len(set(args.seeds)) != len(args.seeds):
+        ap.error("--seeds: give distinct seeds")
+    if args.windows * args.seq_len < 21:  # MLE (k = 20) needs 21 distinct hidden states per layer
+        ap.error(f"--windows × --seq-len = {args.windows * args.seq_len} tokens: the estimators need at least 21")
+    if args.smollm2:
+        try:
+            verify_checkpoint(resolve_checkpoint(args.smollm2))
+        except CheckpointError as e:
+            ap.error(f"--smollm2: {e} (import it with `mechlab import gguf smollm2 -o runs/smollm2`, or pass "
+                     "--smollm2 '' to skip SmolLM2)")
+    runs = Path(args.runs)
+    if runs.exists() and not runs.is_dir():
+        ap.error(f"--runs {runs}: exists and is not a folder")
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap, args, quick = parse_quick(build_parser, QUICK, argv, ignore=("runs", "data_dir"))
+    check_inputs(ap, args)
     t0 = time.perf_counter()
     text = load_text("gutenberg", "validation", args.data_dir)[:TEXT_CHARS]
     tiny = {}

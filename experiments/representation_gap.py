@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import statistics
 import sys
 import time
@@ -55,6 +56,31 @@ RESULTS = ROOT / "results"
 DEFAULT_NS = [250 * 2**k for k in range(9)]  # 250 … 64,000
 QUICK = dict(ns=[250, 500, 1000, 2000, 4000], seeds=[0, 1], test=1000, bootstrap=100, id_n=1000, const_from=1000)
 ESTIMATORS = ("twonn", "mle")
+
+
+def int_at_least(minimum: int):
+    """An argparse ``type``: an integer >= ``minimum`` (else the usual 'invalid value' error, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{v} is below the minimum {minimum}")
+        return v
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number > 0 (NaN and infinities refused)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number > 0")
+    return v
 
 
 def parse_quick(build_parser, quick_defaults: dict, argv: list[str] | None,
@@ -214,8 +240,9 @@ def plot(result: dict, png: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifolds", nargs="+", default=list(MANIFOLDS), choices=list(MANIFOLDS))
-    ap.add_argument("--actions", nargs="+", default=list(ACTIONS), choices=list(ACTIONS),
-                    help="group actions for experiment B (each runs on its own manifold, if that one is run)")
+    ap.add_argument("--actions", nargs="+", default=None, choices=list(ACTIONS),
+                    help="group actions for experiment B, each on its own manifold, which --manifolds must include "
+                         "(default: every action whose manifold is run)")
     ap.add_argument("--ns", type=int, nargs="+", default=DEFAULT_NS, help="training-set sizes")
     ap.add_argument("--test", type=int, default=4000, help="test points per seed")
     ap.add_argument("--D", type=int, default=16, help="ambient dimension of the embedding")
@@ -241,6 +268,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, bool]
         ap.error(f"--D {args.D}: smaller than a manifold's coordinate dimension")
     if not any(args.const_from <= n for n in args.ns):
         ap.error("--const-from: no training-set size at or above it")
+    if args.actions is None:
+        args.actions = [a for a in ACTIONS if ACTIONS[a].manifold_name in args.manifolds]
+    else:
+        off = [a for a in args.actions if ACTIONS[a].manifold_name not in args.manifolds]
+        if off:
+            ap.error("--actions " + ", ".join(f"{a} acts on {ACTIONS[a].manifold_name}" for a in off) +
+                     ", which --manifolds does not include; add it to --manifolds or drop the action")
     args.ns = sorted(set(args.ns))
     return args, quick
 

@@ -2,6 +2,7 @@
 predicted), parsing, and bad answers as error steps."""
 
 import json
+import re
 import shutil
 import statistics
 
@@ -226,3 +227,107 @@ def test_record_domains_compare_structure():
     cal = "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:x\nBEGIN:VEVENT\nUID:1\nSUMMARY:s\nDTSTART:20260101T100000Z\nDTEND:20260101T110000Z\nEND:VEVENT\nEND:VCALENDAR\n"
     late = cal.replace("T100000Z", "T130000Z")
     assert 0.9 < ics.similarity({"c.ics": cal}, {"c.ics": late}) < 1.0  # three hours off: partial time credit
+
+
+def cli(monkeypatch, capsys, *args):
+    """`mechlab ARGS` in-process through the CLI's main (errors a user can cause: one line, exit 2)."""
+    import sys
+
+    from mechlab.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["mechlab", *args])
+    with pytest.raises(SystemExit) as e:
+        main()
+    out = capsys.readouterr()
+    # a lingering test server's thread may print its own error report (socketserver's, between lines of dashes)
+    err = re.sub(r"-{40}\n.*?-{40}\n", "", out.err, flags=re.DOTALL)
+    return e.value.code, out.out, err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backend", "noisy:5"], "rate"), (["--backend", "noisy:-1"], "rate"), (["--backend", "noisy:nan"], "rate"),
+    (["--backend", "openai:"], "model name"), (["--backend", "local:"], "checkpoint"),
+    (["--backend", "openai:m", "--timeout", "-1"], "timeout"), (["--backend", "openai:m", "--timeout", "0"], "timeout"),
+    (["--backend", "openai:m", "--timeout", "nan"], "timeout"),
+    (["--backend", "openai:m", "--base-url", "notaurl"], "http"),
+    (["--round-trips", "0"], "round trips"), (["--round-trips", "-2"], "round trips"),
+])
+def test_bad_run_settings_are_one_line_exit_2_and_write_nothing(tmp_path, monkeypatch, capsys, args, message):
+    code, out, err = cli(monkeypatch, capsys, "delegate", "run", "--domain", "csv", "-o", str(tmp_path / "o"), *args)
+    assert code == 2 and message in err and "Traceback" not in err and not list(tmp_path.glob("o/*.json"))
+    # the library refuses the same settings
+    backend = args[1] if args[0] == "--backend" else "oracle"
+    kw = {"--timeout": "timeout", "--base-url": "base_url", "--round-trips": "round_trips"}
+    extra = {kw[a]: (int(v) if a == "--round-trips" else float(v) if a == "--timeout" else v)
+             for a, v in zip(args[2::2] if args[0] == "--backend" else args[::2],
+                             args[3::2] if args[0] == "--backend" else args[1::2])}
+    with pytest.raises(ConfigError, match=message):
+        run(bundled_environments("csv"), backend, out=tmp_path / "lib", **extra)
+
+
+def test_a_relay_whose_every_step_failed_is_marked_failed_and_left_out_of_report(tmp_path):
+    class Refused:
+        name = "openai:down"
+
+        def respond(self, prompt, step):
+            return Reply("", error="URLError: [Errno 111] Connection refused")
+
+    env = load_environment(bundled_environments("csv")[0])
+    r = run_relay(env, Refused(), round_trips=2)
+    assert r.failed and "Connection refused" in r.failed
+    d = r.to_dict()
+    assert d["failed"] is True and "Connection refused" in d["failure"]
+    (tmp_path / "down.json").write_text(json.dumps(d))
+    ok = run_relay(env, OracleAgent(), round_trips=2).to_dict()
+    (tmp_path / "ok.json").write_text(json.dumps({**ok, "agent": "openai:down"}))
+    [row] = report(tmp_path)
+    assert row["runs"] == 1 and row["failed"] == 1 and row["RS@2"] == 1.0
+    assert not run_relay(env, OracleAgent(), round_trips=1).failed
+
+
+def test_run_out_that_is_a_file_or_unwritable_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, _, err = cli(monkeypatch, capsys, "delegate", "run", "--domain", "csv", "--round-trips", "1", "-o", str(f))
+    assert code == 2 and "not a directory" in err and "Traceback" not in err
+    code, _, err = cli(monkeypatch, capsys, "delegate", "run", "--domain", "csv", "--round-trips", "1",
+                       "-o", str(f / "sub"))
+    assert code == 2 and "cannot write" in err and "Traceback" not in err
+
+
+def test_report_skips_broken_result_files_with_a_warning(tmp_path, monkeypatch, capsys):
+    run(bundled_environments("csv")[:1], "oracle", round_trips=1, out=tmp_path)
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "shape.json").write_text(json.dumps({"domain": "csv", "agent": "oracle", "rs": "abc", "errors": 0}))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    warnings = []
+    [row] = report(tmp_path, warnings.append)
+    assert row["runs"] == 1 and row["RS@2"] == 1.0
+    assert len(warnings) == 3 and all(any(n in w for w in warnings) for n in ("broken.json", "shape.json", "list.json"))
+    # the runs count and the means are over the same relays: a shorter relay makes RS@k unknown, not a subset mean
+    (tmp_path / "long.json").write_text(json.dumps({"domain": "csv", "agent": "oracle", "rs": [0.5] * 5, "errors": 0}))
+    [row] = report(tmp_path, warnings.append)
+    assert row["runs"] == 2 and row["RS@2"] == 0.75 and row["RS@10"] is None
+    code, out, err = cli(monkeypatch, capsys, "delegate", "report", "--runs", str(tmp_path))
+    assert code == 0 and "broken.json" in err and "Traceback" not in err
+
+
+def test_report_help_says_the_plot_is_against_interactions():
+    from typer.testing import CliRunner
+
+    from mechlab.cli import app
+
+    r = CliRunner().invoke(app, ["delegate", "report", "--help"])
+    assert r.exit_code == 0 and "interactions" in r.output
+
+
+def test_the_cli_prints_a_relay_to_an_unreachable_endpoint_as_failed(tmp_path, monkeypatch, capsys):
+    import mechlab.delegate.backends as backends
+
+    monkeypatch.setattr(backends.time, "sleep", lambda s: None)
+    code, out, err = cli(monkeypatch, capsys, "delegate", "run", "--env", str(bundled_environments("csv")[0]),
+                         "--backend", "openai:m", "--base-url", "http://127.0.0.1:1/v1", "--round-trips", "1",
+                         "-o", str(tmp_path))
+    assert code == 2 and "FAILED" in err and "RS@" not in out
+    [d] = [json.loads(f.read_text()) for f in tmp_path.glob("*.json")]
+    assert d["failed"] is True

@@ -120,3 +120,48 @@ def test_rename_file_works_in_any_domain_and_forward_files_are_checked(tmp_path)
     (env_dir / "environment.json").write_text(json.dumps(spec))
     with pytest.raises(ConfigError, match="forward_files"):
         load_environment(env_dir)
+
+
+def test_the_converter_skips_malformed_rows_with_their_reasons_and_keeps_earlier_conversions(tmp_path):
+    good = official_row()
+    bad_state = official_row(sample_id="s_nostate", states=[{"context": ["moons.csv"]}])
+    files_list = official_row(sample_id="s_files", files=["basic_state/moons.csv"])
+    no_target = official_row(sample_id="s_prompt")
+    no_target["states"] = [dict(no_target["states"][0], prompts=[{"prompt": "Split."}])] + no_target["states"][1:]
+    start_list = official_row(sample_id="s_start", metadata={"start_state": ["basic_state"]})
+    src = tmp_path / "d.jsonl"
+    src.write_bytes(b"".join([json.dumps(good).encode() + b"\n", b"garbage {\n", b"\xff\xfe not utf-8\n",
+                              *(json.dumps(r).encode() + b"\n" for r in (bad_state, files_list, no_target, start_list)),
+                              json.dumps(good).encode() + b"\n"]))
+    r = convert_official(src, tmp_path / "envs")
+    assert [p.name for p in r.written] == ["spreadsheet9"]
+    reasons = dict(r.skipped)
+    assert set(reasons) == {"line 2", "line 3", "s_nostate", "s_files", "s_prompt", "s_start", "spreadsheet9"}
+    assert "not JSON" in reasons["line 2"] and "UTF-8" in reasons["line 3"] and "state_id" in reasons["s_nostate"]
+    assert "files" in reasons["s_files"] and "target_state" in reasons["s_prompt"] and "start_state" in reasons["s_start"]
+    assert "duplicate sample_id" in reasons["spreadsheet9"]
+    # a later conversion whose row is skipped leaves the earlier conversion of that sample in place
+    src2 = tmp_path / "d2.jsonl"
+    src2.write_text(json.dumps(official_row(files={**good["files"], "basic_state/moons.csv": "a,b\n1,2,3\n"})) + "\n")
+    r2 = convert_official(src2, tmp_path / "envs")
+    assert not r2.written and (tmp_path / "envs" / "spreadsheet9" / "environment.json").is_file()
+    assert not [p for p in (tmp_path / "envs").iterdir() if p.name.startswith(".")]
+    # a mechlab domain name is mapped to the official one; an unknown one is refused with the valid names
+    assert [p.name for p in convert_official(src, tmp_path / "envs2", {"csv"}).written] == ["spreadsheet9"]
+    with pytest.raises(ConfigError, match="spreadsheet"):
+        convert_official(src, tmp_path / "envs3", {"sheets"})
+
+
+def test_the_converter_cli_errors_are_one_line_exit_2_and_help_lists_the_domains(tmp_path, capsys):
+    from mechlab.delegate.official import main
+
+    assert main([str(tmp_path / "missing.jsonl"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1 and "not a file" in err
+    assert main(["--help", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "official" in out and "spreadsheet (mechlab csv)" in out and not (tmp_path / "out").exists()
+    src = tmp_path / "d.jsonl"
+    src.write_text(json.dumps(official_row()) + "\n")
+    assert main([str(src), str(tmp_path / "out"), "nope"]) == 2
+    assert "spreadsheet" in capsys.readouterr().err

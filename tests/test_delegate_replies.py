@@ -134,3 +134,28 @@ def test_the_noisy_agent_varies_its_reply_shapes(tmp_path):
     starts = {s["response"][:12] for s in steps}
     assert len(starts) >= 5 and all(s["error"] is None and s["rs"] in (None, 1.0) for s in steps)
     assert all("parse_notes" in s for s in steps)
+
+
+def test_a_lone_closing_think_drops_the_draft_before_it_and_an_unclosed_think_gives_no_file():
+    text = "Draft:\n```data.csv\na,b\n9,9\n9,9\n9,9\n```\n</think>\nFinal:\n```data.csv\na,b\n1,2\n```"
+    r = parse_reply(text, ["data.csv"])
+    assert r.files == {"data.csv": "a,b\n1,2\n"} and any("</think>" in n for n in r.notes)
+    r = parse_reply(text.replace("</think>", "</thinking>"), ["data.csv"])
+    assert r.files == {"data.csv": "a,b\n1,2\n"}
+    r = parse_reply("<think>I will write\n```data.csv\na,b\n9,9\n```\nand then", ["data.csv"])
+    assert r.files == {} and any("unclosed <think>" in n for n in r.notes)
+
+
+def test_a_prose_line_naming_several_files_labels_no_block_and_bytes_never_raise():
+    r = parse_reply("Here is a.csv and b.csv:\n```csv\nx,y\n```\nand the second:\n```csv\nz,w\n```",
+                    ["a.csv", "b.csv"])
+    assert "a.csv" not in r.files and "b.csv" not in r.files
+    assert any("a.csv, b.csv" in n for n in r.notes)
+    # one name on the line still labels the block
+    assert parse_reply("Here is a.csv:\n```csv\nx,y\n```", ["a.csv", "b.csv"]).files == {"a.csv": "x,y\n"}
+    assert parse_reply(b"```a.csv\nx\xff\n```\n", ["a.csv"]).files == {"a.csv": "x\ufffd\n"}
+
+
+def test_a_block_labelled_with_a_path_to_a_required_name_is_that_file():
+    r = parse_reply("**output/data.csv**\n```csv\na,b\n1,2\n```\n", ["data.csv"])
+    assert r.files == {"data.csv": "a,b\n1,2\n"} and any("output/data.csv" in n for n in r.notes)

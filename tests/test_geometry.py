@@ -247,10 +247,11 @@ def test_intrinsic_dimension_is_scikit_dimension_and_recovers_d():
     rng = np.random.default_rng(7)
     x = manifold("S2").sample(2000, rng) @ random_embedding(3, 16, rng)
     twonn, mle = intrinsic_dimension(x, "twonn"), intrinsic_dimension(x, "mle", n_neighbors=20)
-    assert twonn == skdim.id.TwoNN().fit(x).dimension_
-    assert mle == skdim.id.MLE().fit(x, n_neighbors=20, comb="mle").dimension_
+    # equal up to rounding: the entry point rescales the points first (the estimators are scale invariant)
+    assert twonn == pytest.approx(skdim.id.TwoNN().fit(x).dimension_, rel=1e-9)
+    assert mle == pytest.approx(skdim.id.MLE().fit(x, n_neighbors=20, comb="mle").dimension_, rel=1e-9)
     assert abs(twonn - 2) < 0.25 and abs(mle - 2) < 0.25
-    assert intrinsic_dimension(np.concatenate([x, x[:500]]), "twonn") == twonn  # duplicates dropped
+    assert intrinsic_dimension(np.concatenate([x, x[:500]]), "twonn") == pytest.approx(twonn, rel=1e-9)  # duplicates dropped
     with pytest.raises(ConfigError, match="unknown intrinsic-dimension estimator"):
         intrinsic_dimension(x, "pca")
     with pytest.raises(ValueError, match="distinct points"):
@@ -337,14 +338,20 @@ def test_trainer_logs_hidden_state_dimension(tmp_path):
 
 # ---- verdict rules and the experiments' smoke runs ----------------------------------------------------------------
 
-def _fake_gap_results(slope_shift: float, ci_half: float, ratio: float = 1.0) -> dict:
+def _fake_gap_results(slope_shift: float, ci_half: float, ratio: float = 1.0, manifolds=None, actions=None) -> dict:
+    """A results file of experiments A–C with every manifold and action (or the ``manifolds``/``actions`` given)."""
     cell = lambda s: {"slope": s, "slope_ci": [s - ci_half, s + ci_half], "ratio": ratio,  # noqa: E731
                       "ratio_ci": [ratio - 0.01, ratio + 0.01], "slope_per_seed": {"mean": s, "std": 0.01}}
-    ids = {m: {"mean": 2.0, "std": 0.02, "ci": [1.98, 2.02]} for m in ("twonn", "mle")}
-    eq = {"SO2-S2": {"predicted_slope": -1.0, "geodesic": cell(-1.0 + slope_shift), "chordal": cell(-1.0)}}
-    return {"settings": {"id_n": 4000, "D": 16},
-            "manifolds": {"S2": {"d": 2, "chordal": cell(-0.5 + slope_shift), "geodesic": cell(-0.5),
-                                 "equivariant": eq, "intrinsic_dimension": ids, "d_from_slope": {"value": 2.0}}}}
+    out = {}
+    for name in manifolds or MANIFOLDS:
+        d = MANIFOLDS[name].dim
+        ids = {m: {"mean": float(d), "std": 0.02, "ci": [d - 0.02, d + 0.02]} for m in ("twonn", "mle")}
+        eq = {a: {"predicted_slope": -1 / act.quotient_dim, "geodesic": cell(-1 / act.quotient_dim + slope_shift),
+                  "chordal": cell(-1 / act.quotient_dim)}
+              for a, act in ACTIONS.items() if act.manifold_name == name and (actions is None or a in actions)}
+        out[name] = {"d": d, "chordal": cell(-1 / d + slope_shift), "geodesic": cell(-1 / d), "equivariant": eq,
+                     "intrinsic_dimension": ids, "d_from_slope": {"value": float(d)}}
+    return {"settings": {"id_n": 4000, "D": 16}, "manifolds": out}
 
 
 def test_gap_verdict_rules_read_supported_refuted_inconclusive():
@@ -358,6 +365,23 @@ def test_gap_verdict_rules_read_supported_refuted_inconclusive():
     for name in ("gap-memoriser", "gap-equivariance", "gap-intrinsic-dimension", "gap-denoiser"):
         m = claim(name).measure(ROOT)  # the committed results, if any, give a verdict without raising
         assert m.verdict in (SUPPORTED, REFUTED, INCONCLUSIVE, "not yet measured") and m.reason
+
+
+def test_gap_verdict_rules_need_every_manifold_and_action():
+    """A partial results file (``--manifolds S1``, an action left out) cannot support a claim made for every
+    manifold or action: INCONCLUSIVE, naming what is missing; no cells at all: a clear INCONCLUSIVE, no KeyError."""
+    ide = claim("gap-intrinsic-dimension").evaluate
+    for rule in (claim("gap-memoriser").evaluate, ide):
+        m = rule([_fake_gap_results(0.001, 0.005, manifolds=["S1"])])
+        assert m.verdict == INCONCLUSIVE and "S2, S3, T2, T3, S1xS2" in m.reason and "partial" in m.reason
+    m = claim("gap-equivariance").evaluate([_fake_gap_results(0.001, 0.005, actions=["SO2-S2", "SO2-T2", "U1-S3"])])
+    assert m.verdict == INCONCLUSIVE and "SO2-S1xS2" in m.reason
+    m = claim("gap-equivariance").evaluate([_fake_gap_results(0.001, 0.005, manifolds=["S1"])])
+    assert m.verdict == INCONCLUSIVE and "no equivariant slopes" in m.reason
+    empty = {"settings": {"id_n": 4000, "D": 16}, "manifolds": {}}
+    for name in ("gap-memoriser", "gap-equivariance", "gap-intrinsic-dimension"):
+        m = claim(name).evaluate([empty])
+        assert m.verdict == INCONCLUSIVE and "no " in m.reason
 
 
 @pytest.mark.slow
@@ -380,3 +404,172 @@ def test_gap_denoiser_quick_run(tmp_path, monkeypatch):
     res = exp.main(["--quick", "--steps", "30", "--samples", "200", "--test", "200"])
     assert res["quick"] and len(res["runs"]) == 4 and res["verdict"]["verdict"] == INCONCLUSIVE
     assert (tmp_path / "results" / "representation_gap_denoiser.quick.png").is_file()
+
+
+# ---- errors a user can cause: one clear error, never a silently wrong number ----------------------------------------
+
+def test_geodesic_gap_refuses_points_off_the_manifold():
+    """5·y is not on S2: the geodesic formula would give π for every point; a ValueError instead. A manifold name
+    instead of a Manifold is refused too; points rounded through float32 still pass the tolerance."""
+    rng = np.random.default_rng(0)
+    S2 = manifold("S2")
+    x, y = S2.sample(20, rng), S2.sample(30, rng)
+    with pytest.raises(ValueError, match="do not lie on S2"):
+        gap(x, 5 * y, metric="geodesic", manifold=S2)
+    with pytest.raises(ValueError, match="do not lie on S2"):
+        gap(0.5 * x, y, metric="geodesic", manifold=S2)
+    with pytest.raises(ConfigError, match="must be a Manifold"):
+        gap(x, y, metric="geodesic", manifold="S2")
+    assert gap(x.astype(np.float32), y.astype(np.float32), metric="geodesic", manifold=S2).mean > 0
+    with pytest.raises(ValueError, match="do not lie on S2"):  # orbit distances hold on the manifold only
+        EquivariantMemoriser(y, ACTIONS["SO2-S2"]).distances(3 * x)
+
+
+def test_intrinsic_dimension_ties_and_scale():
+    """Lattice, equally spaced and bool data: every neighbour ratio is 1 and TWO-NN read 0.0; now a ValueError
+    naming the ties (the chosen behaviour: raise, documented in mechlab.geometry.dimension). The estimate is scale
+    invariant, and extreme scales no longer fail inside skdim: ID(c·x) == ID(x). numpy integers are accepted."""
+    rng = np.random.default_rng(1)
+    grid = np.stack(np.meshgrid(np.arange(12.0), np.arange(12.0)), -1).reshape(-1, 2)
+    for data in (np.arange(50.0)[:, None], grid, rng.random((300, 12)) > 0.5):
+        for method in ("twonn", "mle"):
+            with pytest.raises(ValueError, match="tied first and second neighbour"):
+                intrinsic_dimension(data, method, n_neighbors=10)
+    x = manifold("S2").sample(400, rng) @ random_embedding(3, 8, rng)
+    ref = intrinsic_dimension(x)
+    for c in (1e300, 1e-300, 7.5):
+        assert intrinsic_dimension(c * x) == pytest.approx(ref, rel=1e-9)
+    assert intrinsic_dimension(x, "mle", n_neighbors=np.int64(10)) == intrinsic_dimension(x, "mle", n_neighbors=10)
+    with pytest.raises(ConfigError, match="n_neighbors"):
+        intrinsic_dimension(x, "mle", n_neighbors=True)
+
+
+def test_memorisers_refuse_empty_and_nan_points():
+    """EquivariantMemoriser with no points returned inf for every query; both memorisers now raise the same
+    ValueError at construction, and NaN queries a clear ValueError."""
+    rng = np.random.default_rng(2)
+    S2, act = manifold("S2"), ACTIONS["SO2-S2"]
+    for make in (lambda t: Memoriser(t), lambda t: EquivariantMemoriser(t, act)):
+        with pytest.raises(ValueError, match="training points must be a non-empty"):
+            make(np.empty((0, 3)))
+    test = S2.sample(5, rng)
+    test[2, 1] = np.nan
+    for mem in (Memoriser(S2.sample(10, rng)), EquivariantMemoriser(S2.sample(10, rng), act)):
+        with pytest.raises(ValueError, match="NaN"):
+            mem.distances(test)
+    with pytest.raises(ConfigError, match="GroupAction"):
+        EquivariantMemoriser(S2.sample(10, rng), "SO2-S2")
+
+
+def test_gap_distances_and_order_must_be_finite():
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        Gap.from_distances(np.array([0.1, -0.2]))
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        Gap.from_distances(np.array([0.1, np.nan]))
+    for r in (np.inf, np.nan, 0.0, -1.0, True):
+        with pytest.raises(ValueError, match="order r"):
+            Gap.from_distances(np.array([0.1, 0.2]), r=r)
+    x = np.eye(3)
+    with pytest.raises(ValueError, match="order r"):
+        gap(x, x, r=np.inf)
+
+
+def test_point_process_gap_inputs_and_large_d():
+    """Bad n, d, volume or r: ValueError; d = 400 overflowed math.gamma: computed in log space now, equal to the
+    closed form where that is finite."""
+    for kwargs in (dict(n=np.nan), dict(n=np.inf), dict(n="100"), dict(n=True), dict(volume=np.inf),
+                   dict(d=np.nan), dict(d=2.5), dict(d=True), dict(r=np.inf), dict(n=[10, 0])):
+        args = {"n": 100, "d": 2, "volume": 4 * math.pi, "r": 1.0, **kwargs}
+        with pytest.raises(ValueError):
+            point_process_gap(**args)
+    for d in (1, 2, 3, 7):
+        closed = math.gamma(1 + 1 / d) * (1000 * math.pi ** (d / 2) / math.gamma(d / 2 + 1) / 5.0) ** (-1 / d)
+        assert point_process_gap(1000, d, 5.0) == pytest.approx(closed, rel=1e-12)
+    big = point_process_gap(np.array([1e3, 1e6]), 400, 1.0)
+    assert np.all(np.isfinite(big)) and big[1] < big[0]
+    assert point_process_gap(1e6, np.int64(400), 1.0) == pytest.approx(big[1])
+    assert unit_ball_volume(400) == pytest.approx(math.exp(200 * math.log(math.pi) - math.lgamma(201)))
+
+
+def test_loglog_slope_and_type_checks():
+    with pytest.raises(ValueError, match="finite"):
+        loglog_slope(np.array([1.0, 2.0, 4.0]), np.array([1.0, np.nan, 0.5]))
+    with pytest.raises(ValueError, match="finite"):
+        loglog_slope(np.array([1.0, np.inf]), np.array([1.0, 0.5]))
+    with pytest.raises(ConfigError, match="must be a string"):
+        manifold(["S2"])
+    S2, rng = manifold("S2"), np.random.default_rng(3)
+    for bad in (2.5, True, "5"):
+        with pytest.raises(ValueError, match="sample size must be an integer"):
+            S2.sample(bad, rng)
+    assert S2.sample(np.int64(4), rng).shape == (4, 3)
+    with pytest.raises(ValueError, match="sphere dimension must be an integer"):
+        sphere_volume(2.5)
+    with pytest.raises(ValueError, match="must be an integer"):
+        random_embedding(True, 2, rng)
+    assert sphere_volume(np.int64(2)) == pytest.approx(4 * math.pi)
+
+
+def test_denoiser_inputs_are_checked():
+    from mechlab.geometry.denoiser import noisy_batch
+
+    with pytest.raises(ValueError, match="sigma_min < sigma_max"):
+        edm_sigmas(5, 3.0, 0.002)
+    model = PointDenoiser(width=8, depth=1)
+    for kwargs in (dict(sigma_min=0), dict(sigma_min=np.nan)):
+        with pytest.raises(ValueError, match="sigma_min"):
+            sample(model, 2, **kwargs)
+    with pytest.raises(ValueError, match="m .* must be an integer"):
+        sample(model, 0)
+    for w in (2.5, True, "8"):
+        with pytest.raises(ConfigError, match="width must be an integer"):
+            PointDenoiser(width=w)
+    pts = manifold("S2").sample(8, np.random.default_rng(4))
+    bad = pts.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        denoiser_task(bad)
+    for ev in (np.zeros((4, 2)), np.empty((0, 3))):
+        with pytest.raises(ValueError, match="eval_points"):
+            denoiser_task(pts, eval_points=ev)
+    with pytest.raises(ConfigError, match="width"):
+        denoiser_task(pts, width=0)
+    with pytest.raises(ValueError, match="batch"):
+        noisy_batch(pts, np.random.default_rng(0), 0)
+
+
+def test_trainer_refuses_hidden_id_every_on_mhc_before_training(tmp_path):
+    """mHC has no per-block hidden states: refused at the start (the same message), no run directory written."""
+    from mechlab.train.trainer import TrainConfig, train
+
+    cfg = TrainConfig(model="mhc-tiny", data="tinyshakespeare", tokenizer="byte", seq_len=32, batch_size=2, steps=8,
+                      warmup_steps=1, eval_every=8, eval_windows=2, log_every=4, save_every=8, hidden_id_every=4,
+                      out_dir=str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match="hidden_states: mHC"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def _exit_code(fn, argv) -> int:
+    with pytest.raises(SystemExit) as e:
+        fn(argv)
+    return e.value.code
+
+
+def test_experiment_scripts_refuse_bad_options_with_exit_2(tmp_path, capsys):
+    """Argparse errors (exit 2) before any computing: an action whose manifold is not run; denoiser sizes, rates
+    and radii that are not positive or not finite; hidden_id's --windows 0 and a missing SmolLM2 checkpoint
+    (checked before the tiny models train)."""
+    rg = _load("representation_gap")
+    assert _exit_code(rg.parse_args, ["--quick", "--manifolds", "S1", "--actions", "SO2-S2"]) == 2
+    assert "SO2-S2 acts on S2" in capsys.readouterr().err
+    args, _ = rg.parse_args(["--quick", "--manifolds", "S1", "S2"])
+    assert args.actions == ["SO2-S2"]  # the default: the actions of the manifolds run
+    gd = _load("gap_denoiser")
+    for bad in (["--samples", "0"], ["--mem-radius", "-1"], ["--width", "0"], ["--steps", "0"], ["--lr", "-1"],
+                ["--lr", "nan"], ["--batch-size", "0"], ["--test", "0"], ["--sampler-steps", "1"]):
+        assert _exit_code(gd.main, ["--quick", *bad]) == 2, bad
+    hi = _load("hidden_id")
+    assert _exit_code(hi.main, ["--quick", "--windows", "0"]) == 2
+    assert _exit_code(hi.main, ["--quick", "--smollm2", str(tmp_path / "nope"), "--runs", str(tmp_path / "r")]) == 2
+    assert "--smollm2" in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -299,28 +299,45 @@ def delegate_run(
 
     if (env is None) == (domain is None):
         raise MechlabError("give exactly one of --env DIR or --domain NAME")
+    failed = 0
     for r in run([env] if env else bundled_environments(domain), backend, round_trips, distractors, seed, out,
                  base_url, timeout):
+        if r.failed:
+            failed += 1
+            err.print(f"[bold red]FAILED[/] {r.env} ({r.domain}, {r.agent}): {r.failed} — not scored; trace {r.trace}",
+                      highlight=False, soft_wrap=True)
+            continue
         console.print(f"{r.env} ({r.domain}, {r.agent}): RS@{2 * len(r.rs)} = {r.rs[-1]:.3f}, {r.errors} error steps; "
                       f"trace {r.trace}")
+    if failed:
+        raise MechlabError(f"{failed} relay(s) failed: the backend never answered (check --base-url, the server and "
+                           "the key); their results are marked failed and left out of `mechlab delegate report`")
 
 
 @delegate_app.command("report")
 def delegate_report(runs: Path = typer.Option(Path("runs/delegate"), help="Directory of relay results.")) -> None:
-    """Per-domain table of RS@2 / RS@10 / RS@20, and a plot of RS against round trips (RUNS/report.png)."""
+    """Per-domain table of RS@2 / RS@10 / RS@20 (k counts interactions, two per round trip), and a plot of RS
+    against interactions k (RUNS/report.png). "runs" counts the relays the means are over; failed relays (the
+    backend never answered) are counted apart and left out; unreadable result files are skipped with a warning."""
     from mechlab.delegate import plot_report, report
 
-    rows = report(runs)
+    if not runs.is_dir():
+        raise MechlabError(f"--runs {runs} is not a directory of relay results; run `mechlab delegate run` first")
+    rows = report(runs, lambda msg: err.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True))
     if not rows:
         raise MechlabError(f"no relay results in {runs}; run `mechlab delegate run` first")
     table = Table(title=f"DELEGATE relays in {runs}")
-    for col in ("domain", "agent", "runs", "RS@2", "RS@10", "RS@20", "error steps"):
+    cols = ("domain", "agent", "runs", "RS@2", "RS@10", "RS@20", "error steps", "failed")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("domain", "agent") else "right")
     for r in rows:
         table.add_row(*(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c] if r[c] is not None else "—")
-                        for c in ("domain", "agent", "runs", "RS@2", "RS@10", "RS@20", "error steps")))
+                        for c in cols))
     console.print(table)
-    console.print(f"plot: {plot_report(runs, Path(runs) / 'report.png')}")
+    try:
+        console.print(f"plot: {plot_report(runs, Path(runs) / 'report.png')}")
+    except OSError as e:
+        raise MechlabError(f"cannot write the plot to {Path(runs) / 'report.png'}: {e.strerror or e}") from e
 
 
 import_app = typer.Typer(no_args_is_help=True, help="Import pretrained checkpoints as mechlab checkpoints.")

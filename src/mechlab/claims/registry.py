@@ -379,7 +379,7 @@ def _combine(states: list[str], rows: list[tuple[str, str]], what: str) -> Measu
     """One verdict from per-cell band states: supported if every cell is within its band, refuted if any cell's
     interval lies outside it, inconclusive otherwise (the experiment cannot resolve the quantity)."""
     if not states:
-        raise KeyError("manifolds")
+        return Measurement(INCONCLUSIVE, rows, f"the results hold no {what} to measure (no manifold or action cells)")
     if "outside" in states:
         return Measurement(REFUTED, rows, f"{states.count('outside')} of {len(states)} {what} outside the tolerance, "
                                           "interval included")
@@ -387,6 +387,22 @@ def _combine(states: list[str], rows: list[tuple[str, str]], what: str) -> Measu
         return Measurement(SUPPORTED, rows, f"all {len(states)} {what} within the tolerance")
     return Measurement(INCONCLUSIVE, rows, f"{states.count('open')} of {len(states)} {what} not resolved to the "
                                            "tolerance by these runs")
+
+
+# what the gap-* claims name: every manifold (experiments A and C) and every group action (experiment B); a results
+# file of fewer (a --manifolds or --actions subset) cannot support a claim made for all of them
+_GAP_MANIFOLDS = ("S1", "S2", "S3", "T2", "T3", "S1xS2")
+_GAP_ACTIONS = ("SO2-S2", "SO2-T2", "SO2-S1xS2", "U1-S3")
+
+
+def _gap_require(combined: Measurement, present, named: tuple[str, ...], what: str) -> Measurement:
+    """``combined`` unless some of ``named`` (the manifolds or actions the claim is made for) are absent from
+    ``present``: then INCONCLUSIVE, naming them (a partial run settles nothing about a claim made for all)."""
+    missing = [x for x in named if x not in present]
+    if not missing:
+        return combined
+    return Measurement(INCONCLUSIVE, combined.rows, f"the results lack the {what} {', '.join(missing)} that the "
+                                                    f"claim names (a partial run); {combined.reason}")
 
 
 def _gap_memoriser(res: list[dict]) -> Measurement:
@@ -404,15 +420,17 @@ def _gap_memoriser(res: list[dict]) -> Measurement:
                      f"{c['slope_per_seed']['mean']:+.4f} ± {c['slope_per_seed']['std']:.4f} — {s_state}"))
         rows.append((f"{name}: mean gap / Γ(1 + 1/d)(n V_d / Vol)^(−1/d)",
                      f"{c['ratio']:.4f} [{c['ratio_ci'][0]:.4f}, {c['ratio_ci'][1]:.4f}] — {r_state}"))
-    return _combine(states, rows, "slopes and constants")
+    return _gap_require(_combine(states, rows, "slopes and constants"), res[0]["manifolds"], _GAP_MANIFOLDS,
+                        "manifolds")
 
 
 def _gap_equivariance(res: list[dict]) -> Measurement:
     """Experiment B: per group action the pooled slope of the geodesic mean gap to the union of orbits against
     −1/(d − dim G) (±0.05), beside the plain memoriser's slope on the same manifold."""
-    rows, states = [], []
+    rows, states, present = [], [], set()
     for name, cell in res[0]["manifolds"].items():
         for action, eq in cell["equivariant"].items():
+            present.add(action)
             g = eq["geodesic"]
             state = _band_state(g["slope"], g["slope_ci"], eq["predicted_slope"], 0.05)
             states.append(state)
@@ -420,7 +438,7 @@ def _gap_equivariance(res: list[dict]) -> Measurement:
                          f"memoriser {cell['geodesic']['slope']:+.3f})",
                          f"{g['slope']:+.4f} [{g['slope_ci'][0]:+.4f}, {g['slope_ci'][1]:+.4f}], chordal "
                          f"{eq['chordal']['slope']:+.4f}; constant ratio {g['ratio']:.3f} — {state}"))
-    return _combine(states, rows, "equivariant slopes")
+    return _gap_require(_combine(states, rows, "equivariant slopes"), present, _GAP_ACTIONS, "group actions")
 
 
 def _gap_intrinsic_dimension(res: list[dict]) -> Measurement:
@@ -439,7 +457,7 @@ def _gap_intrinsic_dimension(res: list[dict]) -> Measurement:
             rows.append((f"{name} (d = {d}): {method.upper()} at n = {settings['id_n']} in R^{settings['D']}",
                          f"{e['mean']:.3f} ± {e['std']:.3f} [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]; −1/slope "
                          f"{from_slope:.3f} — {state}"))
-    return _combine(states, rows, "estimates")
+    return _gap_require(_combine(states, rows, "estimates"), res[0]["manifolds"], _GAP_MANIFOLDS, "manifolds")
 
 
 def _gap_denoiser(res: list[dict]) -> Measurement:

@@ -17,7 +17,9 @@ target state's documents as ``states/TASK/`` (so the oracle can answer and check
 ``op``: official environments are for model backends and the oracle; the noisy agent corrupts the oracle's
 answers as usual.
 
-Rows are skipped, each with its reason, when: the row lacks a field of the schema, its domain has no mechlab
+Rows are skipped, each with its reason, when: the line is not JSON (or not UTF-8), the row lacks a field of the
+schema or has one of the wrong shape (``states`` not a list of objects with a ``state_id``, ``files`` not an
+object, a prompt without ``target_state``), its ``sample_id`` repeats an earlier row's, its domain has no mechlab
 domain, a file is binary (``base64:``), the start state or its folder is missing, a seed file does not pass the
 mechlab domain's strict reader, a seed file is also a distractor, or no task has a way back to the start state.
 A task whose target state has no prompt back is dropped and said. Python environments are scored by the output of
@@ -72,14 +74,32 @@ def _environment(row: dict, notes: list[str]) -> tuple[str, dict, dict[str, str]
         if key not in row:
             raise _Skip(f"not a DELEGATE-52 row: lacks {key!r}")
     sid, kind, files = str(row["sample_id"]), row["sample_type"], row["files"]
-    if kind not in DOMAIN_MAP:
+    if not isinstance(kind, str) or kind not in DOMAIN_MAP:
         raise _Skip(f"domain {kind!r} has no mechlab domain (converted: {', '.join(sorted(DOMAIN_MAP))})")
+    if not isinstance(files, dict):
+        raise _Skip(f"malformed row: 'files' is a {type(files).__name__}, not an object of path -> text")
     binary = [p for p, t in files.items() if not isinstance(t, str) or t.startswith("base64:")]
     if binary:
         raise _Skip(f"binary file {binary[0]}")
+    if not isinstance(row.get("metadata") or {}, dict):
+        raise _Skip("malformed row: 'metadata' is not an object")
     meta = dict(row.get("metadata") or {})
+    if not isinstance(row["states"], list) or not all(isinstance(st, dict) for st in row["states"]):
+        raise _Skip("malformed row: 'states' is not a list of objects")
+    for st in row["states"]:
+        if not isinstance(st.get("state_id"), str):
+            raise _Skip(f"malformed row: a state without a state_id ({sorted(st)[:4]})")
+        if not isinstance(st.get("prompts", []), list) or not all(
+                isinstance(q, dict) and isinstance(q.get("target_state"), str) and isinstance(q.get("prompt"), str)
+                for q in st.get("prompts", [])):
+            raise _Skip(f"malformed row: state {st['state_id']!r} has a prompt without a target_state and prompt text")
+        if not isinstance(st.get("context") or [], list) or not isinstance(st.get("solution_folder", ""), str):
+            raise _Skip(f"malformed row: state {st['state_id']!r} has a context that is not a list of names or a "
+                        "solution_folder that is not a name")
     states = {s["state_id"]: s for s in row["states"]}
     start = meta.get("start_state") or row.get("start_state")
+    if not isinstance(start, str):
+        raise _Skip(f"malformed row: start_state {start!r} is not a state name")
     if start not in states:
         raise _Skip(f"start state {start!r} is not among the states")
     seed = _under(files, states[start].get("solution_folder", start))
@@ -129,57 +149,129 @@ def _write(folder: Path, files: dict[str, str]) -> None:
         path.write_text(text, encoding="utf-8")
 
 
+def official_domains(domains: set[str] | None) -> set[str] | None:
+    """The official domain names (``sample_type``) for ``domains``: official names kept, a mechlab domain name
+    (``csv``) mapped to its official one (``spreadsheet``); ConfigError, listing the valid names, for any other."""
+    if domains is None:
+        return None
+    by_mechlab: dict[str, list[str]] = {}
+    for official, mine in DOMAIN_MAP.items():
+        by_mechlab.setdefault(mine, []).append(official)
+    by_mechlab.setdefault("yaml", []).append("json")
+    out, bad = set(), []
+    for d in domains:
+        if d in DOMAIN_MAP:
+            out.add(d)
+        elif d in by_mechlab:
+            out.update(by_mechlab[d])
+        else:
+            bad.append(d)
+    if bad:
+        raise ConfigError(f"unknown domain {', '.join(map(repr, sorted(bad)))}: give official DELEGATE-52 domain "
+                          f"names ({_mapping()})")
+    return out
+
+
+def _mapping() -> str:
+    return ", ".join(f"{k} (mechlab {v})" for k, v in sorted(DOMAIN_MAP.items()))
+
+
 def convert_official(jsonl: str | Path, out: str | Path, domains: set[str] | None = None) -> Conversion:
     """Convert the rows of the official JSONL at ``jsonl`` into environment folders ``out/SAMPLE_ID`` (the module
-    docstring's mapping), only of the official domains in ``domains`` when given. An existing folder of the same
-    name is replaced. Raises ConfigError when ``jsonl`` is not a readable file or a line is not JSON; every other
-    problem skips its row with the reason."""
+    docstring's mapping), only of the domains in ``domains`` when given (official names, or mechlab names mapped
+    to them: :func:`official_domains`). An environment is written to a temporary folder and only then replaces an
+    existing folder of the same name, so a skipped row leaves an earlier conversion in place. Raises ConfigError
+    when ``jsonl`` is not a readable file or a domain is unknown; every other problem (a line that is not JSON or
+    not UTF-8, a malformed row, a sample_id already converted from this file) skips its row with the reason."""
     jsonl, out = Path(jsonl), Path(out)
     if not jsonl.is_file():
         raise ConfigError(f"{jsonl} is not a file: give the path of the DELEGATE-52 JSONL (delegate52.jsonl)")
+    domains = official_domains(domains)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a directory: give a folder for the environments")
     result = Conversion()
-    with open(jsonl, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
+    seen: dict[str, str] = {}  # folder name -> sample id that took it
+    try:
+        f = open(jsonl, "rb")
+    except OSError as e:
+        raise ConfigError(f"cannot read {jsonl}: {e.strerror or e}") from e
+    with f:
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                result.skipped.append((f"line {number}", f"not UTF-8 text ({e.reason} at byte {e.start})"))
+                continue
             except json.JSONDecodeError as e:
-                raise ConfigError(f"{jsonl}:{number} is not JSON ({e})") from e
+                result.skipped.append((f"line {number}", f"not JSON ({e})"))
+                continue
             sid = str(row.get("sample_id", f"line {number}")) if isinstance(row, dict) else f"line {number}"
-            if domains is not None and isinstance(row, dict) and row.get("sample_type") not in domains:
+            if (domains is not None and isinstance(row, dict) and isinstance(row.get("sample_type"), str)
+                    and row["sample_type"] not in domains):
                 continue
             target = out / _safe(sid)
+            tmp = out / f".{_safe(sid)}.converting"
             try:
                 if not isinstance(row, dict):
                     raise _Skip("not a JSON object")
+                if target.name in seen:
+                    raise _Skip(f"duplicate sample_id: line {number} repeats {seen[target.name]!r}, converted from "
+                                "an earlier line; this one is skipped")
                 domain, spec, seed, distractors, states = _environment(row, result.notes)
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+                _write(tmp / "seed", seed)
+                _write(tmp / "distractors", distractors)
+                for name, files in states.items():
+                    _write(tmp / "states" / name, files)
+                (tmp / "environment.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n",
+                                                      encoding="utf-8")
                 if target.exists():
                     shutil.rmtree(target)
-                _write(target / "seed", seed)
-                _write(target / "distractors", distractors)
-                for name, files in states.items():
-                    _write(target / "states" / name, files)
-                (target / "environment.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n",
-                                                         encoding="utf-8")
+                tmp.rename(target)
+                seen[target.name] = sid
                 result.written.append(target)
             except _Skip as e:
-                if target.exists() and target not in result.written:
-                    shutil.rmtree(target)
                 result.skipped.append((sid, str(e)))
+            except (KeyError, TypeError, AttributeError, ValueError) as e:  # a row of a shape not checked above
+                result.skipped.append((sid, f"malformed row ({type(e).__name__}: {e})"))
+            except OSError as e:
+                raise ConfigError(f"cannot write the environment {target}: {e.strerror or e}") from e
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+USAGE = f"""usage: python -m mechlab.delegate.official DELEGATE52.jsonl OUT [DOMAIN ...]
+
+Convert the official DELEGATE-52 release (one JSONL file you have; nothing is downloaded) into mechlab environment
+folders OUT/SAMPLE_ID, printing what was written and what was skipped, and why. DOMAIN limits the conversion to
+those official domain names (the rows' sample_type); a mechlab domain name is mapped to its official one. The
+official names, with their mechlab domains: {_mapping()}."""
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mechlab.delegate.official DELEGATE52.jsonl OUT [DOMAIN ...]``: convert, print what was written
-    and what was skipped, and why."""
+    and what was skipped, and why. Errors a user can cause are one line on stderr and exit 2."""
     import sys
 
+    from mechlab.errors import MechlabError
+
     args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in args):
+        print(USAGE)
+        return 0
     if len(args) < 2:
-        print(main.__doc__)
+        print(USAGE, file=sys.stderr)
         return 2
-    r = convert_official(args[0], args[1], set(args[2:]) or None)
+    try:
+        r = convert_official(args[0], args[1], set(args[2:]) or None)
+    except MechlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for path in r.written:
         print(f"wrote {path}")
     for sid, reason in r.skipped:
@@ -188,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         print(note)
     print(f"{len(r.written)} environments written, {len(r.skipped)} skipped")
     return 0
+
+
 
 
 if __name__ == "__main__":

@@ -119,6 +119,7 @@ class RelayResult:
     seconds: float
     tokens: int = 0
     trace: str | None = None
+    failed: str | None = None  # why no step reached the model (every step a transport error): not a score
 
     def at(self, k: int) -> float | None:
         """RS@k, k = interactions (see :func:`rs_at`)."""
@@ -127,6 +128,7 @@ class RelayResult:
     def to_dict(self) -> dict:
         return {"env": self.env, "domain": self.domain, "agent": self.agent, "rs": self.rs, "errors": self.errors,
                 "steps": self.steps, "seconds": self.seconds, "tokens": self.tokens, "trace": self.trace,
+                **({"failed": True, "failure": self.failed} if self.failed else {}),
                 "interactions": [2 * (i + 1) for i in range(len(self.rs))],
                 **{f"rs@{k}": self.at(k) for k in REPORTED_K if self.at(k) is not None}}
 
@@ -134,14 +136,19 @@ class RelayResult:
 def run_relay(env: Environment, agent: Agent, round_trips: int = 10, distractors: bool = True, seed: int = 0,
               trace: str | Path | None = None) -> RelayResult:
     """Relay ``round_trips`` forward/backward pairs (2 × ``round_trips`` interactions) through ``agent``; RS after
-    each round trip. The trace gets one line per interaction, with the reply's parse notes."""
+    each round trip. The trace gets one line per interaction, with the reply's parse notes. A relay in which every
+    step was a transport error (the backend never answered: connection refused, timeouts, HTTP errors) is marked
+    ``failed`` with the last error, and its scores are not a measurement. Raises ValueError for fewer than one
+    round trip."""
+    if isinstance(round_trips, bool) or not isinstance(round_trips, int) or round_trips < 1:
+        raise ValueError(f"round_trips must be a whole number >= 1 (got {round_trips!r})")
     domain = DOMAINS[env.domain]
     rng = random.Random(seed)
     state: Files = dict(env.seed)
     seed_files = sorted(env.seed)
     known = set(env.seed) | set(env.distractors)
     cycle: list[EditTask] = []
-    rs, errors, tokens, n = [], 0, 0, 0
+    rs, errors, tokens, n, transport, last_error = [], 0, 0, 0, 0, None
     t_start = time.perf_counter()
     out = open(trace, "w", encoding="utf-8") if trace else None
     try:
@@ -171,6 +178,8 @@ def run_relay(env: Environment, agent: Agent, round_trips: int = 10, distractors
                 state = {f: t for f, t in parsed.items() if f not in env.distractors}
                 error = reply.error or (f"missing {', '.join(missing)}" if missing else None)
                 errors += error is not None
+                transport += reply.error is not None
+                last_error = reply.error or last_error
                 n += 1
                 used = (reply.prompt_tokens or 0) + (reply.completion_tokens or 0)
                 tokens += used
@@ -186,8 +195,9 @@ def run_relay(env: Environment, agent: Agent, round_trips: int = 10, distractors
     finally:
         if out:
             out.close()
+    failed = f"every step failed: {last_error}" if n and transport == n else None
     return RelayResult(env.name, env.domain, getattr(agent, "name", type(agent).__name__), rs, errors, n,
-                       time.perf_counter() - t_start, tokens, str(trace) if trace else None)
+                       time.perf_counter() - t_start, tokens, str(trace) if trace else None, failed)
 
 
 # ---- calibration agents --------------------------------------------------------------------------------------

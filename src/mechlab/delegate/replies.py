@@ -9,7 +9,9 @@ spaces after it. A file is written in a fence one backtick longer than the longe
 file that itself holds a fence line survives the round trip.
 
 A reply is read leniently, as models answer: a byte-order mark, CRLF and lone-CR line endings are normalised;
-``<think>…</think>`` (or ``<thinking>``) drafts are dropped; the filename may be in the info string (```` ```name.json ````,
+``<think>…</think>`` (or ``<thinking>``) drafts are dropped, and so is everything before a lone closing
+``</think>`` (the chat template put the opener in the prompt) and everything from an unclosed ``<think>`` to the
+end (a reply cut off while reasoning gives no file from its draft); the filename may be in the info string (```` ```name.json ````,
 ```` ```json name.json ````, ```` ```file=name.json ````), on the nearest prose line before the fence
 (``**name.json**``, ```` `name.json` ````, ``### name.json``, ``File: name.json``, ``name.json:``,
 ``<file_name>name.json</file_name>``), or alone on the first line inside the fence (``name.json``,
@@ -17,8 +19,10 @@ A reply is read leniently, as models answer: a byte-order mark, CRLF and lone-CR
 block whose content holds tagged inner fences (a Markdown file written in too short a fence) is read with its
 inner fences nested when that closes every block. When exactly one required file is missing and exactly one
 unnamed block came back, that block is taken for it. When a name repeats, the block kept is the longest of those
-the domain can parse (or the longest, if none parses), which keeps the complete file over a repeated excerpt;
-every such choice is written to the notes that go into the trace.
+the domain can parse (or the longest, if none parses), which keeps the complete file over a repeated excerpt.
+A prose line that mentions several known filenames (``Here are a.csv and b.csv:``) names no block; a block labelled
+with a path whose last component is a required name (``**output/data.csv**``) is taken for that file. Every such
+choice is written to the notes that go into the trace.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ Files = dict[str, str]
 
 _OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})[ \t]*(.*?)[ \t]*$")
 _THINK = re.compile(r"<(think|thinking)>.*?</\1>", re.DOTALL | re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</(?:think|thinking)>", re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<(?:think|thinking)>", re.IGNORECASE)
 _NAME = r"[\w][\w.\-/]*\.[A-Za-z0-9_]*[A-Za-z][A-Za-z0-9_]*"  # a path with an extension (not a number like 2.5)
 _TAG = re.compile(r"<file_?name>\s*(" + _NAME + r")\s*</file_?name>", re.IGNORECASE)
 # a label line: optional heading/list/comment marks and emphasis, an optional "File:"-like word, the name, an
@@ -110,14 +116,19 @@ def _label(line: str) -> str | None:
     return tag.group(1) if tag else m.group(1) if m else None
 
 
-def _prose_name(line: str, known: set[str]) -> str | None:
-    """The filename a prose line names: its label, else the known name mentioned last in it."""
+def _prose_name(line: str, known: set[str], notes: list[str] | None = None) -> str | None:
+    """The filename a prose line names: its label, else the one known name mentioned in it (a line that mentions
+    several known names names none, noted: which of them labels the block is a guess)."""
     name = _label(line)
     if name or not line.strip():
         return name
-    hits = [(m.start(), k) for k in known
-            for m in re.finditer(r"(?<![\w.\-/])" + re.escape(k) + r"(?![\w\-/]|\.\w)", line)]
-    return max(hits)[1] if hits else None
+    hits = {k for k in known
+            for m in re.finditer(r"(?<![\w.\-/])" + re.escape(k) + r"(?![\w\-/]|\.\w)", line)}
+    if len(hits) > 1:
+        if notes is not None:
+            notes.append(f"a prose line names {', '.join(sorted(hits))}: it labels no block")
+        return None
+    return next(iter(hits)) if hits else None
 
 
 def _info_name(info: str, known: set[str]) -> str | None:
@@ -137,23 +148,35 @@ class ParsedReply:
     notes: list[str] = field(default_factory=list)
 
 
-def parse_reply(text: str, required: list[str] | None = None, known: set[str] | None = None,
+def parse_reply(text: str | bytes, required: list[str] | None = None, known: set[str] | None = None,
                 parses: Callable[[str, str], bool] | None = None) -> ParsedReply:
     """Read the files of a reply (the module docstring's rules). ``required``: the files the answer must hold
     (shell wildcards allowed: a name alone on a block's first line that matches one is taken as its name);
     ``known``: every filename of the context (and the required ones); ``parses(name, text)``: whether the domain
     can read a candidate, used to choose among blocks that repeat a name. An unclosed last block (a reply cut off)
-    gives no file. Never raises on any text."""
+    gives no file. ``bytes`` are decoded as UTF-8 (invalid bytes replaced). Never raises on any text."""
     from fnmatch import fnmatchcase
 
     patterns = [f for f in required or [] if any(c in f for c in "*?[")]
     required = [f for f in required or [] if f not in patterns]
     known = set(known or ()) | set(required)
     notes: list[str] = []
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", errors="replace")
+    elif not isinstance(text, str):
+        text = "" if text is None else str(text)
     text = normalise(text)
     if _THINK.search(text):
         text = _THINK.sub("", text)
         notes.append("dropped a <think> section")
+    closes = list(_THINK_CLOSE.finditer(text))
+    if closes:  # a closing tag without its opener: the template put <think> in the prompt
+        text = text[closes[-1].end():]
+        notes.append("dropped everything before a lone </think> (its <think> was in the prompt)")
+    opener = _THINK_OPEN.search(text)
+    if opener:  # an opener never closed: the reply was cut off while reasoning
+        text = text[:opener.start()]
+        notes.append("dropped an unclosed <think> section to the end of the reply (cut off while reasoning)")
     lines = text.split("\n")
     blocks = _blocks(lines, nested=True)
     if any(not b.closed for b in blocks):
@@ -167,7 +190,7 @@ def parse_reply(text: str, required: list[str] | None = None, known: set[str] | 
             notes.append("dropped an unclosed block (a reply cut off)")
             continue
         body = b.lines
-        name = _info_name(b.info, known) or _prose_name(b.before, known)
+        name = _info_name(b.info, known) or _prose_name(b.before, known, notes)
         first = _label(body[0]) if body else None
         expected = first in known or any(fnmatchcase(first or "", p) for p in patterns)
         if first and (first == name or (name is None and expected)):
@@ -178,6 +201,11 @@ def parse_reply(text: str, required: list[str] | None = None, known: set[str] | 
             candidates.setdefault(name, []).append(content)
         else:
             unnamed.append(content)
+    for name in list(candidates):  # a path whose last component is a required name: that file
+        base = name.rsplit("/", 1)[-1]
+        if name not in known and base != name and base in required and base not in candidates:
+            candidates[base] = candidates.pop(name)
+            notes.append(f"{base}: taken from the block labelled {name}")
     files: Files = {}
     for name, texts in candidates.items():
         if len(texts) == 1:

@@ -22,6 +22,7 @@ dimension on which its law is checked.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,11 +30,25 @@ import numpy as np
 from mechlab.errors import ConfigError
 
 
+# tolerance on |factor| = 1 for points said to lie on a manifold: derived from float64's epsilon, loose enough for
+# points rounded through float32 (relative error ~6e-8 per coordinate), tight enough to catch scaled points
+ON_MANIFOLD_TOL = 64 * math.sqrt(np.finfo(np.float64).eps)  # about 9.5e-7
+
+
+def check_int(value, name: str, minimum: int) -> int:
+    """``value`` as an int if it is an integer (numbers.Integral, numpy integers included, bool excluded) of at
+    least ``minimum``; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
 def sphere_volume(k: int) -> float:
     """Surface volume |S^k| of the unit k-sphere in R^(k+1): 2 π^((k+1)/2) / Γ((k+1)/2). Raises ValueError for
-    k < 1."""
-    if k < 1:
-        raise ValueError(f"sphere dimension must be >= 1, got {k}")
+    k not an integer (bool excluded) or k < 1."""
+    k = check_int(k, "sphere dimension", 1)
     return 2 * math.pi ** ((k + 1) / 2) / math.gamma((k + 1) / 2)
 
 
@@ -68,9 +83,9 @@ class Manifold:
         return out
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """n points drawn uniformly (volume measure), shape (n, m), float64. Raises ValueError for n < 1."""
-        if n < 1:
-            raise ValueError(f"sample size must be >= 1, got {n}")
+        """n points drawn uniformly (volume measure), shape (n, m), float64. Raises ValueError for n not an integer
+        (bool excluded) or n < 1."""
+        n = check_int(n, "sample size", 1)
         parts = []
         for k in self.factors:
             g = rng.standard_normal((n, k + 1))
@@ -83,6 +98,21 @@ class Manifold:
         if x.ndim != 2 or x.shape[1] != self.coord_dim:
             raise ValueError(f"{what} must have shape (n, {self.coord_dim}) in {self.name}'s intrinsic coordinates, "
                              f"got {x.shape}")
+        return x
+
+    def check_on(self, x: np.ndarray, what: str = "points") -> np.ndarray:
+        """:meth:`check`, and ValueError unless every row lies on the manifold: finite, each factor a unit vector
+        within :data:`ON_MANIFOLD_TOL` (distances computed off the manifold would be silently wrong)."""
+        x = self.check(x, what)
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{what} hold NaN or infinite coordinates")
+        for s in self.slices():
+            dev = np.abs(np.linalg.norm(x[:, s], axis=1) - 1.0)
+            if dev.size and dev.max() > ON_MANIFOLD_TOL:
+                i = int(dev.argmax())
+                raise ValueError(f"{what} do not lie on {self.name}: row {i} has a factor of norm "
+                                 f"{np.linalg.norm(x[i, s]):.6g}, not 1 (tolerance {ON_MANIFOLD_TOL:.1e}); give "
+                                 "points in its intrinsic coordinates, each sphere factor a unit vector")
         return x
 
     def geodesic(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -104,7 +134,10 @@ MANIFOLDS: dict[str, Manifold] = {m.name: m for m in [
 
 
 def manifold(name: str) -> Manifold:
-    """The manifold called ``name`` (one of :data:`MANIFOLDS`: S1, S2, S3, T2, T3, S1xS2); ConfigError otherwise."""
+    """The manifold called ``name`` (one of :data:`MANIFOLDS`: S1, S2, S3, T2, T3, S1xS2); ConfigError otherwise
+    (a name that is not a string included)."""
+    if not isinstance(name, str):
+        raise ConfigError(f"a manifold name must be a string (one of {', '.join(MANIFOLDS)}), got {name!r}")
     try:
         return MANIFOLDS[name]
     except KeyError:
@@ -114,7 +147,9 @@ def manifold(name: str) -> Manifold:
 def random_embedding(m: int, D: int, rng: np.random.Generator) -> np.ndarray:
     """An (m, D) matrix with orthonormal rows: the first m rows of a Haar-random orthogonal matrix (QR of a
     Gaussian matrix with the signs of R's diagonal folded in, Mezzadri 2007, arXiv math-ph/0609050). ``X @ E``
-    embeds (n, m) points isometrically in R^D. Raises ValueError unless 1 <= m <= D."""
+    embeds (n, m) points isometrically in R^D. Raises ValueError unless m and D are integers (bool excluded) with
+    1 <= m <= D."""
+    m, D = check_int(m, "m", 1), check_int(D, "D", 1)
     if not 1 <= m <= D:
         raise ValueError(f"cannot embed R^{m} isometrically in R^{D}: need 1 <= m <= D")
     q, r = np.linalg.qr(rng.standard_normal((D, D)))

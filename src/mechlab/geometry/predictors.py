@@ -36,21 +36,28 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from mechlab.errors import ConfigError
-from mechlab.geometry.gap import METRICS, nearest_distances, point_process_gap
+from mechlab.geometry.gap import METRICS, _as_points, nearest_distances, point_process_gap
 from mechlab.geometry.manifolds import Manifold, manifold
 
 
 class Memoriser:
     """The output set of a predictor that reproduces its training points exactly: Ω_f = {x_i}, shape (n, D)
     (arXiv 2605.21692's memorising predictor; with ``manifold``, the points in its intrinsic coordinates, the
-    geodesic metric is available too)."""
+    geodesic metric is available too).
+
+    Raises ValueError for ``train`` not a non-empty (n, D) array of finite values; ConfigError for a ``manifold``
+    that is not a :class:`Manifold`."""
 
     def __init__(self, train: np.ndarray, manifold: Manifold | None = None):
-        self.train = np.asarray(train, dtype=np.float64)
+        self.train = _as_points(train, "training points")
+        if manifold is not None and not isinstance(manifold, Manifold):
+            raise ConfigError(f"manifold must be a Manifold (e.g. mechlab.geometry.manifold('S2')), got {manifold!r}")
         self.manifold = manifold
 
     def distances(self, test: np.ndarray, metric: str = "chordal") -> np.ndarray:
-        """dist(X_j, Ω_f) for every test point, (N,) (:func:`mechlab.geometry.gap.nearest_distances`)."""
+        """dist(X_j, Ω_f) for every test point, (N,) (:func:`mechlab.geometry.gap.nearest_distances`). Raises
+        ConfigError for an unknown metric or the geodesic one without a manifold; ValueError for empty,
+        mis-shaped or non-finite test points, or (geodesic) points off the manifold."""
         return nearest_distances(test, self.train, metric, self.manifold)
 
 
@@ -95,6 +102,7 @@ class GroupAction:
 
     @property
     def manifold(self) -> Manifold:
+        """The :class:`~mechlab.geometry.manifolds.Manifold` the group acts on (looked up by ``manifold_name``)."""
         return manifold(self.manifold_name)
 
     @property
@@ -103,11 +111,15 @@ class GroupAction:
         return self.manifold.dim - self.group_dim
 
     def orbit_distances(self, queries: np.ndarray, points: np.ndarray, metric: str = "chordal") -> np.ndarray:
-        """min_i dist(query, G·x_i) for every query: (N, m) and (n, m) intrinsic coordinates → (N,), exact."""
+        """min_i dist(query, G·x_i) for every query: (N, m) and (n, m) intrinsic coordinates → (N,), exact.
+        Raises ConfigError for an unknown metric; ValueError for empty or non-finite arrays, a shape other than
+        (·, m), or points off the manifold (the orbit formulas hold on it only)."""
         if metric not in METRICS:
             raise ConfigError(f"unknown metric {metric!r}; use one of {METRICS}")
         m = self.manifold
-        qq, qp = self.quotient(m.check(queries, "queries")), self.quotient(m.check(points, "points"))
+        queries, points = _as_points(queries, "queries"), _as_points(points, "points")
+        qq = self.quotient(m.check_on(queries, "queries"))
+        qp = self.quotient(m.check_on(points, "points"))
         c = cKDTree(qp).query(qq, k=1)[0]
         return self.chordal(c) if metric == "chordal" else self.geodesic(c)
 
@@ -164,12 +176,20 @@ def group_action(name: str) -> GroupAction:
 class EquivariantMemoriser:
     """The output set of a G-equivariant predictor that reproduces its training points: Ω_f = ∪_i G·x_i, with
     ``train`` (n, m) in the intrinsic coordinates of ``action``'s manifold (arXiv 2605.21692, "virtual
-    augmentation")."""
+    augmentation").
+
+    Raises ValueError, as :class:`Memoriser` does, for ``train`` not a non-empty (n, m) array of finite values, or
+    for training points off the manifold; ConfigError for an ``action`` that is not a :class:`GroupAction`."""
 
     def __init__(self, train: np.ndarray, action: GroupAction):
-        self.train = np.asarray(train, dtype=np.float64)
+        if not isinstance(action, GroupAction):
+            raise ConfigError(f"action must be a GroupAction (e.g. mechlab.geometry.group_action('SO2-S2')), "
+                              f"got {action!r}")
+        self.train = action.manifold.check_on(_as_points(train, "training points"), "training points")
         self.action = action
 
     def distances(self, test: np.ndarray, metric: str = "chordal") -> np.ndarray:
-        """dist(X_j, ∪_i G·x_i) for every test point (intrinsic coordinates), (N,), exact."""
+        """dist(X_j, ∪_i G·x_i) for every test point (intrinsic coordinates), (N,), exact. Raises ConfigError for
+        an unknown metric; ValueError for empty, mis-shaped or non-finite (NaN) test points or points off the
+        manifold."""
         return self.action.orbit_distances(test, self.train, metric)

@@ -52,17 +52,24 @@ def loop_observables(model, idx: torch.Tensor, targets: torch.Tensor) -> dict[st
 
 
 @torch.no_grad()
+def check_hidden_states(model) -> None:
+    """ConfigError unless :func:`hidden_states` is defined for ``model`` (a model, or its ModelConfig): not for mHC.
+    The trainer calls it before the first step of a run with ``hidden_id_every``."""
+    from mechlab.errors import ConfigError
+
+    if getattr(getattr(model, "config", model), "arch", None) == "mhc":
+        raise ConfigError("hidden_states: mHC calls attention and MLP through its hyper-connections, not its blocks; "
+                          "per-block hidden states are defined for the Transformer, Looped and Hyperloop models")
+
+
 def hidden_states(model, idx: torch.Tensor) -> list[torch.Tensor]:
     """The hidden states of a mechlab Transformer on tokens ``idx`` (B, T), each (B·T, C) float32 on the CPU: the
     token embedding, then the output of every block application in call order (a looped model's middle blocks
     once per loop, so the list follows the unrolled depth; a Hyperloop block's output before the stream mixing).
     Raises ConfigError for a model whose blocks are not called as modules (mHC)."""
-    from mechlab.errors import ConfigError
     from mechlab.models.transformer import Block
 
-    if getattr(model.config, "arch", None) == "mhc":
-        raise ConfigError("hidden_states: mHC calls attention and MLP through its hyper-connections, not its blocks; "
-                          "per-block hidden states are defined for the Transformer, Looped and Hyperloop models")
+    check_hidden_states(model)
     states: list[torch.Tensor] = []
 
     def keep(_module, _inputs, output):

@@ -309,6 +309,15 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     if task is not None and (resume or cfg.hidden_id_every):
         raise ConfigError("a Task run writes no checkpoints and has no token windows: it cannot --resume or log "
                           "hidden_id_every; train it again from step 0 with hidden_id_every = 0")
+    if cfg.hidden_id_every and not resume:  # before the tokenizer and the data: the preset says the architecture
+        from mechlab.mechanics.observables import check_hidden_states
+
+        try:
+            mcfg = preset(cfg.model, **cfg.model_overrides)
+        except (ConfigError, TypeError, ValueError):
+            mcfg = None  # the run's own model building reports it; the model itself is checked again there
+        if mcfg is not None:
+            check_hidden_states(mcfg)
     out = Path(cfg.out_dir)
     env = _Dist()
     try:
@@ -346,6 +355,10 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         mcfg = preset(cfg.model, **{"max_seq_len": max(cfg.seq_len, 64), **cfg.model_overrides, "vocab_size": tok.vocab_size})
         torch.manual_seed(cfg.seed)
         model = build_model(mcfg).to(device)
+    if cfg.hidden_id_every:  # refuse now, not at step hidden_id_every after the training time is spent
+        from mechlab.mechanics.observables import check_hidden_states
+
+        check_hidden_states(model)
     if not resume:
         step, state = 0, None
         if env.main:

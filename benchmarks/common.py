@@ -106,6 +106,22 @@ def is_reference_run(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     return not changed_arguments(parser, args, ignore, reference)
 
 
+def parse_quick(build_parser: Callable[[], argparse.ArgumentParser], quick_defaults: dict[str, Any],
+                argv: Sequence[str] | None = None, ignore: Iterable[str] = ()
+                ) -> tuple[argparse.ArgumentParser, argparse.Namespace, bool]:
+    """(parser, arguments, quick) of a script with ``--quick``: the quick values are defaults for the options not
+    given (the arguments are parsed again, so that the options given win), and quick is True for every run that is
+    not the committed configuration (:func:`is_reference_run` of the final arguments against the plain parser's
+    defaults), which writes the .quick files."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quick:
+        quick_parser = build_parser()
+        quick_parser.set_defaults(**quick_defaults)
+        args = quick_parser.parse_args(argv)
+    return parser, args, not is_reference_run(parser, args, ignore)
+
+
 def result_path(name: str, quick: bool, suffix: str = ".json") -> Path:
     """Where a benchmark writes its output file ``name`` + ``suffix`` (".json", ".png"): benchmarks/results/NAME.json
     for the committed configuration, benchmarks/results/NAME.quick.json beside it for any other run (quick, reduced

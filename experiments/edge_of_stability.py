@@ -255,14 +255,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, bool]
     """(arguments, quick): ``--quick`` supplies QUICK's values only for the options not given; quick is True for
     every run that is not the committed configuration (every option at its default), which writes
     edge_of_stability.quick.{json,png}."""
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    if args.quick:  # the quick values as defaults: parse again, so that the options given win
-        quick_ap = build_parser()
-        quick_ap.set_defaults(**QUICK)
-        args = quick_ap.parse_args(argv)
+    ap, args, quick = _benchmarks_common().parse_quick(build_parser, QUICK, argv)
     validate(ap, args)
-    return args, not _benchmarks_common().is_reference_run(ap, args)
+    return args, quick
 
 
 def output_paths(quick: bool) -> tuple[Path, Path]:

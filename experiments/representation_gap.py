@@ -85,21 +85,13 @@ def positive_float(text: str) -> float:
 
 def parse_quick(build_parser, quick_defaults: dict, argv: list[str] | None,
                 ignore: tuple[str, ...] = ()) -> tuple[argparse.ArgumentParser, argparse.Namespace, bool]:
-    """(parser, arguments, quick) for the representation-gap experiments (this one, gap_denoiser.py, hidden_id.py):
-    ``--quick`` supplies ``quick_defaults`` for the options not given; quick is True for every run that is not the
-    committed configuration (benchmarks/common.py's is_reference_run, the rule of the benchmarks), and such a run
-    writes the .quick files."""
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    if args.quick:  # the quick values as defaults: parse again, so that the options given win
-        quick_ap = build_parser()
-        quick_ap.set_defaults(**quick_defaults)
-        args = quick_ap.parse_args(argv)
+    """benchmarks/common.py's parse_quick (the benchmarks' rule for --quick and the committed configuration), for
+    the representation-gap experiments (this one, gap_denoiser.py, hidden_id.py)."""
     path = ROOT.parent / "benchmarks" / "common.py"
     spec = importlib.util.spec_from_file_location("_mechlab_benchmarks_common", path)
     common = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(common)
-    return ap, args, not common.is_reference_run(ap, args, ignore=ignore)
+    return common.parse_quick(build_parser, quick_defaults, argv, ignore)
 
 
 def bootstrap(dist: np.ndarray, ns: np.ndarray, predicted: np.ndarray, const_mask: np.ndarray, reps: int,

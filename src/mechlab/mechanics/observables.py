@@ -51,7 +51,6 @@ def loop_observables(model, idx: torch.Tensor, targets: torch.Tensor) -> dict[st
     return {"loop_cos": cos, "lens_loss": lens}
 
 
-@torch.no_grad()
 def check_hidden_states(model) -> None:
     """ConfigError unless :func:`hidden_states` is defined for ``model`` (a model, or its ModelConfig): not for mHC.
     The trainer calls it before the first step of a run with ``hidden_id_every``."""
@@ -62,6 +61,7 @@ def check_hidden_states(model) -> None:
                           "per-block hidden states are defined for the Transformer, Looped and Hyperloop models")
 
 
+@torch.no_grad()
 def hidden_states(model, idx: torch.Tensor) -> list[torch.Tensor]:
     """The hidden states of a mechlab Transformer on tokens ``idx`` (B, T), each (B·T, C) float32 on the CPU: the
     token embedding, then the output of every block application in call order (a looped model's middle blocks

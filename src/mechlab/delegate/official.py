@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mechlab.errors import ConfigError
+from mechlab.utils import atomic_path
 
 # the official domain (sample_type) -> the mechlab domain; "json" holds both JSON and YAML documents
 DOMAIN_MAP = {"json": "json", "spreadsheet": "csv", "subtitles": "srt", "calendar": "ics", "chess": "pgn",
@@ -212,7 +212,6 @@ def convert_official(jsonl: str | Path, out: str | Path, domains: set[str] | Non
                     and row["sample_type"] not in domains):
                 continue
             target = out / _safe(sid)
-            tmp = out / f".{_safe(sid)}.converting"
             try:
                 if not isinstance(row, dict):
                     raise _Skip("not a JSON object")
@@ -220,17 +219,13 @@ def convert_official(jsonl: str | Path, out: str | Path, domains: set[str] | Non
                     raise _Skip(f"duplicate sample_id: line {number} repeats {seen[target.name]!r}, converted from "
                                 "an earlier line; this one is skipped")
                 domain, spec, seed, distractors, states = _environment(row, result.notes)
-                if tmp.exists():
-                    shutil.rmtree(tmp)
-                _write(tmp / "seed", seed)
-                _write(tmp / "distractors", distractors)
-                for name, files in states.items():
-                    _write(tmp / "states" / name, files)
-                (tmp / "environment.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n",
-                                                      encoding="utf-8")
-                if target.exists():
-                    shutil.rmtree(target)
-                tmp.rename(target)
+                with atomic_path(target, is_dir=True) as tmp:  # a skipped row leaves an earlier conversion in place
+                    _write(tmp / "seed", seed)
+                    _write(tmp / "distractors", distractors)
+                    for name, files in states.items():
+                        _write(tmp / "states" / name, files)
+                    (tmp / "environment.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n",
+                                                          encoding="utf-8")
                 seen[target.name] = sid
                 result.written.append(target)
             except _Skip as e:
@@ -239,9 +234,6 @@ def convert_official(jsonl: str | Path, out: str | Path, domains: set[str] | Non
                 result.skipped.append((sid, f"malformed row ({type(e).__name__}: {e})"))
             except OSError as e:
                 raise ConfigError(f"cannot write the environment {target}: {e.strerror or e}") from e
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 

@@ -245,6 +245,34 @@ def test_gptq_act_order_is_rtn_for_an_identity_hessian_and_wins_on_outlier_chann
         assert proxy_loss(act - w, w, h) < 0.6 * proxy_loss(plain - w, w, h)
 
 
+def test_gptq_dead_inputs_keep_their_rounded_value_and_are_reported():
+    """A calibration input channel that is always zero: its column keeps its round-to-nearest value (H has a zero
+    row and column there, so no error feedback flows into or out of it), never zeroed; all-zero calibration gives
+    the RTN codes; the report counts the dead inputs; non-finite activations are one error naming the layer."""
+    torch.manual_seed(6)
+    w = torch.randn(16, 64)
+    x = torch.randn(200, 64)
+    x[:, [3, 40]] = 0.0
+    h = (x.T @ x).double() / 200
+    q, scales, zeros = gptq_quantize(w, h, GPTQConfig(bits=3, group_size=32))
+    for c in (3, 40):
+        s, z = scales[:, c // 32].double(), zeros[:, c // 32].double()
+        # the dead column is never updated, so its code is the rounding of the original column on the group's grid
+        # (float64 throughout; the returned float32 scale is within 2^-24 of the one used, a tie is improbable)
+        assert torch.equal(q[:, c].long(), torch.clamp(torch.round(w[:, c].double() / s + z), 0, 7).long())
+        assert (q[:, c].double() - z).abs().sum() > 0
+    q0, s0, _ = gptq_quantize(w, torch.zeros(64, 64, dtype=torch.float64), GPTQConfig(bits=3, group_size=32, damp=0.0))
+    q2, s2, _ = rtn_quantize(w, RTNConfig(bits=3, group_size=32))
+    assert torch.equal(q0, q2) and torch.allclose(s0, s2, rtol=4 * U32, atol=0)  # as the identity-Hessian test
+    net = nn.Sequential(nn.Linear(64, 16, bias=False))
+    report = quantize_(net, GPTQConfig(bits=3, group_size=32), calibration=[x], skip=())
+    assert report.layers[0].dead_inputs == 2 and report.summary()["dead_inputs"] == {"0": 2}
+    bad = torch.randn(10, 64)
+    bad[2, 5] = float("nan")
+    with pytest.raises(ConfigError, match="entering 0 are not finite"):
+        quantize_(nn.Sequential(nn.Linear(64, 16)), GPTQConfig(bits=3, group_size=32), calibration=[bad], skip=())
+
+
 def test_rtn_symmetric_and_ragged_groups():
     w = torch.randn(8, 352)
     for sym in (True, False):

@@ -176,3 +176,22 @@ def test_truncated_or_corrupt_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(r.out_dir, verify=False)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope")
+
+
+def test_resume_with_changed_flags_applies_the_allowed_and_refuses_the_rest(tmp_path):
+    run = tmp_path / "r"
+    base = ["train", "--preset", "nano", "--data", "tinyshakespeare", "--seq-len", "32", "--batch-size", "4",
+            "--steps", "4", "--warmup", "1", "--eval-every", "1000", "--save-every", "2", "--out", str(run)]
+    assert subprocess.run(_mechlab(*base), capture_output=True, env=_env()).returncode == 0
+    r = subprocess.run(_mechlab("train", "--out", str(run), "--resume", "--steps", "6", "--lr", "0.01"),
+                       capture_output=True, text=True, env=_env())
+    assert r.returncode == 0, r.stderr
+    assert "steps 4 -> 6" in r.stderr and "lr 0.003 -> 0.01" in r.stderr  # the changes are logged
+    saved = json.loads((run / "train_config.json").read_text())
+    assert (saved["steps"], saved["lr"]) == (6, 0.01) and (run / "latest").read_text().strip().endswith("6")
+    for flags, message in ((["--seed", "3"], "seed (0 -> 3)"), (["--seq-len", "64", "--steps", "9"], "seq_len"),
+                           (["--steps", "5"], "nothing to train")):
+        r = subprocess.run(_mechlab("train", "--out", str(run), "--resume", *flags), capture_output=True, text=True,
+                           env=_env())
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (flags, r.stderr)
+    assert json.loads((run / "train_config.json").read_text()) == saved  # a refused resume changes nothing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from mechlab.errors import MechlabError
+from mechlab.errors import ConfigError, MechlabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="mechlab: a laboratory for small, memory-efficient language models.")
@@ -55,6 +56,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory (overwr
 
 @app.command("train")
 def train_cmd(
+    ctx: typer.Context,
     preset: str = typer.Option("tiny", "--preset", help="Model preset (see `mechlab presets`)."),
     data: str = typer.Option("stdlib", help="Corpus name (see `mechlab corpora`) or a path to .txt files."),
     tokenizer: str = typer.Option("byte", help="'byte', 'bpe:VOCAB' (trained on the corpus) or a tokenizer.json."),
@@ -79,7 +81,8 @@ def train_cmd(
     seed: int = typer.Option(0, help="Seed for initialisation and data order."),
     out: Path = typer.Option(Path("runs/train"), help="Run directory."),
     config: Optional[Path] = typer.Option(None, help="A JSON TrainConfig; the other flags are ignored when given, and --out names the run directory."),
-    resume: bool = typer.Option(False, help="Continue the run in --out from its latest checkpoint."),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its latest checkpoint; flags given with it "
+                                "change the run where that is allowed (steps, the lr schedule, cadences), else exit 2."),
     overwrite: bool = typer.Option(False, help="Start afresh even if --out holds a run."),
     data_dir: Optional[str] = DataDir,
 ) -> None:
@@ -88,7 +91,11 @@ def train_cmd(
     from mechlab.train import TrainConfig, load_train_config, train
 
     if resume:
-        cfg = load_train_config(out)
+        fields = {"preset": "model", "warmup": "warmup_steps", "adam_eps": "eps"}  # flag -> TrainConfig field
+        given = {fields.get(k, k): v for k, v in ctx.params.items()
+                 if getattr(ctx.get_parameter_source(k), "name", None) == "COMMANDLINE"
+                 and k not in ("out", "config", "resume", "overwrite")}
+        cfg = dataclasses.replace(load_train_config(out), **given)
     elif config is not None:
         try:
             cfg = TrainConfig.from_dict({**json.loads(config.read_text()), "out_dir": str(out)})
@@ -118,6 +125,8 @@ def eval_cmd(
     max_windows: Optional[int] = typer.Option(None, help="Score only the first N windows (quick mode)."),
     batch_size: int = typer.Option(8, help="Windows per forward pass."),
     bf16: bool = typer.Option(False, help="Run the forward pass in bfloat16 autocast."),
+    bos: Optional[bool] = typer.Option(None, "--bos/--no-bos", help="Begin every window with the BOS token "
+                                       "(default: when the model asks for one, e.g. SentencePiece files)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     data_dir: Optional[str] = DataDir,
 ) -> None:
@@ -135,10 +144,14 @@ def eval_cmd(
         logging.getLogger("mechlab").warning("context %d exceeds the model's max_seq_len %d; using %d",
                                              context, ckpt.config.max_seq_len, ckpt.config.max_seq_len + 1)
         context = ckpt.config.max_seq_len + 1
+    bos = getattr(ckpt.tokenizer, "add_bos", False) if bos is None else bos
+    bos_id = ckpt.meta.get("bos_token_id", getattr(ckpt.tokenizer, "bos_id", -1)) if bos else None
+    if bos and (bos_id is None or bos_id < 0):
+        raise ConfigError("--bos: this model's tokenizer has no BOS token")
     stream = token_stream(data, split, ckpt.tokenizer, data_dir)
     r = evaluate_lm(ckpt.model, stream, context=context, stride=stride, batch_size=batch_size,
-                    max_windows=max_windows, dtype=torch.bfloat16 if bf16 else None, progress=True)
-    out = {"checkpoint": str(ckpt.path), "data": data, "split": split, **r.to_dict()}
+                    max_windows=max_windows, dtype=torch.bfloat16 if bf16 else None, progress=True, bos_id=bos_id)
+    out = {"checkpoint": str(ckpt.path), "data": data, "split": split, "bos": bool(bos), **r.to_dict()}
     if as_json:
         console.print_json(json.dumps(out))
         return
@@ -475,6 +488,9 @@ def quantize(
     console.print(f"relative weight MSE {summ['rel_mse']:.4g}" + (f", proxy loss {summ['proxy_loss']:.4g}" if summ["proxy_loss"] is not None else ""))
     for name, why in summ["skipped"].items():
         console.print(f"[yellow]kept in float[/]: {name} ({why})")
+    for name, dead in summ["dead_inputs"].items():
+        console.print(f"[yellow]dead inputs[/]: {name}: {dead} input channels never excited by the calibration data "
+                      f"(rounded to nearest, no error feedback)")
     if summ.get("qat"):
         q = summ["qat"]
         kl = f", KL {q['kl_first']:.4g} → {q['kl_last']:.4g} nats/token" if q["steps"] else ""

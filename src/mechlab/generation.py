@@ -7,7 +7,10 @@ conversation so far, and each reply is generated until the model's end-of-turn t
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
 from typing import Callable
 
 import torch
@@ -23,12 +26,50 @@ class Sampling:
     seed: int = 0
 
 
+# Control tokens that end a turn wherever they appear in a vocabulary: llama.cpp treats the same spellings as
+# end-of-generation even when a file names only its eos (ChatML, Llama 3, Phi 3, Gemma, Mistral/DeepSeek styles).
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+               "<|end_of_text|>", "<EOT>", "</s>", "<\uff5cend\u2581of\u2581sentence\uff5c>")
+
+
+def _ids(value) -> set[int]:
+    if value is None:
+        return set()
+    if isinstance(value, (list, tuple, set)):
+        return {int(v) for v in value}
+    return {int(value)}
+
+
+def stop_ids(ck) -> set[int]:
+    """Every token id that ends generation with checkpoint ``ck``: its eos (an id or a list, as Hugging Face
+    configs give it), the other end-of-generation ids the import recorded (GGUF eot / eom ids, Hugging Face
+    generation_config.json), and the control tokens spelled as an end-of-turn marker (:data:`END_OF_TURN`).
+    Empty for models trained here (they generate to the length asked)."""
+    meta = ck.meta
+    ids = _ids(meta.get("eos_token_id")) | _ids(meta.get("end_of_generation_ids"))
+    inner = getattr(ck.tokenizer, "tok", None)
+    if ids and inner is not None:  # an imported model: add its end-of-turn control tokens
+        specials = {t.content for t in inner.get_added_tokens_decoder().values() if t.special}
+        ids |= {inner.token_to_id(t) for t in END_OF_TURN if t in specials}
+    return ids
+
+
+def prompt_ids(tok, prompt: str) -> list[int]:
+    """The ids of a prompt as the model expects them: with its BOS first when it asks for one (``add_bos``),
+    not twice when the text already starts with it (a chat template that writes its own bos_token)."""
+    ids = tok.encode(prompt, add_bos=True)
+    if getattr(tok, "add_bos", False) and len(ids) >= 2 and ids[0] == ids[1] == tok.bos_id:
+        ids = ids[1:]
+    return ids
+
+
 def generate_text(ck, prompt: str, sampling: Sampling = Sampling(), on_text: Callable[[str], None] | None = None,
                   stop_at_eos: bool = True) -> str:
     """Continue ``prompt`` with the checkpoint's model; ``on_text`` receives the new text as it is made.
-    Returns the new text (without the prompt)."""
+    Stops at any of :func:`stop_ids` (left out of the text). Returns the new text (without the prompt).
+    Raises ConfigError when the prompt fills the model's context, or is empty and there is no BOS."""
     tok = ck.tokenizer
-    ids = tok.encode(prompt)
+    ids = prompt_ids(tok, prompt)
     if not ids:
         bos = ck.meta.get("bos_token_id")
         bos = getattr(tok, "bos_id", -1) if bos is None else bos
@@ -38,14 +79,14 @@ def generate_text(ck, prompt: str, sampling: Sampling = Sampling(), on_text: Cal
     budget = ck.config.max_seq_len - len(ids)
     if budget <= 0:
         raise ConfigError(f"prompt of {len(ids)} tokens fills the model's context of {ck.config.max_seq_len}")
-    eos = ck.meta.get("eos_token_id") if stop_at_eos else None
+    stops = stop_ids(ck) if stop_at_eos else set()
     new: list[int] = []
     shown = ""
 
     def on_token(col: torch.Tensor) -> None:
         nonlocal shown
         t = int(col[0, 0])
-        if t == eos:
+        if t in stops:
             return
         new.append(t)
         text = tok.decode(new)
@@ -56,19 +97,87 @@ def generate_text(ck, prompt: str, sampling: Sampling = Sampling(), on_text: Cal
     gen = torch.Generator().manual_seed(sampling.seed)
     ck.model.eval()
     ck.model.generate(torch.tensor([ids]), min(sampling.max_new_tokens, budget), temperature=sampling.temperature,
-                      top_k=sampling.top_k or None, generator=gen, eos_id=eos, on_token=on_token)
+                      top_k=sampling.top_k or None, generator=gen, eos_id=stops or None, on_token=on_token)
     text = tok.decode(new)
     if on_text is not None and len(text) > len(shown):
         on_text(text[len(shown):])
     return text
 
 
-def render_chat(template: str, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-    """The prompt text of a conversation under a model's Jinja chat template."""
+class _TemplateRaised(Exception):
+    pass
+
+
+def _raise_exception(message: str):
+    raise _TemplateRaised(message)
+
+
+def _tojson(x, ensure_ascii: bool = False, indent=None, separators=None, sort_keys: bool = False) -> str:
+    """tojson as chat templates expect it (transformers' definition): no HTML escaping, non-ASCII kept, keys in
+    their order (Jinja's own filter escapes <, >, &, ' and sorts keys)."""
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+@lru_cache(maxsize=8)
+def _compile(template: str):
+    from jinja2 import nodes
+    from jinja2.exceptions import TemplateError
+    from jinja2.ext import Extension
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt)
+    class Generation(Extension):  # {% generation %}…{% endgeneration %}: marks assistant text; rendered as is
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+
+        def _body(self, caller):
+            return caller()
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[Generation, "jinja2.ext.loopcontrols"])
+    env.filters["tojson"] = _tojson
+    env.globals.update(raise_exception=_raise_exception, strftime_now=lambda fmt: datetime.now().strftime(fmt))
+    try:
+        return env.from_string(template)
+    except TemplateError as e:
+        raise ConfigError(f"chat template does not parse: {e}") from None
+
+
+def render_chat(template: str, messages: list[dict], add_generation_prompt: bool = True, **context) -> str:
+    """The prompt text of a conversation under a model's Jinja chat template, rendered as transformers'
+    ``apply_chat_template`` renders it: sandboxed, ``trim_blocks`` and ``lstrip_blocks``, loop controls
+    (``{% break %}``, ``{% continue %}``), ``raise_exception``, ``strftime_now`` (today's date), ``tojson``
+    without HTML escaping; ``context`` gives the other variables (``bos_token``, ``eos_token``, ``tools``, …).
+    Raises ConfigError with the template's own message when it raises, or when it does not parse or render."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        return _compile(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **context)
+    except _TemplateRaised as e:
+        raise ConfigError(f"chat template: {e}") from None
+    except TemplateError as e:
+        raise ConfigError(f"chat template failed to render: {e}") from None
+
+
+def chat_prompt(ck, messages: list[dict], add_generation_prompt: bool = True, tools: list[dict] | None = None,
+                **context) -> str:
+    """The prompt of ``messages`` under checkpoint ``ck``'s chat template, with its special tokens' text as
+    ``bos_token`` / ``eos_token`` (the variables templates use). Raises ConfigError when ``ck`` has no template."""
+    template = ck.meta.get("chat_template")
+    if not template:
+        raise ConfigError("this checkpoint has no chat template (import a pretrained chat model, e.g. "
+                          "mechlab import gguf smollm2 -o runs/smollm2)")
+    inner = getattr(ck.tokenizer, "tok", None)
+
+    def text(key: str) -> str:
+        ids = sorted(_ids(ck.meta.get(key)))
+        return (inner.id_to_token(ids[0]) or "") if ids and inner is not None else ""
+
+    return render_chat(template, messages, add_generation_prompt, bos_token=text("bos_token_id"),
+                       eos_token=text("eos_token_id"), tools=tools, **context)
 
 
 @dataclass
@@ -81,15 +190,13 @@ class ChatSession:
     messages: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not self.ck.meta.get("chat_template"):
-            raise ConfigError("this checkpoint has no chat template (import a pretrained chat model, e.g. "
-                              "mechlab import gguf smollm2 -o runs/smollm2)")
+        chat_prompt(self.ck, [])  # refuses a checkpoint without a template before the first turn
         if self.system:
             self.messages.append({"role": "system", "content": self.system})
 
     def reply(self, text: str, on_text: Callable[[str], None] | None = None) -> str:
         self.messages.append({"role": "user", "content": text})
-        prompt = render_chat(self.ck.meta["chat_template"], self.messages)
+        prompt = chat_prompt(self.ck, self.messages)
         answer = generate_text(self.ck, prompt, self.sampling, on_text).strip()
         self.messages.append({"role": "assistant", "content": answer})
         return answer

@@ -7,6 +7,7 @@ for (:meth:`token_byte_lengths`), which is what bits-per-byte needs.
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol
@@ -24,8 +25,9 @@ class Tokenizer(Protocol):
     vocab_size: int
     bos_id: int
     eos_id: int
+    add_bos: bool  # the model wants bos_id before a prompt or an evaluation window
 
-    def encode(self, text: str) -> list[int]: ...
+    def encode(self, text: str, add_bos: bool = False) -> list[int]: ...
     def decode(self, ids: Iterable[int]) -> str: ...
     def token_byte_lengths(self) -> np.ndarray: ...
     def to_json(self) -> str: ...
@@ -39,8 +41,9 @@ class ByteTokenizer:
         self.vocab_size = 256 + len(self.specials)
         self.bos_id = 256 + self.specials.index("<|bos|>")
         self.eos_id = 256 + self.specials.index("<|eos|>")
+        self.add_bos = False  # models trained here learn from raw byte streams
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, add_bos: bool = False) -> list[int]:
         return list(text.encode("utf-8"))
 
     def encode_array(self, text: str) -> np.ndarray:
@@ -76,13 +79,22 @@ def byte_level_alphabet() -> dict[str, int]:
 
 
 class BPETokenizer:
-    """A byte-level BPE of the ``tokenizers`` library (GPT-2 style: no unknown tokens, exact round trip)."""
+    """A BPE of the ``tokenizers`` library: byte-level (GPT-2 style: no unknown tokens, exact round trip) or
+    SentencePiece-style with byte fallback (imported Llama 2 / Mistral vocabularies).
+
+    ``add_bos`` is the model's own setting (GGUF ``tokenizer.ggml.add_bos_token``, Hugging Face
+    ``add_bos_token``), kept in ``tokenizer.json`` as a post-processor that puts ``bos_id`` first;
+    ``encode(text, add_bos=True)`` applies it (prompts, evaluation windows), plain ``encode`` never does."""
 
     def __init__(self, tok):  # tok: tokenizers.Tokenizer
         self.tok = tok
         self.vocab_size = tok.get_vocab_size()
         self.bos_id = self._special("<|bos|>")
         self.eos_id = self._special("<|eos|>")
+        self.add_bos = False
+        lead = _leading_special(tok)
+        if lead is not None:
+            self.bos_id, self.add_bos = lead, True
 
     def _special(self, name: str) -> int:
         i = self.tok.token_to_id(name)
@@ -106,8 +118,9 @@ class BPETokenizer:
         tok.train_from_iterator(texts, trainer)
         return cls(tok)
 
-    def encode(self, text: str) -> list[int]:
-        return self.tok.encode(text, add_special_tokens=False).ids
+    def encode(self, text: str, add_bos: bool = False) -> list[int]:
+        """Token ids of ``text``; with ``add_bos`` and a model that asks for it, ``bos_id`` first."""
+        return self.tok.encode(text, add_special_tokens=add_bos and self.add_bos).ids
 
     def encode_array(self, text: str) -> np.ndarray:
         out = self.tok.encode_batch(list(chunk_text(text)), add_special_tokens=False)
@@ -119,9 +132,18 @@ class BPETokenizer:
 
     @cached_property
     def _byte_lengths(self) -> np.ndarray:
-        alphabet = byte_level_alphabet()
-        specials = {t.content for t in self.tok.get_added_tokens_decoder().values()}
+        """UTF-8 bytes per token: byte-level tokens count their alphabet characters; SentencePiece pieces
+        count ``▁`` as the space it stands for and ``<0xXX>`` as one byte (the dummy prefix at the start of a
+        text is counted as a byte too); special tokens count 0."""
+        model = json.loads(self.tok.to_str()).get("model", {})
+        specials = {t.content for t in self.tok.get_added_tokens_decoder().values() if t.special}
         lengths = np.zeros(self.vocab_size, dtype=np.int64)
+        if model.get("byte_fallback"):
+            for token, i in self.tok.get_vocab().items():
+                if token not in specials:
+                    lengths[i] = 1 if _BYTE_PIECE.fullmatch(token) else len(token.replace("\u2581", " ").encode())
+            return lengths
+        alphabet = byte_level_alphabet()
         for token, i in self.tok.get_vocab().items():
             if token not in specials:
                 lengths[i] = sum(1 for ch in token if ch in alphabet)
@@ -135,6 +157,21 @@ class BPETokenizer:
 
     def __repr__(self) -> str:
         return f"BPETokenizer(vocab_size={self.vocab_size})"
+
+
+_BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+
+
+def _leading_special(tok) -> int | None:
+    """The id a ``TemplateProcessing`` post-processor puts before every single text (a BOS), or None."""
+    pp = json.loads(tok.to_str()).get("post_processor") or {}
+    if pp.get("type") != "TemplateProcessing" or not pp.get("single"):
+        return None
+    first = pp["single"][0].get("SpecialToken")
+    if first is None:
+        return None
+    ids = (pp.get("special_tokens", {}).get(first["id"]) or {}).get("ids") or []
+    return ids[0] if len(ids) == 1 else None
 
 
 def chunk_text(text: str, size: int = 1 << 16) -> Iterator[str]:

@@ -97,10 +97,10 @@ class LocalModelAgent:
         self.name = f"local:{self.ck.meta.get('imported_from', {}).get('name') or self.checkpoint}"
 
     def respond(self, prompt: str, step: Step | None = None) -> Reply:
-        from mechlab.generation import Sampling, generate_text, render_chat
+        from mechlab.generation import Sampling, chat_prompt, generate_text, prompt_ids
 
-        text = render_chat(self.ck.meta["chat_template"], [{"role": "user", "content": prompt}])
-        n_prompt = len(self.ck.tokenizer.encode(text))
+        text = chat_prompt(self.ck, [{"role": "user", "content": prompt}])
+        n_prompt = len(prompt_ids(self.ck.tokenizer, text))
         budget = self.ck.config.max_seq_len - n_prompt
         if budget <= 0:
             return Reply("", n_prompt, 0, error=f"prompt of {n_prompt} tokens exceeds the model's context")

@@ -70,8 +70,12 @@ def windows(n: int, context: int, stride: int) -> list[tuple[int, int, int]]:
 @torch.no_grad()
 def evaluate_lm(model: torch.nn.Module, stream: TokenStream, context: int = 1024, stride: int | None = None,
                 batch_size: int = 8, max_windows: int | None = None, spread: bool = False,
-                dtype: torch.dtype | None = None, progress: bool = False, by_position: bool = False) -> EvalResult:
+                dtype: torch.dtype | None = None, progress: bool = False, by_position: bool = False,
+                bos_id: int | None = None) -> EvalResult:
     """Score ``stream`` with ``model`` (which maps ids (B, T) to (logits, loss)); see the module docstring.
+
+    ``bos_id``: the first token of every window (never scored) is replaced by this BOS, as llama.cpp's perplexity
+    does for models that expect one (``add_bos``); the scored tokens and bytes are unchanged.
 
     ``max_windows`` keeps the first windows only, or with ``spread`` that many spaced evenly over the stream.
     ``by_position`` also sums the NLL by position inside the window (non-overlapping full-length windows only).
@@ -99,6 +103,8 @@ def evaluate_lm(model: torch.nn.Module, stream: TokenStream, context: int = 1024
         for i in range(0, len(ws), batch_size):
             batch = ws[i : i + batch_size]
             ids = torch.from_numpy(np.stack([np.asarray(stream.ids[b:e], dtype=np.int64) for b, e, _ in batch])).to(device)
+            if bos_id is not None:
+                ids[:, 0] = bos_id
             with autocast:
                 logits, _ = model(ids[:, :-1])
             losses = F.cross_entropy(logits.float().transpose(1, 2), ids[:, 1:], reduction="none")  # (B, T-1)

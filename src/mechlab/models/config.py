@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -25,6 +26,10 @@ class ModelConfig:
     n_kv_heads: int | None = None
     d_ff: int | None = None
     rope_base: float = 10000.0
+    # RoPE frequency scaling: divisors of the head_dim/2 inverse frequencies base^(-2i/D), or None for none.
+    # Linear position interpolation is every divisor = factor; llama3-style scaling and llama.cpp's rope_freqs
+    # tensor are per-frequency divisors (papers/trellis-quantization.md's models never set it; imports do).
+    rope_freq_factors: tuple[float, ...] | None = None
     max_seq_len: int = 1024
     tie_embeddings: bool = True
     norm_eps: float = 1e-5
@@ -54,6 +59,8 @@ class ModelConfig:
             object.__setattr__(self, "n_kv_heads", self.n_heads)
         if self.d_ff is None:
             object.__setattr__(self, "d_ff", 32 * -(-(8 * self.d_model // 3) // 32))
+        if self.rope_freq_factors is not None:  # a JSON list comes back as a tuple: the config stays hashable
+            object.__setattr__(self, "rope_freq_factors", tuple(float(f) for f in self.rope_freq_factors))
         self.validate()
 
     @property
@@ -91,6 +98,11 @@ class ModelConfig:
             raise ConfigError(f"model config: n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
         if not self.rope_base > 1 or not self.norm_eps > 0 or not self.init_std > 0:
             raise ConfigError("model config: rope_base must be > 1, norm_eps and init_std > 0")
+        factors = self.rope_freq_factors
+        if factors is not None and (len(factors) != self.head_dim // 2
+                                    or not all(math.isfinite(f) and f > 0 for f in factors)):
+            raise ConfigError(f"model config: rope_freq_factors must be {self.head_dim // 2} finite positive numbers "
+                              f"(one per RoPE frequency), got {len(factors)}")
         if self.arch not in ARCHS:
             raise ConfigError(f"model config: arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if self.hres not in ("identity", "diagonal", "sinkhorn"):

@@ -13,7 +13,7 @@ blocks), ``hyperloop`` (looped, with ``n_streams`` residual streams and a hyper-
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -34,8 +34,15 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
-def rope_tables(head_dim: int, max_len: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(head_dim: int, max_len: int, base: float,
+                freq_factors: tuple[float, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables, (max_len, head_dim) float32, computed in float64: angle(t, i) = t * base^(-2i/D) /
+    freq_factors[i] for i < D/2, repeated for the second half (the halves convention of :func:`apply_rope`).
+    ``freq_factors`` (D/2 divisors) are RoPE frequency scaling: linear interpolation (all = factor, Chen et al.
+    2023), llama3's per-frequency factors, llama.cpp's ``rope_freqs`` tensor."""
     inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    if freq_factors is not None:
+        inv_freq = inv_freq / torch.tensor(freq_factors, dtype=torch.float64)
     angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos().float(), angles.sin().float()
@@ -139,7 +146,7 @@ class Transformer(nn.Module):
         n_hc = {"hyperloop": cfg.n_loops, "mhc": 2 * cfg.n_layers}.get(cfg.arch, 0)
         self.hc = nn.ModuleList(HyperConnection(cfg.n_streams, cfg.d_model, cfg.hres, cfg.sinkhorn_iters) for _ in range(n_hc))
         self.loop_emb = nn.Parameter(torch.empty(cfg.n_loops, cfg.d_model)) if cfg.loop_embedding else None
-        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_base)
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_base, cfg.rope_freq_factors)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.reset_parameters()
@@ -254,17 +261,19 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 use_cache: bool = True, generator: torch.Generator | None = None, eos_id: int | None = None,
+                 use_cache: bool = True, generator: torch.Generator | None = None,
+                 eos_id: int | Iterable[int] | None = None,
                  on_token: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
         """Sample continuations of idx (B, T). temperature 0 is greedy; top_k keeps the k likeliest tokens;
         ``on_token`` sees every new column (B, 1) as it is made (streaming); generation stops early once every row
-        has produced ``eos_id``."""
+        has just produced one of ``eos_id`` (an id or several: every end-of-generation id of a model)."""
         if max_new_tokens <= 0:
             return idx
         total = idx.shape[1] + max_new_tokens
         if total > self.config.max_seq_len:
             raise ConfigError(f"prompt + new tokens = {total} exceeds max_seq_len={self.config.max_seq_len}")
         cache = KVCache(idx.shape[0], total) if use_cache else None
+        stops = None if eos_id is None else torch.tensor([eos_id] if isinstance(eos_id, int) else sorted(eos_id))
         out, step_input = idx, idx
         for _ in range(max_new_tokens):
             logits, _ = self(step_input if use_cache else out, cache=cache)
@@ -273,7 +282,7 @@ class Transformer(nn.Module):
             step_input = nxt
             if on_token is not None:
                 on_token(nxt)
-            if eos_id is not None and bool((nxt == eos_id).all()):
+            if stops is not None and bool(torch.isin(nxt, stops).all()):
                 break
         return out
 

@@ -2,10 +2,11 @@
 
 The tensors are dequantised to float32 with the ``gguf`` package. llama.cpp's converter permutes the rows of
 ``attn_q`` and ``attn_k`` so that RoPE rotates interleaved pairs (2i, 2i+1); mechlab (like Hugging Face) rotates
-the halves (i, i + D/2), so the permutation is undone here. The tokenizer is rebuilt from the file's GPT-2 style
-vocabulary and merges as a byte-level BPE of the ``tokenizers`` library, with the control tokens as specials —
-the construction Hugging Face transformers uses for the same file. The chat template and the special token ids
-travel in the checkpoint's metadata.
+the halves (i, i + D/2), so the permutation is undone here. The tokenizer is rebuilt from the file's vocabulary
+(pretrained/vocab.py: byte-level BPE with the declared pre-tokenizer, or SentencePiece with byte fallback). RoPE
+frequency scaling (linear, rope_freqs factors) becomes ``rope_freq_factors`` (pretrained/rope.py). Metadata that
+changes what the model computes is read or refused by name, never skipped; so are tensors without a place. The
+chat template, the special token ids and every end-of-generation id travel in the checkpoint's metadata.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from mechlab.errors import CheckpointError, ConfigError
 from mechlab.models import ModelConfig
 
 log = logging.getLogger(__name__)
-CONTROL = 3  # llama.cpp token type of control (special) tokens
 
 
 @dataclass
@@ -48,29 +48,75 @@ def _field(reader, key: str, default=None):
     return default if f is None else f.contents()
 
 
-def _tokenizer(reader):
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+# GGUF metadata of a llama-architecture file, by what mechlab does with it. Every key that changes what the
+# model computes is implemented (read below) or refused by name; the rest describe the file.
+ARCH_KEYS = {"vocab_size", "context_length", "embedding_length", "block_count", "feed_forward_length",
+             "attention.head_count", "attention.head_count_kv", "attention.layer_norm_rms_epsilon",
+             "attention.key_length", "attention.value_length", "rope.freq_base", "rope.dimension_count",
+             "rope.scaling.type", "rope.scaling.factor", "expert_count", "expert_used_count"}
+ARCH_INFO = {"rope.scaling.original_context_length", "rope.scaling.finetuned", "tensor_data_layout"}
+TOKENIZER_KEYS = {"model", "pre", "tokens", "token_type", "token_type_count", "scores", "merges", "bos_token_id",
+                  "eos_token_id", "eot_token_id", "eom_token_id", "unknown_token_id", "padding_token_id",
+                  "seperator_token_id", "cls_token_id", "mask_token_id", "add_bos_token", "add_eos_token",
+                  "add_sep_token", "add_space_prefix", "remove_extra_whitespaces", "precompiled_charsmap",
+                  "fim_pre_token_id", "fim_suf_token_id", "fim_mid_token_id", "fim_pad_token_id", "fim_rep_token_id",
+                  "fim_sep_token_id", "prefix_token_id", "suffix_token_id", "middle_token_id"}
+REQUIRED = ("embedding_length", "block_count", "feed_forward_length", "attention.head_count", "context_length")
+END_OF_GENERATION = ("eos_token_id", "eot_token_id", "eom_token_id")
 
-    from mechlab.data.tokenizers import BPETokenizer
 
-    kind = _field(reader, "tokenizer.ggml.model")
-    if kind != "gpt2":
-        raise ConfigError(f"GGUF tokenizer model {kind!r} is not supported (only byte-level BPE, 'gpt2')")
-    tokens = list(_field(reader, "tokenizer.ggml.tokens"))
-    types = list(_field(reader, "tokenizer.ggml.token_type", [1] * len(tokens)))
-    merges = [tuple(m.split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges")]
-    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
-                            for t, ty in zip(tokens, types) if ty == CONTROL])
-    return BPETokenizer(tok), tokens
+def _check_keys(reader, arch: str) -> None:
+    """Refuse, by name, metadata this import would otherwise skip although it changes the computation."""
+    unknown = []
+    for key in reader.fields:
+        if key.startswith("GGUF.") or key.startswith("general.") or key.startswith("tokenizer.chat_template"):
+            continue
+        if key.startswith(f"{arch}."):
+            name = key[len(arch) + 1:]
+            if name not in ARCH_KEYS | ARCH_INFO:
+                unknown.append(key)
+        elif key.startswith("tokenizer.ggml."):
+            if key[len("tokenizer.ggml."):] not in TOKENIZER_KEYS:
+                unknown.append(key)
+        elif not key.startswith("tokenizer.") and not key.startswith("quantize."):
+            unknown.append(key)
+    if unknown:
+        raise ConfigError(f"GGUF metadata {', '.join(unknown[:4])}{' …' if len(unknown) > 4 else ''} is not "
+                          f"implemented by mechlab's import and may change what the model computes; refusing "
+                          f"rather than skipping it")
+
+
+def _rope_freq_factors(reader, key, tensors: dict, head_dim: int, weight) -> tuple[float, ...] | None:
+    """RoPE frequency divisors from ``rope.scaling.*`` and the ``rope_freqs`` tensor (pretrained/rope.py)."""
+    from mechlab.pretrained.rope import linear_freq_factors
+
+    kind = key("rope.scaling.type", "none")
+    factor = key("rope.scaling.factor")
+    if kind not in ("none", "linear"):
+        raise ConfigError(f"GGUF rope.scaling.type = {kind!r} is not supported (mechlab implements none, linear and "
+                          f"per-frequency factors from a rope_freqs tensor); it would change what the model computes")
+    factors = linear_freq_factors(head_dim, factor, "GGUF rope.scaling.factor") if kind == "linear" else None
+    if kind == "none" and factor not in (None, 1, 1.0):
+        raise ConfigError(f"GGUF rope.scaling.factor = {factor} without a scaling type")
+    if "rope_freqs.weight" in tensors:
+        freqs = weight("rope_freqs.weight").reshape(-1).astype(np.float64)
+        if freqs.size != head_dim // 2 or not np.all(np.isfinite(freqs)) or not np.all(freqs > 0):
+            raise ConfigError(f"GGUF rope_freqs tensor must hold {head_dim // 2} finite positive factors, "
+                              f"got {freqs.size}")
+        factors = tuple(float(f) * (factors[0] if factors else 1.0) for f in freqs)
+    return factors
 
 
 def read_gguf(path: str | Path) -> Imported:
-    """Read a Llama-architecture GGUF file into an :class:`Imported`."""
+    """Read a Llama-architecture GGUF file into an :class:`Imported`.
+
+    Raises CheckpointError for an unreadable file or a missing tensor, ConfigError for metadata that is missing,
+    inconsistent or not implemented (every such case is named: nothing that changes the computation is skipped).
+    """
     from gguf import GGUFReader
     from gguf.quants import dequantize
+
+    from mechlab.pretrained.vocab import gguf_tokenizer
 
     path = Path(path)
     if not path.is_file():
@@ -82,32 +128,60 @@ def read_gguf(path: str | Path) -> Imported:
     arch = _field(reader, "general.architecture")
     if arch != "llama":
         raise ConfigError(f"GGUF architecture {arch!r} is not supported (only 'llama'-family models)")
+    _check_keys(reader, arch)
 
     def key(name, default=None):
         return _field(reader, f"llama.{name}", default)
 
-    n_heads, n_kv = int(key("attention.head_count")), int(key("attention.head_count_kv", key("attention.head_count")))
+    missing = [f"llama.{k}" for k in REQUIRED if key(k) is None]
+    if missing:
+        raise ConfigError(f"GGUF metadata {', '.join(missing)} missing: the model's shape cannot be read")
+    if key("expert_count", 0) or key("expert_used_count", 0):
+        raise ConfigError("GGUF llama.expert_count: mixture-of-experts models are not supported")
+    n_heads = int(key("attention.head_count"))
+    n_kv = int(key("attention.head_count_kv", n_heads))
     tensors = {t.name: t for t in reader.tensors}
-    tokenizer, tokens = _tokenizer(reader)
+    tokenizer, tokens = gguf_tokenizer(reader)
     d_model = int(key("embedding_length"))
-    if key("rope.dimension_count") not in (None, d_model // n_heads):
-        raise ConfigError("GGUF: partial rotary embeddings are not supported")
-    config = ModelConfig(
-        vocab_size=int(key("vocab_size", len(tokens))), d_model=d_model, n_layers=int(key("block_count")),
-        n_heads=n_heads, n_kv_heads=n_kv, d_ff=int(key("feed_forward_length")),
-        rope_base=float(key("rope.freq_base", 10000.0)), max_seq_len=int(key("context_length")),
-        tie_embeddings="output.weight" not in tensors, norm_eps=float(key("attention.layer_norm_rms_epsilon", 1e-5)))
+    if d_model % n_heads:
+        raise ConfigError(f"GGUF embedding_length {d_model} is not a multiple of attention.head_count {n_heads}")
+    head_dim = d_model // n_heads
+    for name in ("rope.dimension_count", "attention.key_length", "attention.value_length"):
+        if key(name) not in (None, head_dim):
+            raise ConfigError(f"GGUF llama.{name} = {key(name)} differs from embedding_length / head_count = "
+                              f"{head_dim} (partial rotary or a separate head size), which mechlab does not have")
 
     def weight(name: str) -> np.ndarray:
         if name not in tensors:
             raise CheckpointError(f"GGUF file {path} has no tensor {name}")
         t = tensors[name]
+        used.add(name)
         return np.ascontiguousarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
+
+    used: set[str] = set()
+    embed = weight("token_embd.weight")
+    rows = embed.shape[0]
+    vocab_size = int(key("vocab_size", rows))
+    if vocab_size != rows:
+        raise ConfigError(f"GGUF llama.vocab_size = {vocab_size} but token_embd has {rows} rows")
+    if len(tokens) > rows:
+        raise ConfigError(f"GGUF tokenizer has {len(tokens)} tokens but the embedding only {rows} rows: ids past "
+                          f"{rows - 1} would have no embedding")
+    meta_ids = {k: _field(reader, f"tokenizer.ggml.{k}") for k in ("bos_token_id", *END_OF_GENERATION)}
+    for k, v in meta_ids.items():
+        if v is not None and not 0 <= int(v) < len(tokens):
+            raise ConfigError(f"GGUF tokenizer.ggml.{k} = {v} is not a token id (vocabulary of {len(tokens)})")
+    config = ModelConfig(
+        vocab_size=vocab_size, d_model=d_model, n_layers=int(key("block_count")),
+        n_heads=n_heads, n_kv_heads=n_kv, d_ff=int(key("feed_forward_length")),
+        rope_base=float(key("rope.freq_base", 10000.0)), max_seq_len=int(key("context_length")),
+        rope_freq_factors=_rope_freq_factors(reader, key, tensors, head_dim, weight),
+        tie_embeddings="output.weight" not in tensors, norm_eps=float(key("attention.layer_norm_rms_epsilon", 1e-5)))
 
     names = {"attn_norm": "attn_norm.weight", "ffn_norm": "mlp_norm.weight", "attn_q": "attn.q.weight",
              "attn_k": "attn.k.weight", "attn_v": "attn.v.weight", "attn_output": "attn.o.weight",
              "ffn_gate": "mlp.gate.weight", "ffn_up": "mlp.up.weight", "ffn_down": "mlp.down.weight"}
-    state = {"embed.weight": weight("token_embd.weight"), "norm.weight": weight("output_norm.weight")}
+    state = {"embed.weight": embed, "norm.weight": weight("output_norm.weight")}
     if not config.tie_embeddings:
         state["lm_head.weight"] = weight("output.weight")
     for i in range(config.n_layers):
@@ -118,9 +192,14 @@ def read_gguf(path: str | Path) -> Imported:
             elif src == "attn_k":
                 w = unpermute_rope_rows(w, n_kv)
             state[f"blocks.{i}.{dst}"] = w
+    left = sorted(set(tensors) - used)
+    if left:
+        raise ConfigError(f"GGUF tensors {', '.join(left[:3])}{' …' if len(left) > 3 else ''} have no place in "
+                          f"mechlab's Transformer (biases, extra norms or layers); refusing rather than dropping them")
+    eog = sorted({int(v) for k, v in meta_ids.items() if k != "bos_token_id" and v is not None})
     meta = {"imported_from": {"format": "gguf", "path": str(path), "name": _field(reader, "general.name"),
                               "file_type": int(_field(reader, "general.file_type", -1))},
-            "bos_token_id": _field(reader, "tokenizer.ggml.bos_token_id"),
-            "eos_token_id": _field(reader, "tokenizer.ggml.eos_token_id"),
+            "bos_token_id": meta_ids["bos_token_id"], "eos_token_id": meta_ids["eos_token_id"],
+            "end_of_generation_ids": eog, "add_bos_token": tokenizer.add_bos,
             "chat_template": _field(reader, "tokenizer.chat_template")}
     return Imported(config, {k: torch.from_numpy(np.array(v)) for k, v in state.items()}, tokenizer, meta)

@@ -15,6 +15,7 @@ import torch
 from mechlab.errors import CheckpointError, ConfigError
 from mechlab.models import ModelConfig
 from mechlab.pretrained.gguf import Imported
+from mechlab.pretrained.rope import hf_freq_factors
 
 LAYER_NAMES = {"input_layernorm": "attn_norm", "post_attention_layernorm": "mlp_norm", "self_attn.q_proj": "attn.q",
                "self_attn.k_proj": "attn.k", "self_attn.v_proj": "attn.v", "self_attn.o_proj": "attn.o",
@@ -25,17 +26,23 @@ def _config(cfg: dict) -> ModelConfig:
     if cfg.get("model_type") not in ("llama", "mistral", None):
         raise ConfigError(f"Hugging Face model_type {cfg.get('model_type')!r} is not supported (Llama family only)")
     unsupported = [k for k in ("attention_bias", "mlp_bias") if cfg.get(k)]
-    if cfg.get("rope_scaling"):
-        unsupported.append("rope_scaling")
     if cfg.get("hidden_act", "silu") != "silu":
         unsupported.append(f"hidden_act={cfg['hidden_act']}")
     heads = cfg["num_attention_heads"]
     if cfg.get("head_dim") not in (None, cfg["hidden_size"] // heads):
         unsupported.append("head_dim")
+    if (cfg.get("rope_parameters") or {}).get("partial_rotary_factor", cfg.get("partial_rotary_factor", 1.0)) != 1.0:
+        unsupported.append("partial_rotary_factor")
+    window = cfg.get("sliding_window")
+    if window is not None and window < cfg.get("max_position_embeddings", 2048):
+        unsupported.append(f"sliding_window={window}")
+    if cfg.get("pretraining_tp", 1) != 1:
+        unsupported.append("pretraining_tp")
     if unsupported:
         raise ConfigError(f"this checkpoint uses {', '.join(unsupported)}, which mechlab's Transformer does not have")
     rope = cfg.get("rope_theta", (cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0))
-    return ModelConfig(vocab_size=cfg["vocab_size"], d_model=cfg["hidden_size"], n_layers=cfg["num_hidden_layers"],
+    factors = hf_freq_factors(cfg, cfg["hidden_size"] // heads, float(rope))
+    return ModelConfig(rope_freq_factors=factors,vocab_size=cfg["vocab_size"], d_model=cfg["hidden_size"], n_layers=cfg["num_hidden_layers"],
                        n_heads=heads, n_kv_heads=cfg.get("num_key_value_heads", heads),
                        d_ff=cfg["intermediate_size"], rope_base=float(rope),
                        max_seq_len=cfg.get("max_position_embeddings", 2048),
@@ -89,8 +96,20 @@ def read_hf(directory: str | Path) -> Imported:
     template = extra.get("chat_template")
     if template is None and (directory / "chat_template.jinja").is_file():
         template = (directory / "chat_template.jinja").read_text()
+    gen_cfg = directory / "generation_config.json"
+    generation = json.loads(gen_cfg.read_text()) if gen_cfg.is_file() else {}
+    eog = set()
+    for value in (raw.get("eos_token_id"), generation.get("eos_token_id")):  # an id or a list of ids
+        eog |= set(value) if isinstance(value, list) else ({value} if value is not None else set())
+    tokenizer = BPETokenizer(Tokenizer.from_file(str(directory / "tokenizer.json")))
+    bad = sorted(i for i in eog | {raw.get("bos_token_id")} if i is not None and not 0 <= i < config.vocab_size)
+    if bad:
+        raise ConfigError(f"{directory}: special token id {bad[0]} is outside the vocabulary of {config.vocab_size}")
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ConfigError(f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the embedding only "
+                          f"{config.vocab_size} rows")
     meta = {"imported_from": {"format": "hf", "path": str(directory), "name": raw.get("_name_or_path")},
             "bos_token_id": raw.get("bos_token_id"), "eos_token_id": raw.get("eos_token_id"),
-            "chat_template": template}
+            "end_of_generation_ids": sorted(eog), "add_bos_token": tokenizer.add_bos, "chat_template": template}
     state = {k: v.float().contiguous() for k, v in state.items()}
-    return Imported(config, state, BPETokenizer(Tokenizer.from_file(str(directory / "tokenizer.json"))), meta)
+    return Imported(config, state, tokenizer, meta)

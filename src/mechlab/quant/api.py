@@ -39,6 +39,7 @@ class LayerReport:
     rel_mse: float  # |ΔW|² / |W|²
     proxy_loss: float | None  # tr(ΔW H ΔWᵀ) / tr(W H Wᵀ), when a Hessian is known
     seconds: float
+    dead_inputs: int = 0  # input channels the calibration never excited (zero Hessian diagonal): rounded alone
 
 
 @dataclass
@@ -54,6 +55,7 @@ class QuantReport:
         return {"layers": len(self.layers), "weights": n, "rel_mse": mean("rel_mse"),
                 "proxy_loss": mean("proxy_loss") if px and len(px) == len(self.layers) else None,
                 "seconds": sum(r.seconds for r in self.layers), "skipped": dict(self.skipped),
+                "dead_inputs": {r.name: r.dead_inputs for r in self.layers if r.dead_inputs},
                 **({"qat": self.qat} if self.qat else {})}
 
 
@@ -155,6 +157,9 @@ def quantize_(model: nn.Module, config: RTNConfig | GPTQConfig | TrellisConfig, 
         lin, i = targets[name], index[name]
         if config.needs_hessian and h is None:
             raise ConfigError(f"no Hessian for layer {name}")
+        if h is not None and not bool(torch.isfinite(h).all()):
+            raise ConfigError(f"calibration activations entering {name} are not finite (NaN or inf): check the "
+                              f"model's float outputs on the calibration data before quantising")
         q = quantized_linear(lin, config)
         if isinstance(config, TrellisConfig):
             code, w_hat = trellis_quantize(w, config, h, seed=config.seed * 100003 + i)
@@ -171,7 +176,8 @@ def quantize_(model: nn.Module, config: RTNConfig | GPTQConfig | TrellisConfig, 
         report.layers.append(LayerReport(
             name, (lin.out_features, lin.in_features), config.method,
             float(dw.pow(2).sum() / w.pow(2).sum().clamp(min=1e-30)),
-            proxy_loss(dw, w, h) if h is not None else None, time.perf_counter() - t0))
+            proxy_loss(dw, w, h) if h is not None else None, time.perf_counter() - t0,
+            int((torch.diagonal(h) == 0).sum()) if h is not None else 0))
     return report
 
 

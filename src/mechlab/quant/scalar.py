@@ -63,11 +63,14 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, cfg: GPTQConfig) -> tuple[to
     order of decreasing Hessian diagonal (the inputs with the most energy first, while the most columns remain to
     absorb their error) on "static" grids set from the original weights beforehand, so a group's columns can be
     visited in any order and the stored format (consecutive groups of columns) does not change. Returns codes,
-    scales, zeros as :func:`rtn_quantize`."""
+    scales, zeros as :func:`rtn_quantize`.
+
+    A dead input (zero Hessian diagonal: the calibration never excited it) has a zero row and column in H, so
+    no error feedback flows into or out of its column: it keeps its round-to-nearest value (GPTQ's reference
+    code zeroes such columns instead, which silently deletes weights that other inputs may excite)."""
     m, n = w.shape
     ng, g = n_groups(n, cfg.group_size), cfg.group_size
     W = w.double().clone()
-    W[:, torch.diag(h) == 0] = 0
     scales = torch.zeros(m, ng, dtype=torch.float64)
     zeros = torch.zeros(m, ng, dtype=torch.float64)
     if cfg.act_order:

@@ -151,6 +151,31 @@ class TrainConfig:
         return cls(**d)
 
 
+# What a resumed run may change: its length and learning-rate schedule (lr_at uses the new values from the resumed
+# step on), the cadence of evaluation, logging, checkpoints and observables, and where things live. Any other
+# field would make the second part of the run a different experiment from the first, so it is refused.
+RESUMABLE = ("steps", "lr", "min_lr_ratio", "warmup_steps", "eval_every", "eval_windows", "log_every", "save_every",
+             "keep_checkpoints", "observe_every", "hessian_every", "hessian_iters", "hidden_id_every",
+             "micro_batch_size", "data_dir", "out_dir")
+
+
+def resume_changes(saved: TrainConfig, cfg: TrainConfig, step: int) -> dict[str, tuple[Any, Any]]:
+    """{field: (saved value, new value)} of the fields ``cfg`` changes in the run ``saved`` resumed at ``step``.
+    Raises ConfigError naming every field that cannot change on resume (see :data:`RESUMABLE`), and when the new
+    ``steps`` leaves nothing to train."""
+    diff = {f.name: (getattr(saved, f.name), getattr(cfg, f.name)) for f in dataclasses.fields(TrainConfig)
+            if getattr(saved, f.name) != getattr(cfg, f.name)}
+    refused = [k for k in diff if k not in RESUMABLE]
+    if refused:
+        what = ", ".join(f"{k} ({diff[k][0]!r} -> {diff[k][1]!r})" for k in refused)
+        raise ConfigError(f"cannot change {what} when resuming: those fields define the run. On resume only "
+                          f"{', '.join(RESUMABLE)} may change; start a new run (another --out) for the rest")
+    if cfg.steps <= step:
+        raise ConfigError(f"the run is at step {step}: steps = {cfg.steps} leaves nothing to train "
+                          f"(give more steps than {step} to continue it)")
+    return diff
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup over ``warmup_steps``, then cosine from lr to lr·min_lr_ratio at the last step."""
     if step < cfg.warmup_steps:
@@ -346,6 +371,11 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         state = load_trainer_state(out)
         step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
+        changes = resume_changes(load_train_config(out), cfg, step)
+        for name, (old, new) in changes.items():
+            log.info("resume at step %d: %s %r -> %r", step, name, old, new)
+        if changes and env.main:
+            write_json_atomic(out / TRAIN_CONFIG, cfg.to_dict())
     elif task is not None:  # any nn.Module, built under the run's seed
         tok, train_stream, val_stream = None, None, None
         torch.manual_seed(cfg.seed)

@@ -10,7 +10,7 @@ from mechlab.cli import app
 runner = CliRunner()
 COMMANDS = ["demo", "train", "eval", "generate", "sample", "chat", "corpora", "presets", "params", "quantize", "size",
             "sweep", "claims", "claims list", "claims run", "claims report", "import", "import gguf", "import hf",
-            "delegate", "delegate run", "delegate report"]
+            "delegate", "delegate run", "delegate report", "probe", "probe run"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

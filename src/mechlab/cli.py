@@ -353,6 +353,72 @@ def delegate_report(runs: Path = typer.Option(Path("runs/delegate"), help="Direc
         raise MechlabError(f"cannot write the plot to {Path(runs) / 'report.png'}: {e.strerror or e}") from e
 
 
+probe_app = typer.Typer(no_args_is_help=True, help="Perturbation probing: find the FFN neurons behind a decision.")
+app.add_typer(probe_app, name="probe")
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise MechlabError(f"{what}: give comma-separated integers, got {text!r}") from e
+
+
+@probe_app.command("run")
+def probe_run(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint or run directory (an arch=transformer model)."),
+    decision: Path = typer.Option(..., "--decision", "-d", help="Decision file (JSON: name, targets, controls, pairs; see docs/probe.md)."),
+    out: Path = typer.Option(Path("runs/probe"), "--out", "-o", help="Directory for probe.json and probe.png."),
+    ks: str = typer.Option("5,10,20,50,100", help="Sizes of the top-k neuron sets, comma-separated."),
+    draws: int = typer.Option(100, help="Matched random neuron sets (and random directions) per effect."),
+    holdout: float = typer.Option(0.5, help="Fraction of the pairs held out for the interventions."),
+    dose_k: int = typer.Option(20, help="Size of the top set whose activations are scaled in the dose sweep."),
+    inject_layers: str = typer.Option("", help="Layers for residual injection of the class difference, comma-separated."),
+    rank: str = typer.Option("signed", help="Neuron ranking: signed (mean importance), mean_abs (the paper's |I|) or abs_mean."),
+    seed: int = typer.Option(0, help="Seed of the probe/held-out split and of the random draws."),
+) -> None:
+    """Two passes per prompt pair, the importance of every FFN neuron, and interventions on the top ones against
+    matched random controls; writes OUT/probe.json and OUT/probe.png (top neurons per layer, flips, dose curve)."""
+    from mechlab.probe import load_decision
+    from mechlab.probe.run import ProbeSettings, plot_decision, probe_decision
+    from mechlab.train import load_checkpoint
+    from mechlab.utils import write_json_atomic
+
+    dec = load_decision(decision)
+    settings = ProbeSettings(ks=_int_list(ks, "--ks"), draws=draws, holdout=holdout, dose_k=dose_k,
+                             inject_layers=_int_list(inject_layers, "--inject-layers"), seed=seed, rank=rank)
+    ck = load_checkpoint(checkpoint)
+    r = probe_decision(ck, dec, settings, progress=True)
+    try:
+        write_json_atomic(out / "probe.json", r)
+        png = plot_decision(r, ck.config.n_layers, out / "probe.png")
+    except OSError as e:
+        raise MechlabError(f"cannot write the probe results to {out}: {e.strerror or e}") from e
+    e = r["explained"]
+    console.print(f"{dec.name}: {r['n_pairs']} pairs ({r['n_probe']} probe, {r['n_heldout']} held out); the model decides "
+                  f"{r['n_heldout_decided']} held-out pairs; FFN direct terms explain {e['ffn_dla']:.2f} of ΔF, all direct "
+                  f"terms {e['all_direct']:.2f}, attribution patching (best layer {e['atp_best_layer_index']}) "
+                  f"{e['atp_best_layer']:.2f}", highlight=False)
+    table = Table(title="top neurons")
+    for col in ("layer", "neuron", "score", "importance", "attribution patching"):
+        table.add_column(col, justify="right")
+    for n in r["top_neurons"][:10]:
+        table.add_row(str(n["layer"]), str(n["neuron"]), f"{n['score']:.4g}", f"{n['mean_importance']:.4g}", f"{n['mean_atp']:.4g}")
+    console.print(table)
+    if "interventions" in r:
+        table = Table(title=f"held-out flips against {draws} matched random sets")
+        for col in ("intervention", "flip rate", "95% Wilson", "random mean", "random 95%", "p"):
+            table.add_column(col, justify="right")
+        for name, v in r["interventions"].items():
+            f = v["flip"]
+            table.add_row(name, f"{f['effect']:.2f}", f"[{f['interval'][0]:.2f}, {f['interval'][1]:.2f}]",
+                          f"{f['control_mean']:.3f}", f"[{f['control_lo']:.2f}, {f['control_hi']:.2f}]", f"{f['p_value']:.3f}")
+        console.print(table)
+    else:
+        console.print(r.get("note", ""))
+    console.print(f"results: {out / 'probe.json'}   plot: {png}")
+
+
 import_app = typer.Typer(no_args_is_help=True, help="Import pretrained checkpoints as mechlab checkpoints.")
 app.add_typer(import_app, name="import")
 

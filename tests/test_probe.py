@@ -315,7 +315,9 @@ def test_statistics():
 # ---- prompts and refusal sets ------------------------------------------------------------------------------------
 
 class _Tok:
-    def encode(self, text):
+    add_bos, bos_id = False, -1  # the Tokenizer protocol (mechlab.data.tokenizers)
+
+    def encode(self, text, add_bos=False):
         return [ord(ch) % 40 for ch in text]
 
 

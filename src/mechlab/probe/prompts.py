@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mechlab.errors import ConfigError, DataError
-from mechlab.generation import render_chat
+from mechlab.generation import chat_prompt, prompt_ids
 
 Side = str | list[dict[str, str]]
 
@@ -81,7 +81,7 @@ def render(ck, side: Side, system: str | None = None, prefill: str = "") -> str:
     messages = [{"role": "user", "content": side}] if isinstance(side, str) else list(side)
     if system is not None and messages[0]["role"] != "system":
         messages = [{"role": "system", "content": system}, *messages]
-    return render_chat(template, messages) + prefill
+    return chat_prompt(ck, messages) + prefill
 
 
 def token_id(ck, text: str) -> int:
@@ -95,8 +95,8 @@ def token_id(ck, text: str) -> int:
 def encode_pairs(ck, dec: Decision) -> tuple[list[list[int]], list[list[int]], list[int], list[int]]:
     """(original ids, perturbed ids, target ids, control ids) of a decision."""
     tok = ck.tokenizer
-    orig = [tok.encode(render(ck, o, dec.system, dec.prefill)) for o, _ in dec.pairs]
-    pert = [tok.encode(render(ck, p, dec.system, dec.prefill)) for _, p in dec.pairs]
+    orig = [prompt_ids(tok, render(ck, o, dec.system, dec.prefill)) for o, _ in dec.pairs]
+    pert = [prompt_ids(tok, render(ck, p, dec.system, dec.prefill)) for _, p in dec.pairs]
     return orig, pert, [token_id(ck, t) for t in dec.targets], [token_id(ck, c) for c in dec.controls]
 
 

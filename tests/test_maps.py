@@ -294,11 +294,13 @@ def test_cli_map_writes_the_files_and_rejects_bad_input(tmp_path):
     assert {p.name for p in out.iterdir()} >= {"map.html", "map.png", "points.csv", "map.json"}
     meta = json.loads((out / "map.json").read_text())
     assert meta["config"]["seed"] == 0 and "topic" in meta["quality"] and meta["embedding"]["computed"] == 60
-    for args in (["map", str(tmp_path / "missing.jsonl")], ["map", str(src), "--embedder", "bert"],
-                 ["map", str(src), "--min-cluster-size", "1"]):
-        bad = subprocess.run(["python", "-m", "mechlab", *args, "-o", str(tmp_path / "x")], capture_output=True,
-                             text=True, env={**os.environ}, timeout=120)
-        assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+    bad = subprocess.run(["python", "-m", "mechlab", "map", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "x")],
+                         capture_output=True, text=True, timeout=120)  # through main(): one line, exit status 2
+    assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+    for args, error in ((["--embedder", "bert"], ConfigError), (["--min-cluster-size", "1"], ConfigError),
+                        (["--max-docs", "0"], DataError)):
+        r = CliRunner().invoke(app, ["map", str(src), "-o", str(tmp_path / "x"), *args])
+        assert isinstance(r.exception, error), (args, r.exception)
 
 
 # ---- the claims' verdict rules ---------------------------------------------------------------------------------------

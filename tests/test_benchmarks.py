@@ -140,6 +140,7 @@ CHANGED = {
     "bcjr_speed": [["--threads", "64"], ["--quick"]],
     "trellis_mse": [["--sequences", "512"], ["--sequences", "16"], ["--k", "3"], ["--quick"]],
     "trellis_encode": [["--quick"]],
+    "maps_speed": [["--docs", "500"], ["--embedder", "minilm"], ["--minilm-sample", "20"], ["--quick"]],
     "generate_speed": [["--quantized", "ckpt"], ["--bits", "4"], ["--L", "12"], ["--new-tokens", "128"],
                        ["--rounds", "9"], ["--threads", "1", "2", "4"], ["--quick"]],
     "qmatvec": [["--quick"], ["--shapes", "576x576"], ["--bits", "2", "3"], ["--L", "12"], ["--batch", "4"],

@@ -447,6 +447,46 @@ def import_hf(directory: Path = typer.Argument(..., help="A Hugging Face Llama-f
                   f"saved to {out}")
 
 
+@app.command("map")
+def map_cmd(
+    source: str = typer.Argument(..., help="'tinystories', 'gutenberg' (paragraphs labelled by book), a .jsonl file "
+                                 "(a \"text\" field per line), a text file or a directory of .txt files."),
+    embedder: str = typer.Option("minilm", help="'minilm' (all-MiniLM-L6-v2), 'tfidf' or 'tfidf:DIM' (TF-IDF + SVD), "
+                                 "'hidden:CHECKPOINT' or 'hidden:CHECKPOINT@LAYER' (mean-pooled hidden states of a mechlab checkpoint)."),
+    out: Path = typer.Option(Path("runs/map"), "--out", "-o", help="Directory for map.html, map.png, points.csv, map.json."),
+    max_docs: Optional[int] = typer.Option(None, help="Map at most this many documents (drawn with --seed)."),
+    n_neighbors: int = typer.Option(15, help="UMAP neighbours."),
+    n_components: int = typer.Option(5, help="UMAP dimensions that HDBSCAN clusters."),
+    min_cluster_size: int = typer.Option(10, help="HDBSCAN's smallest cluster."),
+    min_samples: Optional[int] = typer.Option(None, help="HDBSCAN's min_samples (default: min_cluster_size)."),
+    seed: int = typer.Option(0, help="Seed of UMAP, the SVD and the document draw."),
+    max_tokens: int = typer.Option(256, help="Tokens per document for hidden-state embedders."),
+    cache: Optional[Path] = typer.Option(None, help="Cache directory (default: ~/.cache/mechlab/maps)."),
+    data_dir: Optional[str] = DataDir,
+) -> None:
+    """Map documents: embed -> UMAP -> HDBSCAN -> cluster words (class-based TF-IDF) -> HTML, PNG, CSV, JSON."""
+    from mechlab.maps import MapConfig, run_map
+
+    cfg = MapConfig(n_neighbors=n_neighbors, n_components=n_components, min_cluster_size=min_cluster_size,
+                    min_samples=min_samples, seed=seed)
+    o = run_map(source, embedder, out, cfg, max_docs=max_docs, cache=cache, max_tokens=max_tokens, data_dir=data_dir)
+    table = Table(title=f"map of {len(o.documents)} documents ({embedder})")
+    table.add_column("cluster")
+    table.add_column("size", justify="right")
+    table.add_column("words")
+    for c, ws in sorted(o.result.words.items()):
+        table.add_row(str(c), f"{int((o.result.labels == c).sum()):,}", ", ".join(w for w, _ in ws[:8]))
+    console.print(table)
+    q = o.quality
+    console.print(f"{o.result.n_clusters} clusters, noise {100 * q['noise_share']:.1f}%, DBCV {q['dbcv']:.3f}, "
+                  f"NPMI {q['npmi']:.3f}, diversity {q['topic_diversity']:.2f}")
+    for name, v in q.items():
+        if isinstance(v, dict):
+            console.print(f"against {name}: ARI {v['ari_noise_dropped']:.3f} / AMI {v['ami_noise_dropped']:.3f} (noise "
+                          f"dropped), ARI {v['ari_noise_cluster']:.3f} / AMI {v['ami_noise_cluster']:.3f} (noise a cluster)")
+    console.print(f"files: {', '.join(str(p) for p in o.files.values())}")
+
+
 @app.command()
 def corpora() -> None:
     """List the corpus registry."""

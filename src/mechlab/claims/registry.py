@@ -488,6 +488,63 @@ def _gap_denoiser(res: list[dict]) -> Measurement:
     return _combine(states, rows, "denoiser slopes")
 
 
+# ---- story maps (papers/story-maps.md; experiments/story_maps.py) -------------------------------------------
+_MAPS_DATASETS = ("gutenberg", "tinystories")
+_MAPS_EMBEDDER = "minilm"  # the default embedder of `mechlab map` and of BERTopic
+MAPS_NOISE_MAX, MAPS_STABILITY_MIN = 0.35, 0.7
+
+
+def _maps_noise(res: list[dict]) -> Measurement:
+    """experiments/story_maps.py: the noise share of the default map (MiniLM, MapConfig()) over its seeds on each data
+    set, with the 95% bootstrap interval over seeds. Supported when every interval lies at or below 35%; refuted when
+    some interval lies wholly above; inconclusive otherwise. Rows for the other embedders are shown, not judged."""
+    data = res[0]["datasets"]
+    rows, states = [], []
+    for d in _MAPS_DATASETS:
+        for emb, sweep in data[d]["embedders"].items():
+            n = sweep["summary"]["noise_share"]
+            lo, hi = n["ci"]
+            rows.append((f"{d}, {emb}{' (judged)' if emb == _MAPS_EMBEDDER else ''}: noise share over "
+                         f"{len(n['per_seed'])} seeds", f"{100 * n['mean']:.1f}% ± {100 * n['std']:.1f} "
+                         f"(95% CI {100 * lo:.1f}–{100 * hi:.1f}%)"))
+            if emb == _MAPS_EMBEDDER:
+                states.append("within" if hi <= MAPS_NOISE_MAX else "outside" if lo > MAPS_NOISE_MAX else "open")
+    if len(states) < len(_MAPS_DATASETS):
+        return Measurement(INCONCLUSIVE, rows, f"the results lack the {_MAPS_EMBEDDER} map of some data set")
+    if "outside" in states:
+        return Measurement(REFUTED, rows, f"{states.count('outside')} data set(s) leave more than "
+                                          f"{100 * MAPS_NOISE_MAX:.0f}% noise, interval included")
+    if all(s == "within" for s in states):
+        return Measurement(SUPPORTED, rows, f"noise at most {100 * MAPS_NOISE_MAX:.0f}% on every data set, interval included")
+    return Measurement(INCONCLUSIVE, rows, "an interval straddles the target")
+
+
+def _maps_stability(res: list[dict]) -> Measurement:
+    """experiments/story_maps.py: the mean ARI between the clusterings of all pairs of seeds (noise a cluster) of the
+    default map on each data set. Supported when the mean is ≥ 0.7 on every data set; refuted when on some data set
+    even the best pair is below 0.7; inconclusive otherwise."""
+    data = res[0]["datasets"]
+    rows, states = [], []
+    for d in _MAPS_DATASETS:
+        for emb, sweep in data[d]["embedders"].items():
+            st = sweep["stability"]
+            rows.append((f"{d}, {emb}{' (judged)' if emb == _MAPS_EMBEDDER else ''}: ARI between seeds "
+                         f"({st['pairs']} pairs)", f"{st['mean']:.3f} (range {st['min']:.3f}–{st['max']:.3f})"))
+            if emb == _MAPS_EMBEDDER:
+                states.append("within" if st["mean"] >= MAPS_STABILITY_MIN else
+                              "outside" if st["max"] < MAPS_STABILITY_MIN else "open")
+    if len(states) < len(_MAPS_DATASETS):
+        return Measurement(INCONCLUSIVE, rows, f"the results lack the {_MAPS_EMBEDDER} map of some data set")
+    if "outside" in states:
+        return Measurement(REFUTED, rows, f"on {states.count('outside')} data set(s) no pair of seeds agrees to "
+                                          f"ARI {MAPS_STABILITY_MIN}")
+    if all(s == "within" for s in states):
+        return Measurement(SUPPORTED, rows, f"mean ARI between seeds ≥ {MAPS_STABILITY_MIN} on every data set")
+    return Measurement(INCONCLUSIVE, rows, f"the mean ARI between seeds is below {MAPS_STABILITY_MIN} on "
+                                           f"{len(states) - states.count('within')} data set(s), while some pairs of "
+                                           "seeds reach it: 5 seeds do not settle whether the target is missed")
+
+
 def _demo_trellis(res: list[dict]) -> Measurement:
     d = res[0]
     cost, ratio = d["bpb_quantized"] - d["bpb_float"], d["bytes_after"] / d["bytes_before"]
@@ -655,6 +712,12 @@ _GAP_RUN = dict(command="OMP_NUM_THREADS=1 python experiments/representation_gap
 _PROBE_RUN = dict(command="OMP_NUM_THREADS=1 python experiments/perturbation_probing.py",
                   results=("experiments/results/perturbation_probing.json",))  # the three probing claims share one run
 _PROBE_PLOTS = tuple(f"experiments/results/perturbation_probing_{k}.png" for k in ("code", "name", "list"))
+_MAPS_RUN = dict(command="OMP_NUM_THREADS=1 python experiments/story_maps.py",
+                 results=("experiments/results/story_maps.json",),
+                 plots=("experiments/results/story_maps.png", "experiments/results/hidden_maps.png"))
+_MAPS_SCALE = ("600 Gutenberg paragraphs (10 books × 60) and 800 TinyStories stories, all-MiniLM-L6-v2 embeddings, "
+               "5 UMAP seeds, one CPU machine; other embedders (TF-IDF + SVD, SmolLM2-135M layer 15, a tiny TinyStories "
+               "Transformer) reported beside")
 
 CLAIMS: list[Claim] = [
     Claim("hyperloop-quality", "hyperloop",
@@ -720,6 +783,19 @@ CLAIMS: list[Claim] = [
           command="OMP_NUM_THREADS=1 python experiments/edge_of_stability.py",
           results=("experiments/results/edge_of_stability.json",), plots=("experiments/results/edge_of_stability.png",),
           evaluate=_edge_of_stability),
+    Claim("maps-noise", "learning-mechanics",
+          "Story maps at default settings leave at most 35% of documents unclustered (the users' complaint is 30–50%).",
+          "the BERTopic pipeline (all-MiniLM-L6-v2 -> UMAP 15 neighbours, 5-D, min_dist 0, cosine -> HDBSCAN "
+          "min_cluster_size 10, eom) labels at most 35% of documents as noise",
+          "95% bootstrap interval over 5 UMAP seeds at or below 35% on both data sets; refuted if an interval lies "
+          "wholly above; otherwise inconclusive",
+          scale=_MAPS_SCALE, **_MAPS_RUN, evaluate=_maps_noise),
+    Claim("maps-stability", "learning-mechanics",
+          "Story maps at default settings are stable across seeds (ARI ≥ 0.7 between runs).",
+          "the clusterings of 5 runs with different UMAP seeds agree: mean pairwise ARI (noise a cluster) ≥ 0.7",
+          "mean over the 10 pairs ≥ 0.7 on both data sets; refuted if no pair reaches 0.7 on a data set; otherwise "
+          "inconclusive",
+          scale=_MAPS_SCALE, **_MAPS_RUN, evaluate=_maps_stability),
     Claim("mup-transfer", "learning-mechanics", "Under μP the best learning rate stays put as width grows.",
           "optimal lr moves with width under SP and stays within one grid step under μP", "one step of the lr grid",
           scale="tiny Transformer (4 layers, untied head) at widths 64/128/256, 200 steps of 16×128 bytes, three seeds",

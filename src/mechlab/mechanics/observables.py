@@ -61,12 +61,17 @@ def check_hidden_states(model) -> None:
                           "per-block hidden states are defined for the Transformer, Looped and Hyperloop models")
 
 
+class _EnoughStates(Exception):
+    """Raised by the hook of :func:`hidden_states` once the states asked for are kept, to end the forward pass."""
+
+
 @torch.no_grad()
-def hidden_states(model, idx: torch.Tensor) -> list[torch.Tensor]:
+def hidden_states(model, idx: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
     """The hidden states of a mechlab Transformer on tokens ``idx`` (B, T), each (B·T, C) float32 on the CPU: the
     token embedding, then the output of every block application in call order (a looped model's middle blocks
     once per loop, so the list follows the unrolled depth; a Hyperloop block's output before the stream mixing).
-    Raises ConfigError for a model whose blocks are not called as modules (mHC)."""
+    ``upto`` = l stops the forward pass once states 0..l are kept (the list then ends at l; the later blocks and the
+    head are not run). Raises ConfigError for a model whose blocks are not called as modules (mHC)."""
     from mechlab.models.transformer import Block
 
     check_hidden_states(model)
@@ -74,6 +79,8 @@ def hidden_states(model, idx: torch.Tensor) -> list[torch.Tensor]:
 
     def keep(_module, _inputs, output):
         states.append(output.detach().float().reshape(-1, output.shape[-1]).cpu())
+        if upto is not None and len(states) > upto:
+            raise _EnoughStates
 
     handles = [model.embed.register_forward_hook(keep)]
     handles += [m.register_forward_hook(keep) for m in model.modules() if isinstance(m, Block)]
@@ -81,6 +88,8 @@ def hidden_states(model, idx: torch.Tensor) -> list[torch.Tensor]:
     model.eval()
     try:
         model(idx)
+    except _EnoughStates:
+        pass
     finally:
         model.train(was_training)
         for h in handles:

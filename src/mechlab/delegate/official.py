@@ -39,7 +39,9 @@ from mechlab.utils import atomic_path
 # the official domain (sample_type) -> the mechlab domain; "json" holds both JSON and YAML documents
 DOMAIN_MAP = {"json": "json", "spreadsheet": "csv", "subtitles": "srt", "calendar": "ics", "chess": "pgn",
               "translation": "po", "treebank": "conllu", "dbschema": "sql", "geodata": "geojson", "geotrack": "gpx",
-              "python": "python"}
+              "python": "python", "dns": "zone", "docker": "dockerfile", "graphviz": "dot", "infra": "terraform",
+              "robotics": "urdf", "satellite": "tle", "starcatalog": "votable", "vector": "svg", "landmarks": "kml",
+              "playlist": "xspf", "transit": "gtfs"}  # emails are mbox files there, not mechlab's one-message .eml
 DISTRACTOR_FOLDER = "distractor_context"
 
 

@@ -15,7 +15,8 @@ end (a reply cut off while reasoning gives no file from its draft); the filename
 ```` ```json name.json ````, ```` ```file=name.json ````), on the nearest prose line before the fence
 (``**name.json**``, ```` `name.json` ````, ``### name.json``, ``File: name.json``, ``name.json:``,
 ``<file_name>name.json</file_name>``), or alone on the first line inside the fence (``name.json``,
-``# name.json``, ``// name.json``, ``File: name.json``; that line is then not part of the file). A 3-backtick
+``# name.json``, ``// name.json``, ``File: name.json``, or a known name without an extension such as
+``Dockerfile``; that line is then not part of the file). A 3-backtick
 block whose content holds tagged inner fences (a Markdown file written in too short a fence) is read with its
 inner fences nested when that closes every block. When exactly one required file is missing and exactly one
 unnamed block came back, that block is taken for it. When a name repeats, the block kept is the longest of those
@@ -131,6 +132,19 @@ def _prose_name(line: str, known: set[str], notes: list[str] | None = None) -> s
     return next(iter(hits)) if hits else None
 
 
+def _known_label(line: str, known: set[str]) -> str | None:
+    """The known filename without an extension (``Dockerfile``, ``Makefile``) that a label line holds, in the
+    label forms of ``_LABEL`` (``Dockerfile``, ``# Dockerfile``, ``File: Dockerfile``); None otherwise."""
+    plain = sorted((k for k in known if not re.fullmatch(_NAME, k)), key=len, reverse=True)
+    if not plain or not line.strip():
+        return None
+    names = "|".join(re.escape(k) for k in plain)
+    m = re.match(_LABEL.pattern.replace("(" + _NAME + ")", f"({names})"), line, re.IGNORECASE)
+    if not m:
+        return None
+    return next((k for k in plain if k.lower() == m.group(1).lower()), None)
+
+
 def _info_name(info: str, known: set[str]) -> str | None:
     tokens = [_INFO_KEY.sub("", t).strip("\"'`*:") for t in re.split(r"[\s:]+", info) if t]
     for t in tokens:
@@ -191,7 +205,7 @@ def parse_reply(text: str | bytes, required: list[str] | None = None, known: set
             continue
         body = b.lines
         name = _info_name(b.info, known) or _prose_name(b.before, known, notes)
-        first = _label(body[0]) if body else None
+        first = (_label(body[0]) or _known_label(body[0], known)) if body else None
         expected = first in known or any(fnmatchcase(first or "", p) for p in patterns)
         if first and (first == name or (name is None and expected)):
             name, body = first, body[1:]

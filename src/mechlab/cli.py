@@ -95,7 +95,9 @@ def train_cmd(
         given = {fields.get(k, k): v for k, v in ctx.params.items()
                  if getattr(ctx.get_parameter_source(k), "name", None) == "COMMANDLINE"
                  and k not in ("out", "config", "resume", "overwrite")}
-        cfg = dataclasses.replace(load_train_config(out), **given)
+        if overwrite:
+            raise ConfigError("--resume continues a run and --overwrite starts it again: give one of them")
+        cfg = dataclasses.replace(load_train_config(out), **given, out_dir=str(out))  # the run lives where it is now
     elif config is not None:
         try:
             cfg = TrainConfig.from_dict({**json.loads(config.read_text()), "out_dir": str(out)})

@@ -8,6 +8,9 @@ conversation so far, and each reply is generated until the model's end-of-turn t
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -136,8 +139,21 @@ def _compile(template: str):
         def _body(self, caller):
             return caller()
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[Generation, "jinja2.ext.loopcontrols"])
+    class Environment(ImmutableSandboxedEnvironment):
+        """Repetition and powers bounded, so a template cannot build a gigabyte string or a huge number."""
+
+        intercepted_binops = frozenset(["*", "**"])
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "*" and isinstance(left, (str, list, tuple)) or isinstance(right, (str, list, tuple)):
+                seq, n = (left, right) if isinstance(left, (str, list, tuple)) else (right, left)
+                if isinstance(n, int) and len(seq) * n > RENDER_MAX_CHARS:
+                    raise _TemplateRaised(f"the template repeats a sequence {n} times (limit {RENDER_MAX_CHARS:,} items)")
+            if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
+                raise _TemplateRaised(f"the template raises to the power {right} (limit 64)")
+            return super().call_binop(context, operator, left, right)
+
+    env = Environment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, "jinja2.ext.loopcontrols"])
     env.filters["tojson"] = _tojson
     env.globals.update(raise_exception=_raise_exception, strftime_now=lambda fmt: datetime.now().strftime(fmt))
     try:
@@ -154,12 +170,41 @@ def render_chat(template: str, messages: list[dict], add_generation_prompt: bool
     Raises ConfigError with the template's own message when it raises, or when it does not parse or render."""
     from jinja2.exceptions import TemplateError
 
+    compiled = _compile(template)
     try:
-        return _compile(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **context)
+        with _time_limit(RENDER_SECONDS):
+            text = compiled.render(messages=messages, add_generation_prompt=add_generation_prompt, **context)
     except _TemplateRaised as e:
         raise ConfigError(f"chat template: {e}") from None
     except TemplateError as e:
         raise ConfigError(f"chat template failed to render: {e}") from None
+    except (RecursionError, OverflowError, MemoryError, TypeError, ValueError, ArithmeticError, LookupError) as e:
+        raise ConfigError(f"chat template failed to render: {type(e).__name__}: {e}") from None
+    if len(text) > RENDER_MAX_CHARS:
+        raise ConfigError(f"chat template rendered {len(text):,} characters (limit {RENDER_MAX_CHARS:,})")
+    return text
+
+
+RENDER_SECONDS, RENDER_MAX_CHARS = 10.0, 10_000_000  # a template is code from a file: bounded like untrusted code
+
+
+@contextmanager
+def _time_limit(seconds: float):
+    """Raise _TemplateRaised after ``seconds`` of rendering (SIGALRM; a no-op off the main thread or off POSIX)."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _TemplateRaised(f"rendering took longer than {seconds:g} s (a template loop without end?)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def chat_prompt(ck, messages: list[dict], add_generation_prompt: bool = True, tools: list[dict] | None = None,
@@ -190,7 +235,9 @@ class ChatSession:
     messages: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        chat_prompt(self.ck, [])  # refuses a checkpoint without a template before the first turn
+        if not self.ck.meta.get("chat_template"):  # refused before the first turn
+            raise ConfigError("this checkpoint has no chat template (import a pretrained chat model, e.g. "
+                              "mechlab import gguf smollm2 -o runs/smollm2)")
         if self.system:
             self.messages.append({"role": "system", "content": self.system})
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import torch
+
 from mechlab.errors import CheckpointError
 from mechlab.pretrained.gguf import Imported, read_gguf, unpermute_rope_rows
 from mechlab.pretrained.hf import read_hf
@@ -27,8 +29,9 @@ def smollm2_gguf() -> Path:
 def import_checkpoint(fmt: str, source: str | Path, out: str | Path) -> Path:
     """Import a GGUF file (``fmt='gguf'``; the path ``smollm2`` means the bundled SmolLM2) or a Hugging Face
     directory (``fmt='hf'``) and save it as a mechlab checkpoint at ``out``."""
-    from mechlab.train.checkpoint import save_checkpoint
+    from mechlab.train.checkpoint import check_output, save_checkpoint
 
+    check_output(out)
     if fmt == "gguf":
         imported = read_gguf(smollm2_gguf() if str(source) == "smollm2" else source)
     elif fmt == "hf":
@@ -42,7 +45,16 @@ def to_model(imported: Imported):
     """The mechlab Transformer holding the imported weights (strict: every tensor has its place)."""
     from mechlab.models import build_model
 
+    from mechlab.errors import ConfigError
+
     model = build_model(imported.config)
+    expected = model.state_dict()
+    for name, t in imported.state.items():
+        if name in expected and tuple(t.shape) != tuple(expected[name].shape):
+            raise ConfigError(f"tensor {name} has shape {tuple(t.shape)} but the model's config asks for "
+                              f"{tuple(expected[name].shape)}: the file's metadata and tensors disagree")
+        if not bool(torch.isfinite(t).all()):
+            raise ConfigError(f"tensor {name} holds NaN or inf values: a damaged checkpoint")
     missing, unexpected = model.load_state_dict(imported.state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"imported weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")

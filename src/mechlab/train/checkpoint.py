@@ -9,6 +9,7 @@ newest; every loader accepts either a checkpoint directory or a run directory.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from mechlab.utils import atomic_path, sha256_file
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, STATE, MANIFEST, LATEST = "model.safetensors", "config.json", "trainer_state.pt", "manifest.json", "latest"
 QUANT = "quantization.json"  # present in checkpoints of quantised models (mechlab.quant)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,6 +61,24 @@ def save_checkpoint(directory: str | Path, model: torch.nn.Module, tokenizer: To
             torch.save(trainer_state, tmp / STATE)
         files = sorted(p.name for p in tmp.iterdir())
         (tmp / MANIFEST).write_text(json.dumps({f: sha256_file(tmp / f) for f in files}, indent=2) + "\n")
+    return directory
+
+
+def check_output(directory: str | Path) -> Path:
+    """Refuse an output path a new checkpoint must not replace (before any work is done): a file, a training run
+    (its checkpoints, metrics and config would be lost), or a non-empty folder that is not a checkpoint. An
+    existing checkpoint is replaced, with a warning. Raises ConfigError."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"output {directory} is a file, not a checkpoint directory; choose another -o")
+    if (directory / LATEST).exists() or (directory / "train_config.json").exists():
+        raise ConfigError(f"output {directory} holds a training run; writing a checkpoint there would delete it: "
+                          f"choose another -o")
+    if directory.is_dir() and any(directory.iterdir()):
+        if not (directory / CONFIG).is_file():
+            raise ConfigError(f"output {directory} is a folder with other files in it, not a checkpoint; choose "
+                              f"another -o (or an empty or new folder)")
+        log.warning("replacing the checkpoint at %s", directory)
     return directory
 
 

@@ -55,6 +55,7 @@ from mechlab.utils import write_json_atomic
 log = logging.getLogger(__name__)
 
 TRAIN_CONFIG = "train_config.json"
+RESUMES = "resumes.jsonl"  # one record per resume that changed the run: {"step", "changes": {field: [old, new]}}
 METRICS = "metrics.jsonl"
 
 
@@ -374,8 +375,6 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         changes = resume_changes(load_train_config(out), cfg, step)
         for name, (old, new) in changes.items():
             log.info("resume at step %d: %s %r -> %r", step, name, old, new)
-        if changes and env.main:
-            write_json_atomic(out / TRAIN_CONFIG, cfg.to_dict())
     elif task is not None:  # any nn.Module, built under the run's seed
         tok, train_stream, val_stream = None, None, None
         torch.manual_seed(cfg.seed)
@@ -405,6 +404,10 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         optimizer.load_state_dict(state["optimizer"])
     if env.main and resume:
         _truncate_metrics(out / METRICS, step)
+        if changes:  # only now: a resume that fails on its data or state leaves the run as it was
+            write_json_atomic(out / TRAIN_CONFIG, cfg.to_dict())
+            with open(out / RESUMES, "a") as f:
+                f.write(json.dumps({"step": step, "changes": {k: list(v) for k, v in changes.items()}}) + "\n")
     ddp = torch.nn.parallel.DistributedDataParallel(model) if env.world > 1 else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else nullcontext()
 

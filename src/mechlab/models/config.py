@@ -16,7 +16,14 @@ class ModelConfig:
     """A Llama-style decoder: RMSNorm, RoPE, grouped-query attention, SwiGLU, no biases.
 
     ``n_kv_heads`` defaults to ``n_heads`` (plain multi-head attention); ``d_ff`` defaults to 8/3·d_model
-    rounded up to a multiple of 32.
+    rounded up to a multiple of 32; ``attn_head_dim`` to d_model / n_heads.
+
+    PMNet (papers/pmnet.md, arXiv 2605.13370) is a set of switches, all off by default: ``window`` (sliding-window
+    attention: a query at position t sees keys t − window + 1 … t), ``qk_norm`` (per-head RMSNorm of queries and
+    keys before RoPE) and ``memory`` (the phasor memory of :mod:`mechlab.models.phasor`: a write every
+    ``mem_write_every`` layers, a read at every layer, ``mem_slots`` = N slots of ``mem_dim`` = M phases,
+    ``mem_read_heads`` = R read heads; ``mem_cumsum`` False is the authors' ablation U_t = Δ_t, no memory across
+    tokens; ``mem_grad_scale`` divides the gradient of Δ by √(segment length) in training).
     """
 
     vocab_size: int = 259
@@ -51,6 +58,17 @@ class ModelConfig:
     # attention scores by √(base head size)/head size, with m = d_model / mup_base_width (all as in SP at m = 1).
     parametrization: str = "sp"
     mup_base_width: int = 128
+    # PMNet switches (papers/pmnet.md); all off by default
+    attn_head_dim: int | None = None  # head size when n_heads × head size ≠ d_model (PMNet: 12 × 64 at d_model 512)
+    window: int | None = None  # sliding-window attention over this many positions (the query's own included)
+    qk_norm: bool = False  # per-head RMSNorm of queries and keys (weights of head_dim, shared by the heads)
+    memory: bool = False  # the phasor memory: writes forming the routing tree, reads at every layer
+    mem_slots: int = 4  # N: slots per group (also the branching factor of the routing tree)
+    mem_dim: int = 64  # M: phases per slot
+    mem_read_heads: int = 2  # R
+    mem_write_every: int = 1  # P: a write at layers 0, P, 2P, ... (level h = layer // P)
+    mem_cumsum: bool = True  # False: U_t = Δ_t (the authors' ablation: no memory across tokens)
+    mem_grad_scale: bool = True  # straight-through gradient scale 1/max(1, √n_seg) on Δ in training
 
     def __post_init__(self) -> None:
         if self.is_looped:
@@ -65,7 +83,18 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+        return self.attn_head_dim or self.d_model // self.n_heads
+
+    @property
+    def mem_levels(self) -> int:
+        """Write levels of the phasor memory: ceil(n_layers / mem_write_every) (0 without memory)."""
+        return -(-self.n_layers // self.mem_write_every) if self.memory else 0
+
+    @property
+    def receptive_field(self) -> int | None:
+        """Positions back a token's output can see through attention alone: depth × (window − 1) for sliding
+        windows (None: unbounded, full causal attention)."""
+        return None if self.window is None else self.depth * (self.window - 1)
 
     @property
     def width_mult(self) -> float:
@@ -90,7 +119,7 @@ class ModelConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise ConfigError(f"model config: {name} must be a positive integer, got {v!r}")
-        if self.d_model % self.n_heads:
+        if self.attn_head_dim is None and self.d_model % self.n_heads:
             raise ConfigError(f"model config: d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.head_dim % 2:
             raise ConfigError(f"model config: head_dim={self.head_dim} must be even for RoPE")
@@ -115,6 +144,18 @@ class ModelConfig:
             raise ConfigError(f"model config: parametrization must be sp or mup, got {self.parametrization!r}")
         if self.parametrization == "mup" and (self.arch != "transformer" or self.tie_embeddings):
             raise ConfigError("model config: mup is implemented for the plain Transformer with an untied head")
+        for name in ("attn_head_dim", "window"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+                raise ConfigError(f"model config: {name} must be a positive integer or None, got {v!r}")
+        for name in ("mem_slots", "mem_dim", "mem_read_heads", "mem_write_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ConfigError(f"model config: {name} must be a positive integer, got {v!r}")
+        if self.memory and self.arch != "transformer":
+            raise ConfigError(f"model config: the phasor memory is implemented for arch='transformer', not {self.arch!r}")
+        if self.memory and self.mem_slots < 2:
+            raise ConfigError("model config: the phasor memory needs mem_slots >= 2 (the routing tree branches N ways)")
         if self.arch == "looped" and self.n_streams != 1:
             raise ConfigError("model config: a plain looped model has one stream; use arch='hyperloop' for n_streams > 1")
 
@@ -171,6 +212,20 @@ for _scale, _c, _b, _m, _e in (("paper-small", 1024, 2, 4, 2), ("paper-mid", 204
 # CPU scale: C=128, 1→2×3→1 (unrolled depth 8), 4 heads; vocabulary set by the tokenizer at train time.
 PRESETS.update(_hyperloop_family("tiny", 128, 1, 2, 1, vocab=259, d_ff=352, n_heads=4, max_seq_len=1024,
                                  tie_embeddings=False))
+
+
+# PMNet (papers/pmnet.md): the authors' released configuration (byte vocabulary 384, 118,970,368 parameters), and a
+# CPU-scale model for the synthetic retrieval tasks (vocabulary 48 of mechlab.data.retrieval; receptive field
+# 4 × 15 = 60 positions back) with its memory-free twin.
+PRESETS.update({
+    "pmnet-paper": dict(vocab_size=384, d_model=512, n_layers=12, n_heads=12, attn_head_dim=64, d_ff=1024,
+                        norm_eps=1e-6, rope_base=1e6, max_seq_len=2048, tie_embeddings=True, window=128, qk_norm=True,
+                        memory=True, mem_slots=4, mem_dim=512, mem_read_heads=4, mem_write_every=3),
+    "pmnet-tiny": dict(vocab_size=48, d_model=128, n_layers=4, n_heads=4, d_ff=256, max_seq_len=2048, window=16,
+                       qk_norm=True, memory=True, mem_slots=4, mem_dim=64, mem_read_heads=2, mem_write_every=1),
+    "window-tiny": dict(vocab_size=48, d_model=128, n_layers=4, n_heads=4, d_ff=256, max_seq_len=2048, window=16,
+                        qk_norm=True),
+})
 
 
 def preset(name: str, **overrides: Any) -> ModelConfig:

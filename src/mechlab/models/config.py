@@ -16,7 +16,22 @@ class ModelConfig:
     """A Llama-style decoder: RMSNorm, RoPE, grouped-query attention, SwiGLU, no biases.
 
     ``n_kv_heads`` defaults to ``n_heads`` (plain multi-head attention); ``d_ff`` defaults to 8/3·d_model
-    rounded up to a multiple of 32.
+    rounded up to a multiple of 32; ``attn_head_dim`` to d_model / n_heads.
+
+    PMNet (papers/pmnet.md, arXiv 2605.13370) is a set of switches, all off by default: ``window`` (sliding-window
+    attention: a query at position t sees keys t − window + 1 … t), ``qk_norm`` (per-head RMSNorm of queries and
+    keys before RoPE) and ``memory`` (the phasor memory of :mod:`mechlab.models.phasor`: a write every
+    ``mem_write_every`` layers, a read at every layer, ``mem_slots`` = N slots of ``mem_dim`` = M phases,
+    ``mem_read_heads`` = R read heads; ``mem_cumsum`` False is the authors' ablation U_t = Δ_t, no memory across
+    tokens; ``mem_grad_scale`` divides the gradient of Δ by √(segment length) in training).
+
+    Gemma 3 (Gemma Team, "Gemma 3 Technical Report", arXiv 2503.19786; the layout of Hugging Face's
+    ``modeling_gemma3.py`` and llama.cpp's ``gemma3`` graph) is five more switches of the plain family, all off by
+    default: ``embed_scale`` (token embeddings multiplied by √d_model), ``post_norms`` (an RMSNorm on the output of
+    attention and of the MLP before each residual add, besides the pre-norms), ``mlp_act`` = "gelu_tanh" (GeGLU:
+    GELU with the tanh approximation in place of SiLU), ``global_every`` = n (with ``window``: layers n−1, 2n−1, …
+    attend to every earlier position, the others through the window) and ``rope_local_base`` (the RoPE base of the
+    sliding-window layers; ``rope_base`` stays the global layers' base).
     """
 
     vocab_size: int = 259
@@ -51,6 +66,23 @@ class ModelConfig:
     # attention scores by √(base head size)/head size, with m = d_model / mup_base_width (all as in SP at m = 1).
     parametrization: str = "sp"
     mup_base_width: int = 128
+    # PMNet switches (papers/pmnet.md); all off by default
+    attn_head_dim: int | None = None  # head size when n_heads × head size ≠ d_model (PMNet: 12 × 64 at d_model 512)
+    window: int | None = None  # sliding-window attention over this many positions (the query's own included)
+    qk_norm: bool = False  # per-head RMSNorm of queries and keys (weights of head_dim, shared by the heads)
+    memory: bool = False  # the phasor memory: writes forming the routing tree, reads at every layer
+    mem_slots: int = 4  # N: slots per group (also the branching factor of the routing tree)
+    mem_dim: int = 64  # M: phases per slot
+    mem_read_heads: int = 2  # R
+    mem_write_every: int = 1  # P: a write at layers 0, P, 2P, ... (level h = layer // P)
+    mem_cumsum: bool = True  # False: U_t = Δ_t (the authors' ablation: no memory across tokens)
+    mem_grad_scale: bool = True  # straight-through gradient scale 1/max(1, √n_seg) on Δ in training
+    # Gemma 3 switches (arXiv 2503.19786); all off by default
+    embed_scale: bool = False  # token embeddings × √d_model
+    post_norms: bool = False  # RMSNorm of each sub-layer's output before its residual add
+    mlp_act: str = "silu"  # gated MLP activation: "silu" (SwiGLU) or "gelu_tanh" (GeGLU, tanh-approximated GELU)
+    global_every: int | None = None  # with window: layer i attends globally iff (i + 1) % global_every == 0
+    rope_local_base: float | None = None  # RoPE base of the sliding-window layers (None: rope_base)
 
     def __post_init__(self) -> None:
         if self.is_looped:
@@ -65,7 +97,27 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+        return self.attn_head_dim or self.d_model // self.n_heads
+
+    @property
+    def mem_levels(self) -> int:
+        """Write levels of the phasor memory: ceil(n_layers / mem_write_every) (0 without memory)."""
+        return -(-self.n_layers // self.mem_write_every) if self.memory else 0
+
+    @property
+    def receptive_field(self) -> int | None:
+        """Positions back a token's output can see through attention alone: depth × (window − 1) for sliding
+        windows (None: unbounded, full causal attention)."""
+        return None if not self.all_local else self.depth * (self.window - 1)
+
+    @property
+    def all_local(self) -> bool:
+        """Every layer attends through the sliding window (no global layers): no length limit when streamed."""
+        return self.window is not None and self.global_every is None
+
+    def is_local(self, layer: int) -> bool:
+        """Whether layer ``layer`` (0-based) attends through the sliding window."""
+        return self.window is not None and (self.global_every is None or (layer + 1) % self.global_every != 0)
 
     @property
     def width_mult(self) -> float:
@@ -90,7 +142,7 @@ class ModelConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise ConfigError(f"model config: {name} must be a positive integer, got {v!r}")
-        if self.d_model % self.n_heads:
+        if self.attn_head_dim is None and self.d_model % self.n_heads:
             raise ConfigError(f"model config: d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.head_dim % 2:
             raise ConfigError(f"model config: head_dim={self.head_dim} must be even for RoPE")
@@ -115,6 +167,29 @@ class ModelConfig:
             raise ConfigError(f"model config: parametrization must be sp or mup, got {self.parametrization!r}")
         if self.parametrization == "mup" and (self.arch != "transformer" or self.tie_embeddings):
             raise ConfigError("model config: mup is implemented for the plain Transformer with an untied head")
+        for name in ("attn_head_dim", "window"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+                raise ConfigError(f"model config: {name} must be a positive integer or None, got {v!r}")
+        for name in ("mem_slots", "mem_dim", "mem_read_heads", "mem_write_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ConfigError(f"model config: {name} must be a positive integer, got {v!r}")
+        if self.memory and self.arch != "transformer":
+            raise ConfigError(f"model config: the phasor memory is implemented for arch='transformer', not {self.arch!r}")
+        if self.memory and self.mem_slots < 2:
+            raise ConfigError("model config: the phasor memory needs mem_slots >= 2 (the routing tree branches N ways)")
+        if self.mlp_act not in ("silu", "gelu_tanh"):
+            raise ConfigError(f"model config: mlp_act must be silu or gelu_tanh, got {self.mlp_act!r}")
+        v = self.global_every
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0 or self.window is None):
+            raise ConfigError(f"model config: global_every must be a positive integer with a window, got {v!r}")
+        if self.rope_local_base is not None and (self.window is None or not self.rope_local_base > 1):
+            raise ConfigError(f"model config: rope_local_base must be > 1 and needs a window, got {self.rope_local_base!r}")
+        gemma = self.embed_scale or self.post_norms or self.global_every is not None or self.rope_local_base is not None
+        if gemma and (self.arch != "transformer" or self.memory):
+            raise ConfigError("model config: the Gemma 3 switches (embed_scale, post_norms, global_every, "
+                              "rope_local_base) are implemented for the plain arch='transformer' without memory")
         if self.arch == "looped" and self.n_streams != 1:
             raise ConfigError("model config: a plain looped model has one stream; use arch='hyperloop' for n_streams > 1")
 
@@ -171,6 +246,20 @@ for _scale, _c, _b, _m, _e in (("paper-small", 1024, 2, 4, 2), ("paper-mid", 204
 # CPU scale: C=128, 1→2×3→1 (unrolled depth 8), 4 heads; vocabulary set by the tokenizer at train time.
 PRESETS.update(_hyperloop_family("tiny", 128, 1, 2, 1, vocab=259, d_ff=352, n_heads=4, max_seq_len=1024,
                                  tie_embeddings=False))
+
+
+# PMNet (papers/pmnet.md): the authors' released configuration (byte vocabulary 384, 118,970,368 parameters), and a
+# CPU-scale model for the synthetic retrieval tasks (vocabulary 48 of mechlab.data.retrieval; receptive field
+# 4 × 15 = 60 positions back) with its memory-free twin.
+PRESETS.update({
+    "pmnet-paper": dict(vocab_size=384, d_model=512, n_layers=12, n_heads=12, attn_head_dim=64, d_ff=1024,
+                        norm_eps=1e-6, rope_base=1e6, max_seq_len=2048, tie_embeddings=True, window=128, qk_norm=True,
+                        memory=True, mem_slots=4, mem_dim=512, mem_read_heads=4, mem_write_every=3),
+    "pmnet-tiny": dict(vocab_size=48, d_model=128, n_layers=4, n_heads=4, d_ff=256, max_seq_len=2048, window=16,
+                       qk_norm=True, memory=True, mem_slots=4, mem_dim=64, mem_read_heads=2, mem_write_every=1),
+    "window-tiny": dict(vocab_size=48, d_model=128, n_layers=4, n_heads=4, d_ff=256, max_seq_len=2048, window=16,
+                        qk_norm=True),
+})
 
 
 def preset(name: str, **overrides: Any) -> ModelConfig:

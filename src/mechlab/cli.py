@@ -135,6 +135,9 @@ def eval_cmd(
     """Bits-per-byte and perplexity of a checkpoint on a corpus split."""
     import torch
 
+    if batch_size < 1 or (stride is not None and stride < 1) or context < 2 or (max_windows is not None and max_windows < 1):
+        raise ConfigError("--batch-size, --stride and --max-windows must be >= 1 and --context >= 2")
+
     from mechlab.data import get_corpus, token_stream
     from mechlab.eval import evaluate_lm
     from mechlab.train import load_checkpoint
@@ -209,7 +212,10 @@ def chat(
         if text.strip() in ("", "exit", "quit"):
             break
         console.print("[bold]model>[/] ", end="")
-        session.reply(text, on_text=lambda t: console.print(t, end="", markup=False, highlight=False, soft_wrap=True))
+        try:
+            session.reply(text, on_text=lambda t: console.print(t, end="", markup=False, highlight=False, soft_wrap=True))
+        except ConfigError as e:  # this turn cannot be answered (too long, the template refuses it): the session goes on
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         console.print()
 
 

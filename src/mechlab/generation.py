@@ -8,6 +8,7 @@ conversation so far, and each reply is generated until the model's end-of-turn t
 from __future__ import annotations
 
 import json
+import math
 import signal
 import threading
 from contextlib import contextmanager
@@ -23,10 +24,21 @@ from mechlab.errors import ConfigError
 
 @dataclass(frozen=True)
 class Sampling:
+    """How to pick each new token: ``temperature`` 0 is greedy; ``top_k`` None or 0 keeps every token.
+    Raises ConfigError for a negative count, a negative or non-finite temperature, or a negative top_k."""
+
     max_new_tokens: int = 200
     temperature: float = 0.8  # 0: greedy
     top_k: int | None = 40
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
+            raise ConfigError(f"max_new_tokens must be a non-negative integer, got {self.max_new_tokens!r}")
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ConfigError(f"temperature must be a finite number >= 0 (0: greedy), got {self.temperature!r}")
+        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0):
+            raise ConfigError(f"top_k must be a non-negative integer (0: every token), got {self.top_k!r}")
 
 
 # Control tokens that end a turn wherever they appear in a vocabulary: llama.cpp treats the same spellings as
@@ -242,8 +254,14 @@ class ChatSession:
             self.messages.append({"role": "system", "content": self.system})
 
     def reply(self, text: str, on_text: Callable[[str], None] | None = None) -> str:
+        """The model's answer to ``text``; on ConfigError (the turn does not fit the context, the template refuses
+        it) the conversation is left as it was before the turn."""
         self.messages.append({"role": "user", "content": text})
-        prompt = chat_prompt(self.ck, self.messages)
-        answer = generate_text(self.ck, prompt, self.sampling, on_text).strip()
+        try:
+            prompt = chat_prompt(self.ck, self.messages)
+            answer = generate_text(self.ck, prompt, self.sampling, on_text).strip()
+        except ConfigError:
+            self.messages.pop()
+            raise
         self.messages.append({"role": "assistant", "content": answer})
         return answer

@@ -85,7 +85,8 @@ GEMMA3_REFUSED = {
 }
 GEMMA3_GLOBAL_EVERY = 6  # llama.cpp (and transformers' sliding_window_pattern): layers 5, 11, 17, … are global
 GEMMA3_LOCAL_ROPE_BASE = 10000.0  # llama.cpp's Gemma 3 local-layer RoPE base when the file has no freq_base_swa
-REQUIRED = ("embedding_length", "block_count", "feed_forward_length", "attention.head_count", "context_length")
+REQUIRED = ("embedding_length", "block_count", "feed_forward_length", "attention.head_count", "context_length",
+            "attention.layer_norm_rms_epsilon")  # llama.cpp requires the epsilon too: no silent default
 END_OF_GENERATION = ("eos_token_id", "eot_token_id", "eom_token_id")
 
 
@@ -210,9 +211,11 @@ def read_gguf(path: str | Path) -> Imported:
         raise ConfigError(f"GGUF tokenizer has {len(tokens)} tokens but the embedding only {rows} rows: ids past "
                           f"{rows - 1} would have no embedding")
     meta_ids = {k: _field(reader, f"tokenizer.ggml.{k}") for k in ("bos_token_id", *END_OF_GENERATION)}
-    for k, v in meta_ids.items():
-        if v is not None and not 0 <= int(v) < len(tokens):
-            raise ConfigError(f"GGUF tokenizer.ggml.{k} = {v} is not a token id (vocabulary of {len(tokens)})")
+    for field_name in sorted(k for k in reader.fields if k.startswith("tokenizer.ggml.") and k.endswith("_token_id")):
+        value = _field(reader, field_name)
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) < len(tokens):
+                raise ConfigError(f"GGUF {field_name} = {value!r} is not a token id (vocabulary of {len(tokens)})")
     gemma_switches = {}
     if gemma:
         gemma_switches = dict(attn_head_dim=head_dim, qk_norm=True, embed_scale=True, post_norms=True,
@@ -250,10 +253,13 @@ def read_gguf(path: str | Path) -> Imported:
     if left:
         raise ConfigError(f"GGUF tensors {', '.join(left[:3])}{' …' if len(left) > 3 else ''} have no place in "
                           f"mechlab's Transformer (biases, extra norms or layers); refusing rather than dropping them")
-    eog = sorted({int(v) for k, v in meta_ids.items() if k != "bos_token_id" and v is not None})
+    eog = sorted({int(i) for k, v in meta_ids.items() if k != "bos_token_id" and v is not None
+                  for i in (v if isinstance(v, list) else [v])})
     meta = {"imported_from": {"format": "gguf", "path": str(path), "name": _field(reader, "general.name"),
                               "file_type": int(_field(reader, "general.file_type", -1))},
             "bos_token_id": meta_ids["bos_token_id"], "eos_token_id": meta_ids["eos_token_id"],
             "end_of_generation_ids": eog, "add_bos_token": tokenizer.add_bos,
-            "chat_template": _field(reader, "tokenizer.chat_template")}
+            "chat_template": _field(reader, "tokenizer.chat_template"),
+            "chat_templates": {k[len("tokenizer.chat_template."):]: _field(reader, k) for k in reader.fields
+                               if k.startswith("tokenizer.chat_template.")}}
     return Imported(config, {k: torch.from_numpy(np.array(v)) for k, v in state.items()}, tokenizer, meta)

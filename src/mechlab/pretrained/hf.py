@@ -62,6 +62,16 @@ def _tensors(directory: Path) -> dict[str, torch.Tensor]:
     return out
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        out = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} is not readable JSON ({e})") from None
+    if not isinstance(out, dict):
+        raise ConfigError(f"{path} holds a JSON {type(out).__name__}, not an object")
+    return out
+
+
 def read_hf(directory: str | Path) -> Imported:
     """Read a Hugging Face Llama-family checkpoint directory into an :class:`Imported`."""
     from tokenizers import Tokenizer
@@ -71,8 +81,11 @@ def read_hf(directory: str | Path) -> Imported:
     directory = Path(directory)
     if not (directory / "config.json").is_file():
         raise CheckpointError(f"{directory} has no config.json (not a Hugging Face checkpoint directory)")
-    raw = json.loads((directory / "config.json").read_text())
-    config = _config(raw)
+    raw = _read_json(directory / "config.json")
+    try:
+        config = _config(raw)
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"{directory}/config.json lacks or mistypes a field the model needs ({e})") from None
     tensors = _tensors(directory)
     state = {"embed.weight": tensors.pop("model.embed_tokens.weight"), "norm.weight": tensors.pop("model.norm.weight")}
     head = tensors.pop("lm_head.weight", None)
@@ -92,19 +105,24 @@ def read_hf(directory: str | Path) -> Imported:
     if not (directory / "tokenizer.json").is_file():
         raise CheckpointError(f"{directory} has no tokenizer.json")
     tok_cfg = directory / "tokenizer_config.json"
-    extra = json.loads(tok_cfg.read_text()) if tok_cfg.is_file() else {}
+    extra = _read_json(tok_cfg) if tok_cfg.is_file() else {}
     template = extra.get("chat_template")
     if template is None and (directory / "chat_template.jinja").is_file():
         template = (directory / "chat_template.jinja").read_text()
     gen_cfg = directory / "generation_config.json"
-    generation = json.loads(gen_cfg.read_text()) if gen_cfg.is_file() else {}
+    generation = _read_json(gen_cfg) if gen_cfg.is_file() else {}
     eog = set()
     for value in (raw.get("eos_token_id"), generation.get("eos_token_id")):  # an id or a list of ids
         eog |= set(value) if isinstance(value, list) else ({value} if value is not None else set())
-    tokenizer = BPETokenizer(Tokenizer.from_file(str(directory / "tokenizer.json")))
-    bad = sorted(i for i in eog | {raw.get("bos_token_id")} if i is not None and not 0 <= i < config.vocab_size)
-    if bad:
-        raise ConfigError(f"{directory}: special token id {bad[0]} is outside the vocabulary of {config.vocab_size}")
+    try:
+        tokenizer = BPETokenizer(Tokenizer.from_file(str(directory / "tokenizer.json")))
+    except Exception as e:  # the tokenizers library raises plain Exception on a malformed file
+        raise ConfigError(f"{directory}/tokenizer.json is not a tokenizer the tokenizers library can read ({e})") from None
+    ids = eog | {v for k, v in {**raw, **generation}.items() if k.endswith("_token_id") and v is not None
+                 and not isinstance(v, list)}
+    for v in ids:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < config.vocab_size:
+            raise ConfigError(f"{directory}: special token id {v!r} is not an id of the vocabulary of {config.vocab_size}")
     if tokenizer.vocab_size > config.vocab_size:
         raise ConfigError(f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the embedding only "
                           f"{config.vocab_size} rows")

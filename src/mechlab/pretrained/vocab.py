@@ -103,7 +103,11 @@ def _bpe(reader, tokens: list[str], types: list[int]):
         if len(parts) != 2:
             raise ConfigError(f"GGUF tokenizer: merge {m!r} is not two tokens separated by one space")
         pairs.append((parts[0], parts[1]))
-    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=pairs, fuse_unk=False))
+    index = {t: i for i, t in enumerate(tokens)}
+    unknown = next((p for pair in pairs for p in pair if p not in index), None)
+    if unknown is not None:
+        raise ConfigError(f"GGUF tokenizer.ggml.merges names {unknown!r}, which is not in tokenizer.ggml.tokens")
+    tok = Tokenizer(models.BPE(vocab=index, merges=pairs, fuse_unk=False))
     tok.pre_tokenizer = pre_tokenizer(_field(reader, "tokenizer.ggml.pre"))
     tok.decoder = decoders.ByteLevel()
     alphabet = set(byte_level_alphabet())

@@ -157,9 +157,12 @@ def quantize_(model: nn.Module, config: RTNConfig | GPTQConfig | TrellisConfig, 
         lin, i = targets[name], index[name]
         if config.needs_hessian and h is None:
             raise ConfigError(f"no Hessian for layer {name}")
+        if not bool(torch.isfinite(w).all()):
+            raise ConfigError(f"the weights of {name} hold NaN or inf values: a damaged checkpoint")
         if h is not None and not bool(torch.isfinite(h).all()):
-            raise ConfigError(f"calibration activations entering {name} are not finite (NaN or inf): check the "
-                              f"model's float outputs on the calibration data before quantising")
+            raise ConfigError(f"calibration activations entering {name} are not finite (NaN or inf, or so large that "
+                              f"their second moments overflow): check the model's float outputs on the calibration "
+                              f"data before quantising")
         q = quantized_linear(lin, config)
         if isinstance(config, TrellisConfig):
             code, w_hat = trellis_quantize(w, config, h, seed=config.seed * 100003 + i)

@@ -87,6 +87,8 @@ def test_verdict_rule_of_pmnet_retrieval():
     assert _pmnet_retrieval(result([1, 1, 0.98, 0.97, 0.95], [1, 1, 0.06, 0.06, 0.06])).verdict == SUPPORTED
     assert _pmnet_retrieval(result([1, 1, 0.95, 0.3, 0.1], [1, 1, 0.06, 0.06, 0.06])).verdict == REFUTED
     assert _pmnet_retrieval(result([1, 1, 0.06, 0.06, 0.06], [1, 1, 0.06, 0.06, 0.06])).verdict == INCONCLUSIVE
+    # long gaps learned but in-window retrieval weak: under-trained, not refuted
+    assert _pmnet_retrieval(result([0.6, 0.6, 0.5, 0.2, 0.1], [0.6, 0.6, 0.06, 0.06, 0.06])).verdict == INCONCLUSIVE
 
 
 def test_missing_results_are_not_yet_measured(tmp_path):

@@ -58,10 +58,15 @@ def measured_state_bytes(model, tokens: int, chunk: int = 1024) -> int:
     return kv + sum(c.numel() * c.element_size() for c in cache.phasor.values())
 
 
+def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
+    """(result name, quick): only the default configuration writes pmnet_throughput.json."""
+    return "pmnet_throughput", not is_reference_run(ap, args)
+
+
 def main() -> None:
     ap = build_parser()
     args = ap.parse_args()
-    quick = not is_reference_run(ap, args)
+    _, quick = output(ap, args)
     torch.set_num_threads(args.threads)
     rounds, steps = (2, 1) if args.quick else (5, 3)
     cfgs = {"pmnet": preset("pmnet-tiny"), "memory_off": preset("pmnet-tiny", mem_cumsum=False),

@@ -140,6 +140,7 @@ CHANGED = {
     "bcjr_speed": [["--threads", "64"], ["--quick"]],
     "trellis_mse": [["--sequences", "512"], ["--sequences", "16"], ["--k", "3"], ["--quick"]],
     "trellis_encode": [["--quick"]],
+    "pmnet_throughput": [["--quick"], ["--batch", "4"], ["--seq", "64"], ["--threads", "2"]],
     "maps_speed": [["--docs", "500"], ["--embedder", "minilm"], ["--minilm-sample", "20"], ["--quick"]],
     "generate_speed": [["--quantized", "ckpt"], ["--bits", "4"], ["--L", "12"], ["--new-tokens", "128"],
                        ["--rounds", "9"], ["--threads", "1", "2", "4"], ["--quick"]],

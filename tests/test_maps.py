@@ -338,3 +338,17 @@ def test_minilm_embeddings_are_unit_vectors_that_rank_meaning(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(z.astype(np.float64), axis=1), 1.0, atol=1e-5)  # float32 normalisation
     sim = z @ z.T
     assert sim[0, 1] > sim[0, 2] and sim[0, 1] > sim[1, 2]
+
+
+def test_inputs_tfidf_cannot_weigh_and_non_utf8_files_are_named_errors(tmp_path):
+    from mechlab.errors import DataError
+    from mechlab.maps.documents import read_documents
+    from mechlab.maps.embed import tfidf_svd
+
+    for texts in (["the very same story"] * 30, ["the and of it is"] * 20):
+        with pytest.raises(DataError, match="tfidf found"):
+            tfidf_svd(texts)
+    bad = tmp_path / "latin.txt"
+    bad.write_bytes("Caf\xe9 au lait.\n\nUne autre histoire.".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8"):
+        read_documents(bad)

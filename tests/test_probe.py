@@ -342,7 +342,8 @@ def test_decision_files_render_and_encode(tmp_path):
     with pytest.raises(ConfigError, match="chat template"):
         render(ck, [{"role": "user", "content": "q"}])
     bad = tmp_path / "bad.json"
-    for content, msg in (("{", "not valid JSON"), ('{"name": "x"}', "needs name"),
+    for content, msg in (("{", "not valid JSON"), ('{"name": "x"}', "targets must be a list"),
+                         ('{"name": "x", "targets": ["a"], "controls": ["b"]}', "needs name"),
                          ('{"name": "x", "targets": ["ab"], "controls": ["b"], "pairs": [{"original": "a", "perturbed": "b"}]}', None)):
         bad.write_text(content)
         if msg is None:
@@ -453,3 +454,18 @@ def test_cli_probe_run_and_errors(tmp_path):
         assert isinstance(r.exception, MechlabError) and msg in str(r.exception)
     r = subprocess.run([sys.executable, "-m", "mechlab", *args, "--ks", "x"], capture_output=True, text=True)
     assert r.returncode == 2 and "comma-separated" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"targets": "ab"}, "list of strings"), ({"targets": [5]}, "list of strings"),
+    ({"controls": ["A", "b"]}, "overlap"), ({"pairs": [{"original": "x", "perturbed": "x"}]}, "same original"),
+    ({"system": 42}, "system must be a string")])
+def test_malformed_decisions_are_one_named_error(tmp_path, change, message):
+    base = {"name": "d", "targets": ["A"], "controls": ["B"], "pairs": [{"original": "x", "perturbed": "y"}]}
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps({**base, **change}))
+    with pytest.raises(ConfigError, match=message):
+        prompts_module.load_decision(path)
+    path.write_bytes("{\"name\": \"caf\xe9\"}".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        prompts_module.load_decision(path)

@@ -100,6 +100,14 @@ def weak_story_labels(text: str) -> dict[str, str]:
             "opening": opening, "character": name}
 
 
+def _text(path: Path, encoding: str = "utf-8-sig") -> str:
+    try:
+        return path.read_text(encoding=encoding)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}): convert it (e.g. iconv -t utf-8) "
+                        f"or leave it out") from None
+
+
 def read_documents(path: str | Path) -> list[Document]:
     """Documents of a ``.jsonl`` file, a text file or a directory of ``.txt`` files (see the module docstring).
     DataError for a missing path, an empty source, or a JSONL row that is not an object with a string ``text``."""
@@ -109,10 +117,10 @@ def read_documents(path: str | Path) -> list[Document]:
                         "file or a directory of .txt files")
     if path.is_dir():
         files = sorted(path.rglob("*.txt"))
-        docs = [Document(" ".join(f.read_text(encoding="utf-8-sig").split()), {"folder": f.parent.name}) for f in files]
+        docs = [Document(" ".join(_text(f).split()), {"folder": f.parent.name}) for f in files]
     elif path.suffix == ".jsonl":
         docs = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for i, line in enumerate(_text(path).splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -124,7 +132,7 @@ def read_documents(path: str | Path) -> list[Document]:
             labels = {k: str(v) for k, v in row.items() if k != "text" and isinstance(v, (str, int, bool))}
             docs.append(Document(" ".join(row["text"].split()), labels))
     else:
-        text = path.read_text(encoding="utf-8-sig")
+        text = _text(path)
         parts = text.split(EOT) if EOT in text else re.split(r"\n\s*\n", text)
         docs = [Document(" ".join(p.split())) for p in parts]
     docs = [d for d in docs if d.text]

@@ -125,7 +125,13 @@ def tfidf_svd(texts: list[str], dim: int = 100, seed: int = 0) -> np.ndarray:
 
     if len(texts) < 3:
         raise DataError(f"tfidf needs at least 3 documents, got {len(texts)}")
-    x = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=1).fit_transform(texts)
+    try:
+        x = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=1).fit_transform(texts)
+    except ValueError as e:  # scikit-learn: an empty vocabulary (stop words only, no words at all)
+        raise DataError(f"tfidf found no words to weigh in these documents ({e}); use another embedder") from None
+    if x.shape[1] < 2:
+        raise DataError(f"tfidf found {x.shape[1]} distinct word(s) in {x.shape[0]} documents (all the same text?): "
+                        f"nothing to map; use another embedder or other documents")
     k = max(1, min(dim, x.shape[0] - 1, x.shape[1] - 1))
     z = TruncatedSVD(n_components=k, random_state=seed).fit_transform(x)
     return normalize(z).astype(np.float32)

@@ -47,6 +47,14 @@ class Decision:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "decision") -> "Decision":
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where}: holds a JSON {type(d).__name__}, not an object")
+        for key in ("targets", "controls"):
+            if not isinstance(d.get(key), list) or not all(isinstance(t, str) for t in d[key]):
+                raise ConfigError(f"{where}: {key} must be a list of strings, got {d.get(key)!r:.80}")
+        for key, kind in (("system", str), ("prefill", str)):
+            if d.get(key) is not None and not isinstance(d[key], kind):
+                raise ConfigError(f"{where}: {key} must be a string, got {d[key]!r:.80}")
         try:
             pairs = [(p["original"], p["perturbed"]) for p in d["pairs"]]
             dec = cls(str(d["name"]), list(d["targets"]), list(d["controls"]), pairs, d.get("system"), d.get("prefill", ""))
@@ -54,6 +62,12 @@ class Decision:
             raise ConfigError(f"{where}: needs name, targets, controls and pairs of original/perturbed ({e})") from e
         if not dec.pairs or not dec.targets or not dec.controls:
             raise ConfigError(f"{where}: needs at least one pair, one target and one control")
+        if set(dec.targets) & set(dec.controls):
+            raise ConfigError(f"{where}: targets and controls overlap ({sorted(set(dec.targets) & set(dec.controls))}): "
+                              f"F = mean target logit − mean control logit needs two disjoint sets")
+        same = [i for i, (o, p) in enumerate(dec.pairs) if o == p]
+        if same:
+            raise ConfigError(f"{where}: pair {same[0]} has the same original and perturbed prompt (no change to probe)")
         for side in (s for p in dec.pairs for s in p):
             if not isinstance(side, str) and not (isinstance(side, list) and all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in side)):
                 raise ConfigError(f"{where}: a prompt is a string or a list of {{role, content}} messages, got {side!r:.80}")
@@ -67,6 +81,8 @@ def load_decision(path: str | Path) -> Decision:
         return Decision.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
     except OSError as e:
         raise ConfigError(f"cannot read the decision file {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"the decision file {path} is not UTF-8 text ({e.reason} at byte {e.start})") from e
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path} is not valid JSON: {e}") from e
 
@@ -77,6 +93,8 @@ def render(ck, side: Side, system: str | None = None, prefill: str = "") -> str:
     if not template:
         if not isinstance(side, str):
             raise ConfigError("this checkpoint has no chat template: give prompts as plain strings")
+        if system:
+            raise ConfigError("this checkpoint has no chat template, so a system message has no place: drop 'system'")
         return side + prefill
     messages = [{"role": "user", "content": side}] if isinstance(side, str) else list(side)
     if system is not None and messages[0]["role"] != "system":

@@ -118,6 +118,10 @@ class ProbeResult:
         once per layer they pass)."""
         total = float(self.dF.sum())
         atp = self.atp_layer.sum(0)
+        if total == 0:  # no measured change to explain: every fraction is undefined
+            nan = float("nan")
+            return {"dF_sum": 0.0, "ffn_dla": nan, "all_direct": nan, "atp_sum_over_layers": nan, "atp_best_layer": nan,
+                    "atp_best_layer_index": int(atp.abs().argmax())}
         return {"dF_sum": total, "ffn_dla": float(self.dla_layer.sum()) / total,
                 "all_direct": float(self.dla_layer.sum() + self.dla_other.sum()) / total,
                 "atp_sum_over_layers": float(atp.sum()) / total,

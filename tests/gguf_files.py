@@ -55,6 +55,23 @@ def spm_vocab() -> tuple[list[str], list[float], list[int]]:
     return pieces, scores, types
 
 
+def add_fields(w, meta: dict[str, Any]) -> None:
+    """Write metadata to a GGUFWriter with the type each Python value implies (DROP: left out)."""
+    for key, value in meta.items():
+        if value is DROP:
+            continue
+        if isinstance(value, bool):
+            w.add_bool(key, value)
+        elif isinstance(value, int):
+            w.add_uint32(key, value)
+        elif isinstance(value, float):
+            w.add_float32(key, value)
+        elif isinstance(value, str):
+            w.add_string(key, value)
+        else:
+            w.add_array(key, list(value))
+
+
 def tiny_config(vocab_size: int, **kw: Any) -> ModelConfig:
     return ModelConfig(**{**dict(vocab_size=vocab_size, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
                                  max_seq_len=256, init_std=0.2), **kw})
@@ -97,19 +114,7 @@ def write_gguf(path: Path, *, spm: bool = False, fields: dict[str, Any] | None =
             "llama.rope.freq_base": cfg.rope_base, "llama.attention.layer_norm_rms_epsilon": cfg.norm_eps,
             "llama.rope.dimension_count": cfg.head_dim, "general.name": "tiny", **base, **(fields or {})}
     w = gguf.GGUFWriter(str(path), "llama")
-    for key, value in meta.items():
-        if value is DROP:
-            continue
-        if isinstance(value, bool):
-            w.add_bool(key, value)
-        elif isinstance(value, int):
-            w.add_uint32(key, value)
-        elif isinstance(value, float):
-            w.add_float32(key, value)
-        elif isinstance(value, str):
-            w.add_string(key, value)
-        else:
-            w.add_array(key, list(value))
+    add_fields(w, meta)
     sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     out = {"token_embd.weight": sd["embed.weight"], "output_norm.weight": sd["norm.weight"]}
     names = {"attn_norm": "attn_norm", "ffn_norm": "mlp_norm", "attn_q": "attn.q", "attn_k": "attn.k",
@@ -171,19 +176,7 @@ def write_gemma_gguf(path: Path, *, fields: dict[str, Any] | None = None, seed: 
             "tokenizer.ggml.add_bos_token": True, "tokenizer.ggml.add_eos_token": False,
             "tokenizer.ggml.add_space_prefix": False, **(fields or {})}
     w = gguf.GGUFWriter(str(path), a)
-    for key, value in meta.items():
-        if value is DROP:
-            continue
-        if isinstance(value, bool):
-            w.add_bool(key, value)
-        elif isinstance(value, int):
-            w.add_uint32(key, value)
-        elif isinstance(value, float):
-            w.add_float32(key, value)
-        elif isinstance(value, str):
-            w.add_string(key, value)
-        else:
-            w.add_array(key, list(value))
+    add_fields(w, meta)
     sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     out = {"token_embd.weight": sd["embed.weight"], "output_norm.weight": sd["norm.weight"]}
     names = {"attn_norm": "attn_norm", "ffn_norm": "mlp_norm", "attn_q": "attn.q", "attn_k": "attn.k",

@@ -6,6 +6,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -294,7 +295,7 @@ def test_cli_map_writes_the_files_and_rejects_bad_input(tmp_path):
     assert {p.name for p in out.iterdir()} >= {"map.html", "map.png", "points.csv", "map.json"}
     meta = json.loads((out / "map.json").read_text())
     assert meta["config"]["seed"] == 0 and "topic" in meta["quality"] and meta["embedding"]["computed"] == 60
-    bad = subprocess.run(["python", "-m", "mechlab", "map", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "x")],
+    bad = subprocess.run([sys.executable, "-m", "mechlab", "map", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=120)  # through main(): one line, exit status 2
     assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
     for args, error in ((["--embedder", "bert"], ConfigError), (["--min-cluster-size", "1"], ConfigError),

@@ -57,9 +57,11 @@ class MapConfig:
                               f"{self.cluster_selection_method!r}")
         if self.metric not in ("cosine", "euclidean"):
             raise ConfigError(f"map config: metric must be 'cosine' or 'euclidean', got {self.metric!r}")
-        if n_docs is not None and n_docs <= max(self.n_neighbors, self.n_components + 1, self.min_cluster_size):
-            raise DataError(f"{n_docs} documents are too few for a map with n_neighbors={self.n_neighbors} and "
-                            f"min_cluster_size={self.min_cluster_size}: give more documents or smaller settings")
+        need = max(self.n_neighbors, self.n_components + 1, self.min_cluster_size) + 1
+        if n_docs is not None and n_docs < need:
+            raise DataError(f"{n_docs} documents are too few for a map with n_neighbors={self.n_neighbors}, "
+                            f"n_components={self.n_components} and min_cluster_size={self.min_cluster_size} (it needs "
+                            f"at least {need}): give more documents or smaller settings")
 
     def to_dict(self) -> dict:
         return asdict(self)

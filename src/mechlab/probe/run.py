@@ -47,8 +47,14 @@ class ProbeSettings:
     rank: str = "signed"
 
     def validate(self, n_layers: int, n_neurons: int) -> None:
-        if self.draws < 1 or not 0 < self.holdout < 1 or not self.ks or min(self.ks) < 1:
-            raise ConfigError("probe settings: draws >= 1, 0 < holdout < 1 and top-k sizes >= 1 are required")
+        if self.draws < 1:
+            raise ConfigError(f"probe settings: --draws must be >= 1, got {self.draws}")
+        if not 0 < self.holdout < 1:
+            raise ConfigError(f"probe settings: --holdout is a fraction of the pairs, 0 < holdout < 1, got {self.holdout}")
+        if not self.ks or min(self.ks) < 1 or len(set(self.ks)) != len(self.ks):
+            raise ConfigError(f"probe settings: --ks must be distinct top-set sizes >= 1, got {list(self.ks)}")
+        if self.dose_k < 1:
+            raise ConfigError(f"probe settings: --dose-k must be >= 1, got {self.dose_k}")
         if max(self.ks) > n_neurons * n_layers // 10 or self.dose_k > n_neurons * n_layers // 10:
             raise ConfigError(f"probe settings: top-k sets up to {n_neurons * n_layers // 10} neurons (a tenth of the "
                               "model's) leave room for matched random controls")

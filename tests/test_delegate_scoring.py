@@ -176,3 +176,26 @@ def test_python_scripts_import_the_other_files_of_the_set():
     changed = {**seed, "helper.py": "def greet():\n    return 'bye'\n"}
     # main.py prints the wrong line (0.1 + 0.9 × 0), helper.py prints nothing either way (1.0)
     assert py.similarity(seed, changed) == pytest.approx((0.1 + 1.0) / 2)
+
+
+def test_exact_records_paired_first_keep_the_optimal_matching():
+    """matched_records pairs exactly equal records before the Hungarian method. For a score 1 − d with d a metric
+    (here the normalised Hamming distance) pairing equal records is optimal (exchange argument: s(x, z) ≥ s(x, y) +
+    s(y, z) − 1), so the total equals the brute-force optimum over every assignment."""
+    import itertools
+    import random
+
+    from mechlab.delegate.domains.base import matched_records
+
+    def score(a, b):
+        return 1 - sum(x != y for x, y in zip(a, b)) / len(a)
+
+    rng = random.Random(0)
+    for _ in range(60):
+        seed = [tuple(rng.choice("ab") for _ in range(3)) for _ in range(rng.randint(1, 5))]
+        got = [tuple(rng.choice("ab") for _ in range(3)) for _ in range(rng.randint(1, 5))]
+        small, large = (seed, got) if len(seed) <= len(got) else (got, seed)
+        best = max(sum(score(x, large[j]) for x, j in zip(small, perm))
+                   for perm in itertools.permutations(range(len(large)), len(small)))
+        total, _ = matched_records(seed, got, score)
+        assert abs(total * max(len(seed), len(got)) - best) <= 1e-12

@@ -199,3 +199,16 @@ def test_exact_records_paired_first_keep_the_optimal_matching():
                    for perm in itertools.permutations(range(len(large)), len(small)))
         total, _ = matched_records(seed, got, score)
         assert abs(total * max(len(seed), len(got)) - best) <= 1e-12
+
+
+@pytest.mark.parametrize("domain", ["email", "zone", "dot", "svg", "gtfs", "csv"])
+def test_a_byte_order_mark_or_other_line_endings_cost_nothing(domain):
+    from pathlib import Path
+
+    from mechlab.delegate.domains import DOMAINS
+
+    envs = Path(__file__).resolve().parents[1] / "src" / "mechlab" / "delegate" / "environments"
+    seed_dir = next(p for p in sorted(envs.iterdir()) if p.name.startswith(domain + "-")) / "seed"
+    files = {p.name: p.read_text(encoding="utf-8") for p in seed_dir.iterdir() if p.is_file()}
+    for change in (lambda t: "\ufeff" + t, lambda t: t.replace("\n", "\r\n"), lambda t: t.replace("\n", "\r")):
+        assert DOMAINS[domain].similarity(files, {k: change(v) for k, v in files.items()}) == 1.0

@@ -43,13 +43,15 @@ class Domain:
         raise NotImplementedError
 
     def similarity(self, seed: Files, got: Files) -> float:
+        """Mean over the seed's files of ``file_similarity`` (0 for a file missing or no longer parsing). Both sides
+        are read without a leading byte-order mark and with LF line endings, as the relay reads replies."""
         scores = []
         for name, text in seed.items():
             if name not in got:
                 scores.append(0.0)
                 continue
             try:
-                scores.append(float(self.file_similarity(self.parse(text), self.parse(got[name]))))
+                scores.append(float(self.file_similarity(self.parse(_plain(text)), self.parse(_plain(got[name])))))
             except ConfigError:  # a missing parser is the user's to fix, not a score
                 raise
             except Exception:  # an answer that no longer parses at all scores 0 for that file
@@ -64,6 +66,11 @@ class Domain:
 
     def corrupt(self, files: Files, rng: random.Random) -> Files:
         raise NotImplementedError
+
+
+def _plain(text: str) -> str:
+    """``text`` without a leading byte-order mark, with LF line endings (CRLF and lone CR converted)."""
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _best_matching(score) -> dict[int, int]:

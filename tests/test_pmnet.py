@@ -249,3 +249,25 @@ def test_pmnet_trains_on_needle_retrieval_through_the_one_trainer(tmp_path):
     hits = exact_match(m, task, 100, 8, seed=0)
     assert hits.shape == (8,) and hits.dtype == bool
     assert np.array_equal(hits, exact_match(m, task, 100, 8, seed=0, chunk=13))  # streaming = one pass
+
+
+def test_generation_streams_a_window_model_past_max_seq_len_and_switches_are_booleans():
+    from types import SimpleNamespace
+
+    from mechlab.data.tokenizers import ByteTokenizer
+    from mechlab.generation import Sampling, generate_text
+    from mechlab.models import build_model, preset
+
+    class OneCharPerToken(ByteTokenizer):  # decoding never merges or replaces: one character per new token
+        def decode(self, ids):
+            return "".join(chr(0x4E00 + i) for i in ids)
+
+    cfg = preset("window-tiny", vocab_size=259, max_seq_len=32)
+    ck = SimpleNamespace(model=build_model(cfg), tokenizer=OneCharPerToken(), config=cfg, meta={})
+    text = generate_text(ck, "abc", Sampling(max_new_tokens=60, temperature=1.0, top_k=None))
+    assert len(text) == 60  # 3 + 60 > 32: streamed through the window cache
+    for bad in ({"memory": "false"}, {"qk_norm": 0}):
+        with pytest.raises(ConfigError, match="true or false"):
+            preset("pmnet-tiny", **bad)
+    with pytest.raises(ConfigError, match="unknown keys"):
+        preset("pmnet-tiny", bogus_key=1)

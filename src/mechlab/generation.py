@@ -8,6 +8,7 @@ conversation so far, and each reply is generated until the model's end-of-turn t
 from __future__ import annotations
 
 import json
+import logging
 import math
 import signal
 import threading
@@ -20,6 +21,8 @@ from typing import Callable
 import torch
 
 from mechlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,9 +94,13 @@ def generate_text(ck, prompt: str, sampling: Sampling = Sampling(), on_text: Cal
         if bos < 0:
             raise ConfigError("an empty prompt needs a beginning-of-sequence token, and this tokenizer has none")
         ids = [bos]
-    budget = ck.config.max_seq_len - len(ids)
+    streaming = getattr(ck.config, "all_local", False)  # sliding-window attention only: no length limit
+    budget = sampling.max_new_tokens if streaming else ck.config.max_seq_len - len(ids)
     if budget <= 0:
         raise ConfigError(f"prompt of {len(ids)} tokens fills the model's context of {ck.config.max_seq_len}")
+    if budget < sampling.max_new_tokens:
+        log.warning("the model's context of %d tokens leaves room for %d new tokens after the prompt, not %d",
+                    ck.config.max_seq_len, budget, sampling.max_new_tokens)
     stops = stop_ids(ck) if stop_at_eos else set()
     new: list[int] = []
     shown = ""

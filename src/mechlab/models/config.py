@@ -137,6 +137,9 @@ class ModelConfig:
         return self.n_layers
 
     def validate(self) -> None:
+        for f in fields(self):  # a switch is a bool: "false" (a truthy string) or 0 would silently mean something else
+            if isinstance(f.default, bool) and not isinstance(getattr(self, f.name), bool):
+                raise ConfigError(f"model config: {f.name} must be true or false, got {getattr(self, f.name)!r}")
         positive = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len")
         for name in positive:
             v = getattr(self, name)
@@ -266,4 +269,8 @@ def preset(name: str, **overrides: Any) -> ModelConfig:
     """A named preset, with optional field overrides (e.g. ``vocab_size``)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown model preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    known = {f.name for f in fields(ModelConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"model config: unknown keys {unknown}")
     return ModelConfig(**{**PRESETS[name], **overrides})

@@ -227,3 +227,7 @@ def test_a_copied_run_resumes_where_it_is_and_outputs_never_replace_a_run(tmp_pa
     r = subprocess.run(_mechlab("quantize", str(run), "--method", "rtn", "--bits", "4", "-o", str(tmp_path / "copy")),
                        capture_output=True, text=True, env=_env())
     assert r.returncode == 2 and (tmp_path / "copy" / "train_config.json").exists()
+    r = subprocess.run(_mechlab("quantize", str(run), "--method", "gptq", "--bits", "4", "--data", "wikitext2-valid",
+                                "--calib-sequences", "2", "--calib-seq-len", "32", "-o", str(tmp_path / "q")),
+                       capture_output=True, text=True, env=_env())  # an evaluation-only corpus calibrates on its split
+    assert r.returncode == 0, r.stderr

@@ -181,8 +181,9 @@ def generate(
     from mechlab.train import load_checkpoint
 
     ck = load_checkpoint(checkpoint)
+    sampling = Sampling(max_new_tokens, temperature, top_k, seed)  # checked before the prompt is echoed
     console.print(prompt, end="", markup=False, highlight=False)
-    generate_text(ck, prompt, Sampling(max_new_tokens, temperature, top_k, seed),
+    generate_text(ck, prompt, sampling,
                   on_text=lambda t: console.print(t, end="", markup=False, highlight=False, soft_wrap=True))
     console.print()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import time
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from mechlab.quant.config import GPTQConfig, RTNConfig, TrellisConfig, config_to
 from mechlab.quant.finetune import FinetuneConfig, finetune_
 from mechlab.quant.linear import QuantizedLinear
 from mechlab.quant.qat import QATConfig, qat_
+
+log = logging.getLogger(__name__)
 
 
 def calibration_batches(stream: TokenStream, n_sequences: int, seq_len: int, seed: int = 0,
@@ -79,7 +82,13 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
         corpus = data or ck.meta.get("train_config", {}).get("data")
         if corpus is None:
             raise ConfigError("this checkpoint does not record its training corpus; pass --data for calibration")
-        stream = token_stream(corpus, "train", ck.tokenizer, data_dir or ck.meta.get("train_config", {}).get("data_dir"))
+        from mechlab.data import get_corpus
+
+        splits = get_corpus(str(corpus)).splits
+        split = "train" if "train" in splits else splits[0]  # an evaluation-only corpus calibrates on what it has
+        if split != "train":
+            log.info("calibrating on the %s split of %s (it has no train split)", split, corpus)
+        stream = token_stream(corpus, split, ck.tokenizer, data_dir or ck.meta.get("train_config", {}).get("data_dir"))
     if ptq.needs_hessian or sequential:
         calibration = calibration_batches(stream, calib_sequences, min(calib_seq_len, ck.config.max_seq_len), seed)
     teacher = copy.deepcopy(ck.model) if trained else None

@@ -72,6 +72,16 @@ def add_fields(w, meta: dict[str, Any]) -> None:
             w.add_array(key, list(value))
 
 
+def write_tensors(w, tensors: dict[str, np.ndarray]) -> None:
+    """Add ``tensors`` to a GGUFWriter and write the file (header, metadata, tensors) and close it."""
+    for name, t in tensors.items():
+        w.add_tensor(name, np.ascontiguousarray(t))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def tiny_config(vocab_size: int, **kw: Any) -> ModelConfig:
     return ModelConfig(**{**dict(vocab_size=vocab_size, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
                                  max_seq_len=256, init_std=0.2), **kw})
@@ -133,12 +143,7 @@ def write_gguf(path: Path, *, spm: bool = False, fields: dict[str, Any] | None =
             out.pop(name)
         else:
             out[name] = np.asarray(value, dtype=np.float32)
-    for name, t in out.items():
-        w.add_tensor(name, np.ascontiguousarray(t))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_tensors(w, out)
     return model
 
 
@@ -186,10 +191,5 @@ def write_gemma_gguf(path: Path, *, fields: dict[str, Any] | None = None, seed: 
     for i in range(cfg.n_layers):
         for dst, src in names.items():
             out[f"blk.{i}.{dst}.weight"] = sd[f"blocks.{i}.{src}.weight"]
-    for name, t in out.items():
-        w.add_tensor(name, np.ascontiguousarray(t))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_tensors(w, out)
     return model

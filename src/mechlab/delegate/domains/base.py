@@ -169,3 +169,29 @@ def _kept_order(match: dict[int, int], n: int) -> float:
     if n < 2:
         return 1.0
     return sum(1 for i in range(n - 1) if i in match and i + 1 in match and match[i] < match[i + 1]) / (n - 1)
+
+
+def readable_xml_root(text: str):
+    """The document's root element, or, for a document that is not well-formed (cut off, a broken tag), the elements
+    ElementTree's pull parser built before the first error (their cut-off ends closed)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        return ET.fromstring(text)
+    except ET.ParseError:
+        pass
+    parser = ET.XMLPullParser(events=("start",))
+    root = None
+    try:
+        parser.feed(text)
+        parser.close()
+    except ET.ParseError:
+        pass
+    try:
+        for _, element in parser.read_events():  # the events before the error, then the error itself
+            root = element if root is None else root
+    except ET.ParseError:
+        pass
+    if root is None:
+        raise ValueError("no readable XML")
+    return root

@@ -17,35 +17,12 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from mechlab.delegate.domains.base import readable_xml_root
 from mechlab.delegate.domains.textrecords import UNREADABLE, TextRecordDomain, field_similarity, value_of
 
 
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
-
-
-def _readable_root(text: str) -> ET.Element:
-    """The document's root element, or, for a document that is not well-formed (cut off, a broken tag), the elements
-    ElementTree's pull parser built before the first error (their cut-off ends closed)."""
-    try:
-        return ET.fromstring(text)
-    except ET.ParseError:
-        pass
-    parser = ET.XMLPullParser(events=("start",))
-    root = None
-    try:
-        parser.feed(text)
-        parser.close()
-    except ET.ParseError:
-        pass
-    try:
-        for _, element in parser.read_events():  # the events before the error, then the error itself
-            root = element if root is None else root
-    except ET.ParseError:
-        pass
-    if root is None:
-        raise ValueError("no readable XML")
-    return root
 
 
 class XMLDomain(TextRecordDomain):
@@ -101,7 +78,7 @@ class XMLDomain(TextRecordDomain):
         return {"kind": _local(el.tag), "in": where, **self.flatten(el)}
 
     def read(self, text: str) -> tuple[dict, list]:
-        root = _readable_root(text)
+        root = readable_xml_root(text)
         records: list = []
 
         def walk(el: ET.Element, where: list[str]) -> None:
@@ -209,7 +186,7 @@ class VOTableDomain(XMLDomain):
         return [m.span() for m in re.finditer(r"(?ms)^[ \t]*<(?:\w+:)?TR\b.*?</(?:\w+:)?TR>[ \t]*\n", text)]
 
     def read(self, text: str) -> tuple[dict, list]:
-        root = _readable_root(text)
+        root = readable_xml_root(text)
         doc = {"root": _local(root.tag), **self.flatten(root)}
         records: list = []
         for table in (e for e in root.iter() if isinstance(e.tag, str) and _local(e.tag) == "TABLE"):

@@ -21,7 +21,8 @@ import random
 import re
 from typing import Any, Callable
 
-from mechlab.delegate.domains.base import Domain, Files, _kept_order, aligned, matched_records, same_value
+from mechlab.delegate.domains.base import (Domain, Files, _kept_order, aligned, matched_records, readable_xml_root,
+                                           same_value)
 from mechlab.errors import ConfigError
 
 
@@ -261,17 +262,7 @@ class GPXDomain(RecordDomain):
         error, and the elements built by then are written back closed."""
         import xml.etree.ElementTree as ET
 
-        parser = ET.XMLPullParser(events=("start",))
-        root = None
-        try:
-            parser.feed(text)
-            parser.close()
-        except ET.ParseError:
-            pass
-        for _, element in parser.read_events():
-            root = element if root is None else root
-        if root is None:
-            raise ValueError("no readable XML")
+        root = readable_xml_root(text)
         for element in root.iter():  # written back without namespace prefixes, as GPX files are
             element.tag = element.tag.rsplit("}", 1)[-1]
         return ET.tostring(root, encoding="unicode")

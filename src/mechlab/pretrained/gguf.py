@@ -257,6 +257,7 @@ def read_gguf(path: str | Path) -> Imported:
                   for i in (v if isinstance(v, list) else [v])})
     meta = {"imported_from": {"format": "gguf", "path": str(path), "name": _field(reader, "general.name"),
                               "file_type": int(_field(reader, "general.file_type", -1))},
+            "tokenizer_pre": _field(reader, "tokenizer.ggml.pre"),
             "bos_token_id": meta_ids["bos_token_id"], "eos_token_id": meta_ids["eos_token_id"],
             "end_of_generation_ids": eog, "add_bos_token": tokenizer.add_bos,
             "chat_template": _field(reader, "tokenizer.chat_template"),

@@ -1,0 +1,237 @@
+"""Export a mechlab checkpoint of the Llama family to GGUF, the file format of llama.cpp.
+
+The inverse of :func:`mechlab.pretrained.gguf.read_gguf` for ``general.architecture = llama``: the same tensor
+names (``token_embd``, ``blk.N.attn_q`` …, ``output_norm``, ``output`` when the head is untied), the rows of
+``attn_q`` and ``attn_k`` permuted back to llama.cpp's interleaved RoPE pairs (2i, 2i+1), RoPE frequency factors as
+a ``rope_freqs`` tensor, and the tokenizer as a byte-level BPE (``tokenizer.ggml.model = gpt2``) with its merges,
+special tokens, BOS setting and chat template.
+
+Tensor types (``qtype``): ``f32`` and ``f16`` keep the weights as floats; ``q8_0``, ``q4_0`` and ``q4_1`` are
+llama.cpp's block formats of 32 weights (one fp16 scale, plus an fp16 minimum for Q4_1), rounded by the ``gguf``
+package's reference quantiser, which is llama.cpp's own rounding. Norm weights and the RoPE factors stay float32,
+as llama.cpp requires. A quantised mechlab model (trellis, GPTQ, RTN) is exported from its dequantised weights:
+trellis codes have no llama.cpp type, so their export is float (or requantised to one of the block formats).
+
+What a Llama file cannot express is refused by name: looped and hyper-connected models, μP output scaling, the
+Gemma and PMNet switches (sliding windows, QK-norm, post-norms, GeGLU, the phasor memory), and tokenizers that are
+not byte-level BPE.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mechlab.errors import ConfigError
+
+QTYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1")
+# the GGUF file types (general.file_type, llama.cpp's enum llama_ftype) of the all-tensor formats
+FILE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7}
+# token types of tokenizer.ggml.token_type (llama.cpp's llama_token_type)
+NORMAL, CONTROL, USER_DEFINED = 1, 3, 4
+# ModelConfig switches a llama-architecture GGUF has no place for, with the value a Llama model has
+NOT_LLAMA = {"arch": "transformer", "n_loops": 1, "n_streams": 1, "loop_embedding": False, "parametrization": "sp",
+             "attn_head_dim": None, "window": None, "qk_norm": False, "memory": False, "embed_scale": False,
+             "post_norms": False, "mlp_act": "silu", "global_every": None, "rope_local_base": None}
+
+
+def permute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """llama.cpp's per-head row order of a q or k projection (out, in): rows (i, i + head_dim/2) of each head become
+    rows (2i, 2i+1). Inverse of :func:`mechlab.pretrained.gguf.unpermute_rope_rows`."""
+    out, inp = w.shape
+    return w.reshape(n_heads, 2, out // n_heads // 2, inp).swapaxes(1, 2).reshape(out, inp)
+
+
+def check_exportable(config) -> None:
+    """Raise ConfigError naming the first setting of ``config`` (a ModelConfig) a Llama GGUF file cannot hold."""
+    for name, value in NOT_LLAMA.items():
+        have = getattr(config, name)
+        if have != value:
+            raise ConfigError(f"GGUF export: {name} = {have!r} has no place in a llama-architecture file (a Llama "
+                              f"model has {value!r}); only plain Llama-family models can be exported")
+    head_dim = config.d_model // config.n_heads
+    if config.d_model % config.n_heads or head_dim % 2:
+        raise ConfigError(f"GGUF export: d_model {config.d_model} / n_heads {config.n_heads} must be an even integer")
+
+
+def _pre_name(pt: dict, known: dict[str, tuple[str, ...]]) -> str:
+    """llama.cpp's name of a tokenizer.json pre-tokenizer: GPT-2's byte-level split is ``gpt2``; a sequence of regex
+    splits before a byte-level step is the first name of :data:`~mechlab.pretrained.vocab.PRE_TOKENIZERS` with the
+    same expressions. Raises ConfigError when none matches."""
+    from mechlab.pretrained.vocab import GPT2
+
+    if pt.get("type") == "ByteLevel" and pt.get("use_regex", True):
+        exprs: tuple[str, ...] = (GPT2,)
+    elif pt.get("type") == "Sequence":
+        steps = pt.get("pretokenizers", [])
+        exprs = tuple((p.get("pattern") or {}).get("Regex", "") for p in steps if p.get("type") == "Split")
+        if not steps or steps[-1].get("type") != "ByteLevel" or len(exprs) != len(steps) - 1:
+            exprs = ()
+    else:
+        exprs = ()
+    for name, known_exprs in known.items():
+        if exprs and known_exprs == exprs:
+            return name
+    raise ConfigError("GGUF export: the tokenizer's pre-tokenizer is not one of llama.cpp's that mechlab knows; give "
+                      "its llama.cpp name with --pre (e.g. llama-bpe, qwen2, smollm)")
+
+
+def gguf_vocab(tokenizer, meta: dict, pre: str | None = None) -> dict:
+    """The tokenizer fields of a llama.cpp byte-level BPE vocabulary (tokenizer.ggml.*) from a mechlab tokenizer.
+
+    ``pre`` names llama.cpp's pre-tokenizer; by default the one the checkpoint was imported with
+    (``meta['tokenizer_pre']``), else the name whose regular expressions the tokenizer's pre-tokenizer applies
+    (GPT-2's byte-level split is ``gpt2``). Raises ConfigError for
+    a byte tokenizer or a SentencePiece vocabulary (not exportable here) and for an unknown pre-tokenizer."""
+    from mechlab.pretrained.vocab import PRE_TOKENIZERS
+
+    tok = getattr(tokenizer, "tok", None)
+    if tok is None:
+        raise ConfigError("GGUF export: only BPE tokenizers (tokenizer.json) can be exported, not the byte tokenizer")
+    spec = json.loads(tok.to_str())
+    model, decoder = spec.get("model") or {}, spec.get("decoder") or {}
+    if model.get("type") != "BPE" or decoder.get("type") != "ByteLevel":
+        raise ConfigError("GGUF export: the tokenizer is not a byte-level BPE (SentencePiece vocabularies are not "
+                          "exported); llama.cpp's 'gpt2' vocabulary needs one")
+    if pre is None:
+        pre = meta.get("tokenizer_pre")
+    if pre is None:
+        pre = _pre_name(spec.get("pre_tokenizer") or {}, PRE_TOKENIZERS)
+    if pre not in PRE_TOKENIZERS:
+        raise ConfigError(f"GGUF export: pre-tokenizer {pre!r} is not one mechlab can check; known: "
+                          f"{', '.join(sorted(PRE_TOKENIZERS))}")
+    vocab = model["vocab"]
+    n = tok.get_vocab_size()
+    tokens = [""] * n
+    for t, i in vocab.items():
+        tokens[i] = t
+    types = [NORMAL] * n
+    for added in spec.get("added_tokens", []):
+        tokens[added["id"]] = added["content"]
+        types[added["id"]] = CONTROL if added.get("special") else USER_DEFINED
+    if any(t == "" for t in tokens):
+        raise ConfigError("GGUF export: the tokenizer's ids are not contiguous")
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    return {"model": "gpt2", "pre": pre, "tokens": tokens, "types": types, "merges": merges}
+
+
+def _float_state(model: torch.nn.Module) -> dict[str, np.ndarray]:
+    """Every weight of ``model`` as float32 numpy, quantised Linear layers through their dequantised ``weight``."""
+    state = {}
+    for name, module in model.named_modules():
+        if not name:
+            continue
+        w = getattr(module, "weight", None)
+        if isinstance(w, torch.Tensor) and not any(True for _ in module.children()):
+            state[f"{name}.weight"] = w.detach().float().cpu().numpy()
+    return state
+
+
+def export_gguf(model: torch.nn.Module, tokenizer, meta: dict, out: str | Path, qtype: str = "f32",
+                pre: str | None = None, name: str | None = None) -> Path:
+    """Write ``model`` (a mechlab Llama-family Transformer, float or quantised) with its tokenizer to the GGUF file
+    ``out``, tensors of type ``qtype`` (one of :data:`QTYPES`; matrices only: norms stay float32).
+
+    Raises ConfigError for a model or tokenizer a llama-architecture file cannot hold, an unknown ``qtype``, a
+    matrix whose rows are not a multiple of the block size (32) for the block formats, and an ``out`` that is a
+    folder. The file is written atomically."""
+    import gguf
+    from gguf.quants import quantize
+
+    from mechlab.utils import atomic_path
+
+    if qtype not in QTYPES:
+        raise ConfigError(f"GGUF export: tensor type {qtype!r} is not one of {', '.join(QTYPES)}")
+    config = model.config
+    check_exportable(config)
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"GGUF export: output {out} is a folder; give a file name ending in .gguf")
+    vocab = gguf_vocab(tokenizer, meta, pre)
+    if len(vocab["tokens"]) > config.vocab_size:
+        raise ConfigError(f"GGUF export: the tokenizer has {len(vocab['tokens'])} tokens but the model only "
+                          f"{config.vocab_size} embedding rows")
+    state = _float_state(model)
+    n_kv = config.n_kv_heads or config.n_heads
+    head_dim = config.d_model // config.n_heads
+    gtype = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
+             "q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0,
+             "q4_1": gguf.GGMLQuantizationType.Q4_1}[qtype]
+
+    tensors: list[tuple[str, np.ndarray, bool]] = [("token_embd.weight", state["embed.weight"], True),
+                                                  ("output_norm.weight", state["norm.weight"], False)]
+    if not config.tie_embeddings:
+        tensors.append(("output.weight", state["lm_head.weight"], True))
+    names = {"attn_norm": "attn_norm", "ffn_norm": "mlp_norm", "attn_q": "attn.q", "attn_k": "attn.k",
+             "attn_v": "attn.v", "attn_output": "attn.o", "ffn_gate": "mlp.gate", "ffn_up": "mlp.up",
+             "ffn_down": "mlp.down"}
+    for i in range(config.n_layers):
+        for dst, src in names.items():
+            w = state[f"blocks.{i}.{src}.weight"]
+            if dst == "attn_q":
+                w = permute_rope_rows(w, config.n_heads)
+            elif dst == "attn_k":
+                w = permute_rope_rows(w, n_kv)
+            tensors.append((f"blk.{i}.{dst}.weight", w, w.ndim == 2))
+    if config.rope_freq_factors is not None:
+        tensors.append(("rope_freqs.weight", np.asarray(config.rope_freq_factors, np.float32), False))
+
+    with atomic_path(out) as tmp:
+        w = gguf.GGUFWriter(str(tmp), "llama")
+        w.add_name(name or (meta.get("imported_from") or {}).get("name") or out.stem)
+        w.add_file_type(FILE_TYPES[qtype])
+        w.add_vocab_size(config.vocab_size)
+        w.add_context_length(config.max_seq_len)
+        w.add_embedding_length(config.d_model)
+        w.add_block_count(config.n_layers)
+        w.add_feed_forward_length(config.d_ff)
+        w.add_head_count(config.n_heads)
+        w.add_head_count_kv(n_kv)
+        w.add_rope_dimension_count(head_dim)
+        w.add_rope_freq_base(float(config.rope_base))
+        w.add_layer_norm_rms_eps(float(config.norm_eps))
+        w.add_tokenizer_model(vocab["model"])
+        w.add_tokenizer_pre(vocab["pre"])
+        w.add_token_list(vocab["tokens"])
+        w.add_token_types(vocab["types"])
+        w.add_token_merges(vocab["merges"])
+        bos, eos = meta.get("bos_token_id"), meta.get("eos_token_id")
+        bos = bos if bos is not None else (tokenizer.bos_id if tokenizer.bos_id >= 0 else None)
+        eos = eos if eos is not None else (tokenizer.eos_id if tokenizer.eos_id >= 0 else None)
+        if bos is not None:
+            w.add_bos_token_id(int(bos))
+        if eos is not None:
+            w.add_eos_token_id(int(eos[0] if isinstance(eos, list) else eos))
+        w.add_add_bos_token(bool(getattr(tokenizer, "add_bos", False)))
+        if meta.get("chat_template"):
+            w.add_chat_template(meta["chat_template"])
+        for tname, arr, is_matrix in tensors:
+            arr = np.ascontiguousarray(arr, dtype=np.float32)
+            if not is_matrix or qtype == "f32":
+                w.add_tensor(tname, arr)
+            elif qtype == "f16":
+                w.add_tensor(tname, arr.astype(np.float16))
+            else:
+                if arr.shape[-1] % 32:
+                    raise ConfigError(f"GGUF export: {tname} has rows of {arr.shape[-1]} weights, not a multiple of "
+                                      f"the 32-weight blocks of {qtype}")
+                w.add_tensor(tname, quantize(arr, gtype), raw_dtype=gtype)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+    return out
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, qtype: str = "f32", pre: str | None = None) -> Path:
+    """:func:`export_gguf` of a checkpoint or run directory (the CLI's ``mechlab export gguf``)."""
+    from mechlab.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    return export_gguf(ckpt.model, ckpt.tokenizer, ckpt.meta, out, qtype=qtype, pre=pre)
+
+
+__all__ = ["QTYPES", "check_exportable", "export_checkpoint", "export_gguf", "gguf_vocab", "permute_rope_rows"]

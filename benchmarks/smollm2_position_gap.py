@@ -23,6 +23,7 @@ from common import is_reference_run, print_table, result_path, write_result
 from mechlab.data.corpora import cache_dir
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
+from mechlab.utils import save_figure
 from smollm2_wikitext2 import smollm2_checkpoint
 
 WINDOWS = 12  # the full run
@@ -44,12 +45,10 @@ def buckets(n: int, size: int) -> list[range]:
 
 
 def plot(excess: dict[str, torch.Tensor], bucket: int, png) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     for tag, e in excess.items():
         runs = buckets(len(e), bucket)
         label = m[0][1:] if (m := re.search(r"-ft\d.*", tag)) else tag
@@ -61,8 +60,7 @@ def plot(excess: dict[str, torch.Tensor], bucket: int, png) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    save_figure(fig, png, dpi=120)
 
 
 def build_parser() -> argparse.ArgumentParser:

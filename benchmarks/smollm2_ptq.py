@@ -45,7 +45,7 @@ from mechlab.quant import collect_hessians, quantize_
 from mechlab.quant.api import target_linears
 from mechlab.quant.finetune import finetune_
 from mechlab.quant.run import calibration_batches, make_config, size_report
-from mechlab.utils import write_json_atomic
+from mechlab.utils import save_figure, write_json_atomic
 from smollm2_wikitext2 import REFERENCE_PPL, smollm2_checkpoint
 
 SMOOTH = 10  # steps in the running mean of the plotted KL curves
@@ -123,12 +123,10 @@ def evaluate(model, stream, windows: int) -> dict:
 def plot_finetune(rows: list[dict], png, corpus: str) -> None:
     """The training KL of every fine-tuned row against its step (log scale): each batch's value faint, its running
     mean over ``SMOOTH`` steps solid (one batch's KL varies by ±20% with its text)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     for r in rows:
         kl = torch.tensor(r["finetune"]["kl_curve"])
         mean = kl.cumsum(0)
@@ -144,8 +142,7 @@ def plot_finetune(rows: list[dict], png, corpus: str) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    save_figure(fig, png, dpi=120)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,7 +43,7 @@ from scipy.spatial import cKDTree
 from mechlab.geometry import ACTIONS, loglog_slope, manifold, point_process_gap
 from mechlab.geometry.denoiser import denoiser_task, sample
 from mechlab.train.trainer import TrainConfig, train
-from mechlab.utils import machine_description, write_json_atomic
+from mechlab.utils import machine_description, save_figure, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -157,7 +157,7 @@ def plot(result: dict, png: Path) -> None:
     fig.suptitle(f"trained denoisers on S2 ({result['settings']['steps']} steps, width {result['settings']['width']}, "
                  f"{len(result['settings']['seeds'])} seeds)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(png)
+    save_figure(fig, png)
 
 
 def build_parser() -> argparse.ArgumentParser:

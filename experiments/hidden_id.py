@@ -42,7 +42,7 @@ from mechlab.plots import read_metrics
 from mechlab.errors import CheckpointError
 from mechlab.train import TrainConfig, load_checkpoint, train
 from mechlab.train.checkpoint import resolve_checkpoint, verify_checkpoint
-from mechlab.utils import machine_description, write_json_atomic
+from mechlab.utils import machine_description, save_figure, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent
 ARCHS = ("transformer", "looped", "hyperloop")
@@ -122,7 +122,7 @@ def plot(result: dict, png: Path) -> None:
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(png)
+    save_figure(fig, png)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,7 +45,7 @@ from scipy.stats import bootstrap
 from mechlab.data.retrieval import RetrievalTask, exact_match, training_task
 from mechlab.models import build_model, preset
 from mechlab.train.trainer import TrainConfig, train
-from mechlab.utils import machine_description, write_json_atomic
+from mechlab.utils import machine_description, save_figure, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -170,7 +170,7 @@ def plot(result: dict, png: Path) -> None:
     fig.suptitle(f"needle retrieval beyond the receptive field: PMNet-tiny, {s['steps']} steps of {s['batch_size']}×"
                  f"{s['seq_len']}, G ≤ {s['max_gap']} in training, {len(s['seeds'])} seeds", fontsize=10)
     fig.tight_layout()
-    fig.savefig(png)
+    save_figure(fig, png)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ from mechlab.probe.interventions import (controlled, evaluate_sets, inject_effec
                                          residual_direction, top_neurons)
 from mechlab.probe.prompts import Decision, encode_pairs, is_refusal, render
 from mechlab.probe.score import observable, probe
+from mechlab.utils import save_figure
 
 log = logging.getLogger("mechlab.probe")
 
@@ -243,7 +244,4 @@ def plot_decision(result: dict, n_layers: int, png: str | Path) -> Path:
         cx.legend(fontsize=7)
         cx.set_title("dose curve", fontsize=9)
     fig.tight_layout()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png)
-    return png
+    return save_figure(fig, png)

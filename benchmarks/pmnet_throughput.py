@@ -22,18 +22,17 @@ import argparse
 
 import torch
 
-from common import is_reference_run, print_table, train_throughput, write_result
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, set_threads, train_throughput, write_result
 from mechlab.models import KVCache, build_model, preset
 
 LENGTHS = (1024, 8192, 65536)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer rounds, shorter streams (a smoke run)")
+    ap = benchmark_parser(__doc__, "fewer rounds, shorter streams (a smoke run)",
+                          threads=1, threads_help="torch threads (1: the committed run, on a shared CPU)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the committed run, on a shared CPU)")
     return ap
 
 
@@ -64,10 +63,8 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
-    _, quick = output(ap, args)
-    torch.set_num_threads(args.threads)
+    ap, args, _, quick = parse_benchmark_args(build_parser, output)
+    set_threads(args.threads)
     rounds, steps = (2, 1) if args.quick else (5, 3)
     cfgs = {"pmnet": preset("pmnet-tiny"), "memory_off": preset("pmnet-tiny", mem_cumsum=False),
             "window": preset("window-tiny")}

@@ -19,7 +19,7 @@ import re
 
 import torch
 
-from common import is_reference_run, print_table, result_path, write_result
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result
 from mechlab.data.corpora import cache_dir
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
@@ -64,12 +64,10 @@ def plot(excess: dict[str, torch.Tensor], bucket: int, png) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = benchmark_parser(__doc__, "a smoke run: 2 windows", name="smollm2_position_gap")
     ap.add_argument("--models", nargs="+", required=True, help="cache tags of fine-tuned models")
     ap.add_argument("--windows", type=int, default=WINDOWS, help="full 2048-token windows, spread over the test set")
-    ap.add_argument("--quick", action="store_true", help="a smoke run: 2 windows")
     ap.add_argument("--bucket", type=int, default=256, help="positions per row of the table")
-    ap.add_argument("--name", default="smollm2_position_gap", help="result file stem under benchmarks/results")
     return ap
 
 
@@ -79,9 +77,7 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
-    name, partial = output(ap, args)
+    ap, args, name, partial = parse_benchmark_args(build_parser, output)
     if args.quick:
         args.windows = min(args.windows, 2)
 

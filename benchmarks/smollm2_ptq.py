@@ -37,7 +37,7 @@ import time
 
 import torch
 
-from common import is_reference_run, print_table, result_path, write_result
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result
 from mechlab.data.corpora import cache_dir, get_corpus
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
@@ -146,7 +146,9 @@ def plot_finetune(rows: list[dict], png, corpus: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = benchmark_parser(__doc__, "a smoke run: 2 windows, the first bits only, 8 calibration windows, <= 5 fine-tuning "
+                          "steps", name=None,
+                          name_help="result file stem under benchmarks/results (default: derived from the options)")
     ap.add_argument("--windows", type=int, default=16, help="WikiText-2 test windows of 2048 tokens (all: 149)")
     ap.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4])
     ap.add_argument("--methods", nargs="+", default=["rtn", "gptq", "gptq-act", "trellis"],
@@ -176,9 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="gptq/trellis: calibrate block by block on the partly quantised model, towards the float "
                          "outputs (mechlab.quant.sequential), from the same calibration windows")
     ap.add_argument("--fresh", action="store_true", help="recompute cached rows and Hessians")
-    ap.add_argument("--name", help="result file stem under benchmarks/results (default: derived from the options)")
-    ap.add_argument("--quick", action="store_true",
-                    help="a smoke run: 2 windows, the first bits only, 8 calibration windows, <= 5 fine-tuning steps")
     return ap
 
 
@@ -197,9 +196,7 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
-    name, quick = output(ap, args)
+    ap, args, name, quick = parse_benchmark_args(build_parser, output)
     if args.quick:
         args.windows, args.bits, args.calib_sequences = 2, args.bits[:1], min(args.calib_sequences, 8)
         args.ft_bits, args.ft_steps = (args.ft_bits or args.bits)[:1], min(args.ft_steps, 5)

@@ -1,4 +1,4 @@
-"""Training throughput of the four architectures of papers/hyperloop.md, side by side in one run.
+"""Training throughput of the four architectures of arXiv 2604.21254 (Hyperloop), side by side in one run.
 
 Each tiny preset (Transformer, mHC, Looped, Hyperloop; matched width and unrolled depth) trains (forward,
 backward, AdamW step) on the same random batches in float32 on the CPU; the architectures are alternated round by

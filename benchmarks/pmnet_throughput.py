@@ -1,4 +1,4 @@
-"""The cost of PMNet's phasor memory (papers/pmnet.md): training speed and the size of the streaming state.
+"""The cost of PMNet's phasor memory (arXiv 2605.13370): training speed and the size of the streaming state.
 
 1. Training tokens/s (forward, backward, AdamW step, float32, CPU) of PMNet-tiny against the same model with the
    memory recurrence off (``mem_cumsum=False``: same parameters, the segmented sum skipped) and the plain

@@ -1,5 +1,5 @@
 """Trellis quantisation quality: MSE per weight on i.i.d. N(0,1) at k=2 bits, tail-biting (exactly 2.000 bits per
-weight), for L in {8, 10, 12, 14, 16} and every code. Reference (papers/trellis-quantization.md): QTIP ≈ 0.069 at
+weight), for L in {8, 10, 12, 14, 16} and every code. Reference (QTIP, arXiv 2406.11235): QTIP ≈ 0.069 at
 L=16; distortion-rate bound 0.063; scalar Lloyd-Max 2-bit 0.118. Target here: <= 0.069 at L=16.
 
     python benchmarks/trellis_mse.py [--quick] [--sequences 256] [--k 2]

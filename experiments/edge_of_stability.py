@@ -1,4 +1,4 @@
-"""Edge of stability under gradient descent and under Adam (papers/learning-mechanics.md (c)).
+"""Edge of stability under gradient descent and under Adam (arXiv 2604.21691).
 
 Predictions:
 

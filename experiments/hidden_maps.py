@@ -1,5 +1,5 @@
-"""Maps of hidden states by layer and loop: Transformer vs Looped vs Hyperloop (papers/learning-mechanics.md,
-"universal behaviours"; papers/story-maps.md).
+"""Maps of hidden states by layer and loop: Transformer vs Looped vs Hyperloop (arXiv 2604.21691,
+"universal behaviours"; docs/maps.md).
 
 The three tiny presets (transformer-tiny: 8 blocks; looped-tiny and hyperloop-tiny: 1 -> 2×3 -> 1 blocks, the same
 unrolled depth 8) trained by the one trainer on the TinyStories sample (byte tokens, 600 steps of 8×128, seed 0;

@@ -1,4 +1,4 @@
-"""How much is one recurrence worth at CPU scale? The iso-depth scaling law (arXiv 2604.21106, papers/hyperloop.md)
+"""How much is one recurrence worth at CPU scale? The iso-depth scaling law (arXiv 2604.21106 and 2604.21254)
 
     L(N_once, N_rec, r, D) = E + A·(N_once + r^φ·N_rec)^(−α) + B·D^(−β)
 

@@ -1,4 +1,4 @@
-"""LLM stories on one map (papers/story-maps.md, item 4 of issue 31): does the map separate the writers?
+"""LLM stories on one map (docs/maps.md): does the map separate the writers?
 
 Writers:
 * ``smollm2``: SmolLM2-135M-Instruct (``--smollm2``, imported by `mechlab import gguf smollm2 -o DIR`) through its

@@ -1,4 +1,4 @@
-"""Does the best learning rate move with width? Standard parameterisation against μP (papers/learning-mechanics.md (d)).
+"""Does the best learning rate move with width? Standard parameterisation against μP (arXiv 2604.21691).
 
 Prediction (Yang et al., μTransfer): under SP the loss-optimal Adam learning rate shrinks as the model widens;
 under μP (mechlab's ``parametrization="mup"``, base width 64) it stays within one step of the grid.

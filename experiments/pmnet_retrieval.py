@@ -1,4 +1,4 @@
-"""PMNet's retrieval claim measured beyond the receptive field of its attention stack (papers/pmnet.md).
+"""PMNet's retrieval claim measured beyond the receptive field of its attention stack (arXiv 2605.13370).
 
 Arms, each trained by the one trainer (``mechlab.train.train`` with the :class:`~mechlab.train.trainer.Task` of
 :func:`mechlab.data.retrieval.training_task`) on single-needle retrieval (``KEY k VAL v · G fillers · QUERY k → v``,

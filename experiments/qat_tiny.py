@@ -1,6 +1,6 @@
 """Trellis PTQ vs STE-QAT vs BCJR-QAT at 2 bits on the trained tiny models (issue: BCJR-QAT, item 5).
 
-Prediction (papers/trellis-quantization.md §5): at matched step budgets, validation loss orders
+Prediction (BCJR-QAT, arXiv 2605.10655): at matched step budgets, validation loss orders
 BCJR-QAT < trellis PTQ < STE-trellis QAT (from the PTQ initialisation).
 
 For every model trained by experiments/hyperloop_tiny.py (gutenberg, BPE 2048; Transformer, Looped, Hyperloop,

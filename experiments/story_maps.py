@@ -1,4 +1,4 @@
-"""Story maps, measured (papers/story-maps.md): how well the BERTopic pipeline (UMAP -> HDBSCAN -> class-based
+"""Story maps, measured (docs/maps.md): how well the BERTopic pipeline (UMAP -> HDBSCAN -> class-based
 TF-IDF; mechlab.maps) separates documents, for each embedder, over 5 UMAP seeds at the default settings
 (mechlab.maps.MapConfig: UMAP 15 neighbours, 5 components, min_dist 0, cosine; HDBSCAN min_cluster_size 10, eom).
 

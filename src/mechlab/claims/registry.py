@@ -1,6 +1,6 @@
 """The seed papers and their claims as data: each claim a falsifiable prediction with a tolerance, the command of
 the experiment that checks it, the file its results land in, and the rule that turns those results into a verdict
-(papers/pith-pages.md, papers/learning-mechanics.md).
+(the measurement discipline of arXiv 2604.21691).
 
 A verdict is read from committed result files only; a claim without results (or without an experiment yet) is
 "not yet measured". Every verdict says the scale it was measured at: a small CPU model can support or refute a
@@ -491,7 +491,7 @@ def _gap_denoiser(res: list[dict]) -> Measurement:
     return _combine(states, rows, "denoiser slopes")
 
 
-# ---- story maps (papers/story-maps.md; experiments/story_maps.py) -------------------------------------------
+# ---- story maps (docs/maps.md; experiments/story_maps.py) ---------------------------------------------------
 _MAPS_DATASETS = ("gutenberg", "tinystories")
 _MAPS_EMBEDDER = "minilm"  # the default embedder of `mechlab map` and of BERTopic
 MAPS_NOISE_MAX, MAPS_STABILITY_MIN = 0.35, 0.7

@@ -1,4 +1,4 @@
-"""Hyper-connections over n residual streams (mHC, Hyperloop; see papers/hyperloop.md).
+"""Hyper-connections over n residual streams (mHC, arXiv 2512.24880; Hyperloop, arXiv 2604.21254).
 
 One :class:`HyperConnection` is one application: from the RMS-normalised flattened streams z it computes read
 weights ``pre = σ(a_pre·W_pre z + b_pre)``, write weights ``post = 2σ(a_post·W_post z + b_post)`` and a residual

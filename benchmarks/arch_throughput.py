@@ -21,8 +21,17 @@ import argparse
 
 import torch
 
-from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, set_threads, train_throughput, write_result
 from mechlab.models import build_model, preset
+
+from common import (
+    benchmark_parser,
+    is_reference_run,
+    parse_benchmark_args,
+    print_table,
+    set_threads,
+    train_throughput,
+    write_result,
+)
 
 ARCHS = ("transformer", "mhc", "looped", "hyperloop")
 COMMITTED = {"arch_throughput_c512": "--d-model 512 --batch 8"}  # results committed with other than the defaults

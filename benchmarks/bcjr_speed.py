@@ -22,9 +22,10 @@ import time
 
 import torch
 
-from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, set_threads, write_result
 from mechlab.quant.bcjr import soft_decode, soft_weights
 from mechlab.quant.codes import code_table
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, set_threads, write_result
 
 K, V, T = 2, 1, 0.1
 

@@ -18,12 +18,13 @@ import time
 
 import torch
 
-from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 from mechlab.data.corpora import cache_dir
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from mechlab.pretrained import import_checkpoint
 from mechlab.train import load_checkpoint
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 
 
 def gemma3_checkpoint():

@@ -21,11 +21,12 @@ import time
 
 import torch
 
-from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 from mechlab.quant.api import set_module, target_linears
 from mechlab.quant.qtip import RMS_TARGET
 from mechlab.train import load_checkpoint
 from qmatvec import random_trellis
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 from smollm2_wikitext2 import smollm2_checkpoint
 
 PROMPT = "The history of the city begins in the early middle ages, when"

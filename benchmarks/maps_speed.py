@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
-
 from mechlab.maps import MapConfig, build_map, embed, gutenberg_documents
 from mechlab.maps.render import write_html, write_png, write_table
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 
 
 def build_parser() -> argparse.ArgumentParser:

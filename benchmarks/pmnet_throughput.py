@@ -22,8 +22,17 @@ import argparse
 
 import torch
 
-from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, set_threads, train_throughput, write_result
 from mechlab.models import KVCache, build_model, preset
+
+from common import (
+    benchmark_parser,
+    is_reference_run,
+    parse_benchmark_args,
+    print_table,
+    set_threads,
+    train_throughput,
+    write_result,
+)
 
 LENGTHS = (1024, 8192, 65536)
 

@@ -26,10 +26,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 from mechlab.kernels import qmatvec_kernel
 from mechlab.quant import TrellisConfig
 from mechlab.quant.linear import TrellisLinear
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 
 SHAPES = ["4096x4096", "576x576", "192x576", "1536x576", "576x1536"]  # out × in: 4096², SmolLM2's q/o, k/v, up, down
 BITS, THREADS, ROUNDS, SECONDS, WORKING_SET_MB = [2], [1, 2], 7, 0.3, 256.0  # the full run

@@ -19,11 +19,12 @@ import re
 
 import torch
 
-from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result
 from mechlab.data.corpora import cache_dir
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from mechlab.utils import save_figure
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result
 from smollm2_wikitext2 import smollm2_checkpoint
 
 WINDOWS = 12  # the full run

@@ -37,7 +37,6 @@ import time
 
 import torch
 
-from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result
 from mechlab.data.corpora import cache_dir, get_corpus
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
@@ -46,6 +45,8 @@ from mechlab.quant.api import target_linears
 from mechlab.quant.finetune import finetune_
 from mechlab.quant.run import calibration_batches, make_config, size_report
 from mechlab.utils import save_figure, write_json_atomic
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result
 from smollm2_wikitext2 import REFERENCE_PPL, smollm2_checkpoint
 
 SMOOTH = 10  # steps in the running mean of the plotted KL curves

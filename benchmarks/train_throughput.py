@@ -19,8 +19,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import benchmark_parser, is_reference_run, matmul_flops, parse_benchmark_args, print_table, set_threads, train_throughput, write_result
 from mechlab.models import build_model, preset
+
+from common import (
+    benchmark_parser,
+    is_reference_run,
+    matmul_flops,
+    parse_benchmark_args,
+    print_table,
+    set_threads,
+    train_throughput,
+    write_result,
+)
 
 
 # ---- the minimal reference: one file, no framework, same shapes ----------------------------------------------

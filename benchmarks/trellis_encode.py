@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 
-from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 from mechlab.kernels import trellis_kernel
 from mechlab.quant import trellis
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 
 
 def encode_rate(n_seq: int, L: int, k: int, V: int, code: str, torch_only: bool) -> float:

@@ -16,8 +16,9 @@ import time
 
 import torch
 
-from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 from mechlab.quant.trellis import decode, encode, pack_codes
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 
 CODES = (("lut", 1), ("1mad", 1), ("3inst", 1), ("hyb", 2))
 FULL_SEQUENCES = 256  # the committed run

@@ -39,13 +39,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from representation_gap import int_at_least, parse_quick, positive_float  # experiments/, beside this script
 from scipy.stats import bootstrap
 
 from mechlab.data.retrieval import RetrievalTask, exact_match, training_task
 from mechlab.models import build_model, preset
 from mechlab.train.trainer import TrainConfig, train
 from mechlab.utils import machine_description, save_figure, write_json_atomic
+
+from representation_gap import int_at_least, parse_quick, positive_float  # experiments/, beside this script
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -158,7 +159,7 @@ def plot(result: dict, png: Path) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
-    for i, arm in enumerate(ARMS):
+    for _i, arm in enumerate(ARMS):
         for j, seed in enumerate(s["seeds"]):
             g = result["training"][arm][str(seed)]["grad_norm"]
             ax2.semilogy(np.arange(1, len(g) + 1), g, color=f"C{VARIANTS.index(arm)}", lw=0.6, alpha=0.7,

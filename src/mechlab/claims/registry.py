@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from importlib import resources
-from typing import Callable
+from pathlib import Path
 
 import yaml
 

@@ -6,7 +6,7 @@ mechlab/claims/templates/, autoescaped); this module gathers what they show."""
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jinja2
@@ -72,7 +72,7 @@ def render_report(out: str | Path, root: str | Path = ".", measured: dict[str, t
     measured = measured or {}
     results = {c.name: measured[c.name][0] if c.name in measured else c.measure(root) for c in CLAIMS}
     env = _environment()
-    common = {"rendered": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}"}
+    common = {"rendered": f"{datetime.now(UTC):%Y-%m-%d %H:%M}"}
     index_rows = []
     for p in (p for p in PAPERS.values() if has_page(p)):
         claims = [c for c in CLAIMS if c.paper == p.id]

@@ -62,8 +62,8 @@ import math
 import numbers
 import os
 import warnings
-from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 

@@ -8,7 +8,7 @@ mix H_res, then ``Y ← H_res(Y) + post ⊗ f(Σ_i pre_i Y_i)``. H_res is the id
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn

@@ -25,7 +25,7 @@ history of the global layers and the last window − 1 positions of the local on
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn as nn

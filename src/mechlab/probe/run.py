@@ -21,8 +21,15 @@ from tqdm.auto import tqdm
 from mechlab.errors import ConfigError
 from mechlab.generation import Sampling, generate_text
 from mechlab.probe.hooks import DecisionSet, Intervention, intervene
-from mechlab.probe.interventions import (controlled, evaluate_sets, inject_effect, matched_random, random_directions,
-                                         residual_direction, top_neurons)
+from mechlab.probe.interventions import (
+    controlled,
+    evaluate_sets,
+    inject_effect,
+    matched_random,
+    random_directions,
+    residual_direction,
+    top_neurons,
+)
 from mechlab.probe.prompts import Decision, encode_pairs, is_refusal, render
 from mechlab.probe.score import observable, probe
 from mechlab.utils import save_figure

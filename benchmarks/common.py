@@ -6,6 +6,11 @@ Any other run (``--quick``, fewer rounds, another batch, more sequences, another
 full results, never over them: NAME.quick.json and NAME.quick.png. :func:`is_reference_run` is that rule; options
 that only name the output (``--name``) or cannot change the figures are passed to it as ``ignore``. Every output
 path of a benchmark comes from ``result_path``; the claim pages read only the full files.
+
+A benchmark's parser starts from :func:`benchmark_parser` (``--quick`` and, where it has them, ``--threads``,
+``--name``, ``--data-dir``: the options every benchmark shares, declared once), its ``main`` reads the arguments with
+:func:`parse_benchmark_args` (arguments, result name, quick) and sets threads with :func:`set_threads`; its figures
+are saved with :func:`mechlab.utils.save_figure` (atomic PNG).
 """
 
 from __future__ import annotations

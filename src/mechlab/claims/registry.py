@@ -1,10 +1,13 @@
 """The seed papers and their claims as data: each claim a falsifiable prediction with a tolerance, the command of
 the experiment that checks it, the file its results land in, and the rule that turns those results into a verdict
-(the measurement discipline of arXiv 2604.21691).
+(the measurement discipline of arXiv 2604.21691; docs/claims.md).
 
 A verdict is read from committed result files only; a claim without results (or without an experiment yet) is
 "not yet measured". Every verdict says the scale it was measured at: a small CPU model can support or refute a
 claim at that scale, not at the paper's.
+
+The prose (papers' readings, claims' statements, predictions, tolerances and scales) is data, one YAML file per paper
+under claims/papers/; this module holds the code and the rules that judge it.
 """
 
 from __future__ import annotations

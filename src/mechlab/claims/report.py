@@ -1,6 +1,6 @@
 """Render the claim pages: a static HTML site, one page per seed paper in the reading structure of a pith page
 (pith, core claim, load-bearing premise, what would settle it) with MEASURED verdicts, and an index with the
-citation graph of the reading list. The pages are Jinja templates (package data under
+citation graph of the reading list (docs/claims.md). The pages are Jinja templates (package data under
 mechlab/claims/templates/, autoescaped); this module gathers what they show."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Training throughput of the four architectures of papers/hyperloop.md, side by side in one run.
+"""Training throughput of the four architectures of arXiv 2604.21254 (Hyperloop), side by side in one run.
 
 Each tiny preset (Transformer, mHC, Looped, Hyperloop; matched width and unrolled depth) trains (forward,
 backward, AdamW step) on the same random batches in float32 on the CPU; the architectures are alternated round by
@@ -21,22 +21,29 @@ import argparse
 
 import torch
 
-from common import is_reference_run, print_table, train_throughput, write_result
 from mechlab.models import build_model, preset
+
+from common import (
+    benchmark_parser,
+    is_reference_run,
+    parse_benchmark_args,
+    print_table,
+    set_threads,
+    train_throughput,
+    write_result,
+)
 
 ARCHS = ("transformer", "mhc", "looped", "hyperloop")
 COMMITTED = {"arch_throughput_c512": "--d-model 512 --batch 8"}  # results committed with other than the defaults
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    ap = benchmark_parser(__doc__, "fewer rounds (a smoke run)", threads=None)
     ap.add_argument("--scale", default="tiny", help="preset suffix: tiny, or paper-small etc. on a big machine")
     ap.add_argument("--d-model", type=int, default=None, help="override the width (d_ff = 2.75·C, C/32 heads)")
     ap.add_argument("--vocab", type=int, default=2048, help="vocabulary (the BPE size of the tiny experiment)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own count)")
     return ap
 
 
@@ -47,11 +54,8 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
-    name, quick = output(ap, args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    ap, args, name, quick = parse_benchmark_args(build_parser, output)
+    set_threads(args.threads)
     rounds, steps = (2, 2) if args.quick else (6, 6)
 
     models = {}

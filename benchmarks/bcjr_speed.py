@@ -22,9 +22,10 @@ import time
 
 import torch
 
-from common import is_reference_run, print_table, write_result
 from mechlab.quant.bcjr import soft_decode, soft_weights
 from mechlab.quant.codes import code_table
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, set_threads, write_result
 
 K, V, T = 2, 1, 0.1
 
@@ -62,10 +63,9 @@ def rate(impl: str, w: torch.Tensor, probe: torch.Tensor, table: torch.Tensor, L
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="a smoke run: one round, L in {8, 10}")
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                    help="torch threads (default: torch's own count, %(default)s here)")
+    ap = benchmark_parser(__doc__, "a smoke run: one round, L in {8, 10}",
+                          threads=torch.get_num_threads(),
+                          threads_help="torch threads (default: torch's own count, %(default)s here)")
     return ap
 
 
@@ -75,10 +75,8 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
-    name, quick = output(ap, args)
-    torch.set_num_threads(args.threads)
+    ap, args, name, quick = parse_benchmark_args(build_parser, output)
+    set_threads(args.threads)
     rounds = 1 if args.quick else 3
     impls = ("mechlab", "autograd", "gather")
     Ls = (8, 10) if args.quick else (8, 10, 12)

@@ -6,6 +6,11 @@ Any other run (``--quick``, fewer rounds, another batch, more sequences, another
 full results, never over them: NAME.quick.json and NAME.quick.png. :func:`is_reference_run` is that rule; options
 that only name the output (``--name``) or cannot change the figures are passed to it as ``ignore``. Every output
 path of a benchmark comes from ``result_path``; the claim pages read only the full files.
+
+A benchmark's parser starts from :func:`benchmark_parser` (``--quick`` and, where it has them, ``--threads``,
+``--name``, ``--data-dir``: the options every benchmark shares, declared once), its ``main`` reads the arguments with
+:func:`parse_benchmark_args` (arguments, result name, quick) and sets threads with :func:`set_threads`; its figures
+are saved with :func:`mechlab.utils.save_figure` (atomic PNG).
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -120,6 +126,57 @@ def parse_quick(build_parser: Callable[[], argparse.ArgumentParser], quick_defau
         quick_parser.set_defaults(**quick_defaults)
         args = quick_parser.parse_args(argv)
     return parser, args, not is_reference_run(parser, args, ignore)
+
+
+_ABSENT = object()
+DATA_DIR_HELP = ("a local data directory to read the text from (default: MECHLAB_DATA or the cache); every file is "
+                 "checked against its sha256, so it cannot change the figures")
+
+
+def benchmark_parser(doc: str | None, quick: str, *, threads: Any = _ABSENT, threads_help: str | None = None,
+                     name: Any = _ABSENT, name_help: str = "result file stem under benchmarks/results",
+                     data_dir: bool = False) -> argparse.ArgumentParser:
+    """The parser every benchmark starts from, holding the options they share; the script adds its own.
+
+    ``doc`` (the module docstring) is the description, printed as written. ``--quick`` is always there (``quick`` is
+    its help: what the smoke run leaves out). Given ``threads``, ``--threads`` (torch threads) with that default:
+    ``None`` for torch's own count, an int, or a list for one row per count (``nargs="+"``). Given ``name``,
+    ``--name`` (the result file stem, with that default; it only names the output, so pass it to
+    :func:`is_reference_run` in ``ignore``). ``data_dir``: ``--data-dir`` (a checked local copy of the data; also one
+    for ``ignore``). Pair with :func:`parse_benchmark_args` and :func:`set_threads`."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help=quick)
+    if threads is not _ABSENT:
+        several = isinstance(threads, (list, tuple))
+        default_help = ("torch thread counts, one row per count" if several else
+                        "torch threads (default: torch's own count)" if threads is None else "torch threads")
+        ap.add_argument("--threads", type=int, default=threads, help=threads_help or default_help,
+                        **({"nargs": "+"} if several else {}))
+    if name is not _ABSENT:
+        ap.add_argument("--name", default=name, help=name_help)
+    if data_dir:
+        ap.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    return ap
+
+
+def parse_benchmark_args(build_parser: Callable[[], argparse.ArgumentParser],
+                         output: Callable[[argparse.ArgumentParser, argparse.Namespace], tuple[str, bool]],
+                         argv: Sequence[str] | None = None
+                         ) -> tuple[argparse.ArgumentParser, argparse.Namespace, str, bool]:
+    """(parser, arguments, result name, quick) of a benchmark run: ``build_parser()`` parses ``argv`` (None: the command
+    line) and the script's ``output(parser, arguments)`` names the result and says whether the run is the committed
+    configuration (:func:`is_reference_run`: quick is True for every other run, which writes NAME.quick.json)."""
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    name, quick = output(ap, args)
+    return ap, args, name, quick
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op thread count to ``threads`` (None: leave torch's own count); returns the count in use."""
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def result_path(name: str, quick: bool, suffix: str = ".json") -> Path:

@@ -21,11 +21,12 @@ import time
 
 import torch
 
-from common import is_reference_run, print_table, write_result
 from mechlab.quant.api import set_module, target_linears
 from mechlab.quant.qtip import RMS_TARGET
 from mechlab.train import load_checkpoint
 from qmatvec import random_trellis
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 from smollm2_wikitext2 import smollm2_checkpoint
 
 PROMPT = "The history of the city begins in the early middle ages, when"
@@ -49,14 +50,12 @@ def decode_tokens_per_s(ck, ids: torch.Tensor, new_tokens: int) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = benchmark_parser(__doc__, "a smoke run: 2 rounds of 16 new tokens", threads=THREADS)
     ap.add_argument("--quantized", default=None, help="a quantised SmolLM2 checkpoint (default: random 2-bit codes)")
     ap.add_argument("--bits", type=int, default=2)
     ap.add_argument("--L", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=NEW_TOKENS)
     ap.add_argument("--rounds", type=int, default=ROUNDS)
-    ap.add_argument("--threads", type=int, nargs="+", default=THREADS)
-    ap.add_argument("--quick", action="store_true", help="a smoke run: 2 rounds of 16 new tokens")
     return ap
 
 
@@ -66,9 +65,7 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
-    name, partial = output(ap, args)
+    ap, args, name, partial = parse_benchmark_args(build_parser, output)
     if args.quick:
         args.rounds, args.new_tokens = min(args.rounds, 2), min(args.new_tokens, 16)
     fp32 = smollm2_checkpoint()

@@ -25,18 +25,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import is_reference_run, print_table, write_result
-
 from mechlab.maps import MapConfig, build_map, embed, gutenberg_documents
 from mechlab.maps.render import write_html, write_png, write_table
 
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
+
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = benchmark_parser(__doc__.split("\n\n")[0], "500 documents, 20 for the MiniLM sample")
     ap.add_argument("--docs", type=int, default=5000)
     ap.add_argument("--embedder", default="tfidf")
     ap.add_argument("--minilm-sample", type=int, default=200)
-    ap.add_argument("--quick", action="store_true", help="500 documents, 20 for the MiniLM sample")
     return ap
 
 
@@ -46,9 +45,7 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
-    name, quick = output(ap, args)
+    ap, args, name, quick = parse_benchmark_args(build_parser, output)
     if args.quick:
         args.docs, args.minilm_sample = 500, 20
     docs = gutenberg_documents(per_book=200)

@@ -1,4 +1,4 @@
-"""The cost of PMNet's phasor memory (papers/pmnet.md): training speed and the size of the streaming state.
+"""The cost of PMNet's phasor memory (arXiv 2605.13370): training speed and the size of the streaming state.
 
 1. Training tokens/s (forward, backward, AdamW step, float32, CPU) of PMNet-tiny against the same model with the
    memory recurrence off (``mem_cumsum=False``: same parameters, the segmented sum skipped) and the plain
@@ -22,18 +22,26 @@ import argparse
 
 import torch
 
-from common import is_reference_run, print_table, train_throughput, write_result
 from mechlab.models import KVCache, build_model, preset
+
+from common import (
+    benchmark_parser,
+    is_reference_run,
+    parse_benchmark_args,
+    print_table,
+    set_threads,
+    train_throughput,
+    write_result,
+)
 
 LENGTHS = (1024, 8192, 65536)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer rounds, shorter streams (a smoke run)")
+    ap = benchmark_parser(__doc__, "fewer rounds, shorter streams (a smoke run)",
+                          threads=1, threads_help="torch threads (1: the committed run, on a shared CPU)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the committed run, on a shared CPU)")
     return ap
 
 
@@ -64,10 +72,8 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
-    _, quick = output(ap, args)
-    torch.set_num_threads(args.threads)
+    ap, args, _, quick = parse_benchmark_args(build_parser, output)
+    set_threads(args.threads)
     rounds, steps = (2, 1) if args.quick else (5, 3)
     cfgs = {"pmnet": preset("pmnet-tiny"), "memory_off": preset("pmnet-tiny", mem_cumsum=False),
             "window": preset("window-tiny")}

@@ -26,10 +26,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from common import is_reference_run, print_table, write_result
 from mechlab.kernels import qmatvec_kernel
 from mechlab.quant import TrellisConfig
 from mechlab.quant.linear import TrellisLinear
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 
 SHAPES = ["4096x4096", "576x576", "192x576", "1536x576", "576x1536"]  # out × in: 4096², SmolLM2's q/o, k/v, up, down
 BITS, THREADS, ROUNDS, SECONDS, WORKING_SET_MB = [2], [1, 2], 7, 0.3, 256.0  # the full run
@@ -67,13 +68,11 @@ def seconds_per_call(fn, budget: float) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="a smoke run: two small shapes, 2 short rounds, 32 MB")
+    ap = benchmark_parser(__doc__, "a smoke run: two small shapes, 2 short rounds, 32 MB", threads=THREADS)
     ap.add_argument("--shapes", nargs="+", default=SHAPES)
     ap.add_argument("--bits", type=int, nargs="+", default=BITS)
     ap.add_argument("--L", type=int, default=16)
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--threads", type=int, nargs="+", default=THREADS)
     ap.add_argument("--rounds", type=int, default=ROUNDS)
     ap.add_argument("--seconds", type=float, default=SECONDS)
     ap.add_argument("--working-set", type=float, default=WORKING_SET_MB, help="MB of fp32 copies cycled through; 0: one")
@@ -89,9 +88,7 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
-    name, partial = output(ap, args)
+    ap, args, name, partial = parse_benchmark_args(build_parser, output)
     if args.quick:
         args.shapes = [s for s in args.shapes if s in ("576x576", "192x576")] or args.shapes[:1]
         args.rounds, args.seconds = min(args.rounds, 2), min(args.seconds, 0.05)

@@ -19,10 +19,12 @@ import re
 
 import torch
 
-from common import is_reference_run, print_table, result_path, write_result
 from mechlab.data.corpora import cache_dir
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
+from mechlab.utils import save_figure
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result
 from smollm2_wikitext2 import smollm2_checkpoint
 
 WINDOWS = 12  # the full run
@@ -44,12 +46,10 @@ def buckets(n: int, size: int) -> list[range]:
 
 
 def plot(excess: dict[str, torch.Tensor], bucket: int, png) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     for tag, e in excess.items():
         runs = buckets(len(e), bucket)
         label = m[0][1:] if (m := re.search(r"-ft\d.*", tag)) else tag
@@ -61,17 +61,14 @@ def plot(excess: dict[str, torch.Tensor], bucket: int, png) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    save_figure(fig, png, dpi=120)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = benchmark_parser(__doc__, "a smoke run: 2 windows", name="smollm2_position_gap")
     ap.add_argument("--models", nargs="+", required=True, help="cache tags of fine-tuned models")
     ap.add_argument("--windows", type=int, default=WINDOWS, help="full 2048-token windows, spread over the test set")
-    ap.add_argument("--quick", action="store_true", help="a smoke run: 2 windows")
     ap.add_argument("--bucket", type=int, default=256, help="positions per row of the table")
-    ap.add_argument("--name", default="smollm2_position_gap", help="result file stem under benchmarks/results")
     return ap
 
 
@@ -81,9 +78,7 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
-    name, partial = output(ap, args)
+    ap, args, name, partial = parse_benchmark_args(build_parser, output)
     if args.quick:
         args.windows = min(args.windows, 2)
 

@@ -37,7 +37,6 @@ import time
 
 import torch
 
-from common import is_reference_run, print_table, result_path, write_result
 from mechlab.data.corpora import cache_dir, get_corpus
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
@@ -45,7 +44,9 @@ from mechlab.quant import collect_hessians, quantize_
 from mechlab.quant.api import target_linears
 from mechlab.quant.finetune import finetune_
 from mechlab.quant.run import calibration_batches, make_config, size_report
-from mechlab.utils import write_json_atomic
+from mechlab.utils import save_figure, write_json_atomic
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result
 from smollm2_wikitext2 import REFERENCE_PPL, smollm2_checkpoint
 
 SMOOTH = 10  # steps in the running mean of the plotted KL curves
@@ -123,12 +124,10 @@ def evaluate(model, stream, windows: int) -> dict:
 def plot_finetune(rows: list[dict], png, corpus: str) -> None:
     """The training KL of every fine-tuned row against its step (log scale): each batch's value faint, its running
     mean over ``SMOOTH`` steps solid (one batch's KL varies by ±20% with its text)."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     for r in rows:
         kl = torch.tensor(r["finetune"]["kl_curve"])
         mean = kl.cumsum(0)
@@ -144,12 +143,13 @@ def plot_finetune(rows: list[dict], png, corpus: str) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    save_figure(fig, png, dpi=120)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = benchmark_parser(__doc__, "a smoke run: 2 windows, the first bits only, 8 calibration windows, <= 5 fine-tuning "
+                          "steps", name=None,
+                          name_help="result file stem under benchmarks/results (default: derived from the options)")
     ap.add_argument("--windows", type=int, default=16, help="WikiText-2 test windows of 2048 tokens (all: 149)")
     ap.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4])
     ap.add_argument("--methods", nargs="+", default=["rtn", "gptq", "gptq-act", "trellis"],
@@ -179,9 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="gptq/trellis: calibrate block by block on the partly quantised model, towards the float "
                          "outputs (mechlab.quant.sequential), from the same calibration windows")
     ap.add_argument("--fresh", action="store_true", help="recompute cached rows and Hessians")
-    ap.add_argument("--name", help="result file stem under benchmarks/results (default: derived from the options)")
-    ap.add_argument("--quick", action="store_true",
-                    help="a smoke run: 2 windows, the first bits only, 8 calibration windows, <= 5 fine-tuning steps")
     return ap
 
 
@@ -200,9 +197,7 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
-    name, quick = output(ap, args)
+    ap, args, name, quick = parse_benchmark_args(build_parser, output)
     if args.quick:
         args.windows, args.bits, args.calib_sequences = 2, args.bits[:1], min(args.calib_sequences, 8)
         args.ft_bits, args.ft_steps = (args.ft_bits or args.bits)[:1], min(args.ft_steps, 5)

@@ -19,12 +19,13 @@ import time
 
 import torch
 
-from common import is_reference_run, print_table, write_result
 from mechlab.data.corpora import cache_dir
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from mechlab.pretrained import import_checkpoint
 from mechlab.train import load_checkpoint
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 
 REFERENCE_PPL, REFERENCE_TOKENS = 21.31, 302_956
 
@@ -37,15 +38,11 @@ def smollm2_checkpoint():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="a smoke run: the first 2 windows")
+    ap = benchmark_parser(__doc__, "a smoke run: the first 2 windows", data_dir=True)
     ap.add_argument("--max-windows", type=int, default=None, help="a partial run: the first N windows")
     ap.add_argument("--context", type=int, default=2048)
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--bf16", action="store_true")
-    ap.add_argument("--data-dir", default=None,
-                    help="a local data directory to read the text from (default: MECHLAB_DATA or the cache); every "
-                         "file is checked against its sha256, so it cannot change the figures")
     return ap
 
 
@@ -56,9 +53,7 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
-    name, quick = output(ap, args)
+    ap, args, name, quick = parse_benchmark_args(build_parser, output)
     if args.quick and args.max_windows is None:
         args.max_windows = 2
     ck = smollm2_checkpoint()

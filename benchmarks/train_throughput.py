@@ -19,8 +19,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import is_reference_run, matmul_flops, print_table, train_throughput, write_result
 from mechlab.models import build_model, preset
+
+from common import (
+    benchmark_parser,
+    is_reference_run,
+    matmul_flops,
+    parse_benchmark_args,
+    print_table,
+    set_threads,
+    train_throughput,
+    write_result,
+)
 
 
 # ---- the minimal reference: one file, no framework, same shapes ----------------------------------------------
@@ -83,12 +93,10 @@ def train_flops_per_token(cfg, T: int) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    ap = benchmark_parser(__doc__, "fewer rounds (a smoke run)", threads=None)
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own count)")
     return ap
 
 
@@ -98,11 +106,8 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
-    name, quick = output(ap, args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    ap, args, name, quick = parse_benchmark_args(build_parser, output)
+    set_threads(args.threads)
     rounds, steps = (3, 3) if args.quick else (8, 10)
 
     cfg = preset(args.preset, vocab_size=259, max_seq_len=args.seq)

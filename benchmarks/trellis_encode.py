@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 
-from common import is_reference_run, print_table, write_result
 from mechlab.kernels import trellis_kernel
 from mechlab.quant import trellis
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 
 
 def encode_rate(n_seq: int, L: int, k: int, V: int, code: str, torch_only: bool) -> float:
@@ -56,8 +57,7 @@ def lane_cycle_peak() -> tuple[int, float | None]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="a smoke run: one round of 2 sequences")
+    ap = benchmark_parser(__doc__, "a smoke run: one round of 2 sequences")
     return ap
 
 
@@ -67,9 +67,7 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
-    name, quick = output(ap, args)
+    ap, args, name, quick = parse_benchmark_args(build_parser, output)
     torch.set_num_threads(1)  # the kernel runs on torch's thread count
     if trellis_kernel() is None:
         raise SystemExit("the compiled kernel did not build (no C compiler?)")

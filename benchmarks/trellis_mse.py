@@ -1,5 +1,5 @@
 """Trellis quantisation quality: MSE per weight on i.i.d. N(0,1) at k=2 bits, tail-biting (exactly 2.000 bits per
-weight), for L in {8, 10, 12, 14, 16} and every code. Reference (papers/trellis-quantization.md): QTIP ≈ 0.069 at
+weight), for L in {8, 10, 12, 14, 16} and every code. Reference (QTIP, arXiv 2406.11235): QTIP ≈ 0.069 at
 L=16; distortion-rate bound 0.063; scalar Lloyd-Max 2-bit 0.118. Target here: <= 0.069 at L=16.
 
     python benchmarks/trellis_mse.py [--quick] [--sequences 256] [--k 2]
@@ -16,8 +16,9 @@ import time
 
 import torch
 
-from common import is_reference_run, print_table, write_result
 from mechlab.quant.trellis import decode, encode, pack_codes
+
+from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 
 CODES = (("lut", 1), ("1mad", 1), ("3inst", 1), ("hyb", 2))
 FULL_SEQUENCES = 256  # the committed run
@@ -25,8 +26,7 @@ K_RANGE = (1, 3)  # bits per weight: a trellis step shifts in kV <= 8 bits, fewe
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="L in {8, 10, 12} and 16 sequences")
+    ap = benchmark_parser(__doc__, "L in {8, 10, 12} and 16 sequences")
     ap.add_argument("--sequences", type=int, default=FULL_SEQUENCES,
                     help="256-weight sequences per cell (other than 256: written beside the full results, .quick)")
     ap.add_argument("--k", type=int, default=2, help=f"bits per weight, {K_RANGE[0]} to {K_RANGE[1]}")
@@ -40,14 +40,12 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap = build_parser()
-    args = ap.parse_args()
+    ap, args, name, quick = parse_benchmark_args(build_parser, output)
     if args.sequences < 1:
         ap.error(f"--sequences {args.sequences}: give at least 1 sequence of 256 weights")
     if not K_RANGE[0] <= args.k <= K_RANGE[1]:
         ap.error(f"--k {args.k}: bits per weight must be {K_RANGE[0]} to {K_RANGE[1]} (the codes run at L down to 8, hyb "
                  "with V=2 weights a step, and a trellis step shifts in k·V bits, fewer than L and at most 8)")
-    name, quick = output(ap, args)
     Ls = (8, 10, 12) if args.quick else (8, 10, 12, 14, 16)
     n_seq = 16 if args.quick else args.sequences
     w = torch.randn(n_seq, 256, generator=torch.Generator().manual_seed(0))

@@ -1,4 +1,4 @@
-"""Edge of stability under gradient descent and under Adam (papers/learning-mechanics.md (c)).
+"""Edge of stability under gradient descent and under Adam (arXiv 2604.21691).
 
 Predictions:
 
@@ -50,7 +50,7 @@ import torch
 
 from mechlab.claims.registry import claim
 from mechlab.mechanics import adam_preconditioner, adam_threshold, preconditioned_sharpness, top_hessian_eigenvalue
-from mechlab.utils import machine_description, write_json_atomic
+from mechlab.utils import machine_description, save_figure, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent
 BAND = (0.8, 1.2)  # the equilibrium ratio sharpness/threshold that counts as "at the edge"
@@ -205,7 +205,7 @@ def plot(runs: list[dict], png: Path) -> None:
         ax.legend(loc="lower right")
     axes[0].set_ylabel("sharpness / threshold (one line per seed)")
     fig.tight_layout()
-    fig.savefig(png)
+    save_figure(fig, png)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,17 +33,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-from representation_gap import (  # experiments/representation_gap.py, beside this script
-    int_at_least,
-    parse_quick,
-    positive_float,
-)
 from scipy.spatial import cKDTree
 
 from mechlab.geometry import ACTIONS, loglog_slope, manifold, point_process_gap
 from mechlab.geometry.denoiser import denoiser_task, sample
 from mechlab.train.trainer import TrainConfig, train
-from mechlab.utils import machine_description, write_json_atomic
+from mechlab.utils import machine_description, save_figure, write_json_atomic
+
+from representation_gap import (  # experiments/representation_gap.py, beside this script
+    int_at_least,
+    parse_quick,
+    positive_float,
+)
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -157,7 +158,7 @@ def plot(result: dict, png: Path) -> None:
     fig.suptitle(f"trained denoisers on S2 ({result['settings']['steps']} steps, width {result['settings']['width']}, "
                  f"{len(result['settings']['seeds'])} seeds)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(png)
+    save_figure(fig, png)
 
 
 def build_parser() -> argparse.ArgumentParser:

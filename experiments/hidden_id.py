@@ -34,15 +34,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from representation_gap import int_at_least, parse_quick  # experiments/representation_gap.py, beside this script
 
 from mechlab.data.corpora import load_text
+from mechlab.errors import CheckpointError
 from mechlab.mechanics import hidden_state_dimension
 from mechlab.plots import read_metrics
-from mechlab.errors import CheckpointError
 from mechlab.train import TrainConfig, load_checkpoint, train
 from mechlab.train.checkpoint import resolve_checkpoint, verify_checkpoint
-from mechlab.utils import machine_description, write_json_atomic
+from mechlab.utils import machine_description, save_figure, write_json_atomic
+
+from representation_gap import int_at_least, parse_quick  # experiments/representation_gap.py, beside this script
 
 ROOT = Path(__file__).resolve().parent
 ARCHS = ("transformer", "looped", "hyperloop")
@@ -122,7 +123,7 @@ def plot(result: dict, png: Path) -> None:
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(png)
+    save_figure(fig, png)
 
 
 def build_parser() -> argparse.ArgumentParser:

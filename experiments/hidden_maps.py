@@ -1,5 +1,5 @@
-"""Maps of hidden states by layer and loop: Transformer vs Looped vs Hyperloop (papers/learning-mechanics.md,
-"universal behaviours"; papers/story-maps.md).
+"""Maps of hidden states by layer and loop: Transformer vs Looped vs Hyperloop (arXiv 2604.21691,
+"universal behaviours"; docs/maps.md).
 
 The three tiny presets (transformer-tiny: 8 blocks; looped-tiny and hyperloop-tiny: 1 -> 2×3 -> 1 blocks, the same
 unrolled depth 8) trained by the one trainer on the TinyStories sample (byte tokens, 600 steps of 8×128, seed 0;
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import io
 import sys
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from mechlab.maps import (
     tinystories_documents,
 )
 from mechlab.maps.render import draw_map
-from mechlab.utils import atomic_path, machine_description, write_json_atomic
+from mechlab.utils import machine_description, save_figure, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -118,10 +117,7 @@ def plot(pictures: dict, out: dict, path: Path) -> None:
             draw_map(ax, pictures[(arch, layer)], f"{arch} L{layer}: {s['summary']['n_clusters']['mean']:.0f} cl, "
                                                   f"stab {s['stability']['mean']:.2f}", label_clusters=False)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
+    save_figure(fig, path, format="png", dpi=90)
 
 
 if __name__ == "__main__":

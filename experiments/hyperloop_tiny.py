@@ -1,4 +1,4 @@
-"""The Hyperloop claim at CPU scale (papers/hyperloop.md, Table 1).
+"""The Hyperloop claim at CPU scale (Hyperloop Transformers, arXiv 2604.21254, Table 1).
 
 Transformer, mHC, Looped and Hyperloop tiny presets (width 128, unrolled depth 8; Looped and Hyperloop 1→2×3→1)
 train on the same tokens of the gutenberg corpus (a byte-level BPE of 2048 tokens trained on its train split):

@@ -1,4 +1,4 @@
-"""How much is one recurrence worth at CPU scale? The iso-depth scaling law (arXiv 2604.21106, papers/hyperloop.md)
+"""How much is one recurrence worth at CPU scale? The iso-depth scaling law (arXiv 2604.21106 and 2604.21254)
 
     L(N_once, N_rec, r, D) = E + A·(N_once + r^φ·N_rec)^(−α) + B·D^(−β)
 
@@ -54,7 +54,7 @@ import torch
 from mechlab.mechanics.fits import fit_law, predict, synthetic_recovery
 from mechlab.mechanics.sweep import SweepSpec, run_sweep
 from mechlab.models import build_model, preset
-from mechlab.utils import machine_description, write_json_atomic
+from mechlab.utils import machine_description, save_figure, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "isodepth_phi.json"
@@ -200,7 +200,7 @@ def plot(result: dict, out: Path) -> None:
     axes[0].set_ylabel("validation loss (nats/token)")
     axes[0].legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    save_figure(fig, out, dpi=120)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""LLM stories on one map (papers/story-maps.md, item 4 of issue 31): does the map separate the writers?
+"""LLM stories on one map (docs/maps.md): does the map separate the writers?
 
 Writers:
 * ``smollm2``: SmolLM2-135M-Instruct (``--smollm2``, imported by `mechlab import gguf smollm2 -o DIR`) through its
@@ -33,7 +33,7 @@ import numpy as np
 
 from mechlab.maps import MapConfig, embed, run_map, seed_sweep, tinystories_documents
 from mechlab.maps.documents import Document
-from mechlab.utils import atomic_path, machine_description, write_json_atomic
+from mechlab.utils import atomic_path, machine_description, save_figure, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -181,7 +181,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def plot(result, writers: list[str], out: dict, path: Path) -> None:
     """Two panels of the same 2-D MiniLM map (seed 0): coloured by cluster, and by writer."""
-    import io
 
     from matplotlib.figure import Figure
 
@@ -202,10 +201,7 @@ def plot(result, writers: list[str], out: dict, path: Path) -> None:
     ax.set_title(f"writers: AMI {s['writer']['ami_noise_cluster']['mean']:.2f}, 10-NN accuracy "
                  f"{s['writer']['knn_embedding']['mean']:.2f} (chance {s['writer']['chance']['mean']:.2f})", fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
+    save_figure(fig, path, format="png", dpi=110)
 
 
 if __name__ == "__main__":

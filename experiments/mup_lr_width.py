@@ -1,4 +1,4 @@
-"""Does the best learning rate move with width? Standard parameterisation against μP (papers/learning-mechanics.md (d)).
+"""Does the best learning rate move with width? Standard parameterisation against μP (arXiv 2604.21691).
 
 Prediction (Yang et al., μTransfer): under SP the loss-optimal Adam learning rate shrinks as the model widens;
 under μP (mechlab's ``parametrization="mup"``, base width 64) it stays within one step of the grid.
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from mechlab.mechanics.sweep import SweepSpec, run_sweep
-from mechlab.utils import machine_description, write_json_atomic
+from mechlab.utils import machine_description, save_figure, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent
 
@@ -87,12 +87,10 @@ def curve_summary(c: dict[float, dict[int, float]]) -> dict:
 
 
 def plot(summary: dict, png: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, (param, curves) in zip(axes, summary.items()):
         for w, c in curves.items():
             ax.errorbar(c["lr"], c["val_bpb"], yerr=c.get("val_bpb_std"), fmt="o-", capsize=3,
@@ -105,8 +103,7 @@ def plot(summary: dict, png: Path) -> None:
     seeds = len(next(iter(next(iter(summary.values())).values())).get("seeds", [0]))
     axes[0].set_ylabel("validation bits/byte" + (f" (mean ± sd of {seeds} seeds)" if seeds > 1 else ""))
     fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    save_figure(fig, png, dpi=120)
 
 
 if __name__ == "__main__":

@@ -32,12 +32,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from common import parse_quick  # noqa: E402  benchmarks/common.py
-
 from mechlab.probe import Intervention, benign_requests, harmbench_prompts, load_decision, render  # noqa: E402
 from mechlab.probe.interventions import residual_direction, wilson  # noqa: E402
 from mechlab.probe.run import ProbeSettings, generate_with, plot_decision, probe_decision, refusal_rate  # noqa: E402
 from mechlab.utils import machine_description, write_json_atomic  # noqa: E402
+
+from common import parse_quick  # noqa: E402  benchmarks/common.py
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"

@@ -1,4 +1,4 @@
-"""PMNet's retrieval claim measured beyond the receptive field of its attention stack (papers/pmnet.md).
+"""PMNet's retrieval claim measured beyond the receptive field of its attention stack (arXiv 2605.13370).
 
 Arms, each trained by the one trainer (``mechlab.train.train`` with the :class:`~mechlab.train.trainer.Task` of
 :func:`mechlab.data.retrieval.training_task`) on single-needle retrieval (``KEY k VAL v · G fillers · QUERY k → v``,
@@ -39,13 +39,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from representation_gap import int_at_least, parse_quick, positive_float  # experiments/, beside this script
 from scipy.stats import bootstrap
 
 from mechlab.data.retrieval import RetrievalTask, exact_match, training_task
 from mechlab.models import build_model, preset
 from mechlab.train.trainer import TrainConfig, train
-from mechlab.utils import machine_description, write_json_atomic
+from mechlab.utils import machine_description, save_figure, write_json_atomic
+
+from representation_gap import int_at_least, parse_quick, positive_float  # experiments/, beside this script
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -158,7 +159,7 @@ def plot(result: dict, png: Path) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
-    for i, arm in enumerate(ARMS):
+    for _i, arm in enumerate(ARMS):
         for j, seed in enumerate(s["seeds"]):
             g = result["training"][arm][str(seed)]["grad_norm"]
             ax2.semilogy(np.arange(1, len(g) + 1), g, color=f"C{VARIANTS.index(arm)}", lw=0.6, alpha=0.7,
@@ -170,7 +171,7 @@ def plot(result: dict, png: Path) -> None:
     fig.suptitle(f"needle retrieval beyond the receptive field: PMNet-tiny, {s['steps']} steps of {s['batch_size']}×"
                  f"{s['seq_len']}, G ≤ {s['max_gap']} in training, {len(s['seeds'])} seeds", fontsize=10)
     fig.tight_layout()
-    fig.savefig(png)
+    save_figure(fig, png)
 
 
 def build_parser() -> argparse.ArgumentParser:

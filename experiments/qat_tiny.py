@@ -1,6 +1,6 @@
 """Trellis PTQ vs STE-QAT vs BCJR-QAT at 2 bits on the trained tiny models (issue: BCJR-QAT, item 5).
 
-Prediction (papers/trellis-quantization.md §5): at matched step budgets, validation loss orders
+Prediction (BCJR-QAT, arXiv 2605.10655): at matched step budgets, validation loss orders
 BCJR-QAT < trellis PTQ < STE-trellis QAT (from the PTQ initialisation).
 
 For every model trained by experiments/hyperloop_tiny.py (gutenberg, BPE 2048; Transformer, Looped, Hyperloop,
@@ -38,7 +38,7 @@ from mechlab.quant.qat import QATConfig, kl_teacher_student, qat_
 from mechlab.quant.run import calibration_batches
 from mechlab.train import load_checkpoint
 from mechlab.train.trainer import batch_offsets, get_batch
-from mechlab.utils import machine_description, write_json_atomic
+from mechlab.utils import machine_description, save_figure, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent
 ARCHS = ("transformer", "looped", "hyperloop")
@@ -133,12 +133,10 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def plot(rows: list[dict], summary: dict, png: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    ax, bx = fig.subplots(1, 2)
     archs = list(summary)
     colors = {"ste": "tab:orange", "bcjr": "tab:blue"}
     for j, m in enumerate(("ste", "bcjr")):
@@ -170,8 +168,7 @@ def plot(rows: list[dict], summary: dict, png: Path) -> None:
     bx.legend()
     bx.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    save_figure(fig, png, dpi=120)
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ from mechlab.geometry import (
     point_process_gap,
     random_embedding,
 )
-from mechlab.utils import machine_description, write_json_atomic
+from mechlab.utils import machine_description, save_figure, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -226,7 +226,7 @@ def plot(result: dict, png: Path) -> None:
     fig.suptitle(f"representation gap of memorising predictors, {len(result['settings']['seeds'])} seeds, "
                  f"{result['settings']['test']} test points, in R^{result['settings']['D']}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(png)
+    save_figure(fig, png)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Story maps, measured (papers/story-maps.md): how well the BERTopic pipeline (UMAP -> HDBSCAN -> class-based
+"""Story maps, measured (docs/maps.md): how well the BERTopic pipeline (UMAP -> HDBSCAN -> class-based
 TF-IDF; mechlab.maps) separates documents, for each embedder, over 5 UMAP seeds at the default settings
 (mechlab.maps.MapConfig: UMAP 15 neighbours, 5 components, min_dist 0, cosine; HDBSCAN min_cluster_size 10, eom).
 
@@ -43,7 +43,7 @@ from mechlab.maps import (
     tinystories_documents,
 )
 from mechlab.maps.render import draw_map
-from mechlab.utils import atomic_path, machine_description, write_json_atomic
+from mechlab.utils import machine_description, save_figure, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -149,12 +149,7 @@ def plot(pictures: dict, results: dict, path: Path) -> None:
             draw_map(ax, pictures[(d, e)], f"{d} · {e}: noise {100 * s['summary']['noise_share']['mean']:.0f}%, "
                                            f"stability {s['stability']['mean']:.2f}", max_labels=8)
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
+    save_figure(fig, path, format="png", dpi=110)
 
 
 if __name__ == "__main__":

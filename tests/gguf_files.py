@@ -91,7 +91,7 @@ def tiny_model(cfg: ModelConfig, seed: int = 0):
     torch.manual_seed(seed)
     model = build_model(cfg).eval()
     with torch.no_grad():  # norms away from 1 so that a wrong norm mapping shows
-        for name, p in model.named_parameters():
+        for _name, p in model.named_parameters():
             if p.ndim == 1:
                 p.add_(0.3 * torch.randn_like(p))
     return model

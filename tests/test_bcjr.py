@@ -164,7 +164,7 @@ def test_low_temperature_reaches_viterbi_and_high_temperature_the_code_mean(impl
     assert ((hot.double() - float(table.double().mean())).abs() <= first_order + b_hot).all()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def float64_reference(L, k, V, code, T):
     """Inputs, float64 results (free and tail-biting) and float32 bounds of the kernel test, shared by the builds."""
     torch.manual_seed(L + V)

@@ -285,3 +285,28 @@ def test_edge_of_stability_refuses_bad_arguments(eos, argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         eos.parse_args(shlex.split(argv))
     assert exit_.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_benchmark_parser_holds_the_shared_options(bench):
+    ap = bench.benchmark_parser("doc", "a smoke run", threads=None, name="stem", data_dir=True)
+    args = ap.parse_args([])
+    assert (args.quick, args.threads, args.name, args.data_dir) == (False, None, "stem", None)
+    assert ap.parse_args(["--quick", "--threads", "2"]).threads == 2
+    several = bench.benchmark_parser("doc", "a smoke run", threads=[1, 2])
+    assert several.parse_args([]).threads == [1, 2] and several.parse_args(["--threads", "1", "4"]).threads == [1, 4]
+    plain = bench.benchmark_parser("doc", "a smoke run")
+    assert vars(plain.parse_args([])) == {"quick": False}  # no --threads, --name or --data-dir unless asked for
+
+
+def test_parse_benchmark_args_names_the_result_and_the_run(bench):
+    mod, ap, _ = _script("trellis_mse")
+    _, args, name, quick = bench.parse_benchmark_args(mod.build_parser, mod.output, [])
+    assert (name, quick, args.k) == ("trellis_mse", False, 2)
+    assert bench.parse_benchmark_args(mod.build_parser, mod.output, ["--k", "3", "--quick"])[2:] == ("trellis_mse_k3", True)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_benchmark_builds_its_parser_and_reads_its_arguments_through_the_helpers(script):
+    source = (BENCH / f"{script}.py").read_text(encoding="utf-8")
+    assert "benchmark_parser(" in source and "parse_benchmark_args(" in source, script
+    assert "argparse.ArgumentParser(" not in source and '"--quick"' not in source, script

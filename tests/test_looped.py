@@ -10,7 +10,7 @@ from mechlab.models import KVCache, ModelConfig, build_model, preset
 from mechlab.models.hyper import sinkhorn
 from test_model import U32, float64_logits
 
-TABLE_1 = {  # papers/hyperloop.md: parameters without the input embedding, untied head included
+TABLE_1 = {  # arXiv 2604.21254: parameters without the input embedding, untied head included
     "paper-small": (238.3e6, 241e6, 135.5e6, 135.7e6),
     "paper-mid": (990.5e6, 997.5e6, 579.4e6, 579.7e6),
     "paper-large": (2018e6, 2033e6, 990.5e6, 990.8e6),
@@ -152,7 +152,7 @@ def test_loop_observables_against_direct_computation():
 
 
 def test_loop_embedding_is_drawn_at_the_token_embedding_scale_and_keeps_tokens_apart():
-    """papers/hyperloop.md: e_l has the token embedding's scale (N(0, init_std) beside N(0, init_std) weights).
+    """arXiv 2604.21254: e_l has the token embedding's scale (N(0, init_std) beside N(0, init_std) weights).
 
     The std ratio of 3·128 loop-embedding draws to the embedding's has a sampling sd of about 1/√(2·384) ≈ 3.6%:
     5 sd is 18%. With e_l ~ N(0, 1) (50× the hidden state) the final states of different tokens had cosine ≈ 0.997;

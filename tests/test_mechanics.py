@@ -174,7 +174,7 @@ def test_adam_preconditioner_reproduces_the_adam_step(amsgrad):
     opt_cls = torch.optim.Adam if amsgrad else torch.optim.AdamW
     opt = opt_cls([{"params": [xs[0]], "lr": base_lr}, {"params": [xs[1]], "lr": 0.3 * base_lr}],
                   betas=(0.9, 0.95), eps=1e-6, weight_decay=0.0, amsgrad=amsgrad)
-    for step in range(4):
+    for _step in range(4):
         before = [p.detach().clone() for p in xs]
         opt.zero_grad()
         loss().backward()

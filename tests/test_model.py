@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from mechlab.errors import ConfigError
-from mechlab.models import KVCache, ModelConfig, PRESETS, build_model, preset
+from mechlab.models import PRESETS, KVCache, ModelConfig, build_model, preset
 from mechlab.models.transformer import apply_rope, rope_tables
 
 U32 = 2.0**-24  # float32 unit roundoff

@@ -1,4 +1,4 @@
-"""PMNet (papers/pmnet.md): the parallel segmented phase sum against a token-by-token loop, the straight-through
+"""PMNet (arXiv 2605.13370): the parallel segmented phase sum against a token-by-token loop, the straight-through
 gradient scale, streaming against one pass, sliding-window attention against full attention and its receptive
 field, the memory switches, the presets and the synthetic retrieval tasks through the one trainer.
 

@@ -10,12 +10,11 @@ import torch.nn as nn
 from mechlab.errors import CheckpointError, ConfigError
 from mechlab.kernels import TrellisKernel, build, kernel_build, kernel_builds
 from mechlab.models import build_model, preset
-from mechlab.quant import GPTQConfig, RTNConfig, TrellisConfig, collect_hessians, quantize_
-from mechlab.quant import rht
+from mechlab.quant import GPTQConfig, RTNConfig, TrellisConfig, collect_hessians, quantize_, rht
 from mechlab.quant.codes import code_table
 from mechlab.quant.qtip import block_ldl, proxy_loss, trellis_quantize
-from mechlab.quant.scalar import gptq_quantize, rtn_quantize, dequantize
-from mechlab.quant.trellis import decode, encode, pack_codes, unpack_codes, states_from_codes, viterbi, viterbi_torch
+from mechlab.quant.scalar import dequantize, gptq_quantize, rtn_quantize
+from mechlab.quant.trellis import decode, encode, pack_codes, states_from_codes, unpack_codes, viterbi, viterbi_torch
 
 
 def path_cost(table, path, w):
@@ -150,8 +149,9 @@ def test_decode_of_encode_is_the_viterbi_reconstruction(L, k, V, code, tail_biti
 
 
 def test_codes_have_unit_rms_and_the_published_raw_scales():
-    from mechlab.quant.codes import three_inst, one_mad
     import numpy as np
+
+    from mechlab.quant.codes import one_mad, three_inst
 
     s = np.arange(1 << 16)
     # exact float64 enumerations of all 2^16 states (roundoff ~1e-16): the tolerances are the precision of the

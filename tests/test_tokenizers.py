@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from mechlab.data import BPETokenizer, ByteTokenizer, build_tokenizer, load_text, load_tokenizer, save_tokenizer, token_stream
+from mechlab.data import (
+    BPETokenizer,
+    ByteTokenizer,
+    build_tokenizer,
+    load_text,
+    load_tokenizer,
+    save_tokenizer,
+    token_stream,
+)
 from mechlab.errors import ConfigError
 
 SAMPLE = "Héllo wörld — naïve café ✓\n  indented\tline 123\n"

@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -34,7 +33,7 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug lo
 def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory (overwritten)."),
          steps: int = typer.Option(600, help="Optimiser steps (600 ≈ 3 minutes on 2 cores)."),
          quant_L: int = typer.Option(16, "--quant-L", help="Trellis state bits of the 2-bit quantisation step."),
-         data_dir: Optional[str] = DataDir) -> None:
+         data_dir: str | None = DataDir) -> None:
     """Train a tiny Transformer on the built-in stdlib corpus (no download), report what it learned, then
     quantise it to 2 bits per weight with trellis PTQ and report bytes and bits-per-byte before and after."""
     from mechlab.demo import DEMO_PROMPT, run_demo
@@ -62,7 +61,7 @@ def train_cmd(
     tokenizer: str = typer.Option("byte", help="'byte', 'bpe:VOCAB' (trained on the corpus) or a tokenizer.json."),
     steps: int = typer.Option(1000, help="Optimiser steps."),
     batch_size: int = typer.Option(16, help="Sequences per optimiser step (all processes, all micro-steps)."),
-    micro_batch_size: Optional[int] = typer.Option(None, help="Sequences per process and micro-step (gradient accumulation)."),
+    micro_batch_size: int | None = typer.Option(None, help="Sequences per process and micro-step (gradient accumulation)."),
     seq_len: int = typer.Option(256, help="Training context in tokens."),
     lr: float = typer.Option(3e-3, help="Peak learning rate."),
     warmup: int = typer.Option(100, help="Warmup steps."),
@@ -80,11 +79,11 @@ def train_cmd(
     optimizer: str = typer.Option("adamw", help="'adamw' or 'sgd' (plain gradient descent, no momentum)."),
     seed: int = typer.Option(0, help="Seed for initialisation and data order."),
     out: Path = typer.Option(Path("runs/train"), help="Run directory."),
-    config: Optional[Path] = typer.Option(None, help="A JSON TrainConfig; the other flags are ignored when given, and --out names the run directory."),
+    config: Path | None = typer.Option(None, help="A JSON TrainConfig; the other flags are ignored when given, and --out names the run directory."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its latest checkpoint; flags given with it "
                                 "change the run where that is allowed (steps, the lr schedule, cadences), else exit 2."),
     overwrite: bool = typer.Option(False, help="Start afresh even if --out holds a run."),
-    data_dir: Optional[str] = DataDir,
+    data_dir: str | None = DataDir,
 ) -> None:
     """Train a model (launch with `torchrun --nproc_per_node N -m mechlab train ...` for data parallelism)."""
     from mechlab.plots import plot_training
@@ -121,16 +120,16 @@ def train_cmd(
 def eval_cmd(
     checkpoint: Path = typer.Argument(..., help="Checkpoint or run directory."),
     data: str = typer.Option("wikitext2-test", help="Corpus name or path."),
-    split: Optional[str] = typer.Option(None, help="Split (default: validation, or test where that is the only one)."),
+    split: str | None = typer.Option(None, help="Split (default: validation, or test where that is the only one)."),
     context: int = typer.Option(1024, help="Window length in tokens."),
-    stride: Optional[int] = typer.Option(None, help="Sliding-window stride (default: context, non-overlapping)."),
-    max_windows: Optional[int] = typer.Option(None, help="Score only the first N windows (quick mode)."),
+    stride: int | None = typer.Option(None, help="Sliding-window stride (default: context, non-overlapping)."),
+    max_windows: int | None = typer.Option(None, help="Score only the first N windows (quick mode)."),
     batch_size: int = typer.Option(8, help="Windows per forward pass."),
     bf16: bool = typer.Option(False, help="Run the forward pass in bfloat16 autocast."),
-    bos: Optional[bool] = typer.Option(None, "--bos/--no-bos", help="Begin every window with the BOS token "
+    bos: bool | None = typer.Option(None, "--bos/--no-bos", help="Begin every window with the BOS token "
                                        "(default: when the model asks for one, e.g. SentencePiece files)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    data_dir: Optional[str] = DataDir,
+    data_dir: str | None = DataDir,
 ) -> None:
     """Bits-per-byte and perplexity of a checkpoint on a corpus split."""
     import torch
@@ -173,7 +172,7 @@ def generate(
     prompt: str = typer.Option("", help="Text to continue."),
     max_new_tokens: int = typer.Option(200, help="Tokens to generate."),
     temperature: float = typer.Option(0.8, help="Sampling temperature (0 = greedy)."),
-    top_k: Optional[int] = typer.Option(40, help="Keep the k likeliest tokens (0 = all)."),
+    top_k: int | None = typer.Option(40, help="Keep the k likeliest tokens (0 = all)."),
     seed: int = typer.Option(0, help="Sampling seed."),
 ) -> None:
     """Continue a prompt with a checkpoint's model (KV cache; the text streams as it is made)."""
@@ -194,10 +193,10 @@ app.command("sample", hidden=True, help="Alias of generate.")(generate)
 @app.command()
 def chat(
     checkpoint: Path = typer.Argument(..., help="An imported chat model (its chat template is in the checkpoint)."),
-    system: Optional[str] = typer.Option(None, help="System message (default: the template's own)."),
+    system: str | None = typer.Option(None, help="System message (default: the template's own)."),
     max_new_tokens: int = typer.Option(256, help="Tokens per reply at most."),
     temperature: float = typer.Option(0.7, help="Sampling temperature (0 = greedy)."),
-    top_k: Optional[int] = typer.Option(40, help="Keep the k likeliest tokens (0 = all)."),
+    top_k: int | None = typer.Option(40, help="Keep the k likeliest tokens (0 = all)."),
     seed: int = typer.Option(0, help="Sampling seed."),
 ) -> None:
     """Talk to a chat model: one line per turn; an empty line, 'exit' or end of input quits."""
@@ -306,10 +305,10 @@ app.add_typer(delegate_app, name="delegate")
 
 @delegate_app.command("run")
 def delegate_run(
-    env: Optional[Path] = typer.Option(None, "--env", help="An environment folder."),
-    domain: Optional[str] = typer.Option(None, help="Every bundled environment of this domain (instead of --env)."),
+    env: Path | None = typer.Option(None, "--env", help="An environment folder."),
+    domain: str | None = typer.Option(None, help="Every bundled environment of this domain (instead of --env)."),
     backend: str = typer.Option("oracle", help="oracle, noisy:RATE (calibration agents), openai:MODEL, local:CHECKPOINT."),
-    base_url: Optional[str] = typer.Option(None, help="openai backend: endpoint (default $OPENAI_BASE_URL); key in $OPENAI_API_KEY."),
+    base_url: str | None = typer.Option(None, help="openai backend: endpoint (default $OPENAI_BASE_URL); key in $OPENAI_API_KEY."),
     timeout: float = typer.Option(120.0, help="openai backend: seconds per request (retried with backoff)."),
     round_trips: int = typer.Option(10, help="Forward/backward pairs per relay (10 round trips = 20 interactions: RS@20)."),
     distractors: bool = typer.Option(True, help="Show the environment's distractor files every step."),
@@ -479,15 +478,15 @@ def map_cmd(
     embedder: str = typer.Option("minilm", help="'minilm' (all-MiniLM-L6-v2), 'tfidf' or 'tfidf:DIM' (TF-IDF + SVD), "
                                  "'hidden:CHECKPOINT' or 'hidden:CHECKPOINT@LAYER' (mean-pooled hidden states of a mechlab checkpoint)."),
     out: Path = typer.Option(Path("runs/map"), "--out", "-o", help="Directory for map.html, map.png, points.csv, map.json."),
-    max_docs: Optional[int] = typer.Option(None, help="Map at most this many documents (drawn with --seed)."),
+    max_docs: int | None = typer.Option(None, help="Map at most this many documents (drawn with --seed)."),
     n_neighbors: int = typer.Option(15, help="UMAP neighbours."),
     n_components: int = typer.Option(5, help="UMAP dimensions that HDBSCAN clusters."),
     min_cluster_size: int = typer.Option(10, help="HDBSCAN's smallest cluster."),
-    min_samples: Optional[int] = typer.Option(None, help="HDBSCAN's min_samples (default: min_cluster_size)."),
+    min_samples: int | None = typer.Option(None, help="HDBSCAN's min_samples (default: min_cluster_size)."),
     seed: int = typer.Option(0, help="Seed of UMAP, the SVD and the document draw."),
     max_tokens: int = typer.Option(256, help="Tokens per document for hidden-state embedders."),
-    cache: Optional[Path] = typer.Option(None, help="Cache directory (default: ~/.cache/mechlab/maps)."),
-    data_dir: Optional[str] = DataDir,
+    cache: Path | None = typer.Option(None, help="Cache directory (default: ~/.cache/mechlab/maps)."),
+    data_dir: str | None = DataDir,
 ) -> None:
     """Map documents: embed -> UMAP -> HDBSCAN -> cluster words (class-based TF-IDF) -> HTML, PNG, CSV, JSON."""
     from mechlab.maps import MapConfig, run_map
@@ -584,22 +583,22 @@ def quantize(
                                     "layer's output error (always on for trellis-ft)."),
     sequential: bool = typer.Option(False, help="Calibrate block by block on the partly quantised model, each layer "
                                     "coded towards the float layer's output (mechlab.quant.sequential)."),
-    data: Optional[str] = typer.Option(None, help="Calibration corpus (default: the checkpoint's training corpus)."),
+    data: str | None = typer.Option(None, help="Calibration corpus (default: the checkpoint's training corpus)."),
     calib_sequences: int = typer.Option(64, help="Calibration windows."),
     calib_seq_len: int = typer.Option(256, help="Tokens per calibration window."),
     seed: int = typer.Option(0, help="Seed for the calibration windows."),
-    qat_steps: Optional[int] = typer.Option(None, help="QAT / trellis-ft: optimiser steps (default 100)."),
-    qat_lr: Optional[float] = typer.Option(None, help="QAT: Adam learning rate of the latent weights (default 1e-4); "
+    qat_steps: int | None = typer.Option(None, help="QAT / trellis-ft: optimiser steps (default 100)."),
+    qat_lr: float | None = typer.Option(None, help="QAT: Adam learning rate of the latent weights (default 1e-4); "
                                            "trellis-ft: of the sign vectors and norms (default 1e-3)."),
-    qat_layers: Optional[str] = typer.Option(None, help="QAT: comma-separated name patterns of the layers trained (default all)."),
-    t_start: Optional[float] = typer.Option(None, help="bcjr-qat: first temperature (default 0.3)."),
-    t_end: Optional[float] = typer.Option(None, help="bcjr-qat: last temperature (default 0.05; floor 1e-2)."),
-    qat_batch_size: Optional[int] = typer.Option(None, help="QAT / trellis-ft: sequences per step (default 8 / 4)."),
-    qat_seq_len: Optional[int] = typer.Option(None, help="QAT / trellis-ft: tokens per sequence (default 256 / 512)."),
-    lr_schedule: Optional[str] = typer.Option(None, help="trellis-ft: learning rate constant or cosine to 0 (default constant)."),
-    embedding_lr: Optional[float] = typer.Option(None, help="trellis-ft: also train the float token embedding at this "
+    qat_layers: str | None = typer.Option(None, help="QAT: comma-separated name patterns of the layers trained (default all)."),
+    t_start: float | None = typer.Option(None, help="bcjr-qat: first temperature (default 0.3)."),
+    t_end: float | None = typer.Option(None, help="bcjr-qat: last temperature (default 0.05; floor 1e-2)."),
+    qat_batch_size: int | None = typer.Option(None, help="QAT / trellis-ft: sequences per step (default 8 / 4)."),
+    qat_seq_len: int | None = typer.Option(None, help="QAT / trellis-ft: tokens per sequence (default 256 / 512)."),
+    lr_schedule: str | None = typer.Option(None, help="trellis-ft: learning rate constant or cosine to 0 (default constant)."),
+    embedding_lr: float | None = typer.Option(None, help="trellis-ft: also train the float token embedding at this "
                                                  "rate (default 0: frozen)."),
-    data_dir: Optional[str] = DataDir,
+    data_dir: str | None = DataDir,
 ) -> None:
     """Quantise a checkpoint's Linear layers (all but the LM head) and save it; evaluate it with `mechlab eval`."""
     from mechlab.quant.run import make_config, quantize_checkpoint, size_report

@@ -1,15 +1,14 @@
-"""Plots people would rather look at than read (matplotlib, no display needed)."""
+"""Plots people would rather look at than read (matplotlib's Figure API: no display, no pyplot state)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import ScalarFormatter  # noqa: E402
+from mechlab.utils import save_figure
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -34,24 +33,23 @@ def plot_training(metrics_path: str | Path, png_path: str | Path, title: str = "
     train = [r for r in recs if "loss" in r]
     val = [r for r in recs if "val_bpb" in r]
     tokens_per_step = train[-1]["tokens"] / train[-1]["step"] if train else 1
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig = Figure(figsize=(7, 4.2), dpi=120)
+    ax = fig.subplots()
     ax.plot([r["tokens"] for r in train], [r["train_bpb"] for r in train], color="tab:blue", lw=1.0, alpha=0.8,
             label="train batch")
     ax.plot([r["step"] * tokens_per_step for r in val], [r["val_bpb"] for r in val], "o-", color="tab:red",
             label="validation")
     _bpb_against_tokens(ax, "bits per byte", title)
     fig.tight_layout()
-    png_path = Path(png_path)
-    fig.savefig(png_path)
-    plt.close(fig)
-    return png_path
+    return save_figure(fig, png_path)
 
 
 def plot_arch_comparison(curves: dict[str, list[list[dict]]], summary: dict[str, dict], png_path: str | Path,
                          title: str = "architectures") -> Path:
     """Left: validation bits/byte against training tokens, mean over seeds with a min–max band, one colour per
     architecture. Right: final bits/byte (mean ± std over seeds) against parameter count."""
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
+    fig = Figure(figsize=(11, 4.2), dpi=120)
+    ax, bx = fig.subplots(1, 2)
     for i, (arch, runs) in enumerate(curves.items()):
         color = f"C{i}"
         per_run = []
@@ -73,8 +71,4 @@ def plot_arch_comparison(curves: dict[str, list[list[dict]]], summary: dict[str,
     bx.legend()
     bx.set_title("final: mean ± std over seeds")
     fig.tight_layout()
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path)
-    plt.close(fig)
-    return png_path
+    return save_figure(fig, png_path)

@@ -1,16 +1,18 @@
-"""Small shared helpers: atomic writes, hashing, machine description."""
+"""Small shared helpers: atomic writes (files, JSON, figures), hashing, machine description."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -78,6 +80,19 @@ def atomic_path(target: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_figure(fig: Any, path: str | Path, **savefig: Any) -> Path:
+    """Write the matplotlib Figure ``fig`` to ``path`` atomically: rendered in memory, then moved into place (as
+    :func:`atomic_path`), so a crash never leaves half a PNG. The format comes from the suffix (PNG where there is
+    none); ``savefig`` are Figure.savefig options (dpi, bbox_inches...). Build figures with
+    ``matplotlib.figure.Figure`` (no pyplot, no global backend). Returns ``Path(path)``."""
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, **{"format": path.suffix.lstrip(".") or "png", **savefig})
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return path
 
 
 def machine_description() -> dict[str, Any]:

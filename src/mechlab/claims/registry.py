@@ -1,10 +1,13 @@
 """The seed papers and their claims as data: each claim a falsifiable prediction with a tolerance, the command of
 the experiment that checks it, the file its results land in, and the rule that turns those results into a verdict
-(papers/pith-pages.md, papers/learning-mechanics.md).
+(the measurement discipline of arXiv 2604.21691; docs/claims.md).
 
 A verdict is read from committed result files only; a claim without results (or without an experiment yet) is
 "not yet measured". Every verdict says the scale it was measured at: a small CPU model can support or refute a
 claim at that scale, not at the paper's.
+
+The prose (papers' readings, claims' statements, predictions, tolerances and scales) is data, one YAML file per paper
+under claims/papers/; this module holds the code and the rules that judge it.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Callable
+
+import yaml
 
 SUPPORTED, REFUTED, INCONCLUSIVE, UNMEASURED = "supported", "refuted", "inconclusive", "not yet measured"
 
@@ -488,7 +494,7 @@ def _gap_denoiser(res: list[dict]) -> Measurement:
     return _combine(states, rows, "denoiser slopes")
 
 
-# ---- story maps (papers/story-maps.md; experiments/story_maps.py) -------------------------------------------
+# ---- story maps (docs/maps.md; experiments/story_maps.py) ---------------------------------------------------
 _MAPS_DATASETS = ("gutenberg", "tinystories")
 _MAPS_EMBEDDER = "minilm"  # the default embedder of `mechlab map` and of BERTopic
 MAPS_NOISE_MAX, MAPS_STABILITY_MIN = 0.35, 0.7
@@ -698,72 +704,57 @@ def _probing_language(res: list[dict]) -> Measurement:
     return Measurement(INCONCLUSIVE, rows, "injection partly works")
 
 
+# ---- the papers and their claims -----------------------------------------------------------------------------
+# The prose lives in data files, one per paper: claims/papers/<paper id>.yaml holds the paper's title, pith, core
+# claim, load-bearing premise and what would settle it, and each claim's statement, prediction, tolerance and scale.
+# This module holds the rules: the experiment that measures a claim, the files it reads and the verdict function.
+
+def _prose(paper_id: str) -> dict:
+    """The parsed claims/papers/PAPER_ID.yaml (package data). Raises ValueError naming the file when it is missing
+    or not a YAML mapping with a title."""
+    path = resources.files("mechlab.claims") / "papers" / f"{paper_id}.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"claims/papers/{paper_id}.yaml: cannot read the paper's prose ({e})") from e
+    if not isinstance(data, dict) or "title" not in data:
+        raise ValueError(f"claims/papers/{paper_id}.yaml: not a mapping with a 'title'")
+    return data
+
+
+def _paper(id: str, arxiv: str, *, seed: bool = True, links: tuple[tuple[str, str], ...] = ()) -> Paper:
+    """A Paper with its prose read from claims/papers/ID.yaml."""
+    p = _prose(id)
+    return Paper(id, arxiv, p["title"], p.get("pith", ""), p.get("core_claim", ""), p.get("premise", ""),
+                 p.get("settle", ""), seed=seed, links=links)
+
+
+def _claim(name: str, paper: str, **rule) -> Claim:
+    """A Claim with its statement, prediction, tolerance and scale read from claims/papers/PAPER.yaml (under
+    ``claims: NAME:``) and its rule (command, results, plots, evaluate) given here. Raises ValueError naming the file
+    when the prose of the claim is missing."""
+    try:
+        text = _prose(paper)["claims"][name]
+        return Claim(name, paper, text["statement"], text["prediction"], text["tolerance"],
+                     scale=text.get("scale", ""), **rule)
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"claims/papers/{paper}.yaml: no complete prose for claim {name!r} (missing {e})") from None
+
+
 PAPERS: dict[str, Paper] = {p.id: p for p in [
-    Paper("learning-mechanics", "2604.21691", "There Will Be a Scientific Theory of Deep Learning",
-          pith="Training dynamics can be described, like mechanics, by a few aggregate quantities that make falsifiable predictions.",
-          core_claim="Solvable settings, tractable limits, scaling laws, theories of hyperparameters and universal behaviours "
-                     "are converging into a predictive 'learning mechanics'.",
-          premise="Coarse observables (loss, sharpness, update sizes, effective rank) carry enough of the state of training to predict it.",
-          settle="Quantitative predictions that hold out of sample: an optimal learning rate that stays put across width under μP, "
-                 "a fitted scaling exponent with a confidence interval that new runs fall inside, sharpness settling at 2/η under "
-                 "gradient descent and the preconditioned sharpness at 38/η under Adam."),
-    Paper("hyperloop", "2604.21254", "Hyperloop Transformers",
-          pith="Loop the middle of a Transformer three times and add hyper-connections after each loop: same quality at half the parameters.",
-          core_claim="A b→m×3→e looped Transformer with hyper-connections after each loop reaches lower perplexity than "
-                     "depth-matched Transformer and mHC baselines with about 50% of their parameters, and keeps the advantage under INT4.",
-          premise="Repeated application of shared middle weights, re-mixed across residual streams after each loop, substitutes for unique depth.",
-          settle="Train the four architectures on the same tokens over several seeds and compare held-out loss at matched depth; "
-                 "quantise all of them to INT4 and compare again; time them side by side.",
-          links=(("builds on", "mhc"), ("measured by", "isodepth"), ("beside", "learning-mechanics"))),
-    Paper("bcjr-qat", "2605.10655", "BCJR-QAT: A Differentiable Relaxation of Trellis-Coded Weight Quantization",
-          pith="Soft trellis decoding at a temperature makes 2-bit trellis codes trainable with exact gradients.",
-          core_claim="Quantisation-aware training through the BCJR soft decoder beats trellis PTQ, which beats a straight-through "
-                     "trellis QAT, at matched step budgets.",
-          premise="The latent weights can move far enough within the step budget for hard codes to change (the drift budget).",
-          settle="PTQ, STE-QAT and BCJR-QAT from the same PTQ start, same steps, several seeds, held-out loss after hardening.",
-          links=(("cites", "learning-mechanics"), ("builds on", "qtip"))),
-    Paper("delegate52", "2604.15597", "LLMs Corrupt Your Documents When You Delegate",
-          pith="Round-trip relays of invertible edits reveal how much a model corrupts documents it is asked to edit.",
-          core_claim="Even strong models lose document fidelity over repeated delegated edits; the loss is measurable without references.",
-          premise="Forward and backward edits are exact inverses, so any difference after a round trip is the model's corruption.",
-          settle="Calibrated agents (an oracle that must score 1.0, a noisy oracle with a known corruption rate) and model runs on real environments.",
-          links=(("beside", "learning-mechanics"),)),
-    Paper("pmnet", "2605.13370", "Phasor Memory Networks",
-          pith="Unitary phasor dynamics and hierarchical anchors give an explicit memory that stays stable through time.",
-          core_claim="A 119M byte-level PMNet matches a 3× larger Mamba on long-context robustness with near-exact retrieval.",
-          premise="Unitary recurrences keep gradients stable over long sequences.",
-          settle="Copy-paste retrieval beyond the local window and long-context loss against a matched recurrent baseline.",
-          links=(("cites", "learning-mechanics"),)),
-    Paper("perturbation-probing", "2604.27401", "Perturbation Probing",
-          pith="Two forward passes per prompt find tiny sets of FFN neurons that control a behaviour.",
-          core_claim="About 50 FFN neurons control the refusal template; a residual direction switches language in some models only.",
-          premise="Behaviours are carried by sparse, linearly addressable FFN circuits.",
-          settle="Ablate the found neurons and count changed responses on held-out prompts, against random neurons of the same count.",
-          links=(("cites", "learning-mechanics"),)),
-    Paper("representation-gap", "2605.21692", "Representation Gap",
-          pith="The gap between the data manifold and a model's predictions is governed by the task's intrinsic dimension.",
-          core_claim="R(Ω, Ω_f) has an asymptotic equivalent set by the intrinsic dimension; equivariance lowers the effective dimension.",
-          premise="Generalisation is geometric: the model covers the data manifold at a rate set by its dimension.",
-          settle="Measure the gap against sample size on data of known intrinsic dimension, with and without an equivariant model.",
-          links=(("cites", "learning-mechanics"),)),
-    Paper("mhc", "2512.24880", "Manifold-Constrained Hyper-Connections", seed=False),
-    Paper("isodepth", "2604.21106", "How Much Is One Recurrence Worth? Iso-Depth Scaling Laws for Looped Language Models",
-          pith="A loop of a shared block is worth a fraction φ of a unique block: N_once + r^φ·N_rec parameters.",
-          core_claim="L(N_once, N_rec, r, D) = E + A·(N_once + r^φ·N_rec)^(−α) + B·D^(−β) fits looped language models, "
-                     "with φ = 0.46 [0.41, 0.53] for plain looping and 0.65 with hyper-connections.",
-          premise="Recurrences and unique parameters trade off through one effective parameter count, the same at every "
-                  "width and token budget.",
-          settle="Train looped models over widths, recurrence counts and token budgets where an extra loop can pay, fit the "
-                 "law with bootstrap intervals, and first check on synthetic data from the law that the design can "
-                 "resolve φ.",
-          seed=False, links=(("beside", "learning-mechanics"),)),
-    Paper("qtip", "2406.11235", "QTIP: Quantization with Trellises and Incoherence Processing", seed=False),
+    _paper("learning-mechanics", "2604.21691"),
+    _paper("hyperloop", "2604.21254",
+           links=(("builds on", "mhc"), ("measured by", "isodepth"), ("beside", "learning-mechanics"))),
+    _paper("bcjr-qat", "2605.10655", links=(("cites", "learning-mechanics"), ("builds on", "qtip"))),
+    _paper("delegate52", "2604.15597", links=(("beside", "learning-mechanics"),)),
+    _paper("pmnet", "2605.13370", links=(("cites", "learning-mechanics"),)),
+    _paper("perturbation-probing", "2604.27401", links=(("cites", "learning-mechanics"),)),
+    _paper("representation-gap", "2605.21692", links=(("cites", "learning-mechanics"),)),
+    _paper("mhc", "2512.24880", seed=False),
+    _paper("isodepth", "2604.21106", seed=False, links=(("beside", "learning-mechanics"),)),
+    _paper("qtip", "2406.11235", seed=False),
 ]}
 
-
-PMNET_SCALE = ("PMNet-tiny (4 layers, d 128, window 16: receptive field 60; memory N 4, M 64, R 2, 1.07M "
-               "parameters), single-needle retrieval, 500 steps of 16 × 96 tokens with gaps ≤ 80, tested at G = 8–1,024 "
-               "on 128 rows per gap and seed, 3 seeds")
 
 _GAP_RUN = dict(command="OMP_NUM_THREADS=1 python experiments/representation_gap.py",
                 results=("experiments/results/representation_gap.json",),
@@ -775,166 +766,52 @@ _PROBE_PLOTS = tuple(f"experiments/results/perturbation_probing_{k}.png" for k i
 _MAPS_RUN = dict(command="OMP_NUM_THREADS=1 python experiments/story_maps.py",
                  results=("experiments/results/story_maps.json",),
                  plots=("experiments/results/story_maps.png", "experiments/results/hidden_maps.png"))
-_MAPS_SCALE = ("600 Gutenberg paragraphs (10 books × 60) and 800 TinyStories stories, all-MiniLM-L6-v2 embeddings, "
-               "5 UMAP seeds, one CPU machine; other embedders (TF-IDF + SVD, SmolLM2-135M layer 15, a tiny TinyStories "
-               "Transformer) reported beside")
 
 CLAIMS: list[Claim] = [
-    Claim("hyperloop-quality", "hyperloop",
-          "Hyperloop beats depth-matched Transformer and mHC at about half the parameters.",
-          "validation bits/byte of Hyperloop ≤ Transformer and ≤ mHC, paired by seed, with ≤ 65% of the Transformer's parameters",
-          "refuted if the mean paired difference exceeds +0.01 bits/byte; supported only if every seed is ≤ 0",
-          scale="width 128, unrolled depth 8, 0.82M tokens (about one per parameter), 3 seeds, gutenberg BPE-2048",
-          command="OMP_NUM_THREADS=1 python experiments/hyperloop_tiny.py --steps 400",
-          results=("experiments/results/hyperloop_tiny.json",), plots=("experiments/results/hyperloop_tiny.png",),
-          evaluate=_hyperloop_quality),
-    Claim("hyperloop-int4", "hyperloop", "The Hyperloop advantage survives INT4 post-training quantisation.",
-          "after GPTQ INT4 g128, Hyperloop's validation bits/byte ≤ the Transformer's in every seed",
-          "refuted if the mean difference exceeds +0.01 bits/byte",
-          scale="the same tiny models, 3 seeds", command="OMP_NUM_THREADS=1 python experiments/ptq_tiny.py",
-          results=("experiments/results/ptq_tiny.json",), evaluate=_hyperloop_int4),
-    Claim("hyperloop-throughput", "hyperloop", "Hyper-connections after each loop cost little time.",
-          "training tokens/s of Hyperloop ≥ 0.9 × Looped", "a single side-by-side run; ratio ≥ 0.9",
-          scale="width 128, batch 16×256, 2 CPU threads; one run (five runs on the shared machine ranged 0.78–0.95)",
-          command="python benchmarks/arch_throughput.py",
-          results=("benchmarks/results/arch_throughput.json",), evaluate=_hyperloop_speed),
-    Claim("trellis-mse", "bcjr-qat", "The L=16 bitshift trellis at 2 bits per weight is near the rate-distortion bound.",
-          "MSE per weight on N(0,1) at exactly 2.000 bits ≤ 0.069 (QTIP's figure; the bound is 0.063)", "≤ 0.069",
-          scale="65,536 Gaussian weights per cell", command="python benchmarks/trellis_mse.py --sequences 256",
-          results=("benchmarks/results/trellis_mse.json",), evaluate=_trellis_mse),
-    Claim("trellis-vs-gptq", "bcjr-qat", "Trellis PTQ at 2 bits loses far less than scalar 2-bit PTQ.",
-          "the bits/byte lost by trellis 2-bit PTQ < that lost by GPTQ 2-bit g128, in every model and seed",
-          "supported only if it holds in every model and seed",
-          scale="Transformer, Looped, Hyperloop tiny models, 3 seeds", command="OMP_NUM_THREADS=1 python experiments/ptq_tiny.py",
-          results=("experiments/results/ptq_tiny.json",), evaluate=_trellis_vs_gptq),
-    Claim("bcjr-ladder", "bcjr-qat", "BCJR-QAT < trellis PTQ < STE-QAT at matched step budgets.",
-          "validation bits/byte after hardening: BCJR-QAT below PTQ, STE-QAT above PTQ, in every model and seed",
-          "supported only if both orderings hold in every model and seed",
-          scale="tiny models at L=8 (whole model, 30 QAT steps), 3 seeds",
-          command="OMP_NUM_THREADS=1 python experiments/qat_tiny.py --lr-bcjr 1e-3 --lr-ste 3e-4",
-          results=("experiments/results/qat_tiny.json",), plots=("experiments/results/qat_tiny.png",), evaluate=_bcjr_ladder),
-    Claim("demo-trellis-2bit", "bcjr-qat", "Exactly 2 bits per weight cost the demo model little.",
-          "after 2-bit trellis PTQ the demo model loses ≤ 0.1 validation bits/byte and keeps ≤ 15% of its float bytes",
-          "≤ 0.1 bits/byte, ≤ 15% of the bytes", scale="the demo's tiny byte-level model (820k parameters, stdlib corpus, one seed)",
-          command="mechlab demo", results=("runs/demo/demo_results.json",), plots=("runs/demo/loss.png",),
-          evaluate=_demo_trellis),
-    Claim("bcjr-speed", "bcjr-qat", "A gather-free soft decoder is much faster than the plain log-domain one.",
-          "forward+backward weights/s ≥ 5× a log-domain PyTorch reference that gathers predecessors", "≥ 5× at every L measured",
-          scale="k=2, V=1, 2 CPU threads", command="python benchmarks/bcjr_speed.py",
-          results=("benchmarks/results/bcjr_speed.json",), evaluate=_bcjr_speed),
-    Claim("isodepth-phi", "isodepth", "A loop is worth a fraction φ of a unique block (iso-depth scaling law).",
-          "φ = 0.46 [0.41, 0.53] for plain looping, 0.65 with hyper-connections",
-          "refuted only if the fitted 95% bootstrap interval excludes the published value AND the design check (synthetic "
-          "runs from the law with the published φ and the runs' noise, same design, same fit) recovers φ within ±0.1; "
-          "supported if the interval overlaps it under the same check; otherwise inconclusive",
-          scale="tiny Looped models 1→2×r→1, r ∈ {1, 2, 4, 8}, widths 24/32/48/64, 200, 400 and 800 steps of 8×256 "
-                "gutenberg tokens (0.4–1.6M), one seed per point (48 runs); the Hyperloop arm of this grid is not run yet",
-          command="python experiments/isodepth_phi.py --parallel 2",
-          results=("experiments/results/isodepth_phi.json",), plots=("experiments/results/isodepth_phi.png",),
-          evaluate=_isodepth_phi),
-    Claim("edge-of-stability", "learning-mechanics",
-          "Full-batch training sits at the edge of stability: 2/η for gradient descent, 38/η for Adam's preconditioned sharpness.",
-          "the top Hessian eigenvalue settles at 2/η under gradient descent, and λ_max(P⁻¹H) with P from Adam's second "
-          "moments at (2 + 2β1)/((1 − β1)·η) = 38/η under Adam (β1 = 0.9)",
-          "the median ratio sharpness/threshold over the last 30% of steps lies in [0.8, 1.2] in every seed, at ≥ 2 "
-          "learning rates per optimiser",
-          scale="a 20-64-64-5 tanh MLP fitting a random teacher on 1,000 points, full batch, 3,000 steps, 3 seeds, "
-                "3 learning rates per optimiser",
-          command="OMP_NUM_THREADS=1 python experiments/edge_of_stability.py",
-          results=("experiments/results/edge_of_stability.json",), plots=("experiments/results/edge_of_stability.png",),
-          evaluate=_edge_of_stability),
-    Claim("maps-noise", "learning-mechanics",
-          "Story maps at default settings leave at most 35% of documents unclustered (the users' complaint is 30–50%).",
-          "the BERTopic pipeline (all-MiniLM-L6-v2 -> UMAP 15 neighbours, 5-D, min_dist 0, cosine -> HDBSCAN "
-          "min_cluster_size 10, eom) labels at most 35% of documents as noise",
-          "95% bootstrap interval over 5 UMAP seeds at or below 35% on both data sets; refuted if an interval lies "
-          "wholly above; otherwise inconclusive",
-          scale=_MAPS_SCALE, **_MAPS_RUN, evaluate=_maps_noise),
-    Claim("maps-stability", "learning-mechanics",
-          "Story maps at default settings are stable across seeds (ARI ≥ 0.7 between runs).",
-          "the clusterings of 5 runs with different UMAP seeds agree: mean pairwise ARI (noise a cluster) ≥ 0.7",
-          "mean over the 10 pairs ≥ 0.7 on both data sets; refuted if no pair reaches 0.7 on a data set; otherwise "
-          "inconclusive",
-          scale=_MAPS_SCALE, **_MAPS_RUN, evaluate=_maps_stability),
-    Claim("mup-transfer", "learning-mechanics", "Under μP the best learning rate stays put as width grows.",
-          "optimal lr moves with width under SP and stays within one grid step under μP", "one step of the lr grid",
-          scale="tiny Transformer (4 layers, untied head) at widths 64/128/256, 200 steps of 16×128 bytes, three seeds",
-          command="python experiments/mup_lr_width.py --steps 200 --lrs 1e-3 3e-3 1e-2 3e-2 --seeds 0 1 2 --parallel 1",
-          results=("experiments/results/mup_lr_width.json",), plots=("experiments/results/mup_lr_width.png",),
-          evaluate=_mup_transfer),
-    Claim("delegate-rs", "delegate52", "Delegated round trips corrupt documents measurably.",
-          "the oracle scores RS = 1.0 and a model's RS@k falls with k, k counting model interactions as the paper "
-          "does (RS@2 after one round trip, RS@20 after ten)", "oracle exactly 1.0"),
-    Claim("pmnet-retrieval", "pmnet", "Phasor memory retrieves beyond the receptive field of its attention stack.",
-          "beyond the receptive field L·(W − 1) of the sliding-window stack, the model with its memory recurrence off "
-          "(trained so, or switched off at test) is at chance while PMNet stays near its in-window exact-match "
-          "accuracy, far beyond the gaps it was trained on (ours, from the abstract's near-100% copy-paste claim)",
-          "supported if PMNet's 95% interval reaches within 0.1 of its in-window accuracy at every gap beyond the "
-          "receptive field and the twin's reaches chance + 0.1; refuted if PMNet learned the trained long gaps and "
-          "in-window retrieval (≥ 0.8) but its whole interval lies below in-window − 0.1 at a longer gap; "
-          "inconclusive otherwise (a task not learned within the budget included)",
-          scale=PMNET_SCALE, command="OMP_NUM_THREADS=1 python experiments/pmnet_retrieval.py",
-          results=("experiments/results/pmnet_retrieval.json",), plots=("experiments/results/pmnet_retrieval.png",),
-          evaluate=_pmnet_retrieval),
-    Claim("probing-refusal", "perturbation-probing",
-          "About 50 FFN neurons control an aligned chat model's refusal template.",
-          "the model refuses harmful requests (HarmBench) far more often than benign ones, so that a refusal circuit "
-          "exists to be probed",
-          "a HarmBench refusal rate whose 95% Wilson interval lies below 0.1 means no refusal behaviour at this scale "
-          "(inconclusive for the circuit)",
-          scale="SmolLM2-135M-Instruct (Q4_1 dequantised), 200 HarmBench standard behaviours, 50 project-written "
-                "benign requests, greedy, first 16 tokens",
-          **_PROBE_RUN, evaluate=_probing_refusal),
-    Claim("probing-neurons", "perturbation-probing", "A few FFN neurons found by two passes control a behaviour.",
-          "patching the top-k neurons by importance (k ≤ 50) to the other prompt's activations flips held-out "
-          "decisions far more often than matched random sets (same count, layers and magnitude decile)",
-          "in every decision with ≥ 8 decided held-out pairs: Wilson lower bound above the random 97.5% quantile, "
-          "p ≤ 0.01 and ≥ 5× the random mean; refuted if even k = 100 stays inside the random band everywhere",
-          scale="SmolLM2-135M-Instruct; code vs explanation, name under a system-prompt swap, numbered list vs prose; "
-                "40 pairs each (20 probe, 20 held out), 100 matched random draws",
-          **_PROBE_RUN, plots=_PROBE_PLOTS, evaluate=_probing_neurons),
-    Claim("probing-language", "perturbation-probing",
-          "Residual injection switches the answer language only in models that meet three conditions.",
-          "in an English-only model (SmolLM2-135M) injecting the mean French − English residual direction does NOT "
-          "switch English prompts to French (the paper's negative control)",
-          "supported if the best success rate over layers 8/15/22 and strengths 1/2/4 is < 0.5 or inside the random-"
-          "direction band; refuted if one reaches ≥ 0.9 above the band",
-          scale="SmolLM2-135M-Instruct; 40 English/French question pairs (20 probe, 20 held out); success = the first "
-                "answer token prefers French openers (F > 0) at the decision position; 100 random directions",
-          **_PROBE_RUN, plots=("experiments/results/perturbation_probing_french.png",), evaluate=_probing_language),
-    Claim("gap-memoriser", "representation-gap",
-          "A memorising predictor's gap to the data manifold falls as n^(−1/d), with the point-process constant.",
-          "mean distance of a test point to the nearest of n uniform training points ~ Γ(1 + 1/d)·(n·V_d/Vol)^(−1/d): "
-          "slope −1/d of log gap against log n, ratio measured/predicted → 1",
-          "slope within ±0.03 of −1/d and constant within ±5% on every manifold, each resolved by its 95% two-level "
-          "bootstrap interval; refuted if an interval lies outside its band; otherwise inconclusive",
-          scale="S1, S2, S3, T2, T3, S1×S2 (d = 1–3) embedded by a random rotation in R^16, n = 250–64,000, 4,000 "
-                "test points, chordal distance, 5 seeds; the constant over n ≥ 4,000",
-          **_GAP_RUN, evaluate=_gap_memoriser),
-    Claim("gap-equivariance", "representation-gap",
-          "Equivariance lowers the effective dimension to that of the quotient Ω/G (virtual augmentation).",
-          "the gap of the union of the training points' orbits falls as n^(−1/(d − dim G))",
-          "slope within ±0.05 of −1/(d − dim G) for every action, resolved by its 95% bootstrap interval",
-          scale="SO(2) on S2 (latitude circles), one circle of T2, the S1 factor of S1×S2, the Hopf U(1) on S3; "
-                "orbits exact in quotient coordinates, geodesic distance, n = 250–64,000, 5 seeds",
-          **_GAP_RUN, evaluate=_gap_equivariance),
-    Claim("gap-intrinsic-dimension", "representation-gap",
-          "The one parameter of the law, d, is what intrinsic-dimension estimators measure.",
-          "TWO-NN and MLE (k = 20) recover d and agree with the d read off the gap's slope, −1/slope",
-          "mean over seeds within ±0.15 of d (95% bootstrap interval over seeds no wider) and within ±0.15 of −1/slope",
-          scale="4,000 uniform points per manifold in R^16 (S1, S2, S3, T2, T3, S1×S2), 5 seeds, scikit-dimension",
-          **_GAP_RUN, evaluate=_gap_intrinsic_dimension),
-    Claim("gap-denoiser", "representation-gap",
-          "A trained denoiser that memorises has the memoriser's gap: n^(−1/2) on S2, n^(−1) when SO(2)-equivariant.",
-          "while a denoiser trained on n points of S2 memorises, the gap of its samples falls as n^(−1/2) (plain) and "
-          "n^(−1) (SO(2)-equivariant); past some n it stops memorising",
-          "slope over the memorising sizes (≥ 3 of them) within ±0.1 of the prediction, resolved by its bootstrap "
-          "interval over seeds; fewer memorising sizes read inconclusive",
-          scale="MLP denoisers (3 × 256, EDM parameterisation) trained 12,000 steps of 256 by the one trainer on "
-                "n = 4, 8, 16, 32, 128, 1,024 points of S2, 4,000 samples each, 3 seeds",
-          command="OMP_NUM_THREADS=1 python experiments/gap_denoiser.py",
-          results=("experiments/results/representation_gap_denoiser.json",),
-          plots=("experiments/results/representation_gap_denoiser.png",), evaluate=_gap_denoiser),
+    _claim("hyperloop-quality", "hyperloop", command="OMP_NUM_THREADS=1 python experiments/hyperloop_tiny.py --steps 400",
+           results=("experiments/results/hyperloop_tiny.json",), plots=("experiments/results/hyperloop_tiny.png",),
+           evaluate=_hyperloop_quality),
+    _claim("hyperloop-int4", "hyperloop", command="OMP_NUM_THREADS=1 python experiments/ptq_tiny.py",
+           results=("experiments/results/ptq_tiny.json",), evaluate=_hyperloop_int4),
+    _claim("hyperloop-throughput", "hyperloop", command="python benchmarks/arch_throughput.py",
+           results=("benchmarks/results/arch_throughput.json",), evaluate=_hyperloop_speed),
+    _claim("trellis-mse", "bcjr-qat", command="python benchmarks/trellis_mse.py --sequences 256",
+           results=("benchmarks/results/trellis_mse.json",), evaluate=_trellis_mse),
+    _claim("trellis-vs-gptq", "bcjr-qat", command="OMP_NUM_THREADS=1 python experiments/ptq_tiny.py",
+           results=("experiments/results/ptq_tiny.json",), evaluate=_trellis_vs_gptq),
+    _claim("bcjr-ladder", "bcjr-qat", command="OMP_NUM_THREADS=1 python experiments/qat_tiny.py --lr-bcjr 1e-3 --lr-ste 3e-4",
+           results=("experiments/results/qat_tiny.json",), plots=("experiments/results/qat_tiny.png",),
+           evaluate=_bcjr_ladder),
+    _claim("demo-trellis-2bit", "bcjr-qat", command="mechlab demo", results=("runs/demo/demo_results.json",),
+           plots=("runs/demo/loss.png",), evaluate=_demo_trellis),
+    _claim("bcjr-speed", "bcjr-qat", command="python benchmarks/bcjr_speed.py",
+           results=("benchmarks/results/bcjr_speed.json",), evaluate=_bcjr_speed),
+    _claim("isodepth-phi", "isodepth", command="python experiments/isodepth_phi.py --parallel 2",
+           results=("experiments/results/isodepth_phi.json",), plots=("experiments/results/isodepth_phi.png",),
+           evaluate=_isodepth_phi),
+    _claim("edge-of-stability", "learning-mechanics", command="OMP_NUM_THREADS=1 python experiments/edge_of_stability.py",
+           results=("experiments/results/edge_of_stability.json",), plots=("experiments/results/edge_of_stability.png",),
+           evaluate=_edge_of_stability),
+    _claim("maps-noise", "learning-mechanics", **_MAPS_RUN, evaluate=_maps_noise),
+    _claim("maps-stability", "learning-mechanics", **_MAPS_RUN, evaluate=_maps_stability),
+    _claim("mup-transfer", "learning-mechanics",
+           command="python experiments/mup_lr_width.py --steps 200 --lrs 1e-3 3e-3 1e-2 3e-2 --seeds 0 1 2 --parallel 1",
+           results=("experiments/results/mup_lr_width.json",), plots=("experiments/results/mup_lr_width.png",),
+           evaluate=_mup_transfer),
+    _claim("delegate-rs", "delegate52"),
+    _claim("pmnet-retrieval", "pmnet", command="OMP_NUM_THREADS=1 python experiments/pmnet_retrieval.py",
+           results=("experiments/results/pmnet_retrieval.json",), plots=("experiments/results/pmnet_retrieval.png",),
+           evaluate=_pmnet_retrieval),
+    _claim("probing-refusal", "perturbation-probing", **_PROBE_RUN, evaluate=_probing_refusal),
+    _claim("probing-neurons", "perturbation-probing", **_PROBE_RUN, plots=_PROBE_PLOTS, evaluate=_probing_neurons),
+    _claim("probing-language", "perturbation-probing", **_PROBE_RUN,
+           plots=("experiments/results/perturbation_probing_french.png",), evaluate=_probing_language),
+    _claim("gap-memoriser", "representation-gap", **_GAP_RUN, evaluate=_gap_memoriser),
+    _claim("gap-equivariance", "representation-gap", **_GAP_RUN, evaluate=_gap_equivariance),
+    _claim("gap-intrinsic-dimension", "representation-gap", **_GAP_RUN, evaluate=_gap_intrinsic_dimension),
+    _claim("gap-denoiser", "representation-gap", command="OMP_NUM_THREADS=1 python experiments/gap_denoiser.py",
+           results=("experiments/results/representation_gap_denoiser.json",),
+           plots=("experiments/results/representation_gap_denoiser.png",), evaluate=_gap_denoiser),
 ]
 
 

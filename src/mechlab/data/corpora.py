@@ -20,10 +20,10 @@ import os
 import re
 import sysconfig
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from mechlab.errors import DataError
 from mechlab.utils import atomic_path, sha256_file

@@ -1,4 +1,4 @@
-"""Synthetic long-range retrieval tasks generated on the fly (no download), for the one trainer (papers/pmnet.md).
+"""Synthetic long-range retrieval tasks generated on the fly (no download), for the one trainer (arXiv 2605.13370).
 
 Vocabulary (48 symbols, :data:`VOCAB_SIZE`): markers KEY 0, VAL 1, QUERY 2, COPY 3, DELIM 4; 16 keys 5–20; 16
 values (also the copy payload alphabet) 21–36; 11 filler symbols 37–47, disjoint from keys and values.

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -101,8 +102,9 @@ class BPETokenizer:
         return -1 if i is None else i
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int, specials: tuple[str, ...] = SPECIALS) -> "BPETokenizer":
-        from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
+    def train(cls, texts: Iterable[str], vocab_size: int, specials: tuple[str, ...] = SPECIALS) -> BPETokenizer:
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, pre_tokenizers, trainers
 
         if not 256 + len(specials) < vocab_size <= 1 << 20:
             raise ConfigError(f"BPE vocab size must be between {257 + len(specials)} and 2^20, got {vocab_size}")

@@ -30,7 +30,7 @@ from mechlab.delegate.relay import (
 )
 from mechlab.delegate.replies import ParsedReply, format_files, parse_reply
 from mechlab.errors import ConfigError
-from mechlab.utils import write_json_atomic
+from mechlab.utils import save_figure, write_json_atomic
 
 
 def bundled_environments(domain: str | None = None) -> list[Path]:
@@ -129,16 +129,14 @@ def run(envs: list[Path], backend: str, round_trips: int = 10, distractors: bool
 def plot_report(runs: str | Path, png: str | Path) -> Path:
     """RS against interactions k (2 per round trip; only the backward steps are scored), mean over the relays of
     each (domain, agent) in ``runs``, drawn to the file ``png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     curves: dict[tuple[str, str], list[list[float]]] = {}
     for d in load_results(runs, lambda msg: None):  # report() has warned already
         if d["rs"] and not d.get("failed"):
             curves.setdefault((d["domain"], d["agent"]), []).append(d["rs"])
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig = Figure(figsize=(7, 4.2), dpi=120)
+    ax = fig.subplots()
     for (domain, agent), rs in sorted(curves.items()):
         k = min(len(r) for r in rs)
         ax.plot(range(2, 2 * k + 1, 2), [statistics.mean(r[i] for r in rs) for i in range(k)], "o-", ms=3,
@@ -150,9 +148,7 @@ def plot_report(runs: str | Path, png: str | Path) -> Path:
     if curves:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
-    return Path(png)
+    return save_figure(fig, png)
 
 
 def _is_score(x) -> bool:

@@ -99,7 +99,7 @@ def evaluate_lm(model: torch.nn.Module, stream: TokenStream, context: int = 1024
     for w in wins:
         groups.setdefault(w[1] - w[0], []).append(w)
     bar = tqdm(total=len(wins), desc="eval", unit="win", disable=not progress, leave=False)
-    for length, ws in groups.items():
+    for _length, ws in groups.items():
         for i in range(0, len(ws), batch_size):
             batch = ws[i : i + batch_size]
             ids = torch.from_numpy(np.stack([np.asarray(stream.ids[b:e], dtype=np.int64) for b, e, _ in batch])).to(device)

@@ -29,7 +29,6 @@ import numpy as np
 
 from mechlab.errors import ConfigError
 
-
 # tolerance on |factor| = 1 for points said to lie on a manifold: derived from float64's epsilon, loose enough for
 # points rounded through float32 (relative error ~6e-8 per coordinate), tight enough to catch scaled points
 ON_MANIFOLD_TOL = 64 * math.sqrt(np.finfo(np.float64).eps)  # about 9.5e-7

@@ -1,4 +1,4 @@
-"""Maps of texts and hidden states (papers/story-maps.md): documents -> embeddings -> UMAP -> HDBSCAN -> cluster
+"""Maps of texts and hidden states (docs/maps.md): documents -> embeddings -> UMAP -> HDBSCAN -> cluster
 words by class-based TF-IDF -> an interactive HTML map, a PNG and the table of points, with measured quality.
 
 :func:`run_map` is the one entry point (``mechlab map`` calls it); the pieces are :mod:`mechlab.maps.documents`,

@@ -1,4 +1,4 @@
-"""How good a map is (papers/story-maps.md, "Judging a map").
+"""How good a map is (docs/maps.md).
 
 With labels: adjusted Rand index (ARI; Hubert & Arabie 1985) and adjusted mutual information (AMI; Vinh et al.
 2010) of the clusters against the labels, computed twice: with the noise documents dropped, and with noise as one

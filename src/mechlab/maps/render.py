@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mechlab.utils import atomic_path, write_json_atomic
+from mechlab.utils import atomic_path, save_figure, write_json_atomic
 
 NOISE_COLOUR = "#bbbbbb"
 
@@ -111,11 +111,7 @@ def write_png(path: str | Path, result, title: str = "map") -> Path:
     draw_map(fig.add_subplot(1, 1, 1), result, f"{title}: {result.n_clusters} clusters, "
                                                f"{100 * result.noise_share:.1f}% noise")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=150)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
-    return Path(path)
+    return save_figure(fig, path, format="png", dpi=150)
 
 
 def write_table(directory: str | Path, texts: list[str], result, meta: dict,

@@ -1,4 +1,4 @@
-"""Scaling-law fits with the robust recipe of papers/learning-mechanics.md: Huber loss on log-loss, L-BFGS-B with
+"""Scaling-law fits with the robust recipe of arXiv 2604.21691 (docs/fits.md): Huber loss on log-loss, L-BFGS-B with
 many restarts, bootstrap confidence intervals, R², and the restricted models.
 
 Two laws:
@@ -62,8 +62,8 @@ import math
 import numbers
 import os
 import warnings
-from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""Observables: cheap aggregate statistics of a model during training (papers/learning-mechanics.md).
+"""Observables: cheap aggregate statistics of a model during training (arXiv 2604.21691).
 
 Any model:
 
@@ -16,7 +16,7 @@ Any model:
   estimated by TWO-NN and MLE through :func:`mechlab.geometry.intrinsic_dimension` (arXiv 2605.21692: the
   representation gap is governed by the intrinsic dimension of the representation).
 
-Looped models (papers/hyperloop.md):
+Looped models (arXiv 2604.21254):
 
 * Cross-loop cosine similarity: for consecutive loops l, l+1, the cosine between the middle block's outputs at
   the same token, averaged over tokens (the quantity of the paper's Table 8; near 1 means later loops repeat

@@ -18,7 +18,7 @@ class ModelConfig:
     ``n_kv_heads`` defaults to ``n_heads`` (plain multi-head attention); ``d_ff`` defaults to 8/3·d_model
     rounded up to a multiple of 32; ``attn_head_dim`` to d_model / n_heads.
 
-    PMNet (papers/pmnet.md, arXiv 2605.13370) is a set of switches, all off by default: ``window`` (sliding-window
+    PMNet (arXiv 2605.13370, docs/pmnet.md) is a set of switches, all off by default: ``window`` (sliding-window
     attention: a query at position t sees keys t − window + 1 … t), ``qk_norm`` (per-head RMSNorm of queries and
     keys before RoPE) and ``memory`` (the phasor memory of :mod:`mechlab.models.phasor`: a write every
     ``mem_write_every`` layers, a read at every layer, ``mem_slots`` = N slots of ``mem_dim`` = M phases,
@@ -43,13 +43,13 @@ class ModelConfig:
     rope_base: float = 10000.0
     # RoPE frequency scaling: divisors of the head_dim/2 inverse frequencies base^(-2i/D), or None for none.
     # Linear position interpolation is every divisor = factor; llama3-style scaling and llama.cpp's rope_freqs
-    # tensor are per-frequency divisors (papers/trellis-quantization.md's models never set it; imports do).
+    # tensor are per-frequency divisors (the project's own models never set it; imports do).
     rope_freq_factors: tuple[float, ...] | None = None
     max_seq_len: int = 1024
     tie_embeddings: bool = True
     norm_eps: float = 1e-5
     init_std: float = 0.02
-    # Architecture family (papers/hyperloop.md): "transformer", "looped" (b→m×L→e, one stream),
+    # Architecture family (arXiv 2604.21254): "transformer", "looped" (b→m×L→e, one stream),
     # "hyperloop" (looped, n streams, hyper-connections after each loop) or "mhc" (unlooped, n streams,
     # hyper-connections at every attention and MLP sub-layer).
     arch: str = "transformer"
@@ -61,12 +61,12 @@ class ModelConfig:
     n_streams: int = 1  # residual streams (hyperloop, mhc)
     hres: str = "diagonal"  # H_res of the hyper-connections: "identity", "diagonal" or "sinkhorn"
     sinkhorn_iters: int = 20
-    # Parameterisation in width (papers/learning-mechanics.md (d)): "sp" standard, or "mup" (Yang et al., μP for
+    # Parameterisation in width (arXiv 2604.21691): "sp" standard, or "mup" (Yang et al., μP for
     # Adam): hidden matrices initialised with std init_std/√m and trained at lr/m, logits multiplied by 1/m,
     # attention scores by √(base head size)/head size, with m = d_model / mup_base_width (all as in SP at m = 1).
     parametrization: str = "sp"
     mup_base_width: int = 128
-    # PMNet switches (papers/pmnet.md); all off by default
+    # PMNet switches (arXiv 2605.13370; docs/pmnet.md); all off by default
     attn_head_dim: int | None = None  # head size when n_heads × head size ≠ d_model (PMNet: 12 × 64 at d_model 512)
     window: int | None = None  # sliding-window attention over this many positions (the query's own included)
     qk_norm: bool = False  # per-head RMSNorm of queries and keys (weights of head_dim, shared by the heads)
@@ -200,14 +200,14 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"model config: unknown keys {sorted(unknown)}")
         return cls(**d)
 
-    def replace(self, **changes: Any) -> "ModelConfig":
+    def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> str:
@@ -251,7 +251,7 @@ PRESETS.update(_hyperloop_family("tiny", 128, 1, 2, 1, vocab=259, d_ff=352, n_he
                                  tie_embeddings=False))
 
 
-# PMNet (papers/pmnet.md): the authors' released configuration (byte vocabulary 384, 118,970,368 parameters), and a
+# PMNet (arXiv 2605.13370): the authors' released configuration (byte vocabulary 384, 118,970,368 parameters), and a
 # CPU-scale model for the synthetic retrieval tasks (vocabulary 48 of mechlab.data.retrieval; receptive field
 # 4 × 15 = 60 positions back) with its memory-free twin.
 PRESETS.update({

@@ -1,4 +1,4 @@
-"""Hyper-connections over n residual streams (mHC, Hyperloop; see papers/hyperloop.md).
+"""Hyper-connections over n residual streams (mHC, arXiv 2512.24880; Hyperloop, arXiv 2604.21254).
 
 One :class:`HyperConnection` is one application: from the RMS-normalised flattened streams z it computes read
 weights ``pre = σ(a_pre·W_pre z + b_pre)``, write weights ``post = 2σ(a_post·W_post z + b_post)`` and a residual
@@ -8,7 +8,7 @@ mix H_res, then ``Y ← H_res(Y) + post ⊗ f(Σ_i pre_i Y_i)``. H_res is the id
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn

@@ -1,4 +1,4 @@
-"""The phasor memory of PMNet (Goo, Yun, Jung, "Phasor Memory Networks", arXiv 2605.13370; papers/pmnet.md).
+"""The phasor memory of PMNet (Goo, Yun, Jung, "Phasor Memory Networks", arXiv 2605.13370; docs/pmnet.md).
 
 A switch of the one model family (``ModelConfig.memory``): :class:`PhasorMemory` holds a write module for every
 level h = 0 … H−1 (a write at layers 0, P, 2P, …) and a read module for every layer; the Transformer calls it

@@ -4,12 +4,12 @@ RMSNorm pre-norm blocks, rotary position embeddings (rotate-half convention, con
 attention through ``scaled_dot_product_attention``, SwiGLU MLP, no biases, tied or untied LM head.
 Generation keeps a :class:`KVCache`, whose slots are indexed by the order in which attention layers run.
 
-One class covers the four families of papers/hyperloop.md through config switches (``cfg.arch``):
+One class covers the four families of arXiv 2604.21254 through config switches (``cfg.arch``):
 ``transformer`` (blocks in a row), ``looped`` (begin blocks, the middle blocks applied ``n_loops`` times, end
 blocks), ``hyperloop`` (looped, with ``n_streams`` residual streams and a hyper-connection after each loop) and
 ``mhc`` (blocks in a row, streams, a hyper-connection at every attention and MLP sub-layer).
 
-PMNet (papers/pmnet.md) is three more switches of the plain family: sliding-window attention (``cfg.window``, in
+PMNet (arXiv 2605.13370) is three more switches of the plain family: sliding-window attention (``cfg.window``, in
 the one attention module and its KV cache, which then keeps only the last window − 1 positions), per-head QK-RMSNorm
 (``cfg.qk_norm``) and the phasor memory of :mod:`mechlab.models.phasor` (``cfg.memory``), called between each
 block's attention and MLP. A sliding-window model has no length limit when streamed through a cache
@@ -25,7 +25,7 @@ history of the global layers and the last window − 1 positions of the local on
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -201,7 +201,7 @@ class Block(nn.Module):
             cos, sin = cos[self.local], sin[self.local]
         h = self.attn(self.attn_norm(x), cos, sin, cache, slot)
         x = x + (h if self.post_attn_norm is None else self.post_attn_norm(h))
-        if memory is not None:  # [WRITE]; x + READ(x) (papers/pmnet.md)
+        if memory is not None:  # [WRITE]; x + READ(x) (arXiv 2605.13370)
             x = memory.layer(x, slot, state, cache)
         h = self.mlp(self.mlp_norm(x))
         return x + (h if self.post_mlp_norm is None else self.post_mlp_norm(h))

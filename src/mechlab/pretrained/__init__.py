@@ -69,9 +69,8 @@ def import_checkpoint(fmt: str, source: str | Path, out: str | Path) -> Path:
 
 def to_model(imported: Imported):
     """The mechlab Transformer holding the imported weights (strict: every tensor has its place)."""
-    from mechlab.models import build_model
-
     from mechlab.errors import ConfigError
+    from mechlab.models import build_model
 
     model = build_model(imported.config)
     expected = model.state_dict()

@@ -23,7 +23,8 @@ dropped when decoding), 4 user-defined (matched whole, kept when decoding, e.g. 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mechlab.errors import ConfigError
 

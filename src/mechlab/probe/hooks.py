@@ -17,9 +17,9 @@ with the KV cache (``Transformer.generate``, :class:`DecisionSet`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 
@@ -155,7 +155,7 @@ class Intervention:
     neurons: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     residual: dict[int, torch.Tensor] = field(default_factory=dict)
 
-    def rows(self, idx: torch.Tensor) -> "Intervention":
+    def rows(self, idx: torch.Tensor) -> Intervention:
         """The edits of the rows ``idx`` (a broadcast row stays broadcast)."""
         def pick(t):
             return t if t.shape[0] == 1 else t[idx]
@@ -248,7 +248,7 @@ class DecisionSet:
                     model(torch.tensor([t[:-1]]), cache=cache)
                 self._caches.append(cache)
 
-    def subset(self, idx) -> "DecisionSet":
+    def subset(self, idx) -> DecisionSet:
         """The prompts ``idx`` of this set, sharing its prefix caches (nothing is recomputed)."""
         out = DecisionSet.__new__(DecisionSet)
         out.model = self.model

@@ -46,7 +46,7 @@ class Decision:
     prefill: str = ""
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "decision") -> "Decision":
+    def from_dict(cls, d: dict[str, Any], where: str = "decision") -> Decision:
         if not isinstance(d, dict):
             raise ConfigError(f"{where}: holds a JSON {type(d).__name__}, not an object")
         for key in ("targets", "controls"):

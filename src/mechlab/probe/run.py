@@ -21,10 +21,18 @@ from tqdm.auto import tqdm
 from mechlab.errors import ConfigError
 from mechlab.generation import Sampling, generate_text
 from mechlab.probe.hooks import DecisionSet, Intervention, intervene
-from mechlab.probe.interventions import (controlled, evaluate_sets, inject_effect, matched_random, random_directions,
-                                         residual_direction, top_neurons)
+from mechlab.probe.interventions import (
+    controlled,
+    evaluate_sets,
+    inject_effect,
+    matched_random,
+    random_directions,
+    residual_direction,
+    top_neurons,
+)
 from mechlab.probe.prompts import Decision, encode_pairs, is_refusal, render
 from mechlab.probe.score import observable, probe
+from mechlab.utils import save_figure
 
 log = logging.getLogger("mechlab.probe")
 
@@ -243,7 +251,4 @@ def plot_decision(result: dict, n_layers: int, png: str | Path) -> Path:
         cx.legend(fontsize=7)
         cx.set_title("dose curve", fontsize=9)
     fig.tight_layout()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png)
-    return png
+    return save_figure(fig, png)

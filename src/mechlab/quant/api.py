@@ -1,7 +1,7 @@
 """``quantize_(model, config)``: replace nn.Linear modules in place, on any torch model.
 
 Layers to quantise are every nn.Linear except those whose qualified name matches ``skip`` (default: the LM head,
-as in papers/hyperloop.md; embeddings are not Linear and are never touched). GPTQ and trellis with BlockLDLQ need
+as in arXiv 2604.21254; embeddings are not Linear and are never touched). GPTQ and trellis with BlockLDLQ need
 a proxy Hessian per layer, H = Σ x xᵀ / #rows over calibration inputs; :func:`collect_hessians` gathers it with
 forward hooks, and a layer called several times per forward (a looped middle block) sums the inputs of every
 call. Hessians come from the unquantised model in one pass, or (``sequential=True``) block by block from the

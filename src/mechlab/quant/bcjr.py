@@ -1,4 +1,4 @@
-"""Soft trellis decoding at a temperature (BCJR; papers/trellis-quantization.md §5) — the differentiable core.
+"""Soft trellis decoding at a temperature (BCJR; BCJR-QAT, arXiv 2605.10655) — the differentiable core.
 
 Two implementations of the same function ŵ(w):
 

@@ -1,4 +1,4 @@
-"""Trellis codes: the value(s) each L-bit state decodes to (papers/trellis-quantization.md §2).
+"""Trellis codes: the value(s) each L-bit state decodes to (QTIP, arXiv 2406.11235).
 
 Every code is returned as a (2^L, V) float32 table scaled to unit RMS over the states, so one scale rule serves
 all codes. 1MAD and 3INST are computed from the state with a few integer instructions (no table needed at decode

@@ -54,7 +54,7 @@ class GPTQConfig:
 
 @dataclass(frozen=True)
 class TrellisConfig:
-    """Trellis-coded quantisation (QTIP; papers/trellis-quantization.md §1–4) at exactly k bits per weight.
+    """Trellis-coded quantisation (QTIP, arXiv 2406.11235) at exactly k bits per weight.
 
     L state bits, k bits per weight, V weights per trellis step, a state→value ``code``, the random Hadamard
     transform (``rht``), Hessian-aware BlockLDLQ rounding (``ldlq``, needs calibration Hessians) and the

@@ -1,5 +1,5 @@
 """End-to-end fine-tuning of a trellis-quantised model's continuous parts, codes frozen (QTIP's last stage;
-papers/trellis-quantization.md §4).
+QTIP, arXiv 2406.11235).
 
 After PTQ with ``real_signs`` (whose layer-wise stage already fitted each layer's sign vectors to its own output
 error), every trellis layer is

@@ -1,4 +1,4 @@
-"""Trellis quantisation-aware training: BCJR-QAT and its straight-through baseline (papers/trellis-quantization.md §5).
+"""Trellis quantisation-aware training: BCJR-QAT and its straight-through baseline (BCJR-QAT, arXiv 2605.10655).
 
 Starting point: a model whose layers were trellis-quantised by PTQ (:func:`mechlab.quant.quantize_`). Each
 selected layer becomes a :class:`SoftTrellisLinear` holding latent float weights initialised from its PTQ

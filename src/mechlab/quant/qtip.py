@@ -1,4 +1,4 @@
-"""Trellis-coded quantisation of one weight matrix (QTIP-style PTQ; papers/trellis-quantization.md §3–4).
+"""Trellis-coded quantisation of one weight matrix (QTIP-style PTQ; QTIP, arXiv 2406.11235).
 
 W (m, n) → random Hadamard transform → one global scale so the rotated weights have RMS 0.9 (the code has unit
 RMS) → 16×16 tiles, each one trellis sequence of 256 weights → Viterbi (tail-biting) → exactly k bits per weight.

@@ -1,4 +1,4 @@
-"""Random Hadamard transform (incoherence processing; papers/trellis-quantization.md §3).
+"""Random Hadamard transform (incoherence processing; QTIP, arXiv 2406.11235).
 
 ``W̃ = H_m diag(s_m) W diag(s_n) H_nᵀ`` with random signs s and normalised Hadamard matrices H applied by the fast
 Walsh–Hadamard transform (O(n log n)). A size that is not a power of two is split by its binary expansion into

@@ -1,4 +1,4 @@
-"""The bitshift trellis (papers/trellis-quantization.md §1, §4): Viterbi encode, tail-biting, decode, packing.
+"""The bitshift trellis (QTIP, arXiv 2406.11235): Viterbi encode, tail-biting, decode, packing.
 
 A sequence of T weights is cut into N = T/V steps of V weights. The state is an L-bit integer; each step shifts in
 kV fresh bits, ``s_t = ((s_{t−1} << kV) | c_t) mod 2^L``, and the step's weights are reconstructed as

@@ -26,10 +26,11 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -145,7 +146,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"train config: unknown keys {sorted(unknown)}")
@@ -308,7 +309,7 @@ def _device() -> torch.device:
 
 def validation_record(model, stream: TokenStream, cfg: TrainConfig, step: int) -> tuple[EvalResult, dict]:
     """The metrics-log row of a validation pass: loss and bits/byte, plus the loop observables of a looped model
-    (papers/hyperloop.md; :func:`mechlab.mechanics.loop_observables`) on a fixed batch of validation windows."""
+    (arXiv 2604.21254; :func:`mechlab.mechanics.loop_observables`) on a fixed batch of validation windows."""
     result = evaluate_lm(model, stream, context=cfg.seq_len, max_windows=cfg.eval_windows, spread=True,
                          batch_size=max(cfg.batch_size, 8), dtype=torch.bfloat16 if cfg.dtype == "bfloat16" else None)
     rec = {"step": step, "val_loss": result.loss, "val_bpb": result.bits_per_byte}

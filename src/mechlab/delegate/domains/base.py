@@ -8,7 +8,6 @@ locally)."""
 from __future__ import annotations
 
 import json
-
 import math
 import random
 from collections.abc import Callable, Sequence

@@ -29,7 +29,6 @@ from mechlab.delegate.domains.base import (
 )
 from mechlab.errors import ConfigError
 
-
 # ---- JSON --------------------------------------------------------------------------------------------------
 
 def _leaves(x: Any, path: tuple = ()) -> dict[tuple, Any]:
@@ -495,7 +494,7 @@ def _replace_tokens(text: str, kind: int, old: str, new: str) -> str:
     lines = text.splitlines(keepends=True)
     spans = [t.start + t.end for t in tokenize.generate_tokens(io.StringIO(text).readline)
              if t.type == kind and t.string == old]
-    for (r0, c0, r1, c1) in reversed(spans):  # single-line tokens; right to left keeps positions valid
+    for (r0, c0, _r1, c1) in reversed(spans):  # single-line tokens; right to left keeps positions valid
         line = lines[r0 - 1]
         lines[r0 - 1] = line[:c0] + new + line[c1:]
     return "".join(lines)

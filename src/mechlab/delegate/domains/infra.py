@@ -7,7 +7,6 @@ text edits are in :mod:`mechlab.delegate.domains.textrecords`). The PyPI parsers
 
 from __future__ import annotations
 
-import csv
 import difflib
 import functools
 import io
@@ -18,7 +17,6 @@ from mechlab.delegate.domains.base import Files, aligned
 from mechlab.delegate.domains.documents import CSVDomain, _same_cell, tree_similarity
 from mechlab.delegate.domains.records import _require
 from mechlab.delegate.domains.textrecords import UNREADABLE, TextRecordDomain, field_similarity, value_of
-
 
 # ---- GTFS --------------------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from mechlab.delegate.domains.base import readable_xml_root
-from mechlab.delegate.domains.textrecords import UNREADABLE, TextRecordDomain, field_similarity, value_of
+from mechlab.delegate.domains.textrecords import TextRecordDomain, field_similarity, value_of
 
 
 def _local(tag: str) -> str:

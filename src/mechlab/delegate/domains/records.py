@@ -19,10 +19,18 @@ import importlib
 import io
 import random
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from mechlab.delegate.domains.base import (Domain, Files, _kept_order, aligned, matched_records, readable_xml_root,
-                                           same_value)
+from mechlab.delegate.domains.base import (
+    Domain,
+    Files,
+    _kept_order,
+    aligned,
+    matched_records,
+    readable_xml_root,
+    same_value,
+)
 from mechlab.errors import ConfigError
 
 

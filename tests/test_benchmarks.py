@@ -149,6 +149,8 @@ CHANGED = {
     "smollm2_position_gap": [["--models", "other"], ["--windows", "24"], ["--quick"], ["--bucket", "128"]],
     "smollm2_wikitext2": [["--quick"], ["--max-windows", "4"], ["--context", "1024"], ["--batch-size", "2"],
                           ["--bf16"]],
+    "vs_llamacpp": [["--quick"], ["--types", "Q8_0"], ["--mechlab", "float"], ["--windows", "2"], ["--context", "512"],
+                    ["--threads", "1"], ["--prompt", "64"], ["--new-tokens", "8"]],
     "gemma3_wikitext2": [["--quick"], ["--max-windows", "4"], ["--context", "1024"], ["--batch-size", "2"]],
     "smollm2_ptq": [["--windows", "2"], ["--bits", "2"], ["--methods", "rtn"], ["--L", "16"], ["--code", "lut"],
                     ["--V", "2"], ["--group-size", "64"], ["--calib-corpus", "wikitext2-valid"],

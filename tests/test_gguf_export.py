@@ -143,12 +143,15 @@ def test_cli_export(imported, tmp_path):
 
 def test_llama_cpp_loads_the_export(imported, tmp_path):
     """llama.cpp's own forward pass on the exported float file agrees with mechlab's float64 logits within the
-    bound any float32 evaluation of the network keeps (test_model.float64_logits)."""
+    bound any float32 evaluation of the network keeps (test_model.float64_logits), with a float32 KV cache."""
     llama_cpp = pytest.importorskip("llama_cpp")
     got, model = imported
     path = export_gguf(model, got.tokenizer, got.meta, tmp_path / "f32.gguf")
     ids = list(range(3, 35))
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=1)
+    # the KV cache in float32 (GGML_TYPE_F32 = 0): llama.cpp's default fp16 cache rounds K and V to 11 bits, an
+    # error of its own far above float32's (0.015 on logits of 7 here)
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=1, type_k=0,
+                          type_v=0)
     llm.eval(ids)
     ours = np.asarray(llm.scores[: len(ids)], dtype=np.float64)
     ref, bound = float64_logits(model, torch.tensor([ids]))

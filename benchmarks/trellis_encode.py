@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from common import is_reference_run, print_table, write_result
-from mechlab.kernels import trellis_kernel
+from mechlab.kernels import available
 from mechlab.quant import trellis
 
 
@@ -71,7 +71,7 @@ def main() -> None:
     args = ap.parse_args()
     name, quick = output(ap, args)
     torch.set_num_threads(1)  # the kernel runs on torch's thread count
-    if trellis_kernel() is None:
+    if not available("trellis"):
         raise SystemExit("the compiled kernel did not build (no C compiler?)")
     rounds, n_seq = (1, 2) if args.quick else (3, 8)
     cases = [("kernel", 16, 2, 1, "1mad"), ("kernel", 16, 1, 2, "hyb"), ("kernel", 16, 4, 1, "1mad"),

@@ -26,7 +26,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mechlab.kernels import qmatvec_kernel
+from mechlab.kernels import available
 from mechlab.quant import TrellisConfig
 from mechlab.quant.linear import TrellisLinear
 
@@ -93,7 +93,7 @@ def main() -> None:
         args.shapes = [s for s in args.shapes if s in ("576x576", "192x576")] or args.shapes[:1]
         args.rounds, args.seconds = min(args.rounds, 2), min(args.seconds, 0.05)
         args.working_set = min(args.working_set, 32.0)
-    if qmatvec_kernel() is None:
+    if not available("qmatvec"):
         raise SystemExit("the qmatvec kernel did not build (no C compiler?)")
     rows = []
     for shape in args.shapes:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from mechlab.kernels import trellis_kernel
+from mechlab.kernels import available
 from mechlab.quant import trellis
 
 from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
@@ -69,7 +69,7 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 def main() -> None:
     ap, args, name, quick = parse_benchmark_args(build_parser, output)
     torch.set_num_threads(1)  # the kernel runs on torch's thread count
-    if trellis_kernel() is None:
+    if not available("trellis"):
         raise SystemExit("the compiled kernel did not build (no C compiler?)")
     rounds, n_seq = (1, 2) if args.quick else (3, 8)
     cases = [("kernel", 16, 2, 1, "1mad"), ("kernel", 16, 1, 2, "hyb"), ("kernel", 16, 4, 1, "1mad"),

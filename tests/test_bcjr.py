@@ -1,5 +1,6 @@
 """Soft trellis decoding against brute-force enumeration of every path."""
 
+import contextlib
 import functools
 import itertools
 import math
@@ -7,7 +8,7 @@ import math
 import pytest
 import torch
 
-from mechlab.kernels import kernel_build, kernel_builds
+from mechlab.kernels import kernel_build, kernel_builds, use_build
 from mechlab.quant.bcjr import log_partition, soft_decode, soft_weights
 from mechlab.quant.codes import code_table
 from mechlab.quant.trellis import viterbi_torch
@@ -49,11 +50,18 @@ def error_bounds(w, table, L, kV, T, u, probe=None, log_z=True):
     return out, grad, log_z
 
 
-def use_build(monkeypatch, build):
-    """Make soft_decode's float32 path run kernel build ``build`` (a key of BUILDS)."""
+def run_on_build(build, stack):
+    """Make soft_decode's float32 path run kernel build ``build`` (a key of BUILDS) until ``stack`` closes."""
     kernel = kernel_build("bcjr", BUILDS[build])
     assert kernel is not None, f"the BCJR kernel did not build ({build})"
-    monkeypatch.setattr("mechlab.kernels.bcjr_kernel", lambda: kernel)
+    stack.enter_context(use_build(BUILDS[build]))
+
+
+@pytest.fixture
+def build_stack():
+    """Kernel build selections made during a test, undone after it."""
+    with contextlib.ExitStack() as stack:
+        yield stack
 
 
 def all_paths(L, kV, N):
@@ -137,13 +145,13 @@ def test_gradcheck_float64(impl):
 
 
 @pytest.mark.parametrize("impl", [*IMPLS, *(f"kernel-{b}" for b in BUILDS)])
-def test_low_temperature_reaches_viterbi_and_high_temperature_the_code_mean(impl, monkeypatch):
+def test_low_temperature_reaches_viterbi_and_high_temperature_the_code_mean(impl, build_stack):
     torch.manual_seed(5)
     L, kV = 8, 2
     table = code_table("lut", L, 1)
     kernel = impl.startswith("kernel-")
     if kernel:
-        use_build(monkeypatch, impl.removeprefix("kernel-"))
+        run_on_build(impl.removeprefix("kernel-"), build_stack)
     decode = soft_decode if kernel else IMPLS[impl]  # float32 soft_decode runs the compiled kernel
     w = torch.randn(2, 32, 1)
     hard = table[viterbi_torch(w, table, L, kV)]
@@ -183,10 +191,10 @@ def float64_reference(L, k, V, code, T):
 @pytest.mark.parametrize("build", BUILDS)
 @pytest.mark.parametrize("L,k,V,code", [(8, 2, 1, "1mad"), (10, 2, 1, "3inst"), (8, 2, 2, "hyb"), (7, 3, 1, "lut")])
 @pytest.mark.parametrize("T", [0.01, 0.1, 1.0])
-def test_kernel_matches_float64_reference(L, k, V, code, T, build, monkeypatch):
+def test_kernel_matches_float64_reference(L, k, V, code, T, build, build_stack):
     """Each build of the compiled float32 kernel against the analytic PyTorch path in float64, free and
     tail-biting, within error_bounds (u = 2^-24; the float64 side's own error is 2^-29 of that)."""
-    use_build(monkeypatch, build)
+    run_on_build(build, build_stack)
     table, w, probe, b_out, b_grad, cases = float64_reference(L, k, V, code, T)
     for ov, ref, g_ref in cases:
         x = w.float().requires_grad_(True)

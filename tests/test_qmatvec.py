@@ -7,24 +7,24 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mechlab.kernels import QMatvecKernel, build, kernel_build, kernel_builds, qmatvec_kernel
+from mechlab.kernels import QMatvecKernel, available, build, kernel_build, kernel_builds, library, use_build
 from mechlab.quant import TrellisConfig, quantize_, rht
 from mechlab.quant.codes import code_table, one_mad_unit
 from mechlab.quant.linear import FUSED_MAX_ROWS, TrellisLinear, fused_supported
 from mechlab.quant.qtip import reconstruct, reconstruct_rotated
 
-pytestmark = pytest.mark.skipif(qmatvec_kernel() is None, reason="no C compiler")
+pytestmark = pytest.mark.skipif(not available("qmatvec"), reason="no C compiler")
 U = 2.0**-24  # float32 unit roundoff
 BUILDS = kernel_builds()  # the portable AVX2 build (x86-64-v3) and -march=native where that differs
 
 
 @pytest.fixture(params=list(BUILDS))
-def build_kernel(request, monkeypatch):
-    """Run the layers of a test on kernel build ``request.param``."""
+def build_kernel(request):
+    """Run the layers of a test on kernel build ``request.param`` (the custom ops' active build)."""
     kernel = kernel_build("qmatvec", BUILDS[request.param])
     assert kernel is not None, f"the qmatvec kernel did not build ({request.param})"
-    monkeypatch.setattr("mechlab.kernels.qmatvec_kernel", lambda: kernel)
-    return kernel
+    with use_build(BUILDS[request.param]):
+        yield kernel
 
 
 def exact(layer: TrellisLinear):
@@ -122,7 +122,7 @@ def test_kernel_decode_and_matvec_match_the_torch_decode(L, k, build_kernel):
     cfg = TrellisConfig(L=L, k=k, code="1mad")
     assert fused_supported(cfg)
     layer = random_layer(48, 80, cfg, seed=L * 10 + k)  # 80 = 64 + 16: a block-diagonal Hadamard
-    assert layer._fused()[0] is build_kernel
+    assert layer._fused() is not None and library("qmatvec") is build_kernel
     _, _, w64 = exact(layer)
     bound = weight_bound(layer)
     assert ((layer.weight().double() - w64).abs() <= bound).all()  # the kernel's decode
@@ -183,7 +183,7 @@ def test_portable_path_agrees_with_avx2(build_kernel):
     cfg = TrellisConfig(L=16, k=3, code="1mad")
     layer = random_layer(32, 48, cfg, seed=6)
     x = torch.randn(2, 48)
-    _, alpha, _ = layer._fused()
+    alpha = layer._fused()[0]
     s_out, s_in = layer.signs()
     _, _, w64 = exact(layer)
     ref, bound = x.double() @ w64.T, kernel_bound(layer, x)

@@ -601,11 +601,12 @@ def quantize(
     data_dir: str | None = DataDir,
 ) -> None:
     """Quantise a checkpoint's Linear layers (all but the LM head) and save it; evaluate it with `mechlab eval`."""
+    from mechlab.quant.registry import method_named
     from mechlab.quant.run import make_config, quantize_checkpoint, size_report
 
     qat = {k: v for k, v in dict(steps=qat_steps, lr=qat_lr, t_start=t_start, t_end=t_end, batch_size=qat_batch_size,
                                  seq_len=qat_seq_len, schedule=lr_schedule, embedding_lr=embedding_lr,
-                                 seed=seed if method.endswith(("-qat", "-ft")) else None,
+                                 seed=seed if method_named(method).trains else None,
                                  layers=tuple(qat_layers.split(",")) if qat_layers else None).items() if v is not None}
     config = make_config(method, bits, group_size=group_size, L=L, V=V, code=code, rht=rht, ldlq=ldlq,
                          tail_biting=tail_biting, symmetric=symmetric, act_order=act_order, real_signs=real_signs,

@@ -13,18 +13,17 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
 from mechlab.errors import ConfigError
-from mechlab.quant.config import GPTQConfig, RTNConfig, TrellisConfig, config_from_dict, config_to_dict
 from mechlab.quant.linear import IntLinear, QuantizedLinear, TrellisLinear, quantized_linear
-from mechlab.quant.qtip import proxy_loss, trellis_quantize
-from mechlab.quant.scalar import gptq_quantize, rtn_quantize
+from mechlab.quant.qtip import proxy_loss
+from mechlab.quant.registry import config_from_dict, config_to_dict, method_for
 
 log = logging.getLogger(__name__)
 SPEC_FORMAT, SPEC_VERSION = "mechlab-quant", 1
@@ -113,26 +112,25 @@ def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
-def _why_not(config, linear: nn.Linear) -> str | None:
-    if isinstance(config, TrellisConfig) and (linear.in_features % config.tile or linear.out_features % config.tile):
-        return f"{linear.out_features}×{linear.in_features} is not made of {config.tile}×{config.tile} tiles"
-    return None
-
-
-def quantize_(model: nn.Module, config: RTNConfig | GPTQConfig | TrellisConfig, *,
+def quantize_(model: nn.Module, config, *,
               hessians: dict[str, torch.Tensor] | None = None, calibration: Iterable[torch.Tensor] | None = None,
               skip: Iterable[str] = DEFAULT_SKIP, sequential: bool = False, asymmetric: bool = True,
               progress: bool = False) -> QuantReport:
-    """Quantise ``model``'s Linear layers in place with ``config``; returns a per-layer report.
+    """Quantise ``model``'s Linear layers in place with ``config`` (any registered method's config: RTNConfig,
+    GPTQConfig, TrellisConfig, ...; :mod:`mechlab.quant.registry`); returns a per-layer report.
 
     Layers that the method cannot code (shapes that are not whole tiles or groups) stay in float and are listed
     in ``report.skipped``. ``sequential`` (needs ``calibration``): block by block, each layer's Hessian from the
     partly quantised model and, ``asymmetric``, its target the float layer's output
     (:mod:`mechlab.quant.sequential`); the report's errors are then measured against that target."""
+    method = method_for(config)
+    if method.trains:
+        raise ConfigError(f"{config.method} trains after PTQ: quantise with its PTQ config, then train "
+                          f"(mechlab.quant.run.quantize_checkpoint runs both)")
     targets = target_linears(model, skip)
     report = QuantReport()
     for name, lin in list(targets.items()):
-        why = _why_not(config, lin)
+        why = method.why_not(lin, config)
         if why:
             report.skipped[name] = why
             del targets[name]
@@ -163,14 +161,8 @@ def quantize_(model: nn.Module, config: RTNConfig | GPTQConfig | TrellisConfig, 
             raise ConfigError(f"calibration activations entering {name} are not finite (NaN or inf, or so large that "
                               f"their second moments overflow): check the model's float outputs on the calibration "
                               f"data before quantising")
-        q = quantized_linear(lin, config)
-        if isinstance(config, TrellisConfig):
-            code, w_hat = trellis_quantize(w, config, h, seed=config.seed * 100003 + i)
-            q.set(code)
-        else:
-            parts = gptq_quantize(w, h, config) if isinstance(config, GPTQConfig) else rtn_quantize(w, config)
-            q.set(*parts)
-            w_hat = q.weight()
+        q = method.make_layer(lin, config)
+        w_hat = method.transform(q, w, h, config, i)
         if lin.bias is not None:
             q.bias.copy_(lin.bias.detach())
         q.to(lin.weight.device)

@@ -2,8 +2,9 @@
 
 Two implementations of the same function ŵ(w):
 
-* :func:`soft_decode` — the one used for training: an analytic forward–backward (a custom autograd Function,
-  compiled kernel or chunked PyTorch) with bounded memory; it keeps nothing between forward and backward but w.
+* :func:`soft_decode` — the one used for training: an analytic forward–backward (the custom op
+  ``mechlab::bcjr_soft`` with its backward op: compiled kernel or chunked PyTorch, :mod:`mechlab.kernels.ops`)
+  with bounded memory; it keeps nothing between forward and backward but w.
 * :func:`log_partition` / :func:`soft_weights` — the reference: autograd through the forward recursion alone.
 
 Every path of the bitshift trellis gets the Boltzmann weight exp(−E/T), E = Σ_t |code(s_t) − w_t|². The forward
@@ -161,21 +162,10 @@ def _chunks(B: int, N: int, S: int, itemsize: int, max_bytes: int, stored: int):
     return range(0, B, step), step
 
 
-def _kernel(w: torch.Tensor):
-    """The compiled kernel (mechlab/kernels/bcjr.c) for float32 CPU tensors, when it builds; else None."""
-    if w.dtype != torch.float32 or w.device.type != "cpu":
-        return None
-    from mechlab.kernels import bcjr_kernel
-
-    return bcjr_kernel()
-
-
-def _soft(w, table, L, kV, T, start, end, max_bytes, grad=None) -> torch.Tensor:
-    """ŵ, or with ``grad`` (= ∂loss/∂ŵ) the gradient ∂loss/∂w: the compiled kernel when it applies, else the
-    PyTorch sweeps over chunks of sequences (the backward stores two recursions per sequence, the forward one)."""
-    kernel = _kernel(w)
-    if kernel is not None:
-        return kernel.soft(w, table, L, kV, T, start, end, grad)
+def soft_sweeps(w, table, L, kV, T, start, end, max_bytes, grad=None) -> torch.Tensor:
+    """ŵ, or with ``grad`` (= ∂loss/∂ŵ) the gradient ∂loss/∂w, by the PyTorch sweeps over chunks of sequences (the
+    backward stores two recursions per sequence, the forward one): the path of ``mechlab::bcjr_soft`` (and its
+    backward) when the compiled kernel does not apply (:mod:`mechlab.kernels.ops`)."""
     tsq = (table * table).sum(-1)
     B, N, _ = w.shape
     out = torch.empty_like(w)
@@ -187,20 +177,6 @@ def _soft(w, table, L, kV, T, start, end, max_bytes, grad=None) -> torch.Tensor:
         la, a = _forward_sweep(w[sl], table, tsq, L, kV, T, st, g)
         out[sl] = _backward_sweep(w[sl], table, tsq, L, kV, T, en, la, a, g)
     return out
-
-
-class _SoftDecode(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, w, table, L, kV, T, start, end, max_bytes):
-        ctx.save_for_backward(w, table, start, end)
-        ctx.args = (L, kV, T, max_bytes)
-        return _soft(w, table, L, kV, T, start, end, max_bytes)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        w, table, start, end = ctx.saved_tensors
-        L, kV, T, max_bytes = ctx.args
-        return _soft(w, table, L, kV, T, start, end, max_bytes, grad_out.contiguous()), *[None] * 7
 
 
 def soft_decode(w: torch.Tensor, table: torch.Tensor, L: int, kV: int, T: float,
@@ -215,5 +191,7 @@ def soft_decode(w: torch.Tensor, table: torch.Tensor, L: int, kV: int, T: float,
     fix the tail-biting overlap as in :func:`log_partition`."""
     if not T > 0 or not math.isfinite(T):
         raise ValueError(f"temperature must be positive and finite (got {T})")
+    from mechlab.kernels import bcjr_soft
+
     table = table.to(device=w.device, dtype=w.dtype)
-    return _SoftDecode.apply(w.contiguous(), table, L, kV, float(T), start, end, int(max_bytes))
+    return bcjr_soft(w.contiguous(), table, L, kV, float(T), start, end, int(max_bytes))

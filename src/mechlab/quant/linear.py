@@ -1,23 +1,29 @@
 """Quantised drop-in replacements for nn.Linear. Each holds only its packed codes and the small side
 information as buffers (so ``state_dict`` is the stored format) and decodes its weight in every forward.
 
-Trellis layers with the 1MAD code (V=1, tail-biting, k ≤ 4) run on the compiled kernel (mechlab/kernels/qmatvec.c):
-for up to ``FUSED_MAX_ROWS`` input rows (decoding: batch 1 and small batches) a fused decode + matrix-vector
-product straight from the packed codes, never materialising the weight; for more rows (prefill, evaluation) a
-compiled decode, then one matmul."""
+Trellis layers with the 1MAD code (V=1, tail-biting, k ≤ 4) run on the custom ops of the compiled kernel
+(``mechlab::qmatvec_1mad`` and ``mechlab::decode_1mad``, mechlab/kernels/qmatvec.c; PyTorch fallbacks when it does
+not build): for up to ``FUSED_MAX_ROWS`` input rows (decoding: batch 1 and small batches) a fused decode +
+matrix-vector product straight from the packed codes, never materialising the weight; for more rows (prefill,
+evaluation) a compiled decode, then one matmul."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mechlab.kernels import decode_1mad, qmatvec_1mad
 from mechlab.quant import rht as rht_ops
 from mechlab.quant.codes import one_mad_unit
-from mechlab.quant.config import RTNConfig, GPTQConfig, TrellisConfig
 from mechlab.quant.qtip import TrellisCode, reconstruct_rotated
 from mechlab.quant.scalar import dequantize, n_groups
 from mechlab.quant.trellis import pack_codes, unpack_codes
+
+if TYPE_CHECKING:
+    from mechlab.quant.methods import GPTQConfig, RTNConfig, TrellisConfig
 
 
 def _pack_signs(s: torch.Tensor) -> torch.Tensor:
@@ -57,7 +63,7 @@ class IntLinear(QuantizedLinear):
         self.register_buffer("scales", torch.zeros(out_features, ng, dtype=torch.float16))
         self.register_buffer("zeros", torch.zeros(out_features, ng, dtype=torch.float16))
 
-    def set(self, q: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) -> "IntLinear":
+    def set(self, q: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) -> IntLinear:
         self.qweight.copy_(pack_codes(q, self.config.bits))
         self.scales.copy_(scales.half())
         self.zeros.copy_(zeros.half())
@@ -90,7 +96,7 @@ class TrellisLinear(QuantizedLinear):
         self.register_buffer("start", None if config.tail_biting else torch.zeros(n_tiles, dtype=torch.int32))
         self._replan()
 
-    def set(self, code: TrellisCode) -> "TrellisLinear":
+    def set(self, code: TrellisCode) -> TrellisLinear:
         self._replan()
         kv = self.config.k * self.config.V
         self.packed.copy_(pack_codes(code.codes, kv))
@@ -136,8 +142,8 @@ class TrellisLinear(QuantizedLinear):
         fused = self._fused()
         if fused is None:
             return reconstruct_rotated(self.code(), self.config)
-        kernel, alpha, _ = fused
-        return kernel.decode(self.packed, self.out_features, self.in_features, self.config.L, self.config.k) * alpha
+        alpha = fused[0]
+        return decode_1mad(self.packed, self.out_features, self.in_features, self.config.L, self.config.k) * alpha
 
     def weight(self) -> torch.Tensor:
         s_out, s_in = self.signs()
@@ -149,28 +155,26 @@ class TrellisLinear(QuantizedLinear):
         fused = self._fused() if rows <= FUSED_MAX_ROWS and x.dtype == torch.float32 and not x.requires_grad else None
         if fused is None:
             return super().forward(x)
-        run = fused[-1]
-        m, n = self.out_features, self.in_features
-        y = run(x.reshape(rows, n), torch.get_num_threads() if m * n >= PARALLEL_MIN_WEIGHTS else 1)
+        alpha, s_in, s_out, (packed, m, n, L, k, parallel) = fused
+        y = qmatvec_1mad(x.reshape(rows, n), packed, m, L, k, alpha, s_in, s_out,
+                         torch.get_num_threads() if parallel else 1)
         if self.bias is not None:
             y += self.bias
         return y.reshape(*x.shape[:-1], m)
 
     def _fused(self):
-        """(kernel, α, run) when the compiled kernel reads this layer's format, else None; built once
-        per stored value (``set``, ``load_state_dict`` and moves reset it)."""
+        """The operands (α, s_in, s_out, (packed, m, n, L, k, parallel)) of the 1MAD ops when they read this layer's
+        format (on the CPU), else None; computed once per stored value (``set``, ``load_state_dict`` and moves reset
+        them). ``parallel``: the layer is large enough for torch's thread count (else one thread)."""
         if self._fused_ready:
             return self._fused_cache
-        from mechlab.kernels import qmatvec_kernel
-
-        cfg = self.config
-        m, n = self.out_features, self.in_features
-        kernel = qmatvec_kernel() if self.packed.device.type == "cpu" and fused_supported(cfg) else None
         cache = None
-        if kernel is not None:
-            alpha = float(self.scale) * one_mad_unit(cfg.L)
+        cfg, m, n = self.config, self.out_features, self.in_features
+        if self.packed.device.type == "cpu" and fused_supported(cfg):
             s_out, s_in = self.signs()
-            cache = (kernel, alpha, kernel.plan(self.packed, m, n, cfg.L, cfg.k, alpha, s_in, s_out))
+            cache = (float(self.scale) * one_mad_unit(cfg.L), None if s_in is None else s_in.float().contiguous(),
+                     None if s_out is None else s_out.float().contiguous(),
+                     (self.packed.contiguous(), m, n, cfg.L, cfg.k, m * n >= PARALLEL_MIN_WEIGHTS))
         self._fused_cache, self._fused_ready = cache, True
         return cache
 
@@ -186,7 +190,7 @@ class TrellisLinear(QuantizedLinear):
         return super()._apply(fn, *args, **kwargs)
 
     def __getstate__(self):
-        """Copies and pickles leave the planned kernel call behind (it holds raw pointers)."""
+        """Copies and pickles leave the cached operands behind (they are recomputed from the buffers)."""
         return {**super().__getstate__(), "_fused_cache": None, "_fused_ready": False}
 
 FUSED_MAX_ROWS = 16  # the fused kernel decodes once per call, so beyond a few rows decode + matmul wins
@@ -202,6 +206,8 @@ def fused_supported(cfg: TrellisConfig) -> bool:
 
 
 def quantized_linear(linear: nn.Linear, config) -> QuantizedLinear:
-    """An empty quantised module of ``linear``'s shape for ``config`` (filled by ``set`` or ``load_state_dict``)."""
-    cls = TrellisLinear if isinstance(config, TrellisConfig) else IntLinear
-    return cls(linear.in_features, linear.out_features, linear.bias is not None, config)
+    """An empty quantised module of ``linear``'s shape for ``config`` (filled by ``set`` or ``load_state_dict``):
+    the stored layer class its method registered (:mod:`mechlab.quant.registry`)."""
+    from mechlab.quant.registry import method_for
+
+    return method_for(config).make_layer(linear, config)

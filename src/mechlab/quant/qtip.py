@@ -15,14 +15,17 @@ least squares (each half-step is a closed-form solve, so the loss never rises).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from mechlab.errors import ConfigError
 from mechlab.quant import rht as rht_ops
-from mechlab.quant.config import TrellisConfig
 from mechlab.quant.scalar import damped
 from mechlab.quant.trellis import decode, encode
+
+if TYPE_CHECKING:
+    from mechlab.quant.methods import TrellisConfig
 
 RMS_TARGET = 0.9  # rotated weights are scaled to 0.9 × the code's RMS
 

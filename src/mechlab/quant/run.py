@@ -15,10 +15,8 @@ import torch
 from mechlab.data.tokens import TokenStream, token_stream
 from mechlab.errors import ConfigError
 from mechlab.quant.api import QuantReport, quantize_
-from mechlab.quant.config import GPTQConfig, RTNConfig, TrellisConfig, config_to_dict
-from mechlab.quant.finetune import FinetuneConfig, finetune_
 from mechlab.quant.linear import QuantizedLinear
-from mechlab.quant.qat import QATConfig, qat_
+from mechlab.quant.registry import config_to_dict, method_for, method_named
 
 log = logging.getLogger(__name__)
 
@@ -37,29 +35,13 @@ def calibration_batches(stream: TokenStream, n_sequences: int, seq_len: int, see
 def make_config(method: str, bits: int, group_size: int = 128, L: int = 16, V: int = 1, code: str = "1mad",
                 rht: bool = True, ldlq: bool = True, tail_biting: bool = True, symmetric: bool = False,
                 act_order: bool = False, real_signs: bool = False, **train):
-    """The config dataclass for a method name (the CLI's flags); ``train`` holds QATConfig fields for the
-    ``bcjr-qat`` and ``ste-qat`` methods (trellis PTQ with these settings, then QAT) or FinetuneConfig fields for
-    ``trellis-ft`` (trellis PTQ with real sign vectors, then fine-tuning with the codes frozen)."""
-    if method in ("bcjr-qat", "ste-qat", "trellis-ft"):
-        trellis = make_config("trellis", bits, L=L, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting,
-                              real_signs=real_signs or method == "trellis-ft")
-        ft = method == "trellis-ft"
-        unknown = set(train) - {f.name for f in dataclasses.fields(FinetuneConfig if ft else QATConfig)}
-        if unknown:
-            raise ConfigError(f"{method} takes no {'QAT' if ft else 'fine-tuning'} setting {', '.join(sorted(unknown))}")
-        if ft:
-            return FinetuneConfig(trellis=trellis, **train)
-        return QATConfig(trellis=trellis, estimator=method.split("-")[0], **train)
-    if train:
-        raise ConfigError(f"training settings ({', '.join(train)}) only apply to --method bcjr-qat, ste-qat or trellis-ft")
-    if method == "rtn":
-        return RTNConfig(bits=bits, group_size=group_size, symmetric=symmetric)
-    if method == "gptq":
-        return GPTQConfig(bits=bits, group_size=group_size, act_order=act_order)
-    if method == "trellis":
-        return TrellisConfig(L=L, k=bits, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting,
-                             real_signs=real_signs)
-    raise ConfigError(f"unknown method {method!r}; choose rtn, gptq, trellis, bcjr-qat, ste-qat or trellis-ft")
+    """The config dataclass for a ``--method`` name (the CLI's flags), made by the method's registered factory
+    (:mod:`mechlab.quant.registry`); ``train`` holds the training settings of a recipe that trains after PTQ
+    (QATConfig fields for ``bcjr-qat`` and ``ste-qat``, FinetuneConfig fields for ``trellis-ft``) and is refused
+    by the others. ConfigError for an unknown method or a setting it does not take."""
+    options = dict(group_size=group_size, L=L, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting,
+                   symmetric=symmetric, act_order=act_order, real_signs=real_signs)
+    return method_named(method).from_options(method, bits, options, train)
 
 
 def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None = None, data: str | None = None,
@@ -75,8 +57,9 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
     ck = load_checkpoint(checkpoint)
     if any(isinstance(m, QuantizedLinear) for m in ck.model.modules()):
         raise ConfigError(f"{ck.path} is already quantised; start from the float checkpoint")
-    trained = config if isinstance(config, (QATConfig, FinetuneConfig)) else None
-    ptq = trained.trellis if trained else config
+    method = method_for(config)
+    trained = config if method.trains else None
+    ptq = method.ptq(config) if trained else config
     calibration = stream = None
     if ptq.needs_hessian or sequential or trained:
         corpus = data or ck.meta.get("train_config", {}).get("data")
@@ -97,10 +80,7 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
     if trained:
         if trained.seq_len > ck.config.max_seq_len:
             trained = dataclasses.replace(trained, seq_len=ck.config.max_seq_len)
-        if isinstance(trained, QATConfig):
-            report.qat = qat_(ck.model, teacher, trained, stream, progress=progress).summary()
-        else:
-            report.qat = finetune_(ck.model, teacher, trained, stream, progress=progress)
+        report.qat = method.train(ck.model, teacher, trained, stream, progress=progress)
     seconds = time.perf_counter() - t0
     if out is not None:
         meta = {**ck.meta, "quantized_from": str(ck.path), "quantization": config_to_dict(config),
@@ -116,7 +96,7 @@ def size_report(model: torch.nn.Module) -> dict:
              "other (norms, maps, biases)": 0}
     qweights = 0
     quant_names = {n for n, m in model.named_modules() if isinstance(m, QuantizedLinear)}
-    for n, m in model.named_modules():
+    for _, m in model.named_modules():
         if isinstance(m, QuantizedLinear):
             qweights += m.in_features * m.out_features
     for name, t in model.state_dict().items():

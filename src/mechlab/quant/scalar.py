@@ -6,9 +6,12 @@ q ∈ {0, …, 2^bits − 1}: asymmetric grids span [min, max] with an integer z
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from mechlab.quant.config import GPTQConfig, RTNConfig
+if TYPE_CHECKING:
+    from mechlab.quant.methods import GPTQConfig, RTNConfig
 
 
 def grid(w: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Tensor, torch.Tensor]:

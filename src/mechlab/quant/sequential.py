@@ -22,7 +22,7 @@ each block, and for each group a pass of the quantised block that stops at the g
 from __future__ import annotations
 
 import copy
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn as nn

@@ -7,7 +7,8 @@ kV fresh bits, ``s_t = ((s_{t−1} << kV) | c_t) mod 2^L``, and the step's weigh
 
 Viterbi without gathers: the predecessors of s are ``(p << (L−kV)) | (s >> kV)`` for p < 2^kV, so viewing the
 cost vector as (2^kV, 2^(L−kV)) one min over the first axis serves all 2^kV successors of each group: O(2^L) work
-per step. :func:`viterbi` runs the compiled kernel (mechlab.kernels) when it builds, else :func:`viterbi_torch`.
+per step. :func:`viterbi` runs the custom op ``mechlab::viterbi``: the compiled kernel when it builds, else
+:func:`viterbi_torch`.
 """
 
 from __future__ import annotations
@@ -56,13 +57,11 @@ def viterbi_torch(w: torch.Tensor, table: torch.Tensor, L: int, kV: int, start: 
 
 def viterbi(w: torch.Tensor, table: torch.Tensor, L: int, kV: int, start: torch.Tensor | None = None,
             end: torch.Tensor | None = None) -> torch.Tensor:
-    """:func:`viterbi_torch`'s contract, on the compiled kernel when available."""
-    from mechlab.kernels import trellis_kernel
+    """:func:`viterbi_torch`'s contract, through the custom op ``mechlab::viterbi`` (the compiled kernel when it
+    builds, else :func:`viterbi_torch`; :mod:`mechlab.kernels.ops`)."""
+    from mechlab.kernels import viterbi as viterbi_op
 
-    kernel = trellis_kernel()
-    if kernel is None:
-        return viterbi_torch(w, table, L, kV, start, end)
-    return kernel.viterbi(w, table, L, kV, start, end)
+    return viterbi_op(w, table, L, kV, start, end)
 
 
 def encode(w: torch.Tensor, L: int, k: int, V: int, code: str, tail_biting: bool = True, seed: int = 0

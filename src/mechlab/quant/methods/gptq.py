@@ -1,0 +1,48 @@
+"""GPTQ (Frantar et al. 2023, arXiv:2210.17323): Hessian-aware rounding onto the RTN format (:class:`IntLinear`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mechlab.errors import ConfigError
+from mechlab.quant.linear import IntLinear
+from mechlab.quant.registry import QuantMethod, register, reject_training_settings
+from mechlab.quant.scalar import gptq_quantize
+
+
+@dataclass(frozen=True)
+class GPTQConfig:
+    """GPTQ (Frantar et al.): columns one at a time, the error of each fed back through the inverse Hessian;
+    asymmetric min/max groups along the input dimension, Hessian damping ``damp`` × mean diag. ``act_order``
+    visits columns by decreasing Hessian diagonal, with each group's grid fixed from the original weights first
+    (static groups: the stored format is the same)."""
+
+    bits: int = 4
+    group_size: int = 128
+    damp: float = 0.01
+    block_size: int = 128  # columns updated lazily together (in column order: when one group spans the whole row)
+    act_order: bool = False
+
+    method = "gptq"
+    needs_hessian = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits <= 8:
+            raise ConfigError(f"GPTQ: bits must be in 1..8 (got {self.bits})")
+        if self.group_size < 1 or self.block_size < 1 or self.damp < 0:
+            raise ConfigError("GPTQ: group_size and block_size must be >= 1 and damp >= 0")
+
+
+def transform(layer: IntLinear, w, h, config: GPTQConfig, index: int):
+    """Fill ``layer`` with the GPTQ codes of w (out, in) under the proxy Hessian h; returns the decoded weights."""
+    return layer.set(*gptq_quantize(w, h, config)).weight()
+
+
+def from_options(name: str, bits: int, options: dict, train: dict) -> GPTQConfig:
+    """``--method gptq``: bits, group_size, act_order."""
+    reject_training_settings(name, train)
+    return GPTQConfig(bits=bits, group_size=options.get("group_size", 128), act_order=options.get("act_order", False))
+
+
+register(QuantMethod(config=GPTQConfig, cli_names=("gptq",), layer=IntLinear, transform=transform,
+                     from_options=from_options))

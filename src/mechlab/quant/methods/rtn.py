@@ -1,0 +1,43 @@
+"""Round-to-nearest (RTN): per-group integer grids along the input dimension, stored as :class:`IntLinear`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mechlab.errors import ConfigError
+from mechlab.quant.linear import IntLinear
+from mechlab.quant.registry import QuantMethod, register, reject_training_settings
+from mechlab.quant.scalar import rtn_quantize
+
+
+@dataclass(frozen=True)
+class RTNConfig:
+    """Round-to-nearest on a per-group grid along the input dimension."""
+
+    bits: int = 4
+    group_size: int = 128
+    symmetric: bool = False  # False: min/max grid with a zero point; True: ±absmax grid
+
+    method = "rtn"
+    needs_hessian = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits <= 8:
+            raise ConfigError(f"RTN: bits must be in 1..8 (got {self.bits})")
+        if self.group_size < 1:
+            raise ConfigError(f"RTN: group_size must be >= 1 (got {self.group_size})")
+
+
+def transform(layer: IntLinear, w, h, config: RTNConfig, index: int):
+    """Fill ``layer`` with the RTN codes of w (out, in); returns the decoded weights."""
+    return layer.set(*rtn_quantize(w, config)).weight()
+
+
+def from_options(name: str, bits: int, options: dict, train: dict) -> RTNConfig:
+    """``--method rtn``: bits, group_size, symmetric."""
+    reject_training_settings(name, train)
+    return RTNConfig(bits=bits, group_size=options.get("group_size", 128), symmetric=options.get("symmetric", False))
+
+
+register(QuantMethod(config=RTNConfig, cli_names=("rtn",), layer=IntLinear, transform=transform,
+                     from_options=from_options))

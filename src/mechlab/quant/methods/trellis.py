@@ -1,0 +1,89 @@
+"""Trellis-coded quantisation (QTIP, Tseng et al. 2024, arXiv:2406.11235; docs/quantization.md), stored as
+:class:`TrellisLinear`: the config, the transform (:func:`mechlab.quant.qtip.trellis_quantize`) and the
+registration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mechlab.errors import ConfigError
+from mechlab.quant.linear import TrellisLinear
+from mechlab.quant.qtip import trellis_quantize
+from mechlab.quant.registry import QuantMethod, register, reject_training_settings
+
+CODES = ("lut", "1mad", "3inst", "hyb")
+
+
+@dataclass(frozen=True)
+class TrellisConfig:
+    """Trellis-coded quantisation (QTIP; arXiv:2406.11235 §1–4) at exactly k bits per weight.
+
+    L state bits, k bits per weight, V weights per trellis step, a state→value ``code``, the random Hadamard
+    transform (``rht``), Hessian-aware BlockLDLQ rounding (``ldlq``, needs calibration Hessians) and the
+    tail-biting two-pass encode (``tail_biting``; without it the start state's L−kV bits are stored too).
+    ``real_signs`` stores the RHT sign vectors as real fp16 per-row and per-column scales, fitted to the layer's
+    output error after coding (and trainable end to end, :func:`mechlab.quant.finetune.finetune_`), at 16·(m+n)
+    bits per m×n matrix instead of m+n."""
+
+    L: int = 16
+    k: int = 2
+    V: int = 1
+    code: str = "1mad"
+    rht: bool = True
+    ldlq: bool = True
+    tail_biting: bool = True
+    damp: float = 0.01
+    seed: int = 0  # sign vectors of the RHT and the pure-LUT code
+    real_signs: bool = False
+
+    method = "trellis"
+    tile: int = 16  # weights are coded in 16×16 tiles, one trellis sequence of 256 weights each
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ConfigError(f"trellis: code must be one of {', '.join(CODES)} (got {self.code!r})")
+        if self.V not in (1, 2):
+            raise ConfigError(f"trellis: V must be 1 or 2 (got {self.V})")
+        if self.code in ("1mad", "3inst") and self.V != 1:
+            raise ConfigError(f"trellis: the {self.code} code is defined for V=1")
+        if self.code == "hyb" and self.V != 2:
+            raise ConfigError("trellis: the hyb code is defined for V=2")
+        if not 1 <= self.k <= 8 or not self.k * self.V < self.L <= 24:
+            raise ConfigError(f"trellis: need 1 <= k <= 8 and k·V < L <= 24 (got L={self.L}, k={self.k}, V={self.V})")
+        if self.real_signs and not self.rht:
+            raise ConfigError("trellis: real_signs makes the RHT sign vectors real scales, so it needs rht")
+        if (self.tile * self.tile) % self.V:
+            raise ConfigError("trellis: V must divide the tile size")
+
+    @property
+    def needs_hessian(self) -> bool:
+        return self.ldlq
+
+    @property
+    def seq_len(self) -> int:
+        return self.tile * self.tile
+
+
+def unsupported(linear, config: TrellisConfig) -> str | None:
+    """Layers that are not made of whole tiles stay in float."""
+    if linear.in_features % config.tile or linear.out_features % config.tile:
+        return f"{linear.out_features}×{linear.in_features} is not made of {config.tile}×{config.tile} tiles"
+    return None
+
+
+def transform(layer: TrellisLinear, w, h, config: TrellisConfig, index: int):
+    """Code w (out, in) into ``layer`` (the RHT signs seeded by the config's seed and the layer's index)."""
+    code, w_hat = trellis_quantize(w, config, h, seed=config.seed * 100003 + index)
+    layer.set(code)
+    return w_hat
+
+
+def from_options(name: str, bits: int, options: dict, train: dict) -> TrellisConfig:
+    """``--method trellis``: k = bits, L, V, code, rht, ldlq, tail_biting, real_signs."""
+    reject_training_settings(name, train)
+    keys = ("L", "V", "code", "rht", "ldlq", "tail_biting", "real_signs")
+    return TrellisConfig(k=bits, **{k: options[k] for k in keys if k in options})
+
+
+register(QuantMethod(config=TrellisConfig, cli_names=("trellis",), layer=TrellisLinear, transform=transform,
+                     unsupported=unsupported, from_options=from_options))

@@ -183,7 +183,7 @@ def run_relay(env: Environment, agent: Agent, round_trips: int = 10, distractors
                 n += 1
                 used = (reply.prompt_tokens or 0) + (reply.completion_tokens or 0)
                 tokens += used
-                score = domain.similarity(env.seed, state) if direction == "backward" else None
+                score = env.similarity(state) if direction == "backward" else None
                 if out:
                     out.write(json.dumps({"round_trip": k, "interaction": n, "direction": direction, "task": task.name,
                                           "instruction": instruction, "prompt": prompt, "response": reply.text,
@@ -322,7 +322,7 @@ def predicted_noisy_rs(env: Environment, rate: float, round_trips: int, samples:
         f[0] += 1.0
         for c in range(1, c_max + 1):
             files = domain.corrupt(files, rng)
-            f[c] += domain.similarity(env.seed, files)
+            f[c] += env.similarity(files)
     f = [x / samples for x in f]
     out = []
     for k in range(1, round_trips + 1):

@@ -13,16 +13,18 @@ import csv
 import functools
 import io
 import json
+import math
 import random
 import re
 import tokenize
+from dataclasses import dataclass
 from typing import Any
 
 from mechlab.delegate.domains.base import (
     Domain,
     Files,
-    _best_matching,
     _kept_order,
+    best_pairs,
     aligned,
     matched_records,
     same_value,
@@ -67,9 +69,10 @@ def tree_similarity(a: Any, b: Any) -> float:
     """The similarity in [0, 1] of two parsed JSON/YAML trees, every leaf weighing the same. A scalar: 1 when equal
     by value (:func:`same_value`), 0.35 when both are scalars but differ (the field kept, its value wrong), 0 against
     a container. An object: the leaf-weighted similarity of the values under shared keys, over the leaves of the
-    seed's values plus those of the answer's extra keys. A list: elements matched by the Hungarian method on their
-    similarity, leaf-weighted over the seed's leaves plus the answer's unmatched elements (0.9), and the kept order
-    of consecutive seed elements (0.1); so dropping one of four items costs about a quarter wherever it was."""
+    seed's values plus those of the answer's extra keys. A list: elements matched by :func:`best_pairs` on their
+    similarity (equal elements first, then the Hungarian method; banded above a size), leaf-weighted over the seed's
+    leaves plus the answer's unmatched elements (0.9), and the kept order of consecutive seed elements (0.1); so
+    dropping one of four items costs about a quarter wherever it was."""
     if same_value(a, b):
         return 1.0
     if isinstance(a, dict) and isinstance(b, dict):
@@ -82,12 +85,10 @@ def tree_similarity(a: Any, b: Any) -> float:
             return 1.0
         if not a or not b:
             return 0.0
-        import numpy as np
-
-        sim = np.array([[tree_similarity(x, y) for y in b] for x in a])
-        match = _best_matching(sim)
+        pairs = best_pairs(a, b, tree_similarity)
+        match = {i: j for i, (j, _) in pairs.items()}
         used = set(match.values())
-        num = sum(_size(a[i]) * sim[i, j] for i, j in match.items())
+        num = sum(_size(a[i]) * sim for i, (_, sim) in pairs.items())
         den = sum(_size(x) for x in a) + sum(_size(y) for j, y in enumerate(b) if j not in used)
         return 0.9 * num / den + 0.1 * _kept_order(match, len(a))
     if isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
@@ -252,7 +253,8 @@ def _same_cell(a: str | None, b: str | None) -> bool:
 
 class CSVDomain(Domain):
     """Spreadsheets (RFC 4180; the delimiter is sniffed among , ; tab |). Similarity: 0.2 × header (1 when equal,
-    else half the Jaccard overlap of the column names) + 0.6 × rows + 0.2 × the kept order of consecutive seed rows.
+    else half the Jaccard overlap of the column names) + 0.6 × rows + 0.15 × the kept order of consecutive seed rows
+    + 0.05 × the same delimiter (a consumer reading the seed's delimiter misreads the rest).
     Rows are matched by the Hungarian method on the fraction of the seed's columns (by name) whose cells hold the
     same value (:func:`_same_cell`), over the longer of the seed's columns and the row's cells, so a ragged or
     cut-off row loses only its damaged cells; the rows term is the matched score over the larger row count, so
@@ -260,7 +262,7 @@ class CSVDomain(Domain):
     Oracle edits: rename_column, swap_columns, reverse_rows, add_column, delimiter."""
 
     name = "csv"
-    W_HEADER, W_ROWS, W_ORDER = 0.2, 0.6, 0.2  # subclasses where row order means nothing set W_ORDER = 0
+    W_HEADER, W_ROWS, W_ORDER, W_DELIMITER = 0.2, 0.6, 0.15, 0.05  # where row order means nothing W_ORDER = 0
 
     @staticmethod
     def same_cell(a: str | None, b: str | None) -> bool:
@@ -268,6 +270,11 @@ class CSVDomain(Domain):
         return _same_cell(a, b)
 
     def _rows(self, text: str) -> list[list[str]]:
+        return self._read(text)[0]
+
+    @staticmethod
+    def _read(text: str) -> tuple[list[list[str]], str]:
+        """(the non-empty rows, the delimiter sniffed from the first line among , ; tab |)."""
         first = text.splitlines()[0] if text.strip() else ","
         try:
             dialect = csv.Sniffer().sniff(first, delimiters=",;\t|")
@@ -276,12 +283,12 @@ class CSVDomain(Domain):
         rows = [r for r in csv.reader(io.StringIO(text), dialect) if r]
         if not rows:
             raise ValueError("empty table")
-        return rows
+        return rows, dialect.delimiter
 
-    def parse(self, text: str) -> tuple[list[str], list[list[str]]]:
-        """(header, rows as lists of cells); rows may be ragged."""
-        rows = self._rows(text)
-        return [c.replace("\xa0", " ").strip() for c in rows[0]], rows[1:]
+    def parse(self, text: str) -> tuple[list[str], list[list[str]], str]:
+        """(header, rows as lists of cells, the delimiter); rows may be ragged."""
+        rows, delimiter = self._read(text)
+        return [c.replace("\xa0", " ").strip() for c in rows[0]], rows[1:], delimiter
 
     def strict(self, text: str) -> tuple[list[str], list[dict[str, str]]]:
         """(header, rows as dicts); raises ValueError for duplicate column names or a ragged row."""
@@ -294,7 +301,7 @@ class CSVDomain(Domain):
         return header, [dict(zip(header, r)) for r in rows[1:]]
 
     def file_similarity(self, seed, got) -> float:
-        (h1, r1), (h2, r2) = seed, got
+        (h1, r1, d1), (h2, r2, d2) = seed, got
         header = 1.0 if h1 == h2 else len(set(h1) & set(h2)) / max(len(set(h1) | set(h2)), 1) * 0.5
         col = {c: i for i, c in reversed(list(enumerate(h2)))}
 
@@ -304,7 +311,7 @@ class CSVDomain(Domain):
             return same / max(len(h1), len(a), len(b))
 
         rows, order = matched_records(r1, r2, row_score)
-        return self.W_HEADER * header + self.W_ROWS * rows + self.W_ORDER * order
+        return self.W_HEADER * header + self.W_ROWS * rows + self.W_ORDER * order + self.W_DELIMITER * (d1 == d2)
 
     @staticmethod
     def _write(header: list[str], rows: list[dict[str, str]], delimiter: str = ",") -> str:
@@ -384,8 +391,9 @@ class SRTDomain(Domain):
     coverage (seed cues matched with text similarity ≥ 0.5) + 0.40 text (the summed text similarity of the
     Hungarian matching of cues) + 0.25 timing (matched cues: 1 within 5 ms, falling to 0 at 2 s of start+end
     error) + 0.15 order (consecutive seed cues whose matches keep their order). Text and timing are divided by the
-    larger of the seed's and the answer's cue counts, so an invented or duplicated cue costs its share. Cue numbers
-    are not scored. An answer is read block by block: a cue without its number line is read, a block without a
+    larger of the seed's and the answer's cue counts, so an invented or duplicated cue costs its share. The order term
+    also holds the cue numbers: 0.8 kept order + 0.2 matched cues keeping the seed's number (over the larger count;
+    a cue written without its number line keeps it, a renumbered cue does not). An answer is read block by block: a cue without its number line is read, a block without a
     timing line (a cut-off cue) is an unreadable record that counts as an extra cue.
     Oracle edits: shift (all times by ms), reverse (cue order in the file), dash (prefix every text line with
     '- '), italic (wrap every cue in <i>…</i>), renumber (start the numbering at 0)."""
@@ -417,34 +425,36 @@ class SRTDomain(Domain):
             raise ValueError("no cues")
         return cues
 
-    def parse(self, text: str) -> tuple[list[tuple[int, int, str]], int]:
-        """(the readable cues, the number of unreadable blocks); raises ValueError when no cue is readable."""
+    def parse(self, text: str) -> tuple[list[tuple[int, int, str]], int, list[str | None]]:
+        """(the readable cues, the number of unreadable blocks, each readable cue's number line or None); raises
+        ValueError when no cue is readable."""
         blocks = list(self._blocks(text))
         cues = [c for c, _ in blocks if c is not None]
         if not cues:
             raise ValueError("no cues")
-        return cues, len(blocks) - len(cues)
+        numbers = [first.strip() if first.strip().lstrip("-").isdigit() else None for c, first in blocks
+                   if c is not None]
+        return cues, len(blocks) - len(cues), numbers
 
     @staticmethod
     def _write(cues: list[tuple[int, int, str]], first: int = 1) -> str:
         return "\n".join(f"{i}\n{_stamp(a)} --> {_stamp(b)}\n{t}\n" for i, (a, b, t) in enumerate(cues, first))
 
     def file_similarity(self, seed, got) -> float:
-        import numpy as np
-
-        (seed, _), (got, unreadable) = seed, got
-        sim = np.array([[_text_ratio(a[2], b[2]) for b in got] for a in seed])
-        match = _best_matching(sim)
+        (seed, _, numbers_a), (got, unreadable, numbers_b) = seed, got
+        pairs = best_pairs(seed, got, lambda a, b: _text_ratio(a[2], b[2]))
+        match = {i: j for i, (j, _) in pairs.items()}
         n, larger = len(seed), max(len(seed), len(got) + unreadable)
-        coverage = sum(sim[i, j] >= 0.5 for i, j in match.items()) / n
-        text = sum(sim[i, j] for i, j in match.items()) / larger
+        coverage = sum(sim >= 0.5 for _, sim in pairs.values()) / n
+        text = sum(sim for _, sim in pairs.values()) / larger
 
         def timing(a, b):
             err = abs(a[0] - b[0]) + abs(a[1] - b[1])
             return 1.0 if err <= 5 else max(0.0, 1 - err / 2000)
 
         time_score = sum(timing(seed[i], got[j]) for i, j in match.items()) / larger
-        return 0.20 * coverage + 0.40 * text + 0.25 * time_score + 0.15 * _kept_order(match, n)
+        numbers = sum(numbers_b[j] in (None, numbers_a[i]) for i, j in match.items()) / larger
+        return 0.20 * coverage + 0.40 * text + 0.25 * time_score + 0.15 * (0.8 * _kept_order(match, n) + 0.2 * numbers)
 
     def apply(self, op: dict, files: Files) -> Files:
         out = dict(files)
@@ -501,6 +511,49 @@ def _replace_tokens(text: str, kind: int, old: str, new: str) -> str:
     return "".join(lines)
 
 
+@dataclass(frozen=True)
+class PythonTestSuite:
+    """An environment's test file(s) for the Python domain: ``files`` (name → text; never shown to the model),
+    ``entry`` (the file defining ``run_tests(state)``) and ``state`` (the id of the state the answer should be in,
+    passed to ``run_tests``: the seed state's id, ``seed`` for mechlab's environments, the official start state's
+    id for converted ones)."""
+
+    files: tuple[tuple[str, str], ...]
+    entry: str = "testing.py"
+    state: str = "seed"
+
+
+def pass_rate(result: Any) -> float:
+    """A ``run_tests`` result as a pass rate in [0, 1]: a bool (all or nothing); a number (clipped to [0, 1]); a
+    ``(passed, total)`` pair; a dict with ``score`` / ``pass_rate`` (a number), or ``passed`` and ``total`` (or
+    ``failed``) counts; or a list of per-test results (each a bool, or a dict with ``passed``), their mean.
+    Raises ValueError for anything else."""
+    if isinstance(result, bool):
+        return float(result)
+    if isinstance(result, (int, float)) and math.isfinite(result):
+        return min(1.0, max(0.0, float(result)))
+    if isinstance(result, (list, tuple)) and len(result) == 2 and all(
+            isinstance(x, int) and not isinstance(x, bool) for x in result):
+        passed, total = result
+        return min(1.0, max(0.0, passed / total)) if total > 0 else 0.0
+    if isinstance(result, dict):
+        for key in ("score", "pass_rate"):
+            if key in result and not isinstance(result[key], bool):
+                return pass_rate(float(result[key]))
+        if "passed" in result and ("total" in result or "failed" in result):
+            passed = result["passed"]
+            passed = len(passed) if isinstance(passed, list) else int(passed)
+            if "total" in result:
+                total = int(result["total"])
+            else:
+                failed = result["failed"]
+                total = passed + (len(failed) if isinstance(failed, list) else int(failed))
+            return pass_rate((passed, total))
+    if isinstance(result, list) and result:
+        return sum(pass_rate(x if not isinstance(x, dict) else bool(x.get("passed"))) for x in result) / len(result)
+    raise ValueError(f"cannot read a pass rate from run_tests's result {str(result)[:80]!r}")
+
+
 class PythonDomain(Domain):
     """Python programs. A file set is scored by running every seed script in a temporary directory holding the
     answer's files, with a fresh interpreter (``python -E -s``: no environment variables or user site; the
@@ -509,12 +562,16 @@ class PythonDomain(Domain):
     machine allows). A program with the seed's exact output and exit status scores 1, as in DELEGATE-52's
     test-by-output; otherwise 0.1 for a program that parses plus 0.9 × the output lines it shares with the seed's
     (longest matching blocks, in order) over the longer of the two outputs (× 0.9 for a different exit status),
-    so missing and invented lines both cost. An empty program (no statements) scores 0. Oracle edits (textual,
+    so missing and invented lines both cost. An empty program (no statements) scores 0. An environment may also
+    carry a test suite (:class:`PythonTestSuite`: a ``testing.py`` defining ``run_tests(state)``, as the official
+    release's Python environments do); then the file set scores 0.5 × the output score + 0.5 × the suite's pass
+    rate on the answer (:func:`pass_rate` reads ``run_tests``'s result). Oracle edits (textual,
     exactly invertible): rename (an identifier), tabs (leading 4-space indents ↔ tabs), header (a first comment
     line), constant (a literal named as a module constant)."""
 
     name = "python"
     timeout = 10.0
+    W_TESTS = 0.5  # the weight of an environment's test suite, where it has one
 
     def parse(self, text: str) -> Any:
         import ast
@@ -546,7 +603,10 @@ class PythonDomain(Domain):
                 return -1, ()
             return r.returncode, tuple(r.stdout.splitlines())
 
-    def similarity(self, seed: Files, got: Files) -> float:
+    def similarity(self, seed: Files, got: Files, tests: "PythonTestSuite | None" = None) -> float:
+        """The output score (the class docstring) averaged over the seed's scripts and the answer's extra files
+        (an extra file scores 0); with a test suite, ``(1 - W_TESTS)`` × that + ``W_TESTS`` × the suite's result on
+        the answer (:meth:`test_score`)."""
         scores = []
         for name in seed:
             if name not in got or self.check(name, got[name]) or not self.parse(got[name]).body:
@@ -561,7 +621,53 @@ class PythonDomain(Domain):
 
             same = sum(b.size for b in difflib.SequenceMatcher(None, want, have, autojunk=False).get_matching_blocks())
             scores.append(0.1 + 0.9 * same / max(len(want), len(have), 1) * (0.9 if code0 != code1 else 1.0))
-        return round(sum(scores) / len(scores), 12)
+        extra = [name for name in got if name not in seed]
+        output = sum(scores) / (len(scores) + len(extra))
+        if tests is None:
+            return round(output, 12)
+        return round((1 - self.W_TESTS) * output + self.W_TESTS * self.test_score(tests, got), 12)
+
+    def test_score(self, tests: "PythonTestSuite", files: Files) -> float:
+        """The pass rate in [0, 1] of ``tests`` run on ``files``: the suite's files and ``files`` written to a
+        temporary folder (a model's file of the same name as a suite file is replaced by the suite's), then
+        ``run_tests(state)`` of the suite's entry module called in a fresh interpreter contained as the scripts
+        are (:func:`mechlab.delegate.sandbox.run_contained`). A suite that crashes, times out or returns nothing
+        readable scores 0 (the answer's code runs inside it). The result is read as the class docstring says."""
+        return self._tests_cached(tuple(sorted(files.items())), tuple(sorted(tests.files)), tests.entry, tests.state)
+
+    @functools.lru_cache(maxsize=256)
+    def _tests_cached(self, items, suite, entry: str, state: str) -> float:
+        import secrets
+        import sys
+        import tempfile
+        from pathlib import Path
+
+        from mechlab.delegate.sandbox import Limits, run_contained
+
+        marker = "MECHLAB-RUN-TESTS-" + secrets.token_hex(8) + ":"
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp).resolve()
+            for name, text in [*items, *suite]:  # the suite's files last: they win over a model's file of that name
+                path = (root / name).resolve()
+                if root not in path.parents:
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+            driver = ("import json, sys\nsys.path.insert(0, '.')\nmarker, module, state = sys.argv[1:4]\n"
+                      "import importlib\nresult = importlib.import_module(module).run_tests(state)\n"
+                      "sys.stdout.flush()\nprint('\\n' + marker + json.dumps(result, default=str))\n")
+            module = entry.removesuffix(".py").replace("/", ".")
+            r = run_contained([sys.executable, "-E", "-s", "-c", driver, marker, module, state],
+                              root, Limits(cpu_seconds=int(self.timeout), wall_seconds=self.timeout * 2))
+        lines = [x for x in r.stdout.splitlines() if x.startswith(marker)]
+        if r.timed_out or r.returncode != 0 or not lines:
+            return 0.0
+        import json
+
+        try:
+            return pass_rate(json.loads(lines[-1][len(marker):]))
+        except (ValueError, TypeError):
+            return 0.0
 
     def apply(self, op: dict, files: Files) -> Files:
         out = dict(files)
@@ -616,7 +722,7 @@ def _flat_coords(c: Any) -> list[tuple[float, ...]]:
 
 class GeoJSONDomain(Domain):
     """GeoJSON feature collections (RFC 7946). Features are matched to the seed's by the Hungarian method on
-    0.35 × properties (the fraction of the seed's key/values kept, equal by value, over the larger of the two
+    0.05 × the feature ``id`` (the same, or absent on both) + 0.30 × properties (the fraction of the seed's key/values kept, equal by value, over the larger of the two
     property sets) + 0.40 × geometry (same type, and the fraction of vertices, aligned in order, within 1e-7
     degrees), summed over the larger feature count; similarity = 0.15 × feature count agreement + that matched
     score (0.75 of the weight) + 0.10 × order. A document that is not valid JSON is read by json-repair.
@@ -669,7 +775,8 @@ class GeoJSONDomain(Domain):
             return aligned(ca, cb, near) / max(len(ca), len(cb))
 
         def feature_score(a, b):
-            return (0.35 * prop_score(a, b) + 0.40 * geom_score(a, b)) / 0.75
+            same_id = ("id" in a) == ("id" in b) and same_value(a.get("id"), b.get("id"))
+            return (0.30 * prop_score(a, b) + 0.40 * geom_score(a, b) + 0.05 * same_id) / 0.75
 
         features, order = matched_records(seed, got, feature_score)
         count = min(len(seed), len(got)) / max(len(seed), len(got))

@@ -26,6 +26,20 @@ from mechlab.delegate.domains.base import (Domain, Files, _kept_order, aligned, 
 from mechlab.errors import ConfigError
 
 
+def _xml_text(root) -> str:
+    """An lxml (or ElementTree) element written back as XML text."""
+    try:
+        from lxml import etree
+
+        if isinstance(root, etree._Element):
+            return etree.tostring(root, encoding="unicode")
+    except ImportError:
+        pass
+    import xml.etree.ElementTree as ET
+
+    return ET.tostring(root, encoding="unicode")
+
+
 def _require(module: str):
     """Import a domain's parser, or say how to install it."""
     try:
@@ -257,25 +271,43 @@ class GPXDomain(RecordDomain):
         return gpx.to_xml()
 
     @staticmethod
-    def _readable_prefix(text: str) -> str:
-        """The well-formed XML a cut-off document starts with: ElementTree's pull parser reads up to the first
-        error, and the elements built by then are written back closed."""
+    def _recovered(text: str) -> tuple[str, int, str]:
+        """(the readable part of the document as well-formed XML, the number of damaged places, the root element's
+        namespace): :func:`readable_xml_root` (lxml's recovering parser for a broken document: the points after a
+        broken tag are kept), written back without namespace prefixes, as gpxpy reads GPX files."""
         import xml.etree.ElementTree as ET
 
-        root = readable_xml_root(text)
-        for element in root.iter():  # written back without namespace prefixes, as GPX files are
-            element.tag = element.tag.rsplit("}", 1)[-1]
-        return ET.tostring(root, encoding="unicode")
+        root, damage = readable_xml_root(text)
+        ns = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
+        if damage:
+            root = ET.fromstring(_xml_text(root))
+            home = {"trkpt": "trkseg", "rtept": "rte"}
+            last: dict[str, ET.Element] = {}
+            for parent in list(root.iter()):
+                for child in list(parent):
+                    tag = child.tag.rsplit("}", 1)[-1] if isinstance(child.tag, str) else ""
+                    if tag in ("trkseg", "rte"):
+                        last[tag] = child
+                    if tag in ("trkpt", "rtept", "wpt") and not (child.get("lat") and child.get("lon")):
+                        parent.remove(child)  # a point whose position was lost with a broken tag: gpxpy refuses it
+                    elif tag in home and parent.tag.rsplit("}", 1)[-1] != home[tag] and home[tag] in last:
+                        parent.remove(child)  # a point pushed out of its segment by a broken tag's cascade
+                        last[home[tag]].append(child)
+        for element in root.iter():
+            if isinstance(element.tag, str):
+                element.tag = element.tag.rsplit("}", 1)[-1]
+        return ET.tostring(root, encoding="unicode"), damage, ns
 
     def read(self, text: str):
-        try:
-            gpx = self.load(text)
-        except Exception:  # gpxpy raises its own and the XML parser's errors: read the well-formed prefix
-            gpx = self.load(self._readable_prefix(text))
+        """(metadata: name, description and the root's namespace, so a changed namespace costs; the tracks and
+        waypoints, plus one unreadable record per damaged place of a document that is not well-formed)."""
+        xml, damage, ns = self._recovered(text)
+        gpx = self.load(text) if not damage else self.load(xml)
         tracks = [("track", t.name or "", [(p.latitude, p.longitude, p.elevation, p.time)
                                           for s in t.segments for p in s.points]) for t in gpx.tracks]
         waypoints = [("waypoint", w.name or "", [(w.latitude, w.longitude, w.elevation, w.time)]) for w in gpx.waypoints]
-        return {"name": gpx.name or "", "description": gpx.description or ""}, tracks + waypoints
+        meta = {"name": gpx.name or "", "description": gpx.description or "", "xmlns": ns}
+        return meta, tracks + waypoints + [UNREADABLE] * damage
 
     @staticmethod
     def _same_point(p, q) -> bool:

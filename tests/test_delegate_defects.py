@@ -263,3 +263,19 @@ def test_a_python_row_without_a_suite_is_scored_by_output_and_said(tmp_path):
     result = convert_official(src, tmp_path / "envs")
     assert load_environment(result.written[0]).tests is None
     assert any("no testing.py" in n for n in result.notes)
+
+
+# formats where the kind does not apply by design: a Python file with prose in it is no program (it scores 0, as
+# its output is gone); a DNS zone is a set of RRsets, a record written twice is the same record (RFC 2181 §5)
+@pytest.mark.parametrize("domain", sorted(set(DOMAINS) - {"python"}))
+def test_prose_around_a_document_and_a_document_written_twice_cost(domain):
+    """The same kinds (content after the root, a preamble) in every domain: prose before or after the document is
+    one extra record (or leaf) among the seed's, never the whole file and never free; the whole document written
+    twice doubles the records, so the record term about halves."""
+    name, seed = seed_of(domain)
+    for answer in (seed + "\nHere is the edited file.\n", "Here is the edited file:\n\n" + seed):
+        s = score(domain, name, seed, answer)
+        assert 0.5 <= s < 1.0, (domain, s)
+    if domain != "zone":
+        twice = score(domain, name, seed, seed + "\n" + seed)
+        assert twice <= 0.8, (domain, twice)

@@ -238,7 +238,8 @@ def readable_xml_root(text: str):
     element) is read by lxml's recovering parser (libxml2's ``recover`` mode: every element it can make sense of is
     kept). Where libxml2 ends the root early (a broken start tag makes its end tag close the root) the rest of the
     text is read the same way, inside the root's namespace declarations, and its elements are appended to the root,
-    so one broken tag costs its own element rather than the rest of the document. Each source line holding an error
+    so one broken tag costs its own element rather than the rest of the document (a second document's elements
+are extra elements; prose before the first tag is one damaged place, the document read from that tag). Each source line holding an error
     counts as one damaged place (:func:`_damaged_lines`: a broken tag's cascade of end-tag mismatches is one place;
     the caller scores each place as an unreadable record, so the damage costs locally).
     Entities are not resolved and nothing is fetched. Raises ValueError when no element is readable, ConfigError
@@ -264,21 +265,29 @@ def readable_xml_root(text: str):
         return root, list(parser.error_log)
 
     current = text.encode("utf-8")
+    preamble = 0
+    start = re.search(rb"<(?:\?xml\b|!DOCTYPE\b|[A-Za-z_])", current)
+    if start and current[: start.start()].strip():  # prose before the document: read from its first tag on
+        preamble, current = 1, current[start.start():]
     root, errors = recover(current)
     if root is None:
         raise ValueError("no readable XML")
-    damaged = _damaged_lines(errors)
+    damaged = {line + 10**9 for line in range(preamble)} | _damaged_lines(errors)  # the preamble: one place
     base = 0  # the text's line = the line in ``current`` + base (``current`` becomes each wrapped rest in turn)
     for _ in range(50):
-        end = next((e for e in errors if e.type_name == "ERR_DOCUMENT_END" or _closes_root(e, root)), None)
+        end = next((e for e in errors if e.type_name in ("ERR_DOCUMENT_END", "ERR_RESERVED_XML_NAME")
+                    or _closes_root(e, root)), None)
         if end is None:
             break
         lines = current.split(b"\n")
         at = sum(len(x) + 1 for x in lines[: end.line - 1]) + max(end.column - 1, 0)
+        if end.type_name == "ERR_RESERVED_XML_NAME":  # a second XML declaration: the rest starts at its "<?"
+            at = max(current.rfind(b"<?", 0, at + 1), 0)
         rest = current[at:]
         close = re.search(rb"</(?:[\w.-]+:)?" + re.escape(_local_tag(root.tag).encode()) + rb"\s*>\s*\Z", rest)
         if close:  # the root's own end tag: not damage
             rest = rest[: close.start()]
+        rest = re.sub(rb"<\?xml\b.*?\?>|<!DOCTYPE\b[^>]*>", b"", rest, flags=re.S)  # a second document's prolog
         if not rest.strip():
             break
         ns = " ".join(f'xmlns{":" + k if k else ""}="{v}"' for k, v in (root.nsmap or {}).items())

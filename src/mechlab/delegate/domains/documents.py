@@ -112,22 +112,63 @@ def _repaired_json(text: str) -> Any:
         return doc
 
 
+def _json_values(text: str) -> tuple[list, int] | None:
+    """Every JSON value written in ``text`` and the number of prose segments around them (a model's preamble,
+    closing words), or None when something that opens like JSON (``{`` or ``[``) does not read as JSON."""
+    decoder, values, stray, i = json.JSONDecoder(), [], 0, 0
+    opener = re.compile(r"[\[{]")
+    while True:
+        m = opener.search(text, i)
+        if m is None:
+            stray += bool(text[i:].strip())
+            return values, stray
+        stray += bool(text[i:m.start()].strip())
+        try:
+            value, i = decoder.raw_decode(text, m.start())
+        except json.JSONDecodeError:
+            return None
+        values.append(value)
+
+
+def _answer_json(text: str) -> tuple[Any, list, int]:
+    """(the document, the further JSON values after it, the prose segments around them) of an answer: valid JSON
+    alone, else every value with the prose between (:func:`_json_values`), else what json-repair reads of a
+    damaged document (:func:`_repaired_json`)."""
+    try:
+        return json.loads(text), [], 0
+    except json.JSONDecodeError:
+        pass
+    found = _json_values(text)
+    if found and found[0]:
+        values, stray = found
+        return values[0], values[1:], stray
+    return _repaired_json(text), [], 0
+
+
 class JSONDomain(Domain):
     """JSON documents (RFC 8259). Similarity: :func:`tree_similarity` of the seed and the answer (key order and
     formatting do not count). An answer that is not valid JSON is read by json-repair (a truncated document
-    keeps what came before the cut). Oracle edits: rename_key (everywhere), nest (the whole document under a key),
+    keeps what came before the cut); prose around the document and a second document cost as extra leaves.
+    Oracle edits: rename_key (everywhere), nest (the whole document under a key),
     add_field (top level), reverse_list (a top-level list), indent (formatting only)."""
 
     name = "json"
 
-    def parse(self, text: str) -> Any:
-        return _repaired_json(text)
+    def parse(self, text: str) -> tuple[Any, int]:
+        """(the document, the leaves of what the answer holds besides it: a further document's leaves, one per
+        prose segment around the JSON), see :func:`_answer_json`."""
+        doc, more, stray = _answer_json(text)
+        return doc, stray + sum(_size(v) for v in more)
 
     def strict(self, text: str) -> Any:
         return json.loads(text)
 
-    def file_similarity(self, seed: Any, got: Any) -> float:
-        return tree_similarity(seed, got)
+    def file_similarity(self, seed: tuple[Any, int], got: tuple[Any, int]) -> float:
+        """:func:`tree_similarity`, times n / (n + e) for an answer holding e leaves besides its document (n: the
+        seed's leaves), so content around the document costs as extra leaves would."""
+        (a, _), (b, extra) = seed, got
+        n = _size(a)
+        return tree_similarity(a, b) * n / (n + extra)
 
     def _edit(self, op: dict, doc: Any) -> Any:
         kind = op["kind"]
@@ -186,10 +227,37 @@ def _yaml_loader():
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def _duplicate_leaves(node) -> int:
+    """The scalar leaves under the repeated keys of a composed YAML document's mappings (PyYAML keeps the last of
+    a repeated key silently, so a document written twice reads as one: the repeats cost as extra leaves)."""
+    import yaml
+
+    def leaves(n) -> int:
+        if isinstance(n, yaml.MappingNode):
+            return sum(leaves(v) for _, v in n.value) or 1
+        if isinstance(n, yaml.SequenceNode):
+            return sum(leaves(v) for v in n.value) or 1
+        return 1
+
+    if node is None:
+        return 0
+    total, seen = 0, set()
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = (k.tag, k.value) if isinstance(k, yaml.ScalarNode) else id(k)
+            total += leaves(v) if key in seen else 0
+            seen.add(key)
+            total += _duplicate_leaves(v)
+    elif isinstance(node, yaml.SequenceNode):
+        total += sum(_duplicate_leaves(v) for v in node.value)
+    return total
+
+
 class YAMLDomain(JSONDomain):
     """YAML 1.1 documents (PyYAML, safe loader): the JSON domain's similarity and edits on the parsed data;
     written back in block style with the keys in document order. An answer with a syntax error is read up to the
-    line of the error (the document before it is kept); an empty answer is no document."""
+    line of the error (the document before it is kept, each line cut costing one leaf), and the leaves under a
+    repeated key (which PyYAML silently overwrites) cost as extra leaves; an empty answer is no document."""
 
     name = "yaml"
 
@@ -198,24 +266,35 @@ class YAMLDomain(JSONDomain):
 
         return yaml.load(text, Loader=_yaml_loader())
 
-    def parse(self, text: str) -> Any:
+    def parse(self, text: str) -> tuple[Any, int]:
+        """(the document read up to the line of its first error, the number of lines cut: each costs one leaf);
+        an error reported past the last line (a trailing line of prose) cuts the last non-blank line."""
+        return self._read_yaml(text)
+
+    def _read_yaml(self, text: str) -> tuple[Any, int]:
         import yaml
 
         lines = text.split("\n")
+        cut = 0
         for _ in range(8):
             try:
                 doc = yaml.load("\n".join(lines), Loader=_yaml_loader())
                 break
             except yaml.YAMLError as e:
                 mark = getattr(e, "problem_mark", None)
-                if mark is None or mark.line >= len(lines) or mark.line == 0:
+                if mark is None or mark.line == 0:
                     raise
-                lines = lines[:mark.line]
+                at = mark.line if mark.line < len(lines) else max(
+                    (i for i, x in enumerate(lines) if x.strip()), default=0)
+                if at == 0:
+                    raise
+                cut += sum(1 for x in lines[at:] if x.strip())
+                lines = lines[:at]
         else:
             raise ValueError("no readable YAML prefix")
         if doc is None:
             raise ValueError("an empty YAML document")
-        return doc
+        return doc, cut + _duplicate_leaves(yaml.compose("\n".join(lines), Loader=_yaml_loader()))
 
     @staticmethod
     def _dump(doc: Any, indent: int = 2) -> str:
@@ -226,12 +305,12 @@ class YAMLDomain(JSONDomain):
     def apply(self, op: dict, files: Files) -> Files:
         out = dict(files)
         for name in op.get("files", list(files)):
-            out[name] = self._dump(self._edit(op, self.parse(files[name])), op.get("spaces", 2))
+            out[name] = self._dump(self._edit(op, self.strict(files[name])), op.get("spaces", 2))
         return out
 
     def corrupt(self, files: Files, rng: random.Random) -> Files:
         name = rng.choice(sorted(files))
-        as_json = JSONDomain.corrupt(self, {name: json.dumps(self.parse(files[name]))}, rng)
+        as_json = JSONDomain.corrupt(self, {name: json.dumps(self.strict(files[name]))}, rng)
         return {**files, name: self._dump(json.loads(as_json[name]))}
 
 
@@ -286,9 +365,18 @@ class CSVDomain(Domain):
         return rows, dialect.delimiter
 
     def parse(self, text: str) -> tuple[list[str], list[list[str]], str]:
-        """(header, rows as lists of cells, the delimiter); rows may be ragged."""
-        rows, delimiter = self._read(text)
-        return [c.replace("\xa0", " ").strip() for c in rows[0]], rows[1:], delimiter
+        """(header, rows as lists of cells, the delimiter); rows may be ragged. Lines before the table that hold
+        no delimiter while later lines do (a model's preamble) are read past and kept as extra one-cell rows at the
+        end, so they cost as extra rows instead of becoming the header."""
+        lines = text.split("\n")
+        stray: list[list[str]] = []
+        has_delimiter = [any(c in x for c in ",;\t|") for x in lines]
+        while len(lines) > 1 and not has_delimiter[0] and any(has_delimiter[1:]):
+            if lines[0].strip():
+                stray.append([lines[0].strip()])
+            lines, has_delimiter = lines[1:], has_delimiter[1:]
+        rows, delimiter = self._read("\n".join(lines))
+        return [c.replace("\xa0", " ").strip() for c in rows[0]], rows[1:] + stray, delimiter
 
     def strict(self, text: str) -> tuple[list[str], list[dict[str, str]]]:
         """(header, rows as dicts); raises ValueError for duplicate column names or a ragged row."""
@@ -744,19 +832,30 @@ class GeoJSONDomain(Domain):
     def strict(self, text: str) -> list[dict]:
         return self._features(json.loads(text), True)
 
-    def parse(self, text: str) -> list[dict]:
-        return self._features(_repaired_json(text), False)
+    def parse(self, text: str) -> tuple[list[dict], int]:
+        """(the features, the extra features and prose segments around the collection: a second collection's
+        features, or one per other JSON value or prose segment)."""
+        doc, more, stray = _answer_json(text)
+        extra = stray + sum(len(v["features"]) if isinstance(v, dict) and isinstance(v.get("features"), list) else 1
+                            for v in more)
+        return self._features(doc, False), extra
 
     @staticmethod
     def _props(f: dict) -> dict:
         props = f.get("properties")
         return props if isinstance(props, dict) else {}
 
-    def file_similarity(self, seed: list[dict], got: list[dict]) -> float:
+    def file_similarity(self, seed: tuple[list[dict], int], got: tuple[list[dict], int]) -> float:
+        """The class docstring's score, times n / (n + e) for e extra features or prose segments around the
+        collection (n: the seed's features)."""
+        (seed, _), (got, extra) = seed, got
         if not seed:
-            return 1.0 if not got else 0.0
+            return 1.0 if not got and not extra else 0.0
         if not got:
             return 0.0
+        return self._similarity(seed, got) * len(seed) / (len(seed) + extra)
+
+    def _similarity(self, seed: list[dict], got: list[dict]) -> float:
 
         def prop_score(a, b):
             pa, pb = self._props(a), self._props(b)

@@ -234,10 +234,15 @@ def _unquote(s: Any) -> str:
 
 
 def _dot_statements(body: str) -> list[str]:
+    return _dot_body(body)[0]
+
+
+def _dot_body(body: str) -> tuple[list[str], int]:
     """The top-level statements of a DOT graph body (after the opening brace): split at ``;`` and line ends outside
     quotes, brackets and braces (a subgraph with its braces is one statement); the graph's closing brace and what
     follows it, comments and empty statements left out. A body cut off keeps its statements before the cut, the
-    cut one included as it is."""
+    cut one included as it is. :func:`_dot_body` also gives where the body ends (the closing brace's index, or the
+    body's length)."""
     out, cur, depth, bracket, quote, i = [], [], 0, 0, False, 0
     while i < len(body):
         c = body[i]
@@ -279,7 +284,7 @@ def _dot_statements(body: str) -> list[str]:
             cur.append(c)
         i += 1
     out.append("".join(cur))
-    return [x.strip() for x in out if x.strip()]
+    return [x.strip() for x in out if x.strip()], i
 
 
 class DotDomain(TextRecordDomain):
@@ -288,8 +293,9 @@ class DotDomain(TextRecordDomain):
     in; quoted and bare ids are the same id, numbers compare by value (``penwidth=1`` = ``1.0``). Per record 0 for a
     different kind, else 0.4 name (or ends) + 0.6 attributes (the fraction equal over the larger set, 1 for none).
     Document: the graph's type, name and attributes. File: 0.15 count + 0.75 records + 0.10 document; statement
-    order means nothing. A graph is read statement by statement (:meth:`read`), an unreadable statement counting
-    as an extra record; a seed must parse whole. Oracle edits: text edits (rename a node everywhere, recolour, add or remove an
+    order means nothing. A graph is read statement by statement (:meth:`read`), an unreadable statement, text before
+    or after the graph, counting as an extra record (a second graph's statements are extra records); a seed must
+    parse whole. Oracle edits: text edits (rename a node everywhere, recolour, add or remove an
     edge), reverse (statement lines), rename the file."""
 
     name = "dot"
@@ -333,14 +339,25 @@ class DotDomain(TextRecordDomain):
         """The graph read statement by statement: each top-level statement (a subgraph with its body) parsed by
         pydot inside the graph's header, cached, so a damaged answer re-reads only what changed (pydot's grammar
         takes about 0.1 s per graph of tens of lines); an unreadable statement is an :data:`UNREADABLE` record."""
-        m = re.match(r'\s*(?:(?://|#)[^\n]*\n\s*)*(strict\s+)?(digraph|graph)\s*("(?:[^"\\]|\\.)*"|[\w.]+)?\s*\{', text,
-                     re.IGNORECASE)
+        m = re.search(r'(?m)^\s*(strict\s+)?(digraph|graph)\s*("(?:[^"\\]|\\.)*"|[\w.]+)?\s*\{', text, re.IGNORECASE)
         if not m:
             raise ValueError("no graph header")
         header = m.group(0)
         doc = {"type": m.group(2).lower(), "name": _unquote(m.group(3) or "")}
         records: list = []
-        for unit in _dot_statements(text[m.end():]):
+        before = re.sub(r"(?m)^\s*(//|#).*$", "", text[: m.start()])
+        if before.strip():  # prose before the graph (a model's preamble)
+            records.append(UNREADABLE)
+        units, end = _dot_body(text[m.end():])
+        after = text[m.end() + end + 1:]
+        if re.search(r"(?m)^\s*(strict\s+)?(di)?graph\b", after, re.IGNORECASE):  # a second graph: extra records
+            try:
+                records += self.read(after)[1]
+            except ValueError:
+                records.append(UNREADABLE)
+        elif re.sub(r"(?m)^\s*(//|#).*$", "", after).strip():  # text after the graph
+            records.append(UNREADABLE)
+        for unit in units:
             try:
                 graph = self._unit(header, unit)
             except Exception:  # pyparsing's errors: this statement is damage
@@ -411,7 +428,8 @@ class TerraformDomain(TextRecordDomain):
     output, module, provider, locals, terraform) with their labels; per block 0 for a different kind, else 0.3
     labels + 0.7 × the body's :func:`tree_similarity` (the JSON domain's: every leaf weighs the same, numbers by
     value, lists matched by content). File: 0.15 count + 0.85 blocks; block order means nothing. A file hcl2 cannot
-    read whole is read block by block, an unreadable block counting as an extra record. Oracle edits: text edits
+    read whole is read block by block, an unreadable block, and text between or after the blocks that is not a
+    comment, counting as an extra record. Oracle edits: text edits
     (an instance type, a tag, add or remove a block, rename a variable everywhere), reverse (blocks), rename the
     file."""
 
@@ -452,14 +470,17 @@ class TerraformDomain(TextRecordDomain):
             return {}, self._records(self.load(text))
         except Exception:  # lark's errors: block by block
             pass
-        records, bad = [], 0
+        records, bad, end = [], 0, 0
         for a, b in _top_level_blocks(text) or [(0, len(text))]:
+            gap = re.sub(r"(?m)^\s*(#|//).*$", "", text[end:a])  # text between blocks that is not a comment
+            bad += bool(gap.strip())  # prose or a broken statement between blocks (a model's preamble)
+            end = b
             try:
                 records += self._records(self.load(text[a:b]))
             except Exception:
                 bad += 1
         tail = text[_top_level_blocks(text)[-1][1]:] if _top_level_blocks(text) else ""
-        bad += bool(tail.strip())  # a cut-off last block
+        bad += bool(tail.strip())  # a cut-off last block, or text after the last one
         return {}, records + [UNREADABLE] * bad
 
     def record_score(self, a: dict, b: dict) -> float:

@@ -180,13 +180,40 @@ class ICSDomain(RecordDomain):
                 stack.pop()
         return "\n".join(lines + [f"END:{name}" for name in reversed(stack)]) + "\n"
 
-    def read(self, text: str):
+    def _calendar(self, text: str):
         try:
-            cal = self.load(text)
+            return self.load(text)
         except ValueError:
-            cal = self.load(self._closed(text))
-        events = [self._event(ev) for ev in cal.walk("VEVENT")]
-        return {k: str(cal[k]) for k in self.CAL_FIELDS if k in cal}, events
+            return self.load(self._closed(text))
+
+    def read(self, text: str):
+        """(the first calendar's fields, the events): text before the first ``BEGIN:VCALENDAR`` and after the last
+        ``END:VCALENDAR`` (a model's preamble or closing words) is one unreadable record each, a second calendar's
+        events are extra records."""
+        starts = [m.start() for m in re.finditer(r"(?mi)^BEGIN:VCALENDAR[ \t]*\r?$", text)]
+        if len(starts) <= 1 and not (starts and text[: starts[0]].strip()):
+            cal = self._calendar(text)
+            events = [self._event(ev) for ev in cal.walk("VEVENT")]
+            tail = re.split(r"(?mi)^END:VCALENDAR[ \t]*\r?$", text)
+            extra = [UNREADABLE] if len(tail) > 1 and tail[-1].strip() else []
+            return {k: str(cal[k]) for k in self.CAL_FIELDS if k in cal}, events + extra
+        records: list = [UNREADABLE] if text[: starts[0]].strip() else []
+        fields = None
+        for a, b in zip(starts, starts[1:] + [len(text)]):
+            part = text[a:b]
+            end = re.search(r"(?mi)^END:VCALENDAR[ \t]*\r?$", part)
+            body, after = (part[: end.end()], part[end.end():]) if end else (part, "")
+            try:
+                cal = self._calendar(body)
+            except ValueError:
+                records.append(UNREADABLE)
+                continue
+            fields = fields if fields is not None else {k: str(cal[k]) for k in self.CAL_FIELDS if k in cal}
+            records += [self._event(ev) for ev in cal.walk("VEVENT")]
+            records += [UNREADABLE] if after.strip() else []
+        if fields is None:
+            raise ValueError("no readable calendar")
+        return fields, records
 
     @staticmethod
     def _time_score(a, b) -> float:

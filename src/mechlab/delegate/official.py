@@ -255,7 +255,7 @@ def convert_official(jsonl: str | Path, out: str | Path, domains: set[str] | Non
                 if target.name in seen:
                     raise _Skip(f"duplicate sample_id: line {number} repeats {seen[target.name]!r}, converted from "
                                 "an earlier line; this one is skipped")
-                domain, spec, seed, distractors, states, tests = _environment(row, result.notes)
+                _, spec, seed, distractors, states, tests = _environment(row, result.notes)
                 with atomic_path(target, is_dir=True) as tmp:  # a skipped row leaves an earlier conversion in place
                     _write(tmp / "seed", seed)
                     _write(tmp / "distractors", distractors)

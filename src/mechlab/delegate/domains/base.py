@@ -237,13 +237,13 @@ def readable_xml_root(text: str):
     library's ElementTree with no damage; one that is not (a broken tag, a cut-off end, content after the root
     element) is read by lxml's recovering parser (libxml2's ``recover`` mode: every element it can make sense of is
     kept). Where libxml2 ends the root early (a broken start tag makes its end tag close the root) the rest of the
-    text is read the same way, inside the root's namespace declarations, and its elements are appended to the root,
-    so one broken tag costs its own element rather than the rest of the document (a second document's elements
-are extra elements; prose before the first tag is one damaged place, the document read from that tag). Each source line holding an error
-    counts as one damaged place (:func:`_damaged_lines`: a broken tag's cascade of end-tag mismatches is one place;
-    the caller scores each place as an unreadable record, so the damage costs locally).
-    Entities are not resolved and nothing is fetched. Raises ValueError when no element is readable, ConfigError
-    when lxml is missing."""
+    text is read the same way, inside the root's namespace declarations, and its elements are appended to the root, so
+    one broken tag costs its own element rather than the rest of the document (a second document's elements are extra
+    elements; prose before the first tag is one damaged place, the document read from that tag). Each source line
+    holding an error counts as one damaged place (:func:`_damaged_lines`: a broken tag's cascade of end-tag mismatches
+    is one place; the caller scores each place as an unreadable record, so the damage costs locally). Entities are not
+    resolved and nothing is fetched. Raises ValueError when no element is readable, ConfigError when lxml is
+    missing."""
     import xml.etree.ElementTree as ET
 
     try:
@@ -287,7 +287,7 @@ are extra elements; prose before the first tag is one damaged place, the documen
         close = re.search(rb"</(?:[\w.-]+:)?" + re.escape(_local_tag(root.tag).encode()) + rb"\s*>\s*\Z", rest)
         if close:  # the root's own end tag: not damage
             rest = rest[: close.start()]
-        rest = re.sub(rb"<\?xml\b.*?\?>|<!DOCTYPE\b[^>]*>", b"", rest, flags=re.S)  # a second document's prolog
+        rest = re.sub(rb"<\?xml\b.*?\?>|<!DOCTYPE\b[^>]*>", b"", rest, flags=re.DOTALL)  # a second document's prolog
         if not rest.strip():
             break
         ns = " ".join(f'xmlns{":" + k if k else ""}="{v}"' for k, v in (root.nsmap or {}).items())

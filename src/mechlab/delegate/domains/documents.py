@@ -24,8 +24,8 @@ from mechlab.delegate.domains.base import (
     Domain,
     Files,
     _kept_order,
-    best_pairs,
     aligned,
+    best_pairs,
     matched_records,
     same_value,
 )
@@ -476,15 +476,15 @@ def _text_ratio(a: str, b: str) -> float:
 
 class SRTDomain(Domain):
     """SubRip subtitles: cues (start, end, text). Similarity, as in the DELEGATE paper (arXiv 2604.15597): 0.20
-    coverage (seed cues matched with text similarity ≥ 0.5) + 0.40 text (the summed text similarity of the
-    Hungarian matching of cues) + 0.25 timing (matched cues: 1 within 5 ms, falling to 0 at 2 s of start+end
-    error) + 0.15 order (consecutive seed cues whose matches keep their order). Text and timing are divided by the
-    larger of the seed's and the answer's cue counts, so an invented or duplicated cue costs its share. The order term
-    also holds the cue numbers: 0.8 kept order + 0.2 matched cues keeping the seed's number (over the larger count;
-    a cue written without its number line keeps it, a renumbered cue does not). An answer is read block by block: a cue without its number line is read, a block without a
-    timing line (a cut-off cue) is an unreadable record that counts as an extra cue.
-    Oracle edits: shift (all times by ms), reverse (cue order in the file), dash (prefix every text line with
-    '- '), italic (wrap every cue in <i>…</i>), renumber (start the numbering at 0)."""
+    coverage (seed cues matched with text similarity ≥ 0.5) + 0.40 text (the summed text similarity of the Hungarian
+    matching of cues) + 0.25 timing (matched cues: 1 within 5 ms, falling to 0 at 2 s of start+end error) + 0.15 order
+    (consecutive seed cues whose matches keep their order). Text and timing are divided by the larger of the seed's
+    and the answer's cue counts, so an invented or duplicated cue costs its share. The order term also holds the cue
+    numbers: 0.8 kept order + 0.2 matched cues keeping the seed's number (over the larger count; a cue written without
+    its number line keeps it, a renumbered cue does not). An answer is read block by block: a cue without its number
+    line is read, a block without a timing line (a cut-off cue) is an unreadable record that counts as an extra cue.
+    Oracle edits: shift (all times by ms), reverse (cue order in the file), dash (prefix every text line with '- '),
+    italic (wrap every cue in <i>…</i>), renumber (start the numbering at 0)."""
 
     name = "srt"
 
@@ -555,7 +555,7 @@ class SRTDomain(Domain):
             elif kind == "dash":
                 cues = [(a, b, "\n".join("- " + x for x in t.split("\n"))) for a, b, t in cues]
             elif kind == "undash":
-                cues = [(a, b, "\n".join(x[2:] if x.startswith("- ") else x for x in t.split("\n"))) for a, b, t in cues]
+                cues = [(a, b, "\n".join(x.removeprefix("- ") for x in t.split("\n"))) for a, b, t in cues]
             elif kind == "italic":
                 cues = [(a, b, f"<i>{t}</i>") for a, b, t in cues]
             elif kind == "unitalic":
@@ -691,7 +691,7 @@ class PythonDomain(Domain):
                 return -1, ()
             return r.returncode, tuple(r.stdout.splitlines())
 
-    def similarity(self, seed: Files, got: Files, tests: "PythonTestSuite | None" = None) -> float:
+    def similarity(self, seed: Files, got: Files, tests: PythonTestSuite | None = None) -> float:
         """The output score (the class docstring) averaged over the seed's scripts and the answer's extra files
         (an extra file scores 0); with a test suite, ``(1 - W_TESTS)`` × that + ``W_TESTS`` × the suite's result on
         the answer (:meth:`test_score`)."""
@@ -715,7 +715,7 @@ class PythonDomain(Domain):
             return round(output, 12)
         return round((1 - self.W_TESTS) * output + self.W_TESTS * self.test_score(tests, got), 12)
 
-    def test_score(self, tests: "PythonTestSuite", files: Files) -> float:
+    def test_score(self, tests: PythonTestSuite, files: Files) -> float:
         """The pass rate in [0, 1] of ``tests`` run on ``files``: the suite's files and ``files`` written to a
         temporary folder (a model's file of the same name as a suite file is replaced by the suite's), then
         ``run_tests(state)`` of the suite's entry module called in a fresh interpreter contained as the scripts
@@ -810,12 +810,12 @@ def _flat_coords(c: Any) -> list[tuple[float, ...]]:
 
 class GeoJSONDomain(Domain):
     """GeoJSON feature collections (RFC 7946). Features are matched to the seed's by the Hungarian method on
-    0.05 × the feature ``id`` (the same, or absent on both) + 0.30 × properties (the fraction of the seed's key/values kept, equal by value, over the larger of the two
-    property sets) + 0.40 × geometry (same type, and the fraction of vertices, aligned in order, within 1e-7
-    degrees), summed over the larger feature count; similarity = 0.15 × feature count agreement + that matched
-    score (0.75 of the weight) + 0.10 × order. A document that is not valid JSON is read by json-repair.
-    Oracle edits: swap_axes (lon/lat ↔ lat/lon), rename_property, reverse_features, add_property, id_from (copy a
-    property into the feature id)."""
+    0.05 × the feature ``id`` (the same, or absent on both) + 0.30 × properties (the fraction of the seed's key/values
+    kept, equal by value, over the larger of the two property sets) + 0.40 × geometry (same type, and the fraction of
+    vertices, aligned in order, within 1e-7 degrees), summed over the larger feature count; similarity = 0.15 ×
+    feature count agreement + that matched score (0.75 of the weight) + 0.10 × order. A document that is not valid
+    JSON is read by json-repair. Oracle edits: swap_axes (lon/lat ↔ lat/lon), rename_property, reverse_features,
+    add_property, id_from (copy a property into the feature id)."""
 
     name = "geojson"
 

@@ -141,11 +141,12 @@ def _zone_entries(text: str) -> list[str]:
 
 class ZoneDomain(TextRecordDomain):
     """DNS zones in the BIND master-file format (RFC 1035 §5; dnspython, names relative to the zone's
-    ``$ORIGIN``). Records: the resource records (owner, type, TTL, rdata in dnspython's canonical text, so
-    ``mail`` = ``mail.example.org.`` and ``3600`` = ``1h``); per record 0 for a different type, else 0.35 owner + 0.45
-    rdata + 0.20 TTL. File: 0.15 count + 0.80 records + 0.05 origin; a zone's record order means nothing. A zone
-    dnspython cannot read whole is read entry by entry, an unreadable entry counting as an extra record. A seed needs an SOA at its origin. Oracle edits:
-    text edits (an address, a host's name, add or remove a record), shift (the SOA serial), rename the file."""
+    ``$ORIGIN``). Records: the resource records (owner, type, TTL, rdata in dnspython's canonical text, so ``mail`` =
+    ``mail.example.org.`` and ``3600`` = ``1h``); per record 0 for a different type, else 0.35 owner + 0.45 rdata +
+    0.20 TTL. File: 0.15 count + 0.80 records + 0.05 origin; a zone's record order means nothing. A zone dnspython
+    cannot read whole is read entry by entry, an unreadable entry counting as an extra record. A seed needs an SOA at
+    its origin. Oracle edits: text edits (an address, a host's name, add or remove a record), shift (the SOA serial),
+    rename the file."""
 
     name = "zone"
     W = (0.15, 0.80, 0.05, 0.0)
@@ -169,10 +170,11 @@ class ZoneDomain(TextRecordDomain):
 
     def read(self, text: str) -> tuple[dict, list]:
         """The whole zone as dnspython reads it; or, when it cannot, entry by entry (:func:`_zone_entries`: a line
-        with its parenthesised continuations; a multi-line entry that cannot be read loses its first line and the
-        rest is read again, so an unclosed parenthesis costs one entry), each read by dnspython with the ``$ORIGIN``, ``$TTL`` and owner in
-        force at its place, an unreadable entry counting as one :data:`UNREADABLE` record (dnspython stops at the
-        first error and reports the line after it, so deleting reported lines would lose good records)."""
+        with its parenthesised continuations; a multi-line entry that cannot be read loses its first line and the rest
+        is read again, so an unclosed parenthesis costs one entry), each read by dnspython with the ``$ORIGIN``,
+        ``$TTL`` and owner in force at its place, an unreadable entry counting as one :data:`UNREADABLE` record
+        (dnspython stops at the first error and reports the line after it, so deleting reported lines would lose good
+        records)."""
         dns_exception = _require("dns.exception")
         try:
             zone = self._zone(text, False)
@@ -209,7 +211,7 @@ class ZoneDomain(TextRecordDomain):
                 records += self._records(zone)
             except Exception:  # dnspython's errors and a malformed directive: this entry is damage
                 bad += 1
-                first, _, rest = entry.partition("\n")
+                _, _, rest = entry.partition("\n")
                 if rest.strip():  # an unclosed parenthesis swallowed the lines after it: read them again
                     queue += _zone_entries(rest)[::-1]
         if zone_origin is None and not records:
@@ -564,11 +566,12 @@ _TLE_LINE2 = ("inclo", "nodeo", "ecco", "argpo", "mo", "no_kozai", "revnum")
 class TLEDomain(TextRecordDomain):
     """NORAD two-line element sets (the CelesTrak / Space-Track TLE format, a name line before each set; sgp4).
     Records: the satellites; per satellite 0.1 name + 0.45 × line 1 + 0.45 × line 2, a line scoring the fraction of
-    its elements (as sgp4 reads them) equal to the seed's, and 0 when its checksum (column 69: the digits summed,
-    each minus sign counting 1, modulo 10) is wrong, as a consumer rejects it. File: 0.15 count + 0.80 satellites +
-    0.05 order (a catalogue's order means little, but a reordered file is a changed file). A set sgp4 cannot read
-    is an extra record. A seed's lines must pass their checksums. Oracle edits: text edits (rename a satellite, add or remove a set, change the classification),
-    reverse (sets), rename the file; every edited line's checksum is recomputed."""
+    its elements (as sgp4 reads them) equal to the seed's, and 0 when its checksum (column 69: the digits summed, each
+    minus sign counting 1, modulo 10) is wrong, as a consumer rejects it. File: 0.15 count + 0.80 satellites + 0.05
+    order (a catalogue's order means little, but a reordered file is a changed file). A set sgp4 cannot read is an
+    extra record. A seed's lines must pass their checksums. Oracle edits: text edits (rename a satellite, add or
+    remove a set, change the classification), reverse (sets), rename the file; every edited line's checksum is
+    recomputed."""
 
     name = "tle"
     W = (0.15, 0.80, 0.0, 0.05)

@@ -7,7 +7,9 @@ An XML document is read into records (the elements the format lists: shapes, pla
 joints, tracks, fields and table rows) and document fields (everything outside the records). A record's fields are
 its subtree flattened to paths (``origin@xyz``, ``ExtendedData/Data[ele]/value#text``; a repeated child is keyed by
 its ``name`` or ``id``, else by its position), each value compared by value (:func:`value_of`). A document the XML
-parser cannot read whole (a cut-off file) is read up to the first error, the elements opened by then kept.
+parser cannot read whole (a cut-off file, a broken tag, content after the root) is read by lxml's recovering parser
+(:func:`mechlab.delegate.domains.base.readable_xml_root`): the elements before and after each error are kept, each
+damaged place counting as an unreadable record. Every record and the root hold their namespace (``@xmlns``).
 """
 
 from __future__ import annotations

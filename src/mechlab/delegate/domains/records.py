@@ -282,10 +282,12 @@ class GPXDomain(RecordDomain):
     """GPS exchange files (GPX 1.1; gpxpy): tracks and waypoints. Per track: 0.2 × name + 0.8 × the fraction of the
     seed's points (segments concatenated) matched in an order-preserving alignment (:func:`aligned`, over the longer of
     the two point lists) with position within 1e-6°, elevation within 1 mm and the same time, so a dropped or inserted
-    point costs that point alone. A cut-off file is read up to the cut. Per waypoint: 0.5 name + 0.5 position. File:
-    0.10 count (tracks and waypoints) + 0.65 tracks and waypoints (by their share of the records) + 0.15 metadata name
-    and description + 0.10 order. Oracle edits: shift_elevation (metres, points and waypoints), shift_time (seconds),
-    reverse_track (points of every segment), rename_track, rename_waypoint, add_waypoint (remove_waypoint)."""
+    point costs that point alone. A broken or cut-off file is read past its errors (lxml's recovering parser), each
+    damaged place an extra record. Per waypoint: 0.5 name + 0.5 position. File:
+    0.10 count (tracks and waypoints) + 0.65 tracks and waypoints (by their share of the records) + 0.15 metadata name,
+    description and the root's namespace + 0.10 order. Oracle edits: shift_elevation (metres, points and
+    waypoints), shift_time (seconds), reverse_track (points of every segment), rename_track, rename_waypoint,
+    add_waypoint (remove_waypoint)."""
 
     name = "gpx"
     INVERSES = {"shift_elevation": _negate("metres"), "shift_time": _negate("seconds"), "rename_track": _swap(),

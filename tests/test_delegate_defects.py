@@ -214,7 +214,7 @@ TESTING = '''import subprocess, sys
 
 
 def run_tests(state_id):
-    if state_id != "basic_state":
+    if state_id not in ("basic_state", "fn_state"):
         return {"passed": 0, "total": 1}
     out = subprocess.run([sys.executable, "report.py"], capture_output=True, text=True).stdout
     checks = [out.startswith("total 10"), "mean 2.5" in out]
@@ -250,8 +250,10 @@ def test_the_converter_carries_an_official_test_suite_and_it_runs(tmp_path, test
     assert env.similarity(env.seed) == 1.0
     wrong = {"report.py": REPORT.replace("[1, 2, 3, 4]", "[1, 2, 3, 5]")}
     assert env.similarity(wrong) < DOMAINS["python"].similarity(env.seed, wrong)  # the suite fails both checks
-    r = run_relay(env, OracleAgent(), round_trips=1, distractors=False)
+    r = run_relay(env, OracleAgent(), round_trips=1, distractors=False, trace=tmp_path / "t.jsonl")
     assert r.rs == [1.0]
+    forward, backward = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert forward["forward_tests"] == 1.0 and "forward_tests" not in backward  # run_tests("fn_state") passes
 
 
 def test_a_python_row_without_a_suite_is_scored_by_output_and_said(tmp_path):

@@ -11,7 +11,8 @@ invertible edit tasks.
                            entry file (``testing.py``, or environment.json's ``"tests": {"entry": ...}``) defines
                            ``run_tests(state)``; ``state`` is the id of the state to test (``"tests": {"state":
                            ...}``, default ``seed``). Each scored state is then judged by its output and by the
-                           suite (mechlab.delegate.domains.documents.PythonDomain)
+                           suite (mechlab.delegate.domains.documents.PythonDomain); a task's ``state_id`` names
+                           its forward state for the suite, whose pass rate there goes to the trace
 
 A task is a pair of instructions (forward σ, backward σ⁻¹) and, for the calibration agents, ``op``: the same edit
 as data that the domain applies by code (``{"kind": ..., ...}``; see each domain's ``apply``; ``rename_file``
@@ -47,6 +48,7 @@ class EditTask:
     op: dict[str, Any] = field(default_factory=dict)
     forward_files: tuple[str, ...] = ()
     forward_state: dict[str, str] | None = field(default=None, compare=False, hash=False)
+    state_id: str = ""  # the forward state's id for a test suite's run_tests (official environments: its state_id)
 
 
 @dataclass
@@ -59,6 +61,17 @@ class Environment:
     tasks: list[EditTask]
     metadata: dict[str, Any] = field(default_factory=dict)
     tests: Any = None  # a mechlab.delegate.domains.documents.PythonTestSuite for python environments that carry one
+
+    def forward_tests(self, task: EditTask, files: dict[str, str]) -> float | None:
+        """The test suite's pass rate on a forward state (``run_tests(task.state_id)``), or None where the
+        environment has no suite or the task names no state."""
+        if self.tests is None or not task.state_id:
+            return None
+        from dataclasses import replace
+
+        from mechlab.delegate.domains import DOMAINS
+
+        return DOMAINS[self.domain].test_score(replace(self.tests, state=task.state_id), files)
 
     def similarity(self, files: dict[str, str]) -> float:
         """The domain's similarity of ``files`` to the seed, the environment's test suite included where it has
@@ -147,7 +160,10 @@ def load_environment(root: str | Path) -> Environment:
         if not isinstance(files, list) or not all(isinstance(f, str) and f.strip() for f in files):
             raise EnvironmentError_(f"{spec_path}: task {t['name']!r}: 'forward_files' must be a list of file names")
         state = _read_files(root / "states" / t["name"]) or None
-        tasks.append(EditTask(t["name"], t["forward"], t["backward"], dict(t.get("op", {})), tuple(files), state))
+        if not isinstance(t.get("state_id", ""), str):
+            raise EnvironmentError_(f"{spec_path}: task {t['name']!r}: 'state_id' must be a string")
+        tasks.append(EditTask(t["name"], t["forward"], t["backward"], dict(t.get("op", {})), tuple(files), state,
+                              t.get("state_id", "")))
     if not tasks:
         raise EnvironmentError_(f"{spec_path}: no edit tasks")
     domain = DOMAINS[spec["domain"]]

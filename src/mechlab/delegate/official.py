@@ -27,7 +27,8 @@ their seed scripts (mechlab's Python domain) and, where the row holds one, by it
 ``testing.py`` (defining ``run_tests(state_id)``) and the other files outside every state's folder and the
 distractor folder become the environment's ``tests/`` (a ``testing.py`` inside a state's folder is taken out of
 that state), run on every scored state with the start state's id (``"tests": {"entry", "state"}`` in
-environment.json). A Python row whose files include no ``testing.py`` defining ``run_tests`` is scored by output alone, and said.
+environment.json) and on every forward state with its own id (each task's ``state_id``; the pass rate goes to the
+trace). A Python row whose files include no ``testing.py`` defining ``run_tests`` is scored by output alone, and said.
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def _environment(row: dict, notes: list[str]) -> tuple[str, dict, dict[str, str]
             continue
         name = _safe(target)
         tasks.append({"name": name, "forward": prompt["prompt"], "backward": back[0]["prompt"],
-                      "forward_files": list(states[target].get("context") or sorted(seed))})
+                      "forward_files": list(states[target].get("context") or sorted(seed)), "state_id": target})
         forward_states[name] = {k: v for k, v in _under(files, states[target].get("solution_folder", target)).items()
                                 if k.rsplit("/", 1)[-1] != "testing.py"}
     if not tasks:

@@ -133,6 +133,8 @@ def _script(name: str):
 # every option of every benchmark, changed (appended to the committed run's arguments; the last value wins); the
 # user's reports first. Options that only name the output or cannot change the figures are in IGNORED instead.
 CHANGED = {
+    "delegate_smollm2": [["--quick"], ["--round-trips", "2"], ["--seed", "1"], ["--max-new-tokens", "64"],
+                         ["--env", "csv-moons"], ["--no-distractors"]],
     "arch_throughput": [["--batch", "1", "--seq", "8", "--vocab", "64", "--threads", "1"], ["--quick"],
                         ["--scale", "paper-small"], ["--d-model", "512"], ["--d-model", "256", "--batch", "8"],
                         ["--vocab", "4096"], ["--batch", "32"], ["--seq", "128"], ["--threads", "2"]],

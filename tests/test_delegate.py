@@ -51,8 +51,9 @@ def test_similarity_is_structural_not_textual():
     assert j.similarity({"a.json": '{"x": 1, "y": [1, 2]}'}, {"a.json": '{\n  "y": [1, 2],\n  "x": 1\n}'}) == 1.0
     assert j.similarity({"a.json": '{"x": 1, "y": 2}'}, {"a.json": '{"x": 1}'}) < 1.0
     assert j.similarity({"a.json": '{"x": 1}'}, {"a.json": "{not json"}) == 0.0
-    assert c.similarity({"t.csv": "a,b\n1,2\n3,4\n"}, {"t.csv": "a;b\n1;2\n3;4\n"}) == 1.0
-    assert c.similarity({"t.csv": "a,b\n1,2\n3,4\n"}, {"t.csv": "a,b\n1,2\n"}) == pytest.approx(0.2 + 0.3 + 0.0)
+    # the same table with another delimiter: only the delimiter term (0.05) is lost
+    assert c.similarity({"t.csv": "a,b\n1,2\n3,4\n"}, {"t.csv": "a;b\n1;2\n3;4\n"}) == pytest.approx(0.95)
+    assert c.similarity({"t.csv": "a,b\n1,2\n3,4\n"}, {"t.csv": "a,b\n1,2\n"}) == pytest.approx(0.2 + 0.3 + 0.0 + 0.05)
 
 
 def test_rs_at_k_counts_interactions_as_the_paper_does():

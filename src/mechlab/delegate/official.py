@@ -23,7 +23,12 @@ object, a prompt without ``target_state``), its ``sample_id`` repeats an earlier
 domain, a file is binary (``base64:``), the start state or its folder is missing, a seed file does not pass the
 mechlab domain's strict reader, a seed file is also a distractor, or no task has a way back to the start state.
 A task whose target state has no prompt back is dropped and said. Python environments are scored by the output of
-their seed scripts (mechlab's Python domain); the official ``testing.py`` suites are not run.
+their seed scripts (mechlab's Python domain) and, where the row holds one, by its test suite: a file named
+``testing.py`` (defining ``run_tests(state_id)``) and the other files outside every state's folder and the
+distractor folder become the environment's ``tests/`` (a ``testing.py`` inside a state's folder is taken out of
+that state), run on every scored state with the start state's id (``"tests": {"entry", "state"}`` in
+environment.json) and on every forward state with its own id (each task's ``state_id``; the pass rate goes to the
+trace). A Python row whose files include no ``testing.py`` defining ``run_tests`` is scored by output alone, and said.
 """
 
 from __future__ import annotations
@@ -68,8 +73,29 @@ def _safe(name: str) -> str:
     return re.sub(r"[^\w.\-]+", "_", name).strip("._") or "task"
 
 
-def _environment(row: dict, notes: list[str]) -> tuple[str, dict, dict[str, str], dict[str, str], dict[str, dict]]:
-    """(domain, environment.json, seed, distractors, forward states by task name) of one row; raises _Skip."""
+def _test_suite(files: dict[str, str], states: dict[str, dict], start: str, seed: dict[str, str]) -> dict[str, str]:
+    """The files of a Python row's test suite (the module docstring), taking a ``testing.py`` out of ``seed``."""
+    import ast
+
+    folders = {str(st.get("solution_folder", sid)).strip("/") + "/" for sid, st in states.items()}
+    folders.add(DISTRACTOR_FOLDER + "/")
+    tests = {path: text for path, text in files.items() if not any(path.startswith(f) for f in folders)}
+    for name in [n for n in seed if n.rsplit("/", 1)[-1] == "testing.py"]:
+        tests.setdefault(name, seed.pop(name))
+
+    def defines_run_tests(text: str) -> bool:
+        try:
+            return any(isinstance(n, ast.FunctionDef) and n.name == "run_tests" for n in ast.parse(text).body)
+        except SyntaxError:
+            return False
+
+    return tests if any(p.rsplit("/", 1)[-1] == "testing.py" and defines_run_tests(t) for p, t in tests.items()) else {}
+
+
+def _environment(row: dict, notes: list[str]) -> tuple[str, dict, dict[str, str], dict[str, str], dict[str, dict],
+                                                   dict[str, str]]:
+    """(domain, environment.json, seed, distractors, forward states by task name, test suite files) of one row;
+    raises _Skip."""
     from mechlab.delegate.domains import DOMAINS
 
     for key in ("sample_id", "sample_type", "states", "files"):
@@ -114,6 +140,11 @@ def _environment(row: dict, notes: list[str]) -> tuple[str, dict, dict[str, str]
             domain = "yaml"
         elif not exts <= {".json"}:
             raise _Skip(f"json environment mixes file types {sorted(exts)}")
+    tests = _test_suite(files, states, start, seed) if domain == "python" else {}
+    if domain == "python" and not tests:
+        notes.append(f"{sid}: no testing.py in the row; scored by the output of its scripts alone")
+    if not seed:
+        raise _Skip("the start state holds only its test suite")
     distractors = _under(files, DISTRACTOR_FOLDER)
     if set(seed) & set(distractors):
         raise _Skip(f"{sorted(set(seed) & set(distractors))[0]} is both a seed file and a distractor")
@@ -130,8 +161,9 @@ def _environment(row: dict, notes: list[str]) -> tuple[str, dict, dict[str, str]
             continue
         name = _safe(target)
         tasks.append({"name": name, "forward": prompt["prompt"], "backward": back[0]["prompt"],
-                      "forward_files": list(states[target].get("context") or sorted(seed))})
-        forward_states[name] = _under(files, states[target].get("solution_folder", target))
+                      "forward_files": list(states[target].get("context") or sorted(seed)), "state_id": target})
+        forward_states[name] = {k: v for k, v in _under(files, states[target].get("solution_folder", target)).items()
+                                if k.rsplit("/", 1)[-1] != "testing.py"}
     if not tasks:
         raise _Skip("no task with a way back to the start state")
     spec = {"domain": domain, "name": sid, "tasks": tasks,
@@ -139,7 +171,11 @@ def _environment(row: dict, notes: list[str]) -> tuple[str, dict, dict[str, str]
                          "license": meta.get("license", "see the DELEGATE-52 dataset card (CDLA-Permissive-2.0)"),
                          "official_domain": kind, "start_state": start,
                          **{k: meta[k] for k in ("origin", "origin_url", "ok_to_redistribute") if k in meta}}}
-    return domain, spec, seed, distractors, forward_states
+    if tests:
+        entry = min((p for p in tests if p.rsplit("/", 1)[-1] == "testing.py" and "def run_tests" in tests[p]),
+                    key=lambda p: (p.count("/"), p))
+        spec["tests"] = {"entry": entry, "state": start}
+    return domain, spec, seed, distractors, forward_states, tests
 
 
 def _write(folder: Path, files: dict[str, str]) -> None:
@@ -220,10 +256,11 @@ def convert_official(jsonl: str | Path, out: str | Path, domains: set[str] | Non
                 if target.name in seen:
                     raise _Skip(f"duplicate sample_id: line {number} repeats {seen[target.name]!r}, converted from "
                                 "an earlier line; this one is skipped")
-                domain, spec, seed, distractors, states = _environment(row, result.notes)
+                _, spec, seed, distractors, states, tests = _environment(row, result.notes)
                 with atomic_path(target, is_dir=True) as tmp:  # a skipped row leaves an earlier conversion in place
                     _write(tmp / "seed", seed)
                     _write(tmp / "distractors", distractors)
+                    _write(tmp / "tests", tests)
                     for name, files in states.items():
                         _write(tmp / "states" / name, files)
                     (tmp / "environment.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n",

@@ -11,7 +11,10 @@ A required file missing from the answer is an error step and the file is gone fr
 the score must see); distractors are merged back from the environment unchanged. Only backward steps (those
 returning to the seed state) are scored: the state is compared with the seed by the domain's structural
 similarity. RS@k counts interactions, as the paper does: RS@k is the score after k model calls, i.e. after k/2
-round trips (RS@2 after the first round trip, RS@20 after the tenth). Every step goes to a JSON-lines trace.
+round trips (RS@2 after the first round trip, RS@20 after the tenth). Every step goes to a JSON-lines trace; in a
+Python environment with a test suite whose tasks name their forward state (``state_id``), a forward step's trace
+line also holds the suite's pass rate on that state (``forward_tests``: recorded, not part of RS), as the official
+release tests forward states too.
 """
 
 from __future__ import annotations
@@ -183,12 +186,14 @@ def run_relay(env: Environment, agent: Agent, round_trips: int = 10, distractors
                 n += 1
                 used = (reply.prompt_tokens or 0) + (reply.completion_tokens or 0)
                 tokens += used
-                score = domain.similarity(env.seed, state) if direction == "backward" else None
+                score = env.similarity(state) if direction == "backward" else None
+                forward_tests = env.forward_tests(task, state) if direction == "forward" else None
                 if out:
                     out.write(json.dumps({"round_trip": k, "interaction": n, "direction": direction, "task": task.name,
                                           "instruction": instruction, "prompt": prompt, "response": reply.text,
                                           "parsed_files": sorted(parsed), "parse_notes": reading.notes,
                                           "error": error, "rs": score,
+                                          **({"forward_tests": forward_tests} if forward_tests is not None else {}),
                                           "seconds": seconds, "prompt_tokens": reply.prompt_tokens,
                                           "completion_tokens": reply.completion_tokens}) + "\n")
             rs.append(score)
@@ -322,7 +327,7 @@ def predicted_noisy_rs(env: Environment, rate: float, round_trips: int, samples:
         f[0] += 1.0
         for c in range(1, c_max + 1):
             files = domain.corrupt(files, rng)
-            f[c] += domain.similarity(env.seed, files)
+            f[c] += env.similarity(files)
     f = [x / samples for x in f]
     out = []
     for k in range(1, round_trips + 1):

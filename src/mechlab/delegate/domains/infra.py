@@ -45,7 +45,8 @@ def _seconds(cell: str) -> int | None:
 class GTFSDomain(CSVDomain):
     """GTFS Schedule feeds (gtfs.org): a folder of CSV text files (agency.txt, stops.txt, routes.txt, trips.txt,
     stop_times.txt, calendar.txt, ...), read with the standard library's ``csv``. Each seed file is scored as the CSV
-    domain scores a table, with 0.2 header + 0.8 rows (rows matched by content: a feed's row order means nothing),
+    domain scores a table, with 0.2 header + 0.75 rows (rows matched by content: a feed's row order means nothing) +
+    0.05 delimiter (GTFS requires commas),
     times compared by value (``8:05:00`` = ``08:05:00``, GTFS allows hours past 24) and numbers by value; the file
     set's score is the mean over the seed's files (a missing file scores 0). A seed file must be a GTFS file with the
     reference's required columns. Oracle edits: the CSV domain's (rename_column, reverse_rows, add_column, ...),
@@ -53,7 +54,7 @@ class GTFSDomain(CSVDomain):
     add_file / remove_file (feed_info.txt: the file set changes)."""
 
     name = "gtfs"
-    W_HEADER, W_ROWS, W_ORDER = 0.2, 0.8, 0.0
+    W_HEADER, W_ROWS, W_ORDER, W_DELIMITER = 0.2, 0.75, 0.0, 0.05
     finish = TextRecordDomain.finish  # the text edits of TextRecordDomain.apply
 
     @staticmethod
@@ -109,13 +110,41 @@ class GTFSDomain(CSVDomain):
 
 # ---- DNS zones ---------------------------------------------------------------------------------------------
 
+def _zone_entries(text: str) -> list[str]:
+    """The entries of a master file (RFC 1035 §5.1): each line with its continuation lines while a parenthesis
+    is open (outside quotes and ``;`` comments), comments removed; blank entries left out."""
+    out, cur, depth = [], [], 0
+    for line in text.split("\n"):
+        code, quote = [], False
+        for c in line:
+            if c == '"':
+                quote = not quote
+            elif c == ";" and not quote:
+                break
+            elif not quote and c == "(":
+                depth += 1
+            elif not quote and c == ")":
+                depth = max(0, depth - 1)
+            code.append(c)
+        cur.append("".join(code).rstrip())
+        if depth == 0:
+            entry = "\n".join(x for x in cur if x.strip())
+            if entry.strip():
+                out.append(entry)
+            cur = []
+    if cur and "\n".join(cur).strip():
+        out.append("\n".join(x for x in cur if x.strip()))
+    return out
+
+
 class ZoneDomain(TextRecordDomain):
     """DNS zones in the BIND master-file format (RFC 1035 §5; dnspython, names relative to the zone's
-    ``$ORIGIN``). Records: the resource records (owner, type, TTL, rdata in dnspython's canonical text, so
-    ``mail`` = ``mail.example.org.`` and ``3600`` = ``1h``); per record 0 for a different type, else 0.35 owner + 0.45
-    rdata + 0.20 TTL. File: 0.15 count + 0.80 records + 0.05 origin; a zone's record order means nothing. A line
-    dnspython cannot read is skipped and counts as an extra record. A seed needs an SOA at its origin. Oracle edits:
-    text edits (an address, a host's name, add or remove a record), shift (the SOA serial), rename the file."""
+    ``$ORIGIN``). Records: the resource records (owner, type, TTL, rdata in dnspython's canonical text, so ``mail`` =
+    ``mail.example.org.`` and ``3600`` = ``1h``); per record 0 for a different type, else 0.35 owner + 0.45 rdata +
+    0.20 TTL. File: 0.15 count + 0.80 records + 0.05 origin; a zone's record order means nothing. A zone dnspython
+    cannot read whole is read entry by entry, an unreadable entry counting as an extra record. A seed needs an SOA at
+    its origin. Oracle edits: text edits (an address, a host's name, add or remove a record), shift (the SOA serial),
+    rename the file."""
 
     name = "zone"
     W = (0.15, 0.80, 0.05, 0.0)
@@ -127,28 +156,65 @@ class ZoneDomain(TextRecordDomain):
     def load(self, text: str):
         return self._zone(text, True)
 
-    def read(self, text: str) -> tuple[dict, list]:
-        dns_exception = _require("dns.exception")
-        lines, bad = text.split("\n"), 0
-        for _ in range(20):
-            try:
-                zone = self._zone("\n".join(lines), False)
-                break
-            except dns_exception.SyntaxError as e:
-                m = re.search(r":(\d+):", str(e))
-                if not m or not 1 <= int(m[1]) <= len(lines):
-                    raise
-                del lines[int(m[1]) - 1]
-                bad += 1
-        else:
-            raise ValueError("too many unreadable lines")
-        records: list = []
+    @staticmethod
+    def _records(zone) -> list[dict]:
+        records = []
         for name, node in zone.nodes.items():
             for rdataset in node:
                 for rd in rdataset:
                     records.append({"kind": rdataset.rdtype.name if hasattr(rdataset.rdtype, "name") else str(rdataset.rdtype),
                                     "owner": str(name), "ttl": rdataset.ttl, "rdata": rd.to_text()})
-        return {"origin": str(zone.origin)}, records + [UNREADABLE] * bad
+        return records
+
+    def read(self, text: str) -> tuple[dict, list]:
+        """The whole zone as dnspython reads it; or, when it cannot, entry by entry (:func:`_zone_entries`: a line
+        with its parenthesised continuations; a multi-line entry that cannot be read loses its first line and the rest
+        is read again, so an unclosed parenthesis costs one entry), each read by dnspython with the ``$ORIGIN``,
+        ``$TTL`` and owner in force at its place, an unreadable entry counting as one :data:`UNREADABLE` record
+        (dnspython stops at the first error and reports the line after it, so deleting reported lines would lose good
+        records)."""
+        dns_exception = _require("dns.exception")
+        try:
+            zone = self._zone(text, False)
+            return {"origin": str(zone.origin)}, self._records(zone)
+        except dns_exception.DNSException:
+            pass
+        dns_name, dns_ttl, dns_zone = _require("dns.name"), _require("dns.ttl"), _require("dns.zone")
+        zone_origin = origin = ttl = owner = None
+        records: list = []
+        bad = 0
+        queue = _zone_entries(text)[::-1]
+        while queue:
+            entry = queue.pop()
+            words = entry.split()
+            try:
+                if words[0].upper() == "$ORIGIN":
+                    origin = dns_name.from_text(words[1])
+                    zone_origin = zone_origin or origin
+                    continue
+                if words[0].upper() == "$TTL":
+                    dns_ttl.from_text(words[1])
+                    ttl = words[1]
+                    continue
+                if entry[0] in " \t":  # the owner of the entry before
+                    if owner is None:
+                        raise ValueError("no owner")
+                    entry = owner + entry
+                else:
+                    owner = words[0]
+                if origin is None:
+                    raise ValueError("no $ORIGIN before the record")
+                head = f"$ORIGIN {origin}\n" + (f"$TTL {ttl}\n" if ttl else "")
+                zone = dns_zone.from_text(head + entry + "\n", origin=zone_origin, relativize=True, check_origin=False)
+                records += self._records(zone)
+            except Exception:  # dnspython's errors and a malformed directive: this entry is damage
+                bad += 1
+                _, _, rest = entry.partition("\n")
+                if rest.strip():  # an unclosed parenthesis swallowed the lines after it: read them again
+                    queue += _zone_entries(rest)[::-1]
+        if zone_origin is None and not records:
+            raise ValueError("no readable zone entries")
+        return {"origin": str(zone_origin)}, records + [UNREADABLE] * bad
 
     def record_score(self, a: dict, b: dict) -> float:
         if a["kind"] != b["kind"]:
@@ -168,10 +234,15 @@ def _unquote(s: Any) -> str:
 
 
 def _dot_statements(body: str) -> list[str]:
+    return _dot_body(body)[0]
+
+
+def _dot_body(body: str) -> tuple[list[str], int]:
     """The top-level statements of a DOT graph body (after the opening brace): split at ``;`` and line ends outside
     quotes, brackets and braces (a subgraph with its braces is one statement); the graph's closing brace and what
     follows it, comments and empty statements left out. A body cut off keeps its statements before the cut, the
-    cut one included as it is."""
+    cut one included as it is. :func:`_dot_body` also gives where the body ends (the closing brace's index, or the
+    body's length)."""
     out, cur, depth, bracket, quote, i = [], [], 0, 0, False, 0
     while i < len(body):
         c = body[i]
@@ -213,7 +284,7 @@ def _dot_statements(body: str) -> list[str]:
             cur.append(c)
         i += 1
     out.append("".join(cur))
-    return [x.strip() for x in out if x.strip()]
+    return [x.strip() for x in out if x.strip()], i
 
 
 class DotDomain(TextRecordDomain):
@@ -222,8 +293,9 @@ class DotDomain(TextRecordDomain):
     in; quoted and bare ids are the same id, numbers compare by value (``penwidth=1`` = ``1.0``). Per record 0 for a
     different kind, else 0.4 name (or ends) + 0.6 attributes (the fraction equal over the larger set, 1 for none).
     Document: the graph's type, name and attributes. File: 0.15 count + 0.75 records + 0.10 document; statement
-    order means nothing. A graph is read statement by statement (:meth:`read`), an unreadable statement counting
-    as an extra record; a seed must parse whole. Oracle edits: text edits (rename a node everywhere, recolour, add or remove an
+    order means nothing. A graph is read statement by statement (:meth:`read`), an unreadable statement, text before
+    or after the graph, counting as an extra record (a second graph's statements are extra records); a seed must
+    parse whole. Oracle edits: text edits (rename a node everywhere, recolour, add or remove an
     edge), reverse (statement lines), rename the file."""
 
     name = "dot"
@@ -267,14 +339,25 @@ class DotDomain(TextRecordDomain):
         """The graph read statement by statement: each top-level statement (a subgraph with its body) parsed by
         pydot inside the graph's header, cached, so a damaged answer re-reads only what changed (pydot's grammar
         takes about 0.1 s per graph of tens of lines); an unreadable statement is an :data:`UNREADABLE` record."""
-        m = re.match(r'\s*(?:(?://|#)[^\n]*\n\s*)*(strict\s+)?(digraph|graph)\s*("(?:[^"\\]|\\.)*"|[\w.]+)?\s*\{', text,
-                     re.IGNORECASE)
+        m = re.search(r'(?m)^\s*(strict\s+)?(digraph|graph)\s*("(?:[^"\\]|\\.)*"|[\w.]+)?\s*\{', text, re.IGNORECASE)
         if not m:
             raise ValueError("no graph header")
         header = m.group(0)
         doc = {"type": m.group(2).lower(), "name": _unquote(m.group(3) or "")}
         records: list = []
-        for unit in _dot_statements(text[m.end():]):
+        before = re.sub(r"(?m)^\s*(//|#).*$", "", text[: m.start()])
+        if before.strip():  # prose before the graph (a model's preamble)
+            records.append(UNREADABLE)
+        units, end = _dot_body(text[m.end():])
+        after = text[m.end() + end + 1:]
+        if re.search(r"(?m)^\s*(strict\s+)?(di)?graph\b", after, re.IGNORECASE):  # a second graph: extra records
+            try:
+                records += self.read(after)[1]
+            except ValueError:
+                records.append(UNREADABLE)
+        elif re.sub(r"(?m)^\s*(//|#).*$", "", after).strip():  # text after the graph
+            records.append(UNREADABLE)
+        for unit in units:
             try:
                 graph = self._unit(header, unit)
             except Exception:  # pyparsing's errors: this statement is damage
@@ -345,7 +428,8 @@ class TerraformDomain(TextRecordDomain):
     output, module, provider, locals, terraform) with their labels; per block 0 for a different kind, else 0.3
     labels + 0.7 × the body's :func:`tree_similarity` (the JSON domain's: every leaf weighs the same, numbers by
     value, lists matched by content). File: 0.15 count + 0.85 blocks; block order means nothing. A file hcl2 cannot
-    read whole is read block by block, an unreadable block counting as an extra record. Oracle edits: text edits
+    read whole is read block by block, an unreadable block, and text between or after the blocks that is not a
+    comment, counting as an extra record. Oracle edits: text edits
     (an instance type, a tag, add or remove a block, rename a variable everywhere), reverse (blocks), rename the
     file."""
 
@@ -386,14 +470,17 @@ class TerraformDomain(TextRecordDomain):
             return {}, self._records(self.load(text))
         except Exception:  # lark's errors: block by block
             pass
-        records, bad = [], 0
+        records, bad, end = [], 0, 0
         for a, b in _top_level_blocks(text) or [(0, len(text))]:
+            gap = re.sub(r"(?m)^\s*(#|//).*$", "", text[end:a])  # text between blocks that is not a comment
+            bad += bool(gap.strip())  # prose or a broken statement between blocks (a model's preamble)
+            end = b
             try:
                 records += self._records(self.load(text[a:b]))
             except Exception:
                 bad += 1
         tail = text[_top_level_blocks(text)[-1][1]:] if _top_level_blocks(text) else ""
-        bad += bool(tail.strip())  # a cut-off last block
+        bad += bool(tail.strip())  # a cut-off last block, or text after the last one
         return {}, records + [UNREADABLE] * bad
 
     def record_score(self, a: dict, b: dict) -> float:
@@ -477,14 +564,15 @@ _TLE_LINE2 = ("inclo", "nodeo", "ecco", "argpo", "mo", "no_kozai", "revnum")
 class TLEDomain(TextRecordDomain):
     """NORAD two-line element sets (the CelesTrak / Space-Track TLE format, a name line before each set; sgp4).
     Records: the satellites; per satellite 0.1 name + 0.45 × line 1 + 0.45 × line 2, a line scoring the fraction of
-    its elements (as sgp4 reads them) equal to the seed's, and 0 when its checksum (column 69: the digits summed,
-    each minus sign counting 1, modulo 10) is wrong, as a consumer rejects it. File: 0.15 count + 0.85 satellites;
-    the catalogue's order means nothing. A set sgp4 cannot read is an extra record. A seed's lines must pass their
-    checksums. Oracle edits: text edits (rename a satellite, add or remove a set, change the classification),
-    reverse (sets), rename the file; every edited line's checksum is recomputed."""
+    its elements (as sgp4 reads them) equal to the seed's, and 0 when its checksum (column 69: the digits summed, each
+    minus sign counting 1, modulo 10) is wrong, as a consumer rejects it. File: 0.15 count + 0.80 satellites + 0.05
+    order (a catalogue's order means little, but a reordered file is a changed file). A set sgp4 cannot read is an
+    extra record. A seed's lines must pass their checksums. Oracle edits: text edits (rename a satellite, add or
+    remove a set, change the classification), reverse (sets), rename the file; every edited line's checksum is
+    recomputed."""
 
     name = "tle"
-    W = (0.15, 0.85, 0.0, 0.0)
+    W = (0.15, 0.80, 0.0, 0.05)
 
     @staticmethod
     def _sets(text: str) -> list[tuple[str, str | None, str | None]]:

@@ -7,7 +7,9 @@ An XML document is read into records (the elements the format lists: shapes, pla
 joints, tracks, fields and table rows) and document fields (everything outside the records). A record's fields are
 its subtree flattened to paths (``origin@xyz``, ``ExtendedData/Data[ele]/value#text``; a repeated child is keyed by
 its ``name`` or ``id``, else by its position), each value compared by value (:func:`value_of`). A document the XML
-parser cannot read whole (a cut-off file) is read up to the first error, the elements opened by then kept.
+parser cannot read whole (a cut-off file, a broken tag, content after the root) is read by lxml's recovering parser
+(:func:`mechlab.delegate.domains.base.readable_xml_root`): the elements before and after each error are kept, each
+damaged place counting as an unreadable record. Every record and the root hold their namespace (``@xmlns``).
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from mechlab.delegate.domains.base import readable_xml_root
-from mechlab.delegate.domains.textrecords import TextRecordDomain, field_similarity, value_of
+from mechlab.delegate.domains.textrecords import UNREADABLE, TextRecordDomain, field_similarity, value_of
 
 
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
+
+
+def _namespace(tag: str) -> str:
+    """The namespace URI of a ``{uri}local`` tag ("" for none)."""
+    return tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
 
 
 class XMLDomain(TextRecordDomain):
@@ -55,11 +62,16 @@ class XMLDomain(TextRecordDomain):
             name = (child.text or "").strip() if child is not None else None
         return f"{_local(el.tag)}[{name}]" if name else _local(el.tag)
 
-    def flatten(self, el: ET.Element, prefix: str = "") -> dict[str, Any]:
-        """The element's attributes and text, and those of its non-record descendants, as path → value."""
+    def flatten(self, el: ET.Element, prefix: str = "", parent_ns: str | None = None) -> dict[str, Any]:
+        """The element's attributes and text, and those of its non-record descendants, as path → value; an
+        element's namespace is the field ``@xmlns`` where it differs from its parent's (a record's and the root's
+        always), and a namespaced attribute keeps its namespace in its name, so a changed namespace costs."""
         out: dict[str, Any] = {}
+        ns = _namespace(el.tag)
+        if ns != parent_ns and (ns or parent_ns is not None):
+            out[f"{prefix}@xmlns"] = ns
         for k, v in el.attrib.items():
-            out[f"{prefix}@{_local(k)}"] = value_of(v)
+            out[f"{prefix}@{_local(k) if not _namespace(k) else '{' + _namespace(k) + '}' + _local(k)}"] = value_of(v)
         text = (el.text or "").strip()
         if text:
             out[f"{prefix}#text"] = value_of(text)
@@ -71,14 +83,17 @@ class XMLDomain(TextRecordDomain):
             seen[key] = seen.get(key, 0) + 1
             if seen[key] > 1:
                 key += f"#{seen[key]}"
-            out.update(self.flatten(child, f"{prefix}{key}/"))
+            out.update(self.flatten(child, f"{prefix}{key}/", ns))
         return out
 
     def record(self, el: ET.Element, where: str) -> dict[str, Any]:
         return {"kind": _local(el.tag), "in": where, **self.flatten(el)}
 
     def read(self, text: str) -> tuple[dict, list]:
-        root = readable_xml_root(text)
+        """(the document fields, the records plus one :data:`UNREADABLE` record per damaged place of a document that
+        is not well-formed: :func:`readable_xml_root` recovers the elements before and after each error, and content
+        after the root element is damage too)."""
+        root, damage = readable_xml_root(text)
         records: list = []
 
         def walk(el: ET.Element, where: list[str]) -> None:
@@ -91,7 +106,7 @@ class XMLDomain(TextRecordDomain):
                     walk(child, where + [self._label(child)] if _local(child.tag) in self.CONTAINERS else where)
 
         walk(root, [])
-        return {"root": _local(root.tag), **self.flatten(root)}, records
+        return {"root": _local(root.tag), **self.flatten(root)}, records + [UNREADABLE] * damage
 
     def blocks(self, text: str) -> list[tuple[int, int]]:
         """Each record element's lines: from the line of its start tag to the end of the line of its end tag (or
@@ -186,7 +201,7 @@ class VOTableDomain(XMLDomain):
         return [m.span() for m in re.finditer(r"(?ms)^[ \t]*<(?:\w+:)?TR\b.*?</(?:\w+:)?TR>[ \t]*\n", text)]
 
     def read(self, text: str) -> tuple[dict, list]:
-        root = readable_xml_root(text)
+        root, damage = readable_xml_root(text)
         doc = {"root": _local(root.tag), **self.flatten(root)}
         records: list = []
         for table in (e for e in root.iter() if isinstance(e.tag, str) and _local(e.tag) == "TABLE"):
@@ -197,15 +212,16 @@ class VOTableDomain(XMLDomain):
                 names.append(f.get("name") or f.get("ID") or f"column {len(names) + 1}")
             for tr in (e for e in table.iter() if isinstance(e.tag, str) and _local(e.tag) == "TR"):
                 cells = [e for e in tr if isinstance(e.tag, str) and _local(e.tag) == "TD"]
-                row = {"kind": "TR", "in": where}
+                row = {"kind": "TR", "in": where, "@xmlns": _namespace(tr.tag)}
                 for i, td in enumerate(cells):
                     row[names[i] if i < len(names) else f"column {i + 1}"] = value_of(td.text or "")
                 records.append(row)
-        return doc, records
+        return doc, records + [UNREADABLE] * damage
 
 
 # ---- e-mail ------------------------------------------------------------------------------------------------
 
+_HEADER = re.compile(r"^[!-9;-~]+:[ \t]*\S")  # an RFC 5322 header field: printable name, colon, a value
 _ADDRESS_HEADERS = ("from", "to", "cc", "bcc", "reply-to", "sender")
 
 
@@ -273,8 +289,32 @@ class EmailDomain(TextRecordDomain):
                         paragraphs.append({"kind": "paragraph", "text": " ".join(p.split())})
         return paragraphs, attachments
 
+    @staticmethod
+    def _header_start(text: str) -> int:
+        """Where the header block starts: the first line that opens a run of header lines (``Name: value``, folded
+        continuations allowed) holding a From, To, Subject or Date header; 0 when there is none (the text is read
+        as it is). Text before it (a model's preamble, an mbox ``From `` line) is not part of the message."""
+        lines = text.split("\n")
+        offset = 0
+        for i, line in enumerate(lines):
+            if _HEADER.match(line):
+                block = []
+                for x in lines[i:]:
+                    if _HEADER.match(x) or (block and x[:1] in (" ", "\t") and x.strip()):
+                        block.append(x)
+                    else:
+                        break
+                if any(re.match(r"(?i)(from|to|subject|date):", x) for x in block):
+                    return offset
+            offset += len(line) + 1
+        return 0
+
     def read(self, text: str) -> tuple[dict, list]:
-        msg = self._message(text.lstrip("\n"))
+        """(the headers, the paragraphs and attachments); text before the header block (a preamble) is read past
+        and counts as one unreadable record."""
+        start = self._header_start(text)
+        preamble = bool(text[:start].strip())
+        msg = self._message(text[start:].lstrip("\n"))
         headers: dict[str, Any] = {}
         for name, value in msg.items():
             key = name.lower()
@@ -286,7 +326,7 @@ class EmailDomain(TextRecordDomain):
         if not headers:  # without a header block everything is body text: no message
             raise ValueError("no headers")
         paragraphs, attachments = self._parts(msg)
-        return headers, paragraphs + attachments
+        return headers, paragraphs + attachments + [UNREADABLE] * preamble
 
     def record_score(self, a: dict, b: dict) -> float:
         if a["kind"] != b["kind"]:

@@ -34,6 +34,20 @@ from mechlab.delegate.domains.base import (
 from mechlab.errors import ConfigError
 
 
+def _xml_text(root) -> str:
+    """An lxml (or ElementTree) element written back as XML text."""
+    try:
+        from lxml import etree
+
+        if isinstance(root, etree._Element):
+            return etree.tostring(root, encoding="unicode")
+    except ImportError:
+        pass
+    import xml.etree.ElementTree as ET
+
+    return ET.tostring(root, encoding="unicode")
+
+
 def _require(module: str):
     """Import a domain's parser, or say how to install it."""
     try:
@@ -174,13 +188,40 @@ class ICSDomain(RecordDomain):
                 stack.pop()
         return "\n".join(lines + [f"END:{name}" for name in reversed(stack)]) + "\n"
 
-    def read(self, text: str):
+    def _calendar(self, text: str):
         try:
-            cal = self.load(text)
+            return self.load(text)
         except ValueError:
-            cal = self.load(self._closed(text))
-        events = [self._event(ev) for ev in cal.walk("VEVENT")]
-        return {k: str(cal[k]) for k in self.CAL_FIELDS if k in cal}, events
+            return self.load(self._closed(text))
+
+    def read(self, text: str):
+        """(the first calendar's fields, the events): text before the first ``BEGIN:VCALENDAR`` and after the last
+        ``END:VCALENDAR`` (a model's preamble or closing words) is one unreadable record each, a second calendar's
+        events are extra records."""
+        starts = [m.start() for m in re.finditer(r"(?mi)^BEGIN:VCALENDAR[ \t]*\r?$", text)]
+        if len(starts) <= 1 and not (starts and text[: starts[0]].strip()):
+            cal = self._calendar(text)
+            events = [self._event(ev) for ev in cal.walk("VEVENT")]
+            tail = re.split(r"(?mi)^END:VCALENDAR[ \t]*\r?$", text)
+            extra = [UNREADABLE] if len(tail) > 1 and tail[-1].strip() else []
+            return {k: str(cal[k]) for k in self.CAL_FIELDS if k in cal}, events + extra
+        records: list = [UNREADABLE] if text[: starts[0]].strip() else []
+        fields = None
+        for a, b in zip(starts, starts[1:] + [len(text)]):
+            part = text[a:b]
+            end = re.search(r"(?mi)^END:VCALENDAR[ \t]*\r?$", part)
+            body, after = (part[: end.end()], part[end.end():]) if end else (part, "")
+            try:
+                cal = self._calendar(body)
+            except ValueError:
+                records.append(UNREADABLE)
+                continue
+            fields = fields if fields is not None else {k: str(cal[k]) for k in self.CAL_FIELDS if k in cal}
+            records += [self._event(ev) for ev in cal.walk("VEVENT")]
+            records += [UNREADABLE] if after.strip() else []
+        if fields is None:
+            raise ValueError("no readable calendar")
+        return fields, records
 
     @staticmethod
     def _time_score(a, b) -> float:
@@ -249,10 +290,12 @@ class GPXDomain(RecordDomain):
     """GPS exchange files (GPX 1.1; gpxpy): tracks and waypoints. Per track: 0.2 × name + 0.8 × the fraction of the
     seed's points (segments concatenated) matched in an order-preserving alignment (:func:`aligned`, over the longer of
     the two point lists) with position within 1e-6°, elevation within 1 mm and the same time, so a dropped or inserted
-    point costs that point alone. A cut-off file is read up to the cut. Per waypoint: 0.5 name + 0.5 position. File:
-    0.10 count (tracks and waypoints) + 0.65 tracks and waypoints (by their share of the records) + 0.15 metadata name
-    and description + 0.10 order. Oracle edits: shift_elevation (metres, points and waypoints), shift_time (seconds),
-    reverse_track (points of every segment), rename_track, rename_waypoint, add_waypoint (remove_waypoint)."""
+    point costs that point alone. A broken or cut-off file is read past its errors (lxml's recovering parser), each
+    damaged place an extra record. Per waypoint: 0.5 name + 0.5 position. File:
+    0.10 count (tracks and waypoints) + 0.65 tracks and waypoints (by their share of the records) + 0.15 metadata name,
+    description and the root's namespace + 0.10 order. Oracle edits: shift_elevation (metres, points and
+    waypoints), shift_time (seconds), reverse_track (points of every segment), rename_track, rename_waypoint,
+    add_waypoint (remove_waypoint)."""
 
     name = "gpx"
     INVERSES = {"shift_elevation": _negate("metres"), "shift_time": _negate("seconds"), "rename_track": _swap(),
@@ -265,25 +308,43 @@ class GPXDomain(RecordDomain):
         return gpx.to_xml()
 
     @staticmethod
-    def _readable_prefix(text: str) -> str:
-        """The well-formed XML a cut-off document starts with: ElementTree's pull parser reads up to the first
-        error, and the elements built by then are written back closed."""
+    def _recovered(text: str) -> tuple[str, int, str]:
+        """(the readable part of the document as well-formed XML, the number of damaged places, the root element's
+        namespace): :func:`readable_xml_root` (lxml's recovering parser for a broken document: the points after a
+        broken tag are kept), written back without namespace prefixes, as gpxpy reads GPX files."""
         import xml.etree.ElementTree as ET
 
-        root = readable_xml_root(text)
-        for element in root.iter():  # written back without namespace prefixes, as GPX files are
-            element.tag = element.tag.rsplit("}", 1)[-1]
-        return ET.tostring(root, encoding="unicode")
+        root, damage = readable_xml_root(text)
+        ns = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
+        if damage:
+            root = ET.fromstring(_xml_text(root))
+            home = {"trkpt": "trkseg", "rtept": "rte"}
+            last: dict[str, ET.Element] = {}
+            for parent in list(root.iter()):
+                for child in list(parent):
+                    tag = child.tag.rsplit("}", 1)[-1] if isinstance(child.tag, str) else ""
+                    if tag in ("trkseg", "rte"):
+                        last[tag] = child
+                    if tag in ("trkpt", "rtept", "wpt") and not (child.get("lat") and child.get("lon")):
+                        parent.remove(child)  # a point whose position was lost with a broken tag: gpxpy refuses it
+                    elif tag in home and parent.tag.rsplit("}", 1)[-1] != home[tag] and home[tag] in last:
+                        parent.remove(child)  # a point pushed out of its segment by a broken tag's cascade
+                        last[home[tag]].append(child)
+        for element in root.iter():
+            if isinstance(element.tag, str):
+                element.tag = element.tag.rsplit("}", 1)[-1]
+        return ET.tostring(root, encoding="unicode"), damage, ns
 
     def read(self, text: str):
-        try:
-            gpx = self.load(text)
-        except Exception:  # gpxpy raises its own and the XML parser's errors: read the well-formed prefix
-            gpx = self.load(self._readable_prefix(text))
+        """(metadata: name, description and the root's namespace, so a changed namespace costs; the tracks and
+        waypoints, plus one unreadable record per damaged place of a document that is not well-formed)."""
+        xml, damage, ns = self._recovered(text)
+        gpx = self.load(text) if not damage else self.load(xml)
         tracks = [("track", t.name or "", [(p.latitude, p.longitude, p.elevation, p.time)
                                           for s in t.segments for p in s.points]) for t in gpx.tracks]
         waypoints = [("waypoint", w.name or "", [(w.latitude, w.longitude, w.elevation, w.time)]) for w in gpx.waypoints]
-        return {"name": gpx.name or "", "description": gpx.description or ""}, tracks + waypoints
+        meta = {"name": gpx.name or "", "description": gpx.description or "", "xmlns": ns}
+        return meta, tracks + waypoints + [UNREADABLE] * damage
 
     @staticmethod
     def _same_point(p, q) -> bool:

@@ -114,12 +114,12 @@ def main() -> None:
                 for fn in fns.values():
                     fn()
                 for _ in range(args.rounds):
-                    for name, fn in fns.items():
-                        times[name].append(seconds_per_call(fn, args.seconds))
+                    for kernel, fn in fns.items():
+                        times[kernel].append(seconds_per_call(fn, args.seconds))
                 fp32 = statistics.median(times["fp32"])
-                for name, ts in times.items():
+                for kernel, ts in times.items():
                     t = statistics.median(ts)
-                    rows.append({"shape": shape, "copies": copies, "batch": args.batch, "threads": threads, "kernel": name,
+                    rows.append({"shape": shape, "copies": copies, "batch": args.batch, "threads": threads, "kernel": kernel,
                                  "µs": t * 1e6, "weights/ns": m * n * args.batch / t / 1e9, "× fp32": fp32 / t})
     print_table(rows, f"matvec, batch {args.batch}, trellis L={args.L} 1MAD (median of {args.rounds} alternated rounds)")
     path = write_result(name, {"rows": rows, "L": args.L, "batch": args.batch, "rounds": args.rounds,

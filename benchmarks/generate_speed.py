@@ -21,9 +21,9 @@ import time
 
 import torch
 
+from mechlab.checkpoint import load_checkpoint
 from mechlab.quant.api import set_module, target_linears
 from mechlab.quant.qtip import RMS_TARGET
-from mechlab.train import load_checkpoint
 from qmatvec import random_trellis
 
 from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result

@@ -19,11 +19,11 @@ import time
 
 import torch
 
+from mechlab.checkpoint import load_checkpoint
 from mechlab.data.corpora import cache_dir
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from mechlab.pretrained import import_checkpoint
-from mechlab.train import load_checkpoint
 
 from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, write_result
 

@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mechlab.checkpoint import load_checkpoint
 from mechlab.data.corpora import cache_dir
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from mechlab.pretrained import import_checkpoint
 from mechlab.pretrained.export import export_gguf
-from mechlab.train import load_checkpoint
 from mechlab.utils import save_figure
 
 from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result

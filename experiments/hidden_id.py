@@ -35,12 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mechlab.checkpoint import resolve_checkpoint, verify_checkpoint
 from mechlab.data.corpora import load_text
 from mechlab.errors import CheckpointError
 from mechlab.mechanics import hidden_state_dimension
 from mechlab.plots import read_metrics
 from mechlab.train import TrainConfig, load_checkpoint, train
-from mechlab.train.checkpoint import resolve_checkpoint, verify_checkpoint
 from mechlab.utils import machine_description, save_figure, write_json_atomic
 
 from representation_gap import int_at_least, parse_quick  # experiments/representation_gap.py, beside this script

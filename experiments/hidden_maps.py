@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     from sklearn.metrics import adjusted_rand_score
 
-    from mechlab.train import load_checkpoint
+    from mechlab.checkpoint import load_checkpoint
 
     ap, args, quick = parse_quick(build_parser, QUICK, argv)
     if args.docs < 50 or len(set(args.seeds)) < 2:

@@ -79,8 +79,8 @@ def cut(text: str, chars: int) -> str:
 def write_stories(args, path: Path) -> list[dict]:
     from tqdm import tqdm
 
+    from mechlab.checkpoint import load_checkpoint
     from mechlab.generation import Sampling, generate_text, render_chat
-    from mechlab.train import load_checkpoint
 
     settings = {k: getattr(args, k) for k in ("themes", "per_theme", "per_writer", "steps", "smollm2_tokens",
                                                "tiny_tokens", "chars")}

@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _checkpoint(path: str):
+    from mechlab.checkpoint import load_checkpoint
     from mechlab.pretrained import import_checkpoint
-    from mechlab.train import load_checkpoint
 
     if not Path(path).exists():
         import_checkpoint("gguf", "smollm2", path)

@@ -22,11 +22,11 @@ import statistics
 import sys
 from pathlib import Path
 
+from mechlab.checkpoint import load_checkpoint
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from mechlab.quant import GPTQConfig, RTNConfig, TrellisConfig
 from mechlab.quant.run import quantize_checkpoint, size_report
-from mechlab.train import load_checkpoint
 from mechlab.utils import machine_description, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent

@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mechlab.checkpoint import load_checkpoint
+from mechlab.data.batches import batch_offsets, get_batch
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from mechlab.quant import TrellisConfig, quantize_
 from mechlab.quant.qat import QATConfig, kl_teacher_student, qat_
 from mechlab.quant.run import calibration_batches
-from mechlab.train import load_checkpoint
-from mechlab.train.trainer import batch_offsets, get_batch
 from mechlab.utils import machine_description, save_figure, write_json_atomic
 
 ROOT = Path(__file__).resolve().parent

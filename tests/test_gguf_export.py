@@ -129,7 +129,7 @@ def test_cli_export(imported, tmp_path):
     from typer.testing import CliRunner
 
     from mechlab.cli import app
-    from mechlab.train.checkpoint import save_checkpoint
+    from mechlab.checkpoint import save_checkpoint
 
     got, model = imported
     save_checkpoint(tmp_path / "ck", model, got.tokenizer, meta=got.meta)

@@ -89,7 +89,7 @@ class LocalModelAgent:
     name: str = field(init=False)
 
     def __post_init__(self) -> None:
-        from mechlab.train import load_checkpoint
+        from mechlab.checkpoint import load_checkpoint
 
         self.ck = load_checkpoint(self.checkpoint)
         if not self.ck.meta.get("chat_template"):

@@ -79,7 +79,7 @@ class Embedder:
         elif self.kind == "minilm":
             ident["model"] = _minilm_zip_sha()
         else:
-            from mechlab.train.checkpoint import WEIGHTS, resolve_checkpoint
+            from mechlab.checkpoint import WEIGHTS, resolve_checkpoint
 
             path = resolve_checkpoint(self.checkpoint)
             ident.update(weights=sha256_file(path / WEIGHTS), layer=self.layer)
@@ -253,7 +253,7 @@ def embed(texts: list[str], embedder: Embedder | str, cache: str | Path | None =
         raise DataError("no documents to embed")
     e = parse_embedder(embedder) if isinstance(embedder, str) else embedder
     if e.kind == "hidden" and e.layer is None:
-        from mechlab.train.checkpoint import load_checkpoint
+        from mechlab.checkpoint import load_checkpoint
 
         e.layer = default_layer(load_checkpoint(e.checkpoint))
     t0 = time.perf_counter()
@@ -277,7 +277,7 @@ def embed(texts: list[str], embedder: Embedder | str, cache: str | Path | None =
         if e.kind == "minilm":
             vecs = minilm_embed(new_texts, cache, progress=progress)
         else:
-            from mechlab.train.checkpoint import load_checkpoint
+            from mechlab.checkpoint import load_checkpoint
 
             ck = load_checkpoint(e.checkpoint)
             vecs = hidden_state_embed(ck, new_texts, [e.layer], e.max_tokens, e.batch_size, progress)[e.layer]

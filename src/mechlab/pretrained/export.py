@@ -228,7 +228,7 @@ def export_gguf(model: torch.nn.Module, tokenizer, meta: dict, out: str | Path, 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, qtype: str = "f32", pre: str | None = None) -> Path:
     """:func:`export_gguf` of a checkpoint or run directory (the CLI's ``mechlab export gguf``)."""
-    from mechlab.train.checkpoint import load_checkpoint
+    from mechlab.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     return export_gguf(ckpt.model, ckpt.tokenizer, ckpt.meta, out, qtype=qtype, pre=pre)

@@ -55,7 +55,7 @@ def import_checkpoint(fmt: str, source: str | Path, out: str | Path) -> Path:
     """Import a GGUF file (``fmt='gguf'``; the paths ``smollm2`` and ``gemma3-270m`` mean the packaged SmolLM2-135M-
     Instruct and Gemma 3 270M) or a Hugging Face
     directory (``fmt='hf'``) and save it as a mechlab checkpoint at ``out``."""
-    from mechlab.train.checkpoint import check_output, save_checkpoint
+    from mechlab.checkpoint import check_output, save_checkpoint
 
     check_output(out)
     if fmt == "gguf":

@@ -7,8 +7,9 @@ error), every trellis layer is
     y = s_out ⊙ (W₀ (s_in ⊙ x)),   W₀ = H_mᵀ W̃ H_n, W̃ the decoded codes times the global scale,
 
 and the sign vectors s_out, s_in (real per-row and per-column scales) and the RMSNorm gains are trained together
-against KL(teacher ‖ student) on the full vocabulary (teacher: the unquantised model) with :func:`distill`, the
-loop QAT uses. Optionally (``embedding_lr`` > 0) the token embedding trains too, at its own learning rate: it is
+against KL(teacher ‖ student) on the full vocabulary (teacher: the unquantised model) with
+:func:`mechlab.train.distill.distill`, the one training loop QAT uses: prepare (:func:`prepare_finetune`) -> the
+loop -> convert (:func:`convert_finetune`). Optionally (``embedding_lr`` > 0) the token embedding trains too, at its own learning rate: it is
 stored in float like the norms (tied, it is also the LM head), so this spends no bits either. The codes never change, so the stored bits per weight do not either; W₀ is decoded once, and a
 step costs one float forward and backward of the model (no weight gradients). At the end the trained vectors are
 written back into the layers in fp16, the precision they are stored in.
@@ -29,7 +30,7 @@ from mechlab.quant import rht as rht_ops
 from mechlab.quant.api import set_module
 from mechlab.quant.config import TrellisConfig
 from mechlab.quant.linear import TrellisLinear
-from mechlab.quant.qat import check_distill_settings, distill
+from mechlab.train.distill import check_distill_settings, distill
 
 
 @dataclass(frozen=True)
@@ -89,16 +90,32 @@ def embeddings(model: nn.Module) -> list[nn.Parameter]:
     return list({id(m.weight): m.weight for m in model.modules() if isinstance(m, nn.Embedding)}.values())
 
 
-def finetune_(model: nn.Module, teacher: nn.Module, config: FinetuneConfig, stream: TokenStream,
-              progress: bool = True) -> dict:
-    """Fine-tune ``model``'s ``real_signs`` trellis layers (and norm gains) against ``teacher`` in place; returns a
-    JSON-able summary (the KL curve, the parameters trained, seconds)."""
+def prepare_finetune(model: nn.Module) -> tuple[dict[str, TrellisLinear], dict[str, ScaledCodeLinear]]:
+    """Replace every ``real_signs`` trellis layer of ``model`` by a :class:`ScaledCodeLinear` in place; returns the
+    original layers and their replacements by qualified name. Raises ConfigError when there is none."""
     layers = {n: m for n, m in model.named_modules() if isinstance(m, TrellisLinear) and m.config.real_signs}
     if not layers:
         raise ConfigError("fine-tuning needs trellis layers quantised with real_signs=True (sign vectors as scales)")
     scaled = {n: ScaledCodeLinear(m) for n, m in layers.items()}
     for name, layer in scaled.items():
         set_module(model, name, layer)
+    return layers, scaled
+
+
+def convert_finetune(model: nn.Module, layers: dict[str, TrellisLinear], scaled: dict[str, ScaledCodeLinear]) -> None:
+    """Write the trained sign vectors back into the trellis layers (fp16, their stored precision) and put those
+    layers back in place of the :func:`prepare_finetune` replacements."""
+    for name, layer in scaled.items():
+        layers[name].set_signs(layer.s_out, layer.s_in)
+        set_module(model, name, layers[name])
+
+
+def finetune_(model: nn.Module, teacher: nn.Module, config: FinetuneConfig, stream: TokenStream,
+              progress: bool = True) -> dict:
+    """Fine-tune ``model``'s ``real_signs`` trellis layers (and norm gains) against ``teacher`` in place
+    (:func:`prepare_finetune` -> the one training loop -> :func:`convert_finetune`); returns a JSON-able summary
+    (the KL curve, the parameters trained, seconds)."""
+    layers, scaled = prepare_finetune(model)
     params = [p for layer in scaled.values() for p in (layer.s_out, layer.s_in)]
     gains = norm_gains(model) if config.norms else []
     embed = embeddings(model) if config.embedding_lr > 0 else []
@@ -109,13 +126,12 @@ def finetune_(model: nn.Module, teacher: nn.Module, config: FinetuneConfig, stre
                         batch_size=config.batch_size, seq_len=config.seq_len, seed=config.seed,
                         schedule=config.schedule, desc="fine-tune", progress=progress)
     finally:
-        for name, layer in scaled.items():
-            layers[name].set_signs(layer.s_out, layer.s_in)
-            set_module(model, name, layers[name])
+        convert_finetune(model, layers, scaled)
     return {"method": config.method, **asdict(config), "layers": len(layers),
             "parameters": sum(p.numel() for p in params + gains + embed), "steps": len(steps),
             "kl_first": steps[0]["kl"] if steps else None, "kl_last": steps[-1]["kl"] if steps else None,
             "kl_curve": [s["kl"] for s in steps], "seconds": time.perf_counter() - t0}
 
 
-__all__ = ["FinetuneConfig", "ScaledCodeLinear", "embeddings", "finetune_", "norm_gains"]
+__all__ = ["FinetuneConfig", "ScaledCodeLinear", "convert_finetune", "embeddings", "finetune_", "norm_gains",
+           "prepare_finetune"]

@@ -10,7 +10,9 @@ reconstruction; its weight in the forward pass is
 the RHT signs are the PTQ code's (constants, hence "detached"); the tiles keep the PTQ code's tail-biting overlap
 as their boundary (the first state's older bits and the last state's newer bits), so the soft decoder sees the
 same trellis as the stored code. The loss is KL(teacher ‖ student) over the full vocabulary at every position, the
-teacher being the unquantised model. T follows the geometric schedule T_s = T0·(T1/T0)^(s/(n−1)), never below the
+teacher being the unquantised model, minimised by the one training loop (:func:`mechlab.train.distill.distill`):
+:func:`qat_` is prepare (:func:`prepare_qat`: swap in the soft layers) -> the loop -> convert (:func:`convert_qat`:
+harden), as torchao's QAT is. T follows the geometric schedule T_s = T0·(T1/T0)^(s/(n−1)), never below the
 floor. At the end every layer is hardened: a full tail-biting Viterbi re-encode of its latent weights (exactly k
 bits per weight again) and the fraction of codes that changed is reported.
 
@@ -24,15 +26,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from mechlab.data.tokens import TokenStream
 from mechlab.errors import ConfigError
@@ -44,6 +43,7 @@ from mechlab.quant.config import TrellisConfig
 from mechlab.quant.linear import TrellisLinear
 from mechlab.quant.qtip import TrellisCode, from_tiles, reconstruct, to_tiles
 from mechlab.quant.trellis import encode, states_from_codes, viterbi
+from mechlab.train.distill import check_distill_settings, distill, kl_teacher_student, lr_factor
 
 log = logging.getLogger(__name__)
 ESTIMATORS = ("bcjr", "ste")
@@ -220,105 +220,42 @@ class QATReport:
                 "escape_radius_median": self.escape_median, "seconds": self.seconds}
 
 
-def kl_teacher_student(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
-    """KL(teacher ‖ student) over the full vocabulary, averaged over positions (nats)."""
-    t = F.log_softmax(teacher_logits.float(), -1)
-    s = F.log_softmax(student_logits.float(), -1)
-    return (t.exp() * (t - s)).sum(-1).mean()
+def prepare_qat(model: nn.Module, config: QATConfig) -> dict[str, SoftTrellisLinear]:
+    """Replace the selected trellis layers of ``model`` (already PTQ-quantised) by :class:`SoftTrellisLinear` layers
+    in place; returns them by qualified name. Raises ConfigError when no trellis layer matches ``config.layers``."""
+    targets = {n: m for n, m in model.named_modules() if isinstance(m, TrellisLinear) and name_matches(n, config.layers)}
+    if not targets:
+        raise ConfigError(f"QAT: no trellis-quantised layer matches {list(config.layers)}")
+    soft = {n: SoftTrellisLinear(m, config.estimator).to(m.packed.device) for n, m in targets.items()}
+    for name, layer in soft.items():
+        set_module(model, name, layer)
+    return soft
 
 
-SCHEDULES = ("constant", "cosine")
-
-
-def check_distill_settings(what: str, steps: int, lr: float, batch_size: int, seq_len: int,
-                           schedule: str = "constant") -> None:
-    """The settings every :func:`distill` run needs (a ConfigError naming ``what`` otherwise)."""
-    if steps < 0 or not lr >= 0 or batch_size < 1 or seq_len < 2:
-        raise ConfigError(f"{what}: need steps >= 0, lr >= 0, batch_size >= 1 and seq_len >= 2")
-    if schedule not in SCHEDULES:
-        raise ConfigError(f"{what}: unknown learning-rate schedule {schedule!r}; choose {' or '.join(SCHEDULES)}")
-
-
-def lr_factor(schedule: str, step: int, steps: int) -> float:
-    """The multiplier of the base learning rate at ``step`` of ``steps``: 1 throughout (``constant``), or a cosine
-    from 1 at the first step down to 0 after the last (``cosine``)."""
-    return 1.0 if schedule == "constant" else 0.5 * (1.0 + math.cos(math.pi * step / steps))
-
-
-def distill(model: nn.Module, teacher: nn.Module, params: list, stream: TokenStream, *, steps: int,
-            lr: float, batch_size: int, seq_len: int, seed: int = 0, schedule: str = "constant",
-            desc: str = "distill", before_step=None, after_step=None, progress: bool = True) -> list[dict]:
-    """The one distillation loop (QAT and fine-tuning): Adam on ``params`` only (every other parameter of ``model``
-    frozen meanwhile) against KL(teacher ‖ student) on random windows of ``stream``, the learning rate following
-    ``schedule`` (:func:`lr_factor`); returns one record per step (step, kl, and what ``before_step(step)``
-    returned). ``params`` is a list of parameters, or of Adam parameter groups (dicts with "params" and optionally
-    their own "lr"). Both models run in eval mode (no dropout)."""
-    from mechlab.train.trainer import batch_offsets, get_batch
-
-    groups = params if params and isinstance(params[0], dict) else [{"params": list(params)}]
-    params = [p for g in groups for p in g["params"]]
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.Adam(groups, lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(schedule, step, steps))
-    ids = np.asarray(stream.ids)
-    device = params[0].device
-    was_training = model.training
-    model.eval()
-    teacher.eval()
-    records = []
-    try:
-        bar = tqdm(range(steps), desc=desc, unit="step", disable=not progress)
-        for step in bar:
-            extra = before_step(step) if before_step else {}
-            x, _ = get_batch(ids, batch_offsets(seed, step, batch_size, len(ids), seq_len), seq_len)
-            x = x.to(device)
-            with torch.no_grad():
-                t_logits, _ = teacher(x)
-            s_logits, _ = model(x)
-            loss = kl_teacher_student(t_logits, s_logits)
-            kl = loss.item()
-            if not math.isfinite(kl):
-                raise ConfigError(f"{desc}: the KL became {kl} at step {step} (lower the lr?)")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if after_step:
-                after_step(step)
-            records.append({"step": step, **extra, "kl": kl})
-            bar.set_postfix(kl=f"{kl:.4f}", **{k: f"{v:.3g}" for k, v in extra.items()})
-    finally:
-        for p in params:
-            p.requires_grad_(False)
-        for p in trainable:
-            p.requires_grad_(True)
-        model.train(was_training)
-    return records
+def convert_qat(model: nn.Module, soft: dict[str, SoftTrellisLinear]) -> dict[str, float]:
+    """Harden every soft layer of :func:`prepare_qat` in place (tail-biting Viterbi re-encode, exactly k bits per
+    weight); returns the fraction of codes changed, by layer."""
+    changed = {}
+    for name, layer in soft.items():
+        hard, changed[name] = layer.harden()
+        set_module(model, name, hard)
+    return changed
 
 
 def qat_(model: nn.Module, teacher: nn.Module, config: QATConfig, stream: TokenStream,
          progress: bool = True) -> QATReport:
     """Train the selected trellis layers of ``model`` (already PTQ-quantised) against ``teacher`` on windows of
-    ``stream``, then harden them in place. Only the latent weights are trained."""
-    targets = {n: m for n, m in model.named_modules() if isinstance(m, TrellisLinear) and name_matches(n, config.layers)}
-    if not targets:
-        raise ConfigError(f"QAT: no trellis-quantised layer matches {list(config.layers)}")
-    report = QATReport(config={"method": config.method, **dataclasses.asdict(config)}, layers=list(targets))
-    escape = torch.cat([escape_radius(m.code(), m.config).flatten() for m in targets.values()])
+    ``stream``, then harden them in place: :func:`prepare_qat` -> the one training loop
+    (:func:`mechlab.train.distill.distill`, only the latent weights trained) -> :func:`convert_qat`."""
+    soft = prepare_qat(model, config)
+    report = QATReport(config={"method": config.method, **dataclasses.asdict(config)}, layers=list(soft))
+    escape = torch.cat([escape_radius(m.ptq, m.config).flatten() for m in soft.values()])
     report.escape_min, report.escape_median = float(escape.min()), float(escape.median())
-    report.drift_budget = config.steps * config.lr / min(float(m.scale) for m in targets.values())
+    report.drift_budget = config.steps * config.lr / min(float(m.ptq.scale) for m in soft.values())
     if config.steps and report.drift_budget < report.escape_min:
         log.warning("QAT: lr × steps = %.3g moves a weight by at most %.3g in code units, less than the %.3g that "
                     "the nearest single-symbol code change needs: no code can be expected to change "
                     "(docs/bcjr-qat-drift.md)", config.steps * config.lr, report.drift_budget, report.escape_min)
-
-    soft = {n: SoftTrellisLinear(m, config.estimator).to(m.packed.device) for n, m in targets.items()}
-    for name, layer in soft.items():
-        set_module(model, name, layer)
 
     def before(step: int) -> dict:
         temp = config.temperature(step)
@@ -334,13 +271,10 @@ def qat_(model: nn.Module, teacher: nn.Module, config: QATConfig, stream: TokenS
     report.steps = distill(model, teacher, [layer.latent for layer in soft.values()], stream, steps=config.steps,
                            lr=config.lr, batch_size=config.batch_size, seq_len=config.seq_len, seed=config.seed,
                            desc=f"QAT ({config.method})", before_step=before, after_step=after, progress=progress)
-    for name, layer in soft.items():
-        hard, changed = layer.harden()
-        set_module(model, name, hard)
-        report.changed[name] = changed
+    report.changed = convert_qat(model, soft)
     report.seconds = time.perf_counter() - t0
     return report
 
 
-__all__ = ["QATConfig", "QATReport", "SoftTrellisLinear", "check_distill_settings", "distill", "escape_radius",
-           "kl_teacher_student", "lr_factor", "qat_", "tile_boundaries"]
+__all__ = ["QATConfig", "QATReport", "SoftTrellisLinear", "check_distill_settings", "convert_qat", "distill",
+           "escape_radius", "kl_teacher_student", "lr_factor", "prepare_qat", "qat_", "tile_boundaries"]

@@ -50,7 +50,7 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
     """Load a float checkpoint, quantise it with ``config`` (calibrating on the training corpus' train split, or
     ``data``; ``sequential``: block by block, see :func:`quantize_`), and save it to ``out`` when given. Returns
     (Checkpoint with the quantised model, report, out)."""
-    from mechlab.train.checkpoint import check_output, load_checkpoint, save_checkpoint
+    from mechlab.checkpoint import check_output, load_checkpoint, save_checkpoint
 
     if out is not None:
         check_output(out)

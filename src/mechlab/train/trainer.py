@@ -11,11 +11,17 @@ Determinism: the batch of optimiser step ``s`` is drawn from ``numpy.random.defa
 ``(a·W + r)·micro`` of them. Data order therefore depends only on (seed, step), so a resumed run and a run on any
 number of processes see the same global batches.
 
-Other tasks (not next-token prediction: a denoiser on points of a manifold, a regression) run through the same loop
-by passing a :class:`Task`: it builds the model (after ``torch.manual_seed(seed)``), gives the batch of every
-optimiser step as a function of (seed, step) and, optionally, evaluates the model at ``eval_every``. The loop,
-optimiser, schedule, clipping, accumulation, data parallelism, observables and the metrics log are the same; such a
-run writes no checkpoints (a task's model is any ``nn.Module``) and so cannot resume: the trained model is returned.
+Other tasks (not next-token prediction: a denoiser on points of a manifold, a regression, a distillation) run
+through the same loop by passing a :class:`Task`: it builds the model (after ``torch.manual_seed(seed)``), gives the
+batch of every optimiser step as a function of (seed, step) and, optionally, its own loss (e.g. KL to a teacher,
+:mod:`mechlab.train.distill`), the parameter groups it trains (every other parameter frozen meanwhile; a group may
+carry its own peak learning rate), hooks before and after every optimiser step, and an evaluation at
+``eval_every``. The loop, optimiser, schedule, clipping, accumulation, data parallelism, observables and the metrics
+log are the same; such a run writes no checkpoints (a task's model is any ``nn.Module``) and so cannot resume: the
+trained model is returned. A task run with ``out_dir = None`` writes no files at all (its log goes to ``on_log``).
+
+Quantisation-aware training and fine-tuning of quantised models follow prepare -> this loop -> convert
+(:func:`mechlab.quant.qat.qat_`, :func:`mechlab.quant.finetune.finetune_`).
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from mechlab.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint, set_latest
+from mechlab.data.batches import batch_offsets, get_batch
 from mechlab.data.tokens import TokenStream, build_tokenizer, token_stream
 from mechlab.errors import ConfigError, TrainingDiverged
 from mechlab.eval.lm import EvalResult, evaluate_lm
@@ -50,7 +58,6 @@ from mechlab.mechanics import (
     top_hessian_eigenvalue,
 )
 from mechlab.models import build_model, preset
-from mechlab.train.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint, set_latest
 from mechlab.utils import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -97,7 +104,7 @@ class TrainConfig:
     # HIDDEN_ID_TOKENS tokens, every N steps (0: never; mechlab.mechanics.hidden_state_dimension)
     hidden_id_every: int = 0
     seed: int = 0
-    out_dir: str = "runs/train"
+    out_dir: str | None = "runs/train"  # None: write nothing (only for a Task run)
 
     def validate(self) -> None:
         """Raise ConfigError naming the field and its value for anything a run cannot use: wrong types (a bool is
@@ -178,28 +185,47 @@ def resume_changes(saved: TrainConfig, cfg: TrainConfig, step: int) -> dict[str,
     return diff
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup over ``warmup_steps``, then cosine from lr to lr·min_lr_ratio at the last step."""
+def lr_at(step: int, cfg: TrainConfig, peak: float | None = None) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine from lr to lr·min_lr_ratio at the last step (lr: ``peak``
+    if given, e.g. a parameter group's own rate, else ``cfg.lr``). With no warmup, min_lr_ratio = 1 is a constant
+    rate and min_lr_ratio = 0 a cosine from lr at step 0 to 0 after the last step."""
+    top = cfg.lr if peak is None else peak
     if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+        return top * (step + 1) / cfg.warmup_steps
     span = max(cfg.steps - cfg.warmup_steps, 1)
     progress = min((step - cfg.warmup_steps) / span, 1.0)
-    floor = cfg.lr * cfg.min_lr_ratio
-    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+    floor = top * cfg.min_lr_ratio
+    return floor + 0.5 * (top - floor) * (1 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, groups: list[dict] | None = None) -> torch.optim.Optimizer:
     """AdamW (``cfg.optimizer == "adamw"``) or plain SGD without momentum (``"sgd"``: gradient descent on the
     batch; its weight decay θ ← θ − lr·wd·θ is AdamW's decoupled one), weight decay on tensors of two or more
     dimensions; a group's ``lr_mult`` (the model's parameterisation, e.g. μP's 1/m on hidden matrices) scales the
-    scheduled lr."""
+    scheduled lr. ``groups`` (a :class:`Task`'s parameter groups: dicts with "params" and optionally "lr", the
+    group's own peak rate, kept as "peak_lr" and scheduled by :func:`lr_at`) replaces the model's trainable
+    parameters; each is split by dimension for the weight decay like the model's."""
+    if groups is not None:
+        param_groups = []
+        for g in groups:
+            own = {"peak_lr": float(g["lr"])} if "lr" in g else {}
+            by_dim: dict[bool, list] = {}
+            for p in g["params"]:
+                by_dim.setdefault(p.dim() >= 2, []).append(p)
+            param_groups += [{"params": by_dim[decay], "weight_decay": cfg.weight_decay if decay else 0.0,
+                              "lr_mult": 1.0, **own} for decay in (True, False) if decay in by_dim]
+        return _optimizer(param_groups, cfg)
     mults = model.lr_multipliers() if hasattr(model, "lr_multipliers") else {}
-    groups: dict[tuple[bool, float], list] = {}
+    by_key: dict[tuple[bool, float], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            groups.setdefault((p.dim() >= 2, mults.get(name, 1.0)), []).append(p)
+            by_key.setdefault((p.dim() >= 2, mults.get(name, 1.0)), []).append(p)
     param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr_mult": mult}
-                    for (decay, mult), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
+                    for (decay, mult), ps in sorted(by_key.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
+    return _optimizer(param_groups, cfg)
+
+
+def _optimizer(param_groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(param_groups, lr=cfg.lr)
     return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
@@ -225,20 +251,6 @@ def sharpness_record(model, optimizer: torch.optim.Optimizer, x: torch.Tensor, y
     return rec
 
 
-def batch_offsets(seed: int, step: int, batch_size: int, n_tokens: int, seq_len: int) -> np.ndarray:
-    """Start offsets of the ``batch_size`` training windows of optimiser step ``step``."""
-    high = n_tokens - seq_len - 1
-    if high <= 0:
-        raise ConfigError(f"training split has {n_tokens} tokens, fewer than seq_len + 2 = {seq_len + 2}")
-    return np.random.default_rng([seed, step]).integers(0, high + 1, size=batch_size)
-
-
-def get_batch(ids: np.ndarray, offsets: np.ndarray, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = np.stack([np.asarray(ids[o : o + seq_len + 1], dtype=np.int64) for o in offsets])
-    t = torch.from_numpy(rows)
-    return t[:, :-1], t[:, 1:]
-
-
 HIDDEN_ID_TOKENS = 2048  # hidden states (one per token) per layer for the intrinsic-dimension observable
 
 
@@ -256,22 +268,38 @@ def hidden_id_record(model, stream: TokenStream, cfg: TrainConfig, step: int) ->
 class Task:
     """A training task other than next-token prediction, for the one loop (see the module docstring).
 
-    ``build_model()`` returns an ``nn.Module`` whose ``forward(x, y)`` returns ``(output, scalar loss)``; it is
-    called after ``torch.manual_seed(cfg.seed)``. ``batch(seed, step, batch_size)`` returns the step's ``(x, y)``
-    tensors with ``batch_size`` rows, a function of its arguments only (so data order depends on (seed, step), as
-    for token windows). ``evaluate(model)``, if given, returns a dict of floats logged with the step at step 0,
-    every ``eval_every`` steps and at the end."""
+    ``build_model()`` returns an ``nn.Module`` whose ``forward(x, y)`` returns ``(output, scalar loss)`` (or any
+    module, with ``loss``); it is called after ``torch.manual_seed(cfg.seed)``. ``batch(seed, step, batch_size)``
+    returns the step's ``(x, y)`` tensors with ``batch_size`` rows, a function of its arguments only (so data order
+    depends on (seed, step), as for token windows). ``evaluate(model)``, if given, returns a dict of floats logged
+    with the step at step 0, every ``eval_every`` steps and at the end.
+
+    Optional: ``loss(model, x, y)`` the scalar loss of a micro-batch (default ``model(x, y)[1]``; e.g. KL to a
+    teacher, :func:`mechlab.train.distill.kl_to_teacher`); ``param_groups(model)`` the parameters trained, as a
+    list of dicts with "params" and optionally "lr" (the group's own peak rate, scheduled like ``cfg.lr``), every
+    other parameter of the model frozen during the run (their ``requires_grad`` flags are restored at its end);
+    ``before_step(step)`` called before every optimiser step (0-based), its dict of floats added to the step's log
+    record; ``after_step(step)`` called after it; ``train_mode`` False runs the model in eval mode throughout (no
+    dropout) and leaves its mode as it was; ``device`` the device to train on (default: CUDA if present, else the
+    CPU); ``desc`` the progress bar's label."""
 
     build_model: Callable[[], torch.nn.Module]
     batch: Callable[[int, int, int], tuple[torch.Tensor, torch.Tensor]]
     evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None
+    loss: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    param_groups: Callable[[torch.nn.Module], list[dict]] | None = None
+    before_step: Callable[[int], dict[str, float]] | None = None
+    after_step: Callable[[int], None] | None = None
+    train_mode: bool = True
+    device: torch.device | str | None = None
+    desc: str = "train"
 
 
 @dataclass
 class TrainResult:
     model: torch.nn.Module
     tokenizer: Any
-    out_dir: Path
+    out_dir: Path | None
     step: int
     final_eval: EvalResult | None
     initial_eval: EvalResult | None = None
@@ -345,7 +373,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
             mcfg = None  # the run's own model building reports it; the model itself is checked again there
         if mcfg is not None:
             check_hidden_states(mcfg)
-    out = Path(cfg.out_dir)
+    if cfg.out_dir is None and task is None:
+        raise ConfigError("train config: out_dir is required for a language-model run (only a Task run may write nothing)")
+    out = None if cfg.out_dir is None else Path(cfg.out_dir)
     env = _Dist()
     try:
         return _train(cfg, out, env, resume, overwrite, progress, stop_after, on_log, task)
@@ -353,20 +383,21 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
         env.close()
 
 
-def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, on_log, task=None) -> TrainResult:
+def _train(cfg, out: Path | None, env: _Dist, resume, overwrite, progress, stop_after, on_log, task=None) -> TrainResult:
     micro = cfg.micro_batch_size or cfg.batch_size // env.world
     if micro <= 0 or cfg.batch_size % (micro * env.world):
         raise ConfigError(f"batch_size={cfg.batch_size} must be a multiple of micro_batch_size × processes = {micro} × {env.world}")
     accum = cfg.batch_size // (micro * env.world)
-    device = _device()
+    device = torch.device(task.device) if task is not None and task.device is not None else _device()
 
-    exists = (out / "latest").exists() or (out / TRAIN_CONFIG).exists()
+    exists = out is not None and ((out / "latest").exists() or (out / TRAIN_CONFIG).exists())
     if exists and not (resume or overwrite):
         raise ConfigError(f"run directory {out} already holds a run: pass --resume to continue it or --overwrite to start again")
     if resume and not (out / "latest").exists():
         raise ConfigError(f"nothing to resume in {out}: it has no checkpoint yet")
     env.barrier()  # every process has looked at the run directory before the first one writes to it
 
+    changes: dict = {}
     if resume:
         ckpt = load_checkpoint(out, device=device)
         model, tok = ckpt.model, ckpt.tokenizer
@@ -391,7 +422,7 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         check_hidden_states(model)
     if not resume:
         step, state = 0, None
-        if env.main:
+        if env.main and out is not None:
             out.mkdir(parents=True, exist_ok=True)
             (out / METRICS).unlink(missing_ok=True)
             write_json_atomic(out / TRAIN_CONFIG, cfg.to_dict())
@@ -399,8 +430,35 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         train_stream = token_stream(cfg.data, "train", tok, cfg.data_dir)
         val_stream = token_stream(cfg.data, "validation", tok, cfg.data_dir)
 
-    model.train()
-    optimizer = make_optimizer(model, cfg)
+    was_training = model.training
+    groups = task.param_groups(model) if task is not None and task.param_groups is not None else None
+    flags = _train_only(model, groups) if groups is not None else []
+    try:
+        return _loop(cfg, out, env, task, model, tok, train_stream, val_stream, groups, state, step, resume, changes,
+                     micro, accum, device, progress, stop_after, on_log)
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        if task is not None and not task.train_mode:
+            model.train(was_training)
+
+
+def _train_only(model: torch.nn.Module, groups: list[dict]) -> list[tuple[torch.nn.Parameter, bool]]:
+    """Freeze every parameter of ``model`` but those of ``groups``; returns (parameter, old flag) to restore."""
+    params = list(model.parameters()) + [p for g in groups for p in g["params"]]
+    flags = list({id(p): (p, p.requires_grad) for p in params}.values())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for g in groups:
+        for p in g["params"]:
+            p.requires_grad_(True)
+    return flags
+
+
+def _loop(cfg, out, env, task, model, tok, train_stream, val_stream, groups, state, step, resume, changes, micro,
+          accum, device, progress, stop_after, on_log) -> TrainResult:
+    model.train(task is None or task.train_mode)
+    optimizer = make_optimizer(model, cfg, groups)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
     if env.main and resume:
@@ -414,8 +472,9 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
 
     def log_record(rec: dict) -> None:
         if env.main:
-            with open(out / METRICS, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            if out is not None:
+                with open(out / METRICS, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
             if on_log:
                 on_log(rec)
 
@@ -436,14 +495,15 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
 
     last = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     tokens_per_step = cfg.batch_size * cfg.seq_len
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not (progress and env.main),
+    bar = tqdm(total=cfg.steps, initial=step, desc="train" if task is None else task.desc, unit="step", disable=not (progress and env.main),
                dynamic_ncols=True, mininterval=1.0)
     final_eval = None
     t_last, steps_since = time.perf_counter(), 0
     while step < last:
         lr = lr_at(step, cfg)
         for g in optimizer.param_groups:
-            g["lr"] = lr * g.get("lr_mult", 1.0)
+            g["lr"] = (lr if "peak_lr" not in g else lr_at(step, cfg, g["peak_lr"])) * g.get("lr_mult", 1.0)
+        extra = task.before_step(step) if task is not None and task.before_step is not None else {}
         if task is None:
             offsets = batch_offsets(cfg.seed, step, cfg.batch_size, len(train_stream), cfg.seq_len)
         else:
@@ -460,12 +520,12 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
             sync = nullcontext() if (env.world == 1 or a == accum - 1) else ddp.no_sync()
             with sync:
                 with autocast:
-                    _, loss = ddp(x, y)
+                    loss = task.loss(ddp, x, y) if task is not None and task.loss is not None else ddp(x, y)[1]
                 if not torch.isfinite(loss):
                     bar.close()
                     raise TrainingDiverged(
                         f"loss is {loss.item()} at step {step} (lr {lr:.3g}). Lower --lr, keep gradient clipping on, "
-                        f"or use float32; the last good checkpoint (if any) is in {out}."
+                        f"or use float32" + (f"; the last good checkpoint (if any) is in {out}." if out else ".")
                     )
                 (loss / accum).backward()
             loss_sum += loss.item() / accum
@@ -474,6 +534,8 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         before = snapshot_matrices(model) if observe else None
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if task is not None and task.after_step is not None:
+            task.after_step(step)
         step += 1
         steps_since += 1
         bar.update(1)
@@ -493,7 +555,7 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
                    "tokens_per_s": tps}
             if task is not None:  # rows of a task, not tokens
                 rec = {"step": step, "loss": loss_sum, "lr": lr, "grad_norm": float(grad_norm),
-                       "rows_per_s": tps / cfg.seq_len}
+                       "rows_per_s": tps / cfg.seq_len, **extra}
             log_record(rec)
             bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tps:,.0f}")
         if task is not None:
@@ -513,7 +575,8 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
                 set_latest(out, path, cfg.keep_checkpoints)
             env.barrier()
     bar.close()
-    model.eval()
+    if task is None or task.train_mode:
+        model.eval()
     return TrainResult(model, tok, out, step, final_eval, initial_eval)
 
 

@@ -8,7 +8,9 @@ from typer.testing import CliRunner
 from mechlab.cli import app
 
 runner = CliRunner()
-COMMANDS = ["demo", "train", "eval", "generate", "sample", "chat", "corpora", "presets", "params", "quantize", "size",
+COMMANDS = ["demo", "train", "eval", "generate", "sample", "chat", "corpora", "presets", "params", "quantize",
+            "quantize rtn", "quantize gptq", "quantize trellis", "quantize bcjr-qat", "quantize ste-qat",
+            "quantize trellis-ft", "size",
             "sweep", "claims", "claims list", "claims run", "claims report", "import", "import gguf", "import hf",
             "delegate", "delegate run", "delegate report", "probe", "probe run"]
 
@@ -44,19 +46,20 @@ def test_demo_train_eval_sample_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     size = json.loads(r.stdout)
     assert size["code_bits_per_quantized_weight"] == 2.0 and size["bytes"]["float linear"] == 0
-    r = run("quantize", str(out), "--method", "gptq", "--act-order", "--bits", "4", "-o", str(tmp_path / "gptq4"),
+    r = run("quantize", "gptq", str(out), "--act-order", "--bits", "4", "-o", str(tmp_path / "gptq4"),
             "--calib-sequences", "4", "--sequential")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "gptq4" / "config.json").read_text())["meta"]["sequential_calibration"] is True
     r = run("eval", str(tmp_path / "gptq4"), "--data", "stdlib", "--context", "64", "--max-windows", "2", "--json")
     assert r.returncode == 0, r.stderr
-    r = run("quantize", str(out), "--method", "bcjr-qat", "--L", "8", "--qat-steps", "2", "--qat-seq-len", "32",
-            "--qat-batch-size", "2", "--qat-layers", "blocks.0.*", "--calib-sequences", "4", "-o", str(tmp_path / "qat"))
+    r = run("quantize", "bcjr-qat", str(out), "--L", "8", "--steps", "2", "--seq-len", "32", "--batch-size", "2",
+            "--layers", "blocks.0.*", "--calib-sequences", "4", "-o", str(tmp_path / "qat"))
     assert r.returncode == 0, r.stderr
     said = " ".join(r.stdout.split())  # rich wraps long lines
     assert "bcjr-qat: 2 steps on 7 layers" in said and "% of codes changed" in said
     r = run("size", str(tmp_path / "qat"), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["code_bits_per_quantized_weight"] == 2.0
+    # the spelling before quantize had subcommands (--method, --qat-*) still works
     r = run("quantize", str(out), "--method", "trellis-ft", "--L", "8", "--qat-steps", "2", "--qat-seq-len", "32",
             "--qat-batch-size", "2", "--lr-schedule", "cosine", "--embedding-lr", "1e-4", "--calib-sequences", "4",
             "-o", str(tmp_path / "ft"))
@@ -82,6 +85,9 @@ def test_demo_train_eval_sample_end_to_end(tmp_path):
     (["quantize", "x", "-o", "y", "--method", "trellis", "--qat-steps", "3"], "only apply to"),
     (["quantize", "x", "-o", "y", "--method", "trellis-ft", "--t-start", "0.2"], "takes no QAT setting"),
     (["quantize", "x", "-o", "y", "--method", "bcjr-qat", "--embedding-lr", "1e-4"], "takes no fine-tuning setting"),
+    (["quantize", "trellis", "x", "-o", "y", "--steps", "3"], "No such option: --steps"),
+    (["quantize", "rtn", "x", "-o", "y", "--L", "8"], "No such option: --L"),
+    (["quantize", "x", "-o", "y", "--method", "nope"], "unknown method 'nope'"),
     (["train", "--data", "no-such-corpus"], "unknown corpus"),
     (["eval", "/no/such/checkpoint"], "does not exist"),
     (["train", "--resume"], "no train_config.json"),

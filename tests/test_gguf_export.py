@@ -128,8 +128,8 @@ def test_pre_tokenizer_read_off_the_tokenizer(imported, tmp_path):
 def test_cli_export(imported, tmp_path):
     from typer.testing import CliRunner
 
-    from mechlab.cli import app
     from mechlab.checkpoint import save_checkpoint
+    from mechlab.cli import app
 
     got, model = imported
     save_checkpoint(tmp_path / "ck", model, got.tokenizer, meta=got.meta)

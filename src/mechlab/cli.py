@@ -3,19 +3,38 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import logging
 import sys
 from pathlib import Path
 
+import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from typer.core import TyperGroup
 
+from mechlab.cli_config import config_options, merged, read_config_file, typer_command
 from mechlab.errors import ConfigError, MechlabError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+class _RootGroup(TyperGroup):
+    """The ``mechlab`` group. ``train`` and ``quantize`` are generated from the config dataclasses, which means
+    importing torch and the quantisation registry: that happens only when one of them is run (or asked for its own
+    help), so ``mechlab --help`` and the light commands stay fast. Until then each is a placeholder with its one-line
+    help; resolving the command name swaps in the generated command (:func:`generated_command`)."""
+
+    def resolve_command(self, ctx, args):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if name in _GENERATED:
+            cmd = generated_command(name)
+        return name, cmd, rest
+
+
+app = typer.Typer(cls=_RootGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="mechlab: a laboratory for small, memory-efficient language models.")
 console = Console()
 err = Console(stderr=True)
@@ -53,67 +72,49 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory (overwr
     console.print(f"[bold]claim pages[/] (what the demo measured, with its verdict): {r.claims}")
 
 
-@app.command("train")
-def train_cmd(
-    ctx: typer.Context,
-    preset: str = typer.Option("tiny", "--preset", help="Model preset (see `mechlab presets`)."),
-    data: str = typer.Option("stdlib", help="Corpus name (see `mechlab corpora`) or a path to .txt files."),
-    tokenizer: str = typer.Option("byte", help="'byte', 'bpe:VOCAB' (trained on the corpus) or a tokenizer.json."),
-    steps: int = typer.Option(1000, help="Optimiser steps."),
-    batch_size: int = typer.Option(16, help="Sequences per optimiser step (all processes, all micro-steps)."),
-    micro_batch_size: int | None = typer.Option(None, help="Sequences per process and micro-step (gradient accumulation)."),
-    seq_len: int = typer.Option(256, help="Training context in tokens."),
-    lr: float = typer.Option(3e-3, help="Peak learning rate."),
-    warmup: int = typer.Option(100, help="Warmup steps."),
-    weight_decay: float = typer.Option(0.1, help="AdamW weight decay (≥2-D tensors only)."),
-    grad_clip: float = typer.Option(1.0, help="Gradient-norm clip (0 = off)."),
-    adam_eps: float = typer.Option(1e-8, help="AdamW epsilon (the Hyperloop paper's recipe uses 1e-6)."),
-    dtype: str = typer.Option("float32", help="float32 or bfloat16 (autocast)."),
-    eval_every: int = typer.Option(200, help="Validate every N steps."),
-    save_every: int = typer.Option(200, help="Checkpoint every N steps."),
-    observe_every: int = typer.Option(0, help="Log per-layer weight norm, effective rank, update/weight ratio every N steps (0 = off)."),
-    hessian_every: int = typer.Option(0, help="Log the top Hessian eigenvalue against 2/lr and, under AdamW, the "
-                                      "preconditioned sharpness against (2 + 2β1)/((1 − β1)·lr) every N steps (0 = off)."),
-    hidden_id_every: int = typer.Option(0, help="Log the intrinsic dimension (TWO-NN, MLE) of the hidden states after "
-                                        "every block on fixed validation tokens every N steps (0 = off)."),
-    optimizer: str = typer.Option("adamw", help="'adamw' or 'sgd' (plain gradient descent, no momentum)."),
-    seed: int = typer.Option(0, help="Seed for initialisation and data order."),
-    out: Path = typer.Option(Path("runs/train"), help="Run directory."),
-    config: Path | None = typer.Option(None, help="A JSON TrainConfig; the other flags are ignored when given, and --out names the run directory."),
-    resume: bool = typer.Option(False, help="Continue the run in --out from its latest checkpoint; flags given with it "
-                                "change the run where that is allowed (steps, the lr schedule, cadences), else exit 2."),
-    overwrite: bool = typer.Option(False, help="Start afresh even if --out holds a run."),
-    data_dir: str | None = DataDir,
-) -> None:
+def _train(ctx: typer.Context, config: Path | None, resume: bool, overwrite: bool, given: dict, values: dict) -> None:
     """Train a model (launch with `torchrun --nproc_per_node N -m mechlab train ...` for data parallelism)."""
     from mechlab.plots import plot_training
     from mechlab.train import TrainConfig, load_train_config, train
 
-    if resume:
-        fields = {"preset": "model", "warmup": "warmup_steps", "adam_eps": "eps"}  # flag -> TrainConfig field
-        given = {fields.get(k, k): v for k, v in ctx.params.items()
-                 if getattr(ctx.get_parameter_source(k), "name", None) == "COMMANDLINE"
-                 and k not in ("out", "config", "resume", "overwrite")}
-        if overwrite:
-            raise ConfigError("--resume continues a run and --overwrite starts it again: give one of them")
-        cfg = dataclasses.replace(load_train_config(out), **given, out_dir=str(out))  # the run lives where it is now
-    elif config is not None:
-        try:
-            cfg = TrainConfig.from_dict({**json.loads(config.read_text()), "out_dir": str(out)})
-        except (OSError, json.JSONDecodeError) as e:
-            raise MechlabError(f"cannot read config {config}: {e}") from e
-    else:
-        cfg = TrainConfig(model=preset, data=data, tokenizer=tokenizer, data_dir=data_dir, steps=steps,
-                          batch_size=batch_size, micro_batch_size=micro_batch_size, seq_len=seq_len, lr=lr,
-                          warmup_steps=warmup, weight_decay=weight_decay, grad_clip=grad_clip, eps=adam_eps, dtype=dtype,
-                          eval_every=eval_every, save_every=save_every, observe_every=observe_every,
-                          hessian_every=hessian_every, hidden_id_every=hidden_id_every, optimizer=optimizer,
-                          seed=seed, out_dir=str(out))
+    if resume and overwrite:
+        raise ConfigError("--resume continues a run and --overwrite starts it again: give one of them")
+    base = read_config_file(config) if config is not None else {}
+    if resume:  # the run's saved config, then the file, then the flags; the run lives where --out says now
+        out = given.get(("out_dir",), base.get("out_dir", TrainConfig.out_dir))
+        base = {**load_train_config(out).to_dict(), **base, "out_dir": str(out)}
+    cfg = TrainConfig.from_dict(merged(base, given))
     r = train(cfg, resume=resume, overwrite=overwrite)
     if r.final_eval is not None:
         console.print(f"validation: {r.final_eval.loss:.4f} nats/token, {r.final_eval.bits_per_byte:.4f} bits/byte")
         plot_training(r.out_dir / "metrics.jsonl", r.out_dir / "loss.png", title=f"{cfg.model} on {cfg.data}")
     console.print(f"run directory: {r.out_dir} (step {r.step})")
+
+
+def _train_options():
+    from mechlab.train import TrainConfig
+
+    flags = {"model": ("--model", "--preset"), "warmup_steps": ("--warmup-steps", "--warmup"),
+             "eps": ("--eps", "--adam-eps"), "out_dir": ("--out", "--out-dir"),
+             "model_overrides": ("--model-override", "--set")}
+    return config_options(TrainConfig, flags=flags, strict=False)
+
+
+_OWN_TRAIN = [
+    inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Path | None, default=typer.Option(
+        None, help="A JSON TrainConfig (its fields, any subset); flags given explicitly override its values.")),
+    inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+        False, help="Continue the run in --out from its latest checkpoint; flags given with it change the run where "
+                    "that is allowed (steps, the lr schedule, cadences), else exit 2.")),
+    inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+        False, help="Start afresh even if --out holds a run.")),
+]
+_PLACEHOLDER = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+
+
+@app.command("train", context_settings=_PLACEHOLDER, help=_train.__doc__)
+def _train_placeholder() -> None:  # replaced by generated_command("train") before it could run
+    raise AssertionError("the generated train command resolves first")
 
 
 @app.command("eval")
@@ -563,57 +564,142 @@ def params(name: str = typer.Argument(..., help="Model preset."),
                       f"{cfg.n_layers} unique layers, unrolled depth {cfg.depth}, d_model {cfg.d_model})")
 
 
-@app.command()
-def quantize(
-    checkpoint: Path = typer.Argument(..., help="Float checkpoint or run directory."),
-    method: str = typer.Option("trellis", help="rtn, gptq, trellis, trellis PTQ then QAT (bcjr-qat, ste-qat), or "
-                               "trellis PTQ then fine-tuning of the sign vectors and norms, codes frozen (trellis-ft)."),
-    bits: int = typer.Option(2, help="Bits per weight (2, 3, 4; any 1-8 for rtn/gptq)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Directory for the quantised checkpoint."),
-    group_size: int = typer.Option(128, help="rtn/gptq: input columns per scale."),
-    symmetric: bool = typer.Option(False, help="rtn: ±absmax grid instead of min/max."),
-    act_order: bool = typer.Option(False, help="gptq: columns by decreasing Hessian diagonal (static groups)."),
-    L: int = typer.Option(16, "--L", help="trellis: state bits (8-16; encode time grows as 2^L)."),
-    V: int = typer.Option(1, "--V", help="trellis: weights per trellis step (1 or 2)."),
-    code: str = typer.Option("1mad", help="trellis: lut, 1mad, 3inst (V=1) or hyb (V=2)."),
-    rht: bool = typer.Option(True, help="trellis: random Hadamard transform."),
-    ldlq: bool = typer.Option(True, help="trellis: Hessian-aware BlockLDLQ (needs calibration data)."),
-    tail_biting: bool = typer.Option(True, help="trellis: circular bitstream, exactly k bits per weight."),
-    real_signs: bool = typer.Option(False, help="trellis: RHT sign vectors as fp16 row/column scales fitted to each "
-                                    "layer's output error (always on for trellis-ft)."),
-    sequential: bool = typer.Option(False, help="Calibrate block by block on the partly quantised model, each layer "
-                                    "coded towards the float layer's output (mechlab.quant.sequential)."),
-    data: str | None = typer.Option(None, help="Calibration corpus (default: the checkpoint's training corpus)."),
-    calib_sequences: int = typer.Option(64, help="Calibration windows."),
-    calib_seq_len: int = typer.Option(256, help="Tokens per calibration window."),
-    seed: int = typer.Option(0, help="Seed for the calibration windows."),
-    qat_steps: int | None = typer.Option(None, help="QAT / trellis-ft: optimiser steps (default 100)."),
-    qat_lr: float | None = typer.Option(None, help="QAT: Adam learning rate of the latent weights (default 1e-4); "
-                                           "trellis-ft: of the sign vectors and norms (default 1e-3)."),
-    qat_layers: str | None = typer.Option(None, help="QAT: comma-separated name patterns of the layers trained (default all)."),
-    t_start: float | None = typer.Option(None, help="bcjr-qat: first temperature (default 0.3)."),
-    t_end: float | None = typer.Option(None, help="bcjr-qat: last temperature (default 0.05; floor 1e-2)."),
-    qat_batch_size: int | None = typer.Option(None, help="QAT / trellis-ft: sequences per step (default 8 / 4)."),
-    qat_seq_len: int | None = typer.Option(None, help="QAT / trellis-ft: tokens per sequence (default 256 / 512)."),
-    lr_schedule: str | None = typer.Option(None, help="trellis-ft: learning rate constant or cosine to 0 (default constant)."),
-    embedding_lr: float | None = typer.Option(None, help="trellis-ft: also train the float token embedding at this "
-                                                 "rate (default 0: frozen)."),
-    data_dir: str | None = DataDir,
-) -> None:
-    """Quantise a checkpoint's Linear layers (all but the LM head) and save it; evaluate it with `mechlab eval`."""
-    from mechlab.quant.registry import method_named
-    from mechlab.quant.run import make_config, quantize_checkpoint, size_report
+class _QuantizeGroup(TyperGroup):
+    """``mechlab quantize METHOD CHECKPOINT -o OUT [its options]``; the older spelling ``mechlab quantize CHECKPOINT
+    --method METHOD [options]`` is rewritten into it (its training flags renamed, its default of 2 bits kept)."""
 
-    qat = {k: v for k, v in dict(steps=qat_steps, lr=qat_lr, t_start=t_start, t_end=t_end, batch_size=qat_batch_size,
-                                 seq_len=qat_seq_len, schedule=lr_schedule, embedding_lr=embedding_lr,
-                                 seed=seed if method_named(method).trains else None,
-                                 layers=tuple(qat_layers.split(",")) if qat_layers else None).items() if v is not None}
-    config = make_config(method, bits, group_size=group_size, L=L, V=V, code=code, rht=rht, ldlq=ldlq,
-                         tail_biting=tail_biting, symmetric=symmetric, act_order=act_order, real_signs=real_signs,
-                         **qat)
-    ck, report, path = quantize_checkpoint(checkpoint, config, out, data=data, calib_sequences=calib_sequences,
-                                           calib_seq_len=calib_seq_len, seed=seed, data_dir=data_dir,
-                                           sequential=sequential)
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, _legacy_quantize_args(list(args)))
+
+
+quantize_app = typer.Typer(cls=_QuantizeGroup, no_args_is_help=True, help=(
+    "Quantise a checkpoint's Linear layers (all but the LM head) and save it, one subcommand per method (`mechlab "
+    "quantize METHOD --help` lists its options); evaluate the result with `mechlab eval`."))
+
+
+@app.command("quantize", context_settings=_PLACEHOLDER, help=quantize_app.info.help)
+def _quantize_placeholder() -> None:  # replaced by generated_command("quantize") before it could run
+    raise AssertionError("the generated quantize group resolves first")
+
+# the flags of the training settings before quantize had one subcommand per method -> the config field they set
+_OLD_TRAINING_FLAGS = {"--qat-steps": "steps", "--qat-lr": "lr", "--qat-layers": "layers", "--qat-batch-size": "batch_size",
+                       "--qat-seq-len": "seq_len", "--lr-schedule": "schedule", "--t-start": "t_start",
+                       "--t-end": "t_end", "--embedding-lr": "embedding_lr"}
+
+
+def _legacy_quantize_args(args: list[str]) -> list[str]:
+    """``CHECKPOINT --method M [flags]`` -> ``M CHECKPOINT [flags]`` (anything else is returned unchanged); a training
+    flag the method does not take is refused with the method's own message (ConfigError)."""
+    from mechlab.quant.registry import method_named
+
+    method, rest, i = None, [], 0
+    while i < len(args):
+        if args[i] == "--method" and i + 1 < len(args):
+            method, i = args[i + 1], i + 2
+        elif args[i].startswith("--method="):
+            method, i = args[i].split("=", 1)[1], i + 1
+        else:
+            rest, i = [*rest, args[i]], i + 1
+    if method is None:
+        return args
+    m = method_named(method)
+    flags = {o.path: o.flags[0] for o in _quantize_options(method)}
+    out = []
+    for j, a in enumerate(rest):
+        name = _OLD_TRAINING_FLAGS.get(a.split("=", 1)[0])
+        if name is not None:
+            if (name,) not in flags:
+                value = a.split("=", 1)[1] if "=" in a else (rest[j + 1] if j + 1 < len(rest) else "")
+                m.from_options(method, 2, {}, {name: value})  # raises the method's message
+                raise ConfigError(f"{a} is not an option of `mechlab quantize {method}`")
+            a = flags[(name,)] + (a[a.index("="):] if "=" in a else "")
+        out.append(a)
+    if "--bits" in {f for o in _quantize_options(method) for f in o.flags} and \
+            not any(a == "--bits" or a.startswith("--bits=") for a in out):
+        out += ["--bits", "2"]  # the old spelling's default for every method
+    return [method, *out]
+
+
+_QUANTIZE_OWN = [
+    inspect.Parameter("checkpoint", inspect.Parameter.KEYWORD_ONLY, annotation=Path,
+                      default=typer.Argument(..., help="Float checkpoint or run directory.")),
+    inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Path,
+                      default=typer.Option(..., "--out", "-o", help="Directory for the quantised checkpoint.")),
+    inspect.Parameter("data", inspect.Parameter.KEYWORD_ONLY, annotation=str | None, default=typer.Option(
+        None, help="Calibration corpus (default: the checkpoint's training corpus).")),
+    inspect.Parameter("calib_sequences", inspect.Parameter.KEYWORD_ONLY, annotation=int,
+                      default=typer.Option(64, help="Calibration windows.")),
+    inspect.Parameter("calib_seq_len", inspect.Parameter.KEYWORD_ONLY, annotation=int,
+                      default=typer.Option(256, help="Tokens per calibration window.")),
+    inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, annotation=int, default=typer.Option(
+        0, help="Seed of the calibration windows (and of the training windows of a method that trains).")),
+    inspect.Parameter("sequential", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+        False, help="Calibrate block by block on the partly quantised model, each layer coded towards the float "
+                    "layer's output (mechlab.quant.sequential).")),
+    inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Path | None, default=typer.Option(
+        None, help="A JSON quantisation config (a checkpoint's quantization.json form: {\"method\": ..., fields}); "
+                   "flags given explicitly override its values.")),
+    inspect.Parameter("data_dir", inspect.Parameter.KEYWORD_ONLY, annotation=str | None, default=DataDir),
+]
+
+
+def _method_defaults(name: str):
+    """The config ``mechlab quantize NAME`` starts from: the method's factory at its config's default bits."""
+    from mechlab.cli_config import BITS_FIELDS
+    from mechlab.quant.registry import method_named
+
+    m = method_named(name)
+    ptq = m.ptq(m.config()) if m.trains else m.config()
+    bits = next((getattr(ptq, f) for f in BITS_FIELDS if hasattr(ptq, f)), None)  # None: a config without bits
+    return m.from_options(name, bits, {}, {})
+
+
+def _quantize_options(name: str):
+    """The options of ``mechlab quantize NAME``: its config's fields (a recipe's PTQ config flattened into them),
+    less the stored format's tile size, fields its CLI name fixes (QAT's estimator) and a training recipe's seed
+    (the command's --seed)."""
+    from mechlab.quant.registry import method_named
+
+    m, base = method_named(name), _method_defaults(name)
+    skip = {*_fixed_fields(name), "tile", "trellis.tile", *(("seed",) if m.trains else ())}
+    return config_options(type(base), defaults=base, skip=skip, taken={p.name for p in _QUANTIZE_OWN}, strict=False)
+
+
+def _fixed_fields(name: str) -> list[str]:
+    """Fields that the CLI names of one method set differently (QAT's estimator: bcjr-qat, ste-qat)."""
+    from mechlab.quant.registry import method_named
+
+    base, siblings = _method_defaults(name), [_method_defaults(n) for n in method_named(name).cli_names]
+    return [f.name for f in dataclasses.fields(base) if len({repr(getattr(b, f.name)) for b in siblings}) > 1]
+
+
+def _quantize_body(name: str):
+    def body(ctx: typer.Context, checkpoint: Path, out: Path, data: str | None, calib_sequences: int,
+             calib_seq_len: int, seed: int, sequential: bool, config: Path | None, data_dir: str | None,
+             given: dict, values: dict) -> None:
+        from mechlab.quant.registry import config_from_dict, config_to_dict, method_named
+        from mechlab.quant.run import quantize_checkpoint
+
+        m = method_named(name)
+        base = config_to_dict(_method_defaults(name))
+        if config is not None:
+            base = {**base, **read_config_file(config)}
+            if base["method"] not in m.format_names:
+                raise ConfigError(f"{config} holds a {base['method']!r} config, not one of `mechlab quantize {name}`")
+        if m.trains and (config is None or ctx.get_parameter_source("seed").name == "COMMANDLINE"):
+            given = {**given, ("seed",): seed}
+        cfg = config_from_dict(merged(base, given))
+        ck, report, path = quantize_checkpoint(checkpoint, cfg, out, data=data, calib_sequences=calib_sequences,
+                                               calib_seq_len=calib_seq_len, seed=seed, data_dir=data_dir,
+                                               sequential=sequential)
+        _print_quantized(cfg, ck, report, path)
+
+    return body
+
+
+def _print_quantized(config, ck, report, path) -> None:
+    from mechlab.quant.run import size_report
+
     summ, size = report.summary(), size_report(ck.model)
     console.print(f"quantised {summ['layers']} layers ({summ['weights']:,} weights) with {config} in {summ['seconds']:.1f} s")
     console.print(f"relative weight MSE {summ['rel_mse']:.4g}" + (f", proxy loss {summ['proxy_loss']:.4g}" if summ["proxy_loss"] is not None else ""))
@@ -629,6 +715,39 @@ def quantize(
                    if "fraction_codes_changed" in q else ", codes frozen")
         console.print(f"{q['method']}: {q['steps']} steps on {q['layers']} layers{kl}{changed}")
     console.print(f"{size['bits_per_quantized_weight']:.3f} bits per quantised weight, {size['total_bytes']:,} bytes in all; saved to {path}")
+
+
+def _register_quantize_commands() -> None:
+    from mechlab.cli_config import first_paragraph
+    from mechlab.quant.registry import cli_names, method_named
+
+    for name in cli_names():
+        m, base = method_named(name), _method_defaults(name)
+        doc = first_paragraph(m.config.__doc__).replace("``", "")
+        fixed = ", ".join(f"{k} = {getattr(base, k)!r}" for k in _fixed_fields(name))
+        typer_command(quantize_app, name, _quantize_options(name), _quantize_body(name), own=_QUANTIZE_OWN,
+                      help=doc + (f" `{name}`: {fixed}." if fixed else ""))
+
+
+
+_GENERATED = ("train", "quantize")
+
+
+@functools.cache
+def generated_command(name: str) -> click.Command:
+    """The click command of ``mechlab train`` or ``mechlab quantize`` (a group, one subcommand per registered
+    method), generated from the config dataclasses on first use."""
+    if name == "train":
+        sub = typer.Typer(add_completion=False)
+        typer_command(sub, "train", _train_options(), _train, own=_OWN_TRAIN, help=_train.__doc__)
+        cmd = typer.main.get_command(sub)
+    elif name == "quantize":
+        _register_quantize_commands()
+        cmd = typer.main.get_command(quantize_app)
+    else:
+        raise KeyError(name)
+    cmd.name = name
+    return cmd
 
 
 @app.command()

@@ -40,14 +40,23 @@ class FinetuneConfig:
     train the RMSNorm gains too; ``embedding_lr`` > 0: train the token embeddings too, at that rate."""
 
     trellis: TrellisConfig = TrellisConfig(real_signs=True)
+    """The trellis PTQ the fine-tuning starts from (real_signs on)."""
     steps: int = 100
+    """Optimiser steps."""
     lr: float = 1e-3
+    """Adam learning rate of the sign vectors and norms."""
     batch_size: int = 4
+    """Sequences per step."""
     seq_len: int = 512
+    """Tokens per sequence."""
     norms: bool = True
+    """Train the RMSNorm gains too."""
     schedule: str = "constant"
+    """Learning rate constant or cosine to 0."""
     embedding_lr: float = 0.0
+    """Also train the float token embedding at this rate (0: frozen)."""
     seed: int = 0
+    """Seed of the training windows."""
 
     method = "trellis-ft"
 

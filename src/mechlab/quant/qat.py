@@ -54,16 +54,27 @@ class QATConfig:
     """Trellis PTQ (``trellis``) followed by ``steps`` optimiser steps of QAT with the ``estimator``."""
 
     trellis: TrellisConfig = TrellisConfig()
-    estimator: str = "bcjr"  # "bcjr": soft decoding at temperature T; "ste": hard Viterbi, straight-through
+    """The trellis PTQ the training starts from."""
+    estimator: str = "bcjr"
+    """"bcjr": soft decoding at temperature T; "ste": hard Viterbi, straight-through."""
     steps: int = 100
+    """Optimiser steps."""
     lr: float = 1e-4
+    """Adam learning rate of the latent weights."""
     t_start: float = 0.3
+    """bcjr: first temperature."""
     t_end: float = 0.05
+    """bcjr: last temperature."""
     t_floor: float = 1e-2
-    layers: tuple[str, ...] = ("*",)  # fnmatch patterns (qualified name or its last part) of the layers trained
+    """bcjr: the lowest temperature allowed."""
+    layers: tuple[str, ...] = ("*",)
+    """fnmatch patterns (qualified name or its last part) of the layers trained (comma-separated)."""
     batch_size: int = 8
+    """Sequences per step."""
     seq_len: int = 256
+    """Tokens per sequence."""
     seed: int = 0
+    """Seed of the training windows."""
 
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:

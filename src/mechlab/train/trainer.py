@@ -72,39 +72,67 @@ class TrainConfig:
     """Everything that defines a training run (saved as ``train_config.json`` in the run directory)."""
 
     model: str = "tiny"
+    """Model preset (see `mechlab presets`)."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    """ModelConfig fields changed from the preset's, e.g. d_model=128 (on the command line: repeat KEY=VALUE)."""
     data: str = "stdlib"
+    """Corpus name (see `mechlab corpora`) or a path to .txt files."""
     tokenizer: str = "byte"
+    """'byte', 'bpe:VOCAB' (trained on the corpus) or a tokenizer.json."""
     data_dir: str | None = None
+    """Local directory holding the corpus files (else MECHLAB_DATA, else download to the cache)."""
     seq_len: int = 256
-    batch_size: int = 16  # sequences per optimiser step, over all processes and micro-steps
-    micro_batch_size: int | None = None  # per process and micro-step; default: batch_size / world size
+    """Training context in tokens."""
+    batch_size: int = 16
+    """Sequences per optimiser step (all processes, all micro-steps)."""
+    micro_batch_size: int | None = None
+    """Sequences per process and micro-step (gradient accumulation; default: batch_size / world size)."""
     steps: int = 1000
+    """Optimiser steps."""
     lr: float = 3e-3
+    """Peak learning rate."""
     min_lr_ratio: float = 0.1
+    """Learning rate at the last step, as a fraction of lr (the cosine decay's floor)."""
     warmup_steps: int = 100
+    """Linear warmup steps."""
     weight_decay: float = 0.1
-    optimizer: str = "adamw"  # or "sgd": plain gradient descent (no momentum; weight decay as in AdamW, decoupled)
+    """AdamW weight decay (>=2-D tensors only)."""
+    optimizer: str = "adamw"
+    """'adamw' or 'sgd' (plain gradient descent, no momentum; weight decay as in AdamW, decoupled)."""
     beta1: float = 0.9
+    """AdamW's beta1."""
     beta2: float = 0.95
+    """AdamW's beta2."""
     eps: float = 1e-8
+    """AdamW epsilon (the Hyperloop paper's recipe uses 1e-6)."""
     grad_clip: float = 1.0
-    dtype: str = "float32"  # or "bfloat16" (autocast)
+    """Gradient-norm clip (0 = off)."""
+    dtype: str = "float32"
+    """float32 or bfloat16 (autocast)."""
     eval_every: int = 200
+    """Validate every N steps."""
     eval_windows: int = 32
+    """Validation windows per evaluation."""
     log_every: int = 10
+    """Log the training loss, bits per byte, learning rate and throughput to metrics.jsonl every N steps."""
     save_every: int = 200
+    """Checkpoint every N steps."""
     keep_checkpoints: int = 2
-    observe_every: int = 0  # per-layer weight norm, effective rank, update/weight ratio every N steps (0: never)
-    # sharpness every N steps (0: never), on the step's last micro-batch: top Hessian eigenvalue against 2/lr, and
-    # with AdamW the preconditioned sharpness against (2 + 2·beta1)/((1 − beta1)·lr) (mechlab.mechanics)
+    """Checkpoints kept in the run directory (the oldest are deleted)."""
+    observe_every: int = 0
+    """Log per-layer weight norm, effective rank, update/weight ratio every N steps (0 = off)."""
     hessian_every: int = 0
+    """Log the top Hessian eigenvalue against 2/lr and, under AdamW, the preconditioned sharpness against
+    (2 + 2·beta1)/((1 − beta1)·lr) every N steps, on the step's last micro-batch (0 = off; mechlab.mechanics)."""
     hessian_iters: int = 20
-    # intrinsic dimension (TWO-NN and MLE) of the hidden state after every block, on fixed validation windows of
-    # HIDDEN_ID_TOKENS tokens, every N steps (0: never; mechlab.mechanics.hidden_state_dimension)
+    """Power iterations per sharpness measurement."""
     hidden_id_every: int = 0
+    """Log the intrinsic dimension (TWO-NN, MLE) of the hidden states after every block on fixed validation
+    windows of HIDDEN_ID_TOKENS tokens every N steps (0 = off; mechlab.mechanics.hidden_state_dimension)."""
     seed: int = 0
-    out_dir: str | None = "runs/train"  # None: write nothing (only for a Task run)
+    """Seed for initialisation and data order."""
+    out_dir: str | None = "runs/train"
+    """Run directory (None: write nothing; only for a Task run, such as distillation)."""
 
     def validate(self) -> None:
         """Raise ConfigError naming the field and its value for anything a run cannot use: wrong types (a bool is

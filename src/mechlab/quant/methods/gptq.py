@@ -18,10 +18,15 @@ class GPTQConfig:
     (static groups: the stored format is the same)."""
 
     bits: int = 4
+    """Bits per weight (1-8)."""
     group_size: int = 128
+    """Input columns per scale."""
     damp: float = 0.01
-    block_size: int = 128  # columns updated lazily together (in column order: when one group spans the whole row)
+    """Hessian damping, as a fraction of the mean of its diagonal."""
+    block_size: int = 128
+    """Columns updated lazily together (in column order: when one group spans the whole row)."""
     act_order: bool = False
+    """Columns by decreasing Hessian diagonal (static groups)."""
 
     method = "gptq"
     needs_hessian = True

@@ -15,8 +15,11 @@ class RTNConfig:
     """Round-to-nearest on a per-group grid along the input dimension."""
 
     bits: int = 4
+    """Bits per weight (1-8)."""
     group_size: int = 128
-    symmetric: bool = False  # False: min/max grid with a zero point; True: ±absmax grid
+    """Input columns per scale."""
+    symmetric: bool = False
+    """±absmax grid instead of the min/max grid with a zero point."""
 
     method = "rtn"
     needs_hessian = False

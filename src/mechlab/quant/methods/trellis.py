@@ -26,18 +26,29 @@ class TrellisConfig:
     bits per m×n matrix instead of m+n."""
 
     L: int = 16
+    """State bits (8-16; encode time grows as 2^L)."""
     k: int = 2
+    """Bits per weight (2, 3, 4)."""
     V: int = 1
+    """Weights per trellis step (1 or 2)."""
     code: str = "1mad"
+    """State-to-value code: lut, 1mad, 3inst (V=1) or hyb (V=2)."""
     rht: bool = True
+    """Random Hadamard transform."""
     ldlq: bool = True
+    """Hessian-aware BlockLDLQ (needs calibration data)."""
     tail_biting: bool = True
+    """Circular bitstream, exactly k bits per weight."""
     damp: float = 0.01
-    seed: int = 0  # sign vectors of the RHT and the pure-LUT code
+    """Hessian damping of BlockLDLQ, as a fraction of the mean of its diagonal."""
+    seed: int = 0
+    """Seed of the RHT sign vectors and the pure-LUT code."""
     real_signs: bool = False
+    """RHT sign vectors as fp16 row/column scales fitted to each layer's output error (always on for trellis-ft)."""
 
     method = "trellis"
-    tile: int = 16  # weights are coded in 16×16 tiles, one trellis sequence of 256 weights each
+    tile: int = 16
+    """Weights are coded in tile×tile tiles, one trellis sequence of tile² weights each (the stored format's 16)."""
 
     def __post_init__(self) -> None:
         if self.code not in CODES:

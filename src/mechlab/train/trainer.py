@@ -16,6 +16,9 @@ by passing a :class:`Task`: it builds the model (after ``torch.manual_seed(seed)
 optimiser step as a function of (seed, step) and, optionally, evaluates the model at ``eval_every``. The loop,
 optimiser, schedule, clipping, accumulation, data parallelism, observables and the metrics log are the same; such a
 run writes no checkpoints (a task's model is any ``nn.Module``) and so cannot resume: the trained model is returned.
+The synthetic retrieval tasks are also data sources (``data="retrieval:needle"``, ``"retrieval:copy,payload=4"``;
+:mod:`mechlab.data.retrieval`): their Task carries a tokenizer and a model of the family, so such a run writes
+normal checkpoints and resumes like a language-model run.
 """
 
 from __future__ import annotations
@@ -259,11 +262,16 @@ class Task:
     called after ``torch.manual_seed(cfg.seed)``. ``batch(seed, step, batch_size)`` returns the step's ``(x, y)``
     tensors with ``batch_size`` rows, a function of its arguments only (so data order depends on (seed, step), as
     for token windows). ``evaluate(model)``, if given, returns a dict of floats logged with the step at step 0,
-    every ``eval_every`` steps and at the end."""
+    every ``eval_every`` steps and at the end. ``seq_len``, if given, is the row length of the task's batches: the
+    run refuses a ``TrainConfig.seq_len`` that differs (the recorded config and the data are one). ``tokenizer``, if
+    given (with a model of the family), makes the run write normal checkpoints, as a data source of
+    ``TrainConfig.data`` does (``retrieval:...``, :func:`mechlab.data.retrieval.source_task`)."""
 
     build_model: Callable[[], torch.nn.Module]
     batch: Callable[[int, int, int], tuple[torch.Tensor, torch.Tensor]]
     evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None
+    seq_len: int | None = None
+    tokenizer: Any = None
 
 
 @dataclass
@@ -306,6 +314,28 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
+def run_model_config(cfg: TrainConfig, vocab_size: int):
+    """The model config of a run: preset ``cfg.model`` with ``cfg.model_overrides``, the vocabulary of the run's
+    tokenizer (``vocab_size``) and max_seq_len = max(seq_len, 64) unless an override gives one. Logs each value
+    that differs from the preset's (what the run changes); raises ConfigError when an override conflicts: a
+    vocab_size other than the tokenizer's, or a max_seq_len below seq_len."""
+    over = dict(cfg.model_overrides)
+    if "vocab_size" in over and over["vocab_size"] != vocab_size:
+        raise ConfigError(f"model_overrides vocab_size={over['vocab_size']!r} conflicts with the tokenizer's "
+                          f"{vocab_size} symbols (the model's vocabulary is the tokenizer's: drop the override)")
+    if "max_seq_len" in over and not (isinstance(over["max_seq_len"], int) and over["max_seq_len"] >= cfg.seq_len):
+        raise ConfigError(f"model_overrides max_seq_len={over['max_seq_len']!r} is below the run's seq_len "
+                          f"{cfg.seq_len}")
+    base = preset(cfg.model, **{k: v for k, v in over.items() if k not in ("vocab_size", "max_seq_len")})
+    mcfg = preset(cfg.model, **{"max_seq_len": max(cfg.seq_len, 64), **over, "vocab_size": vocab_size})
+    for name, why in (("vocab_size", "the tokenizer's"), ("max_seq_len", "max(seq_len, 64)" if "max_seq_len" not in over
+                                                          else "the override")):
+        if getattr(mcfg, name) != getattr(base, name):
+            log.info("model %s: %s %d (%s; the preset has %d)", cfg.model, name, getattr(mcfg, name), why,
+                     getattr(base, name))
+    return mcfg
+
+
 def validation_record(model, stream: TokenStream, cfg: TrainConfig, step: int) -> tuple[EvalResult, dict]:
     """The metrics-log row of a validation pass: loss and bits/byte, plus the loop observables of a looped model
     (papers/hyperloop.md; :func:`mechlab.mechanics.loop_observables`) on a fixed batch of validation windows."""
@@ -332,6 +362,12 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     model, data and data fields of ``cfg`` are then unused; no checkpoints, so no ``resume``, no ``hidden_id_every``).
     """
     cfg.validate()
+    from mechlab.data.retrieval import is_source
+
+    if is_source(cfg.data) and task is not None:
+        raise ConfigError(f"data {cfg.data!r} is itself a task: give a Task or a retrieval data source, not both")
+    if is_source(cfg.data) and cfg.hidden_id_every:
+        raise ConfigError(f"data {cfg.data!r} has no token windows: hidden_id_every must be 0")
     if task is not None and (resume or cfg.hidden_id_every):
         raise ConfigError("a Task run writes no checkpoints and has no token windows: it cannot --resume or log "
                           "hidden_id_every; train it again from step 0 with hidden_id_every = 0")
@@ -358,6 +394,13 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         raise ConfigError(f"batch_size={cfg.batch_size} must be a multiple of micro_batch_size × processes = {micro} × {env.world}")
     accum = cfg.batch_size // (micro * env.world)
     device = _device()
+    from mechlab.data.retrieval import is_source, source_task
+
+    if task is None and is_source(cfg.data):  # a synthetic task named as data: a Task that writes checkpoints
+        task = source_task(cfg)
+    if task is not None and task.seq_len is not None and task.seq_len != cfg.seq_len:
+        raise ConfigError(f"the task's rows are {task.seq_len} tokens but the run's seq_len is {cfg.seq_len}: "
+                          "give the same length to both")
 
     exists = (out / "latest").exists() or (out / TRAIN_CONFIG).exists()
     if exists and not (resume or overwrite):
@@ -366,6 +409,7 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         raise ConfigError(f"nothing to resume in {out}: it has no checkpoint yet")
     env.barrier()  # every process has looked at the run directory before the first one writes to it
 
+    train_stream = val_stream = None
     if resume:
         ckpt = load_checkpoint(out, device=device)
         model, tok = ckpt.model, ckpt.tokenizer
@@ -379,9 +423,10 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         tok, train_stream, val_stream = None, None, None
         torch.manual_seed(cfg.seed)
         model = task.build_model().to(device)
+        tok = task.tokenizer
     else:
         tok = build_tokenizer(cfg.tokenizer, cfg.data, cfg.data_dir)
-        mcfg = preset(cfg.model, **{"max_seq_len": max(cfg.seq_len, 64), **cfg.model_overrides, "vocab_size": tok.vocab_size})
+        mcfg = run_model_config(cfg, tok.vocab_size)
         torch.manual_seed(cfg.seed)
         model = build_model(mcfg).to(device)
     if cfg.hidden_id_every:  # refuse now, not at step hidden_id_every after the training time is spent
@@ -394,7 +439,7 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
             out.mkdir(parents=True, exist_ok=True)
             (out / METRICS).unlink(missing_ok=True)
             write_json_atomic(out / TRAIN_CONFIG, cfg.to_dict())
-    if task is None:
+    if task is None and train_stream is None:
         train_stream = token_stream(cfg.data, "train", tok, cfg.data_dir)
         val_stream = token_stream(cfg.data, "validation", tok, cfg.data_dir)
 
@@ -498,8 +543,9 @@ def _train(cfg, out: Path, env: _Dist, resume, overwrite, progress, stop_after, 
         if task is not None:
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 task_eval(step)
-            continue
-        if env.main and (step % cfg.eval_every == 0 or step == cfg.steps):
+            if task.tokenizer is None:  # any nn.Module: no checkpoint
+                continue
+        elif env.main and (step % cfg.eval_every == 0 or step == cfg.steps):
             final_eval, rec = validation_record(model, val_stream, cfg, step)
             log_record(rec)
             bar.write(f"step {step}: validation loss {final_eval.loss:.4f}, {final_eval.bits_per_byte:.4f} bits/byte")

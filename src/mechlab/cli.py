@@ -57,7 +57,8 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Run directory (overwr
 @app.command("train")
 def train_cmd(
     ctx: typer.Context,
-    preset: str = typer.Option("tiny", "--preset", help="Model preset (see `mechlab presets`)."),
+    preset: str = typer.Option("tiny", "--preset", help="Model preset (see `mechlab presets`). Its vocab_size becomes the "
+                               "tokenizer's and its max_seq_len max(--seq-len, 64); the run logs each value it changes."),
     data: str = typer.Option("stdlib", help="Corpus name (see `mechlab corpora`), a path to .txt files, or a synthetic "
                              "task generated on the fly: 'retrieval:needle' or 'retrieval:copy', options after commas "
                              "(min_gap, max_gap, far_gap, far_fraction, payload; e.g. 'retrieval:copy,payload=4'); "

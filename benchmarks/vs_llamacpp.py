@@ -17,6 +17,13 @@ Speed, measured alternately per thread count in one run: prompt tokens/s (one fo
 and batch-1 greedy decode tokens/s (--new-tokens after a 16-token prompt; the first token's latency left out).
 
     pip install torch==2.13.0 llama-cpp-python      # builds llama.cpp (several minutes on 2 cores)
+
+On a CPU that reports AMX (Intel Sapphire Rapids and later), a native build's AMX matmul crashed in this machine's
+virtual machine on every quantised type; build without it: CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON
+-DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AMX_TILE=OFF
+-DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" (the committed numbers come from that build: AVX-512 kernels, AMX off).
+llama.cpp runs with its defaults (fp16 KV cache); mechlab in float32.
+
     python benchmarks/vs_llamacpp.py [--quick] [--types Q8_0 Q4_K_M Q2_K] [--mechlab float trellis:2]
 
 Files are cached under MECHLAB_CACHE/vs_llamacpp/. The default configuration writes benchmarks/results/
@@ -45,8 +52,8 @@ from mechlab.utils import save_figure
 from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result
 
 # llama.cpp file types (llama_ftype) run by default: every type that needs no importance matrix, largest first
-TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "IQ4_XS", "Q3_K_M", "IQ3_S", "Q2_K"]
-MECHLAB = ["float", "trellis:4", "trellis:3", "trellis:2"]
+TYPES = ["Q8_0", "Q4_K_M", "Q4_0", "IQ4_XS", "Q3_K_M", "Q2_K"]
+MECHLAB = ["float", "trellis:4", "trellis:2"]
 QUICK = dict(windows=1, context=256, types=["Q8_0", "Q2_K"], mechlab=["float"], threads=[1], new_tokens=8, prompt=64)
 
 

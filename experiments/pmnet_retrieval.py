@@ -1,8 +1,12 @@
 """PMNet's retrieval claim measured beyond the receptive field of its attention stack (arXiv 2605.13370).
 
 Arms, each trained by the one trainer (``mechlab.train.train`` with the :class:`~mechlab.train.trainer.Task` of
-:func:`mechlab.data.retrieval.training_task`) on single-needle retrieval (``KEY k VAL v · G fillers · QUERY k → v``,
-16 values, chance 1/16) with gaps G ~ U[0, --max-gap] in rows of --seq-len tokens:
+:func:`mechlab.data.retrieval.training_task`) on single-needle retrieval (``--task needle``: ``KEY k VAL v · G
+fillers · QUERY k → v``, 16 values, chance 1/16) or multi-symbol copy-paste (``--task copy``: ``p_1 … p_P DELIM · G
+fillers · COPY → p_1 … p_P``, P = --payload, exact match of all P, chance 16^−P) with gaps G ~ U[0, --max-gap] in rows
+of --seq-len tokens, except a fraction --far-fraction of the rows (on average) with G ~ U[--far-gap, --max-gap]
+(by default the shortest gap beyond the receptive field: most rows then need the memory). The committed needle run
+(the defaults): 500 steps of 16 × 96 tokens, G ≤ 80, no far mixture; the committed copy-paste run: COPY_RUN.
 
 * ``pmnet``: PMNet-tiny (preset ``pmnet-tiny``: 4 layers, d 128, window 16, phasor memory N 4, M 64, R 2, a write at
   every layer), 1,065,600 parameters;
@@ -12,20 +16,25 @@ Arms, each trained by the one trainer (``mechlab.train.train`` with the :class:`
 Evaluated without training: ``pmnet-off-at-test`` (PMNet's weights with ``mem_cumsum=False``, the authors' LM-eval
 ablation) and ``pmnet-anchors-zeroed`` (every hierarchical anchor E_h set to 0, the authors' anchor ablation).
 
-The value lies G + 2 positions before the position that predicts it; the receptive field of the window stack is
-4 × (16 − 1) = 60 positions, so gaps G ≥ 59 are beyond it and only the memory (or full attention) can answer.
+The answer's source lies G + 2 (needle) or G + P + 1 (copy: p_1) positions before the position that predicts it;
+the receptive field of the window stack is 4 × (16 − 1) = 60 positions, so needle gaps G ≥ 59 (copy: G ≥ 60 − P)
+are beyond it and only the memory (or full attention) can answer.
 Exact-match accuracy per gap on --eval-rows fresh rows per seed (the same rows for every arm), mean ± s.d. over
 seeds and a 95% bootstrap interval (rows resampled within each seed, mean of the seed means). The gradient norm
 (before clipping) is logged at every step; its max and median are reported (the "stable BPTT" claim).
 
     OMP_NUM_THREADS=1 python experiments/pmnet_retrieval.py [--quick]
     OMP_NUM_THREADS=1 python experiments/pmnet_retrieval.py --seeds 1   # one seed (a process each, in parallel)
+    OMP_NUM_THREADS=1 python experiments/pmnet_retrieval.py --task copy --seeds 0 --payload 4 --steps 450 \
+        --seq-len 80 --far-fraction 0.75 --eval-rows 64                  # the committed copy-paste run
 
 Each seed's trained arms and scores are kept in --runs/seed-S.json and reused by a later run with the same settings,
 so the seeds may run as separate processes and the full command then only gathers them.
 
-The committed run (defaults) writes experiments/results/pmnet_retrieval.{json,png}; any other run writes the
-.quick files beside them. Verdict rule: mechlab.claims.registry._pmnet_retrieval.
+The committed runs write experiments/results/pmnet_retrieval.{json,png} (needle, the defaults) and
+experiments/results/pmnet_copy.{json,png} (``--task copy`` with the committed copy settings, see COPY_RUN); any other
+run writes the .quick files beside them. Verdict rule: mechlab.claims.registry._pmnet_retrieval (claim
+pmnet-retrieval; a copy-paste result is read by the same rule, printed and stored in its JSON).
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ import torch
 from scipy.stats import bootstrap
 
 from mechlab.data.retrieval import RetrievalTask, exact_match, training_task
+from mechlab.errors import ConfigError
 from mechlab.models import build_model, preset
 from mechlab.train.trainer import TrainConfig, train
 from mechlab.utils import machine_description, save_figure, write_json_atomic
@@ -53,11 +63,15 @@ RESULTS = ROOT / "results"
 ARMS = {"pmnet": {}, "twin": {"mem_cumsum": False}, "full": {"memory": False, "window": None}}
 VARIANTS = ("pmnet", "pmnet-off-at-test", "pmnet-anchors-zeroed", "twin", "full")
 QUICK = dict(seeds=[0], steps=20, gaps=[8, 64], eval_rows=16, bootstrap=100)
+# the committed copy-paste run: these options write pmnet_copy.json rather than a .quick file (75% of the training rows
+# beyond the receptive field, 450 steps of 16 × 80 tokens, one seed: what the CPU budget allowed)
+COPY_RUN = dict(task="copy", seeds=[0], payload=4, steps=450, seq_len=80, far_fraction=0.75, eval_rows=64)
+RF = preset("pmnet-tiny").receptive_field
 
 
 def train_arm(arm: str, seed: int, args, task: RetrievalTask) -> tuple[torch.nn.Module, dict]:
     mcfg = preset("pmnet-tiny", **ARMS[arm])
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seq_len=task.seq_len, lr=args.lr,
                       warmup_steps=min(50, args.steps // 10), weight_decay=0.0, eval_every=args.steps, log_every=1,
                       seed=seed, out_dir=str(Path(args.runs) / f"{arm}-s{seed}"))
     t0 = time.perf_counter()
@@ -85,7 +99,8 @@ def variants(models: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Module]:
             "full": models["full"]}
 
 
-SEED_KEYS = ("steps", "batch_size", "seq_len", "max_gap", "lr", "gaps", "eval_rows")
+SEED_KEYS = ("task", "payload", "steps", "batch_size", "seq_len", "max_gap", "far_gap", "far_fraction", "lr", "gaps",
+             "eval_rows")
 
 
 def run_seed(seed: int, args, task: RetrievalTask) -> tuple[dict, dict]:
@@ -150,11 +165,11 @@ def plot(result: dict, png: Path) -> None:
         lo, hi = np.array([c["ci"][0] for c in cells]), np.array([c["ci"][1] for c in cells])
         ax.semilogx(gaps, m, "o-", color=f"C{i}", label=v)
         ax.fill_between(gaps, lo, hi, color=f"C{i}", alpha=0.15)
-    ax.axhline(result["chance"], color="k", ls=":", lw=0.8, label="chance (1/16)")
+    ax.axhline(result["chance"], color="k", ls=":", lw=0.8, label=f"chance ({result['chance']:.3g})")
     ax.axvline(result["beyond_receptive_field_from"], color="k", lw=0.8, ls="--",
                label=f"receptive field 4×15 = {result['receptive_field']}")
     ax.axvline(s["max_gap"], color="grey", lw=0.8, ls="-.", label=f"longest training gap {s['max_gap']}")
-    ax.set_xlabel("gap G (filler symbols between the needle and the query)")
+    ax.set_xlabel("gap G (filler symbols between the needle and the query, or the payload and COPY)")
     ax.set_ylabel("exact-match accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7)
@@ -168,19 +183,38 @@ def plot(result: dict, png: Path) -> None:
     ax2.set_ylabel("gradient norm (before clipping)")
     ax2.legend(fontsize=7)
     ax2.grid(alpha=0.3, which="both")
-    fig.suptitle(f"needle retrieval beyond the receptive field: PMNet-tiny, {s['steps']} steps of {s['batch_size']}×"
-                 f"{s['seq_len']}, G ≤ {s['max_gap']} in training, {len(s['seeds'])} seeds", fontsize=10)
+    what = "needle retrieval" if result["task"] == "needle" else f"copy-paste of {s['payload']} symbols"
+    fig.suptitle(f"{what} beyond the receptive field: PMNet-tiny, {s['steps']} steps of {s['batch_size']}×"
+                 f"{s['seq_len']}, G ≤ {s['max_gap']} in training ({s['far_fraction']:.0%} of rows G ≥ {s['far_gap']}), "
+                 f"{len(s['seeds'])} seed(s)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, png)
 
 
+def fraction(text: str) -> float:
+    """An argparse ``type``: a number in [0, 1]."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number in [0, 1]")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=("needle", "copy"), default="needle")
+    ap.add_argument("--payload", type=int_at_least(1), default=8, help="symbols to copy (--task copy)")
     ap.add_argument("--seeds", type=int_at_least(0), nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int_at_least(1), default=500)
     ap.add_argument("--batch-size", type=int_at_least(1), default=16)
     ap.add_argument("--seq-len", type=int_at_least(8), default=96)
-    ap.add_argument("--max-gap", type=int_at_least(0), default=80)
+    ap.add_argument("--max-gap", type=int_at_least(0), default=None,
+                    help="longest training gap (default: 80, or the longest a row of --seq-len holds if shorter)")
+    ap.add_argument("--far-gap", type=int_at_least(0), default=None,
+                    help="shortest gap of the far rows (default: the shortest gap beyond the receptive field)")
+    ap.add_argument("--far-fraction", type=fraction, default=0.0, help="fraction of training rows with far gaps")
     ap.add_argument("--lr", type=positive_float, default=3e-3)
     ap.add_argument("--gaps", type=int_at_least(0), nargs="+", default=[8, 32, 64, 128, 256, 512, 1024])
     ap.add_argument("--eval-rows", type=int_at_least(1), default=128)
@@ -188,15 +222,37 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--runs", default="runs/pmnet_retrieval",
                     help="directory for the training runs' metrics logs and each seed's results (seed-S.json, reused)")
     ap.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    ap.add_argument("--partial", action="store_true",
+                    help="gather the committed configuration with only some of its seeds (those finished): written "
+                         "to the committed file, marked partial, with the seeds planned")
     return ap
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap, args, quick = parse_quick(build_parser, QUICK, argv, ignore=("runs",))
+    given = sys.argv[1:] if argv is None else argv
+    # --partial: the committed configuration gathered with only the seeds that finished (seeds then not compared)
+    ap, args, quick = parse_quick(build_parser, QUICK, argv,
+                                  ignore=("runs", "partial", "seeds") if "--partial" in given else ("runs", "partial"))
+    planned = build_parser().get_default("seeds")
+    if args.partial and (args.quick or not set(args.seeds) < set(planned)):
+        ap.error(f"--partial gathers a strict subset of the planned seeds {planned}, without --quick")
+    copy_run = {**{a.dest: a.default for a in build_parser()._actions}, **COPY_RUN}
+    if args.task == "copy" and not args.quick and all(getattr(args, k) == v for k, v in copy_run.items()
+                                                      if k not in ("runs", "far_gap", "help")):
+        quick = False  # the committed copy-paste run
     if len(set(args.seeds)) != len(args.seeds) or len(set(args.gaps)) != len(args.gaps):
         ap.error("--seeds and --gaps must be distinct")
     args.gaps = sorted(args.gaps)
-    task = RetrievalTask("needle", seq_len=args.seq_len, max_gap=args.max_gap)  # ConfigError on a bad combination
+    if args.max_gap is None:
+        args.max_gap = min(80, args.seq_len + 1 - RetrievalTask(args.task, payload=args.payload, seq_len=10_000,
+                                                                   max_gap=0).core_length(0))
+    if args.far_gap is None:  # the shortest gap whose answer lies beyond the receptive field
+        args.far_gap = min(RF - 1 if args.task == "needle" else RF - args.payload, args.max_gap)
+    try:
+        task = RetrievalTask(args.task, seq_len=args.seq_len, max_gap=args.max_gap, payload=args.payload,
+                             far_gap=args.far_gap, far_fraction=args.far_fraction)
+    except ConfigError as e:  # a combination of options the task cannot use: one line naming them
+        ap.error(f"--seq-len / --max-gap / --far-gap / --payload: {e}")
     t0 = time.perf_counter()
     hits = {v: {g: {} for g in args.gaps} for v in VARIANTS}
     training: dict = {arm: {} for arm in ARMS}
@@ -207,23 +263,25 @@ def main(argv: list[str] | None = None) -> dict:
                 hits[v][g][seed] = seed_hits[v][g]
         for arm in ARMS:
             training[arm][str(seed)] = seed_training[arm]
-    rf = preset("pmnet-tiny").receptive_field
+    rf = RF
     result = {"experiment": "pmnet_retrieval",
               "command": " ".join(["python", *(sys.argv if argv is None else ["experiments/pmnet_retrieval.py", *argv])]),
               "machine": machine_description(), "quick": quick, "seconds": time.perf_counter() - t0,
               "prediction": "memory off (trained twin, or switched off at test) is at chance beyond the receptive "
                             "field; PMNet stays near its in-window accuracy far beyond it (arXiv 2605.13370, abstract)",
-              "settings": {k: v for k, v in vars(args).items() if k != "quick"},
-              "task": "needle", "chance": task.chance, "receptive_field": rf,
-              "beyond_receptive_field_from": rf - 1,  # v lies G + 2 positions back: G + 2 > rf
+              "settings": {k: v for k, v in vars(args).items() if k not in ("quick", "partial")},
+              "partial": bool(args.partial), "seeds_planned": planned,
+              "task": args.task, "chance": task.chance, "receptive_field": rf,
+              # the shortest gap whose answer lies beyond the receptive field (task.distance(G) > rf)
+              "beyond_receptive_field_from": next(g for g in range(rf + 1) if task.distance(g) > rf),
               "params": {arm: training[arm][str(args.seeds[0])]["params"] for arm in ARMS},
               "training_seconds": sum(t["seconds"] for arm in training.values() for t in arm.values()),
               "accuracy": summarise(hits, args), "training": training}
     from mechlab.claims.registry import claim
 
-    m = claim("pmnet-retrieval").evaluate([result])
+    m = claim("pmnet-retrieval").evaluate([result])  # the same rule reads a copy-paste result
     result["verdict"] = {"verdict": m.verdict, "rows": m.rows, "reason": m.reason}
-    stem = "pmnet_retrieval" + (".quick" if quick else "")
+    stem = ("pmnet_retrieval" if args.task == "needle" else "pmnet_copy") + (".quick" if quick else "")
     write_json_atomic(RESULTS / f"{stem}.json", result)
     plot(result, RESULTS / f"{stem}.png")
     for q, v in m.rows:

@@ -85,6 +85,11 @@ def test_verdict_rule_of_pmnet_retrieval():
                  "settings": {"max_gap": 80, "seeds": [0, 1, 2]}, "training": {"pmnet": {"0": train}}}]
 
     assert _pmnet_retrieval(result([1, 1, 0.98, 0.97, 0.95], [1, 1, 0.06, 0.06, 0.06])).verdict == SUPPORTED
+    partial = result([1, 1, 0.98, 0.97, 0.95], [1, 1, 0.06, 0.06, 0.06])
+    partial[0].update(partial=True, seeds_planned=[0, 1, 2])
+    partial[0]["settings"]["seeds"] = [0, 1]
+    m = _pmnet_retrieval(partial)  # only some of the planned seeds ran: never supported
+    assert m.verdict == INCONCLUSIVE and "PARTIAL: 2 of the 3" in m.reason
     assert _pmnet_retrieval(result([1, 1, 0.95, 0.3, 0.1], [1, 1, 0.06, 0.06, 0.06])).verdict == REFUTED
     assert _pmnet_retrieval(result([1, 1, 0.06, 0.06, 0.06], [1, 1, 0.06, 0.06, 0.06])).verdict == INCONCLUSIVE
     # long gaps learned but in-window retrieval weak: under-trained, not refuted

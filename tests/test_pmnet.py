@@ -271,3 +271,154 @@ def test_generation_streams_a_window_model_past_max_seq_len_and_switches_are_boo
             preset("pmnet-tiny", **bad)
     with pytest.raises(ConfigError, match="unknown keys"):
         preset("pmnet-tiny", bogus_key=1)
+
+
+def test_the_segmented_sum_differentiates_the_carry_as_the_token_loop():
+    """The custom backward also gives the carry's gradient (Σ of dL/dU over its segment): float64, as above."""
+    gen = torch.Generator().manual_seed(11)
+    B, T, G, D = 2, 30, 4, 3
+    delta = torch.randn(B, T, D, generator=gen, dtype=torch.float64, requires_grad=True)
+    carry = torch.rand(B, G, D, generator=gen, dtype=torch.float64).requires_grad_()
+    group = torch.randint(0, G, (B, T), generator=gen)
+    w = torch.randn(B, T, D, generator=gen, dtype=torch.float64)
+    fast, _ = segmented_phase_sum(delta, group, G, carry=carry)
+    ref = phase_sum_loop(delta, group, G, carry=carry)
+    gd_f, gc_f = torch.autograd.grad((fast * w).sum(), (delta, carry))
+    gd_r, gc_r = torch.autograd.grad((ref * w).sum(), (delta, carry))
+    bound = 4 * T * w.abs().sum() * U64
+    assert (gd_f - gd_r).abs().max() <= bound and (gc_f - gc_r).abs().max() <= bound
+
+
+def test_gap_distribution_with_far_rows():
+    task = RetrievalTask("needle", seq_len=96, max_gap=88, far_gap=59, far_fraction=0.75)
+    gaps = []
+    for step in range(40):
+        x, _ = task.batch(0, step, 16)
+        # the gap is the distance from VAL's value to QUERY, read off the row: KEY k VAL v · G fillers · QUERY k v
+        for row in x.numpy():
+            q = int(np.flatnonzero(row == 2)[-1])
+            gaps.append(q - int(np.flatnonzero(row == 1)[-1]) - 2)
+    gaps = np.array(gaps)
+    assert gaps.min() >= 0 and gaps.max() <= 88
+    # P(G >= 59) = 0.75 + 0.25·30/89 ≈ 0.834; 640 rows: s.d. ≈ 0.015, so 5 s.d. either side
+    assert abs((gaps >= 59).mean() - (0.75 + 0.25 * 30 / 89)) < 5 * 0.015
+    assert torch.equal(RetrievalTask("needle", seq_len=96, max_gap=88).batch(0, 3, 16)[0],
+                       RetrievalTask("needle", seq_len=96, max_gap=88, far_fraction=0.0).batch(0, 3, 16)[0])
+    for bad in (dict(far_gap=90), dict(far_fraction=1.5), dict(far_fraction=True)):
+        with pytest.raises(ConfigError):
+            RetrievalTask("needle", seq_len=96, max_gap=88, **bad)
+
+
+def test_retrieval_data_sources_and_tokenizer():
+    from mechlab.data.retrieval import SYMBOLS, RetrievalTokenizer, parse_source
+    from mechlab.data.tokenizers import tokenizer_from_json
+    from mechlab.errors import DataError
+
+    tok = RetrievalTokenizer()
+    assert len(SYMBOLS) == len(set(SYMBOLS)) == tok.vocab_size == 48
+    ids = list(range(48))
+    assert tok.encode(tok.decode(ids)) == ids and tok.encode("#a =B 0?a") == [0, 5, 1, 22, 37, 2, 5]
+    assert isinstance(tokenizer_from_json(tok.to_json()), RetrievalTokenizer)
+    with pytest.raises(DataError, match="'x' is not a symbol"):
+        tok.encode("#x")
+    t = parse_source("retrieval:copy,payload=4,far_gap=50,far_fraction=0.5", 96)
+    assert (t.kind, t.payload, t.seq_len, t.max_gap, t.far_gap, t.far_fraction) == ("copy", 4, 96, 87, 50, 0.5)
+    assert parse_source("retrieval:needle", 64).max_gap == 58  # the longest gap a row of 64 + 1 symbols holds
+    for bad, msg in (("retrieval:needle,seq_len=64", "the run's seq_len"), ("retrieval:haystack", "needle' or 'copy"),
+                     ("retrieval:needle,gap=3", "not option=value"), ("retrieval:needle,max_gap=x", "an integer"),
+                     ("retrieval:needle,max_gap=90", "raise seq_len")):
+        with pytest.raises(ConfigError, match=msg):
+            parse_source(bad, 64)
+
+
+def test_exact_match_and_the_run_config_refuse_bad_arguments_with_one_line():
+    from mechlab.train.trainer import Task, run_model_config
+
+    task = RetrievalTask("needle", seq_len=32, max_gap=16)
+    m = build_model(tiny())
+    for kw, name in ((dict(gap=-1), "gap"), (dict(n_rows=0), "n_rows"), (dict(batch_size=0), "batch_size"),
+                     (dict(chunk=0), "chunk"), (dict(gap=1.5), "gap")):
+        args = {**dict(gap=4, n_rows=4, seed=0), **kw}
+        with pytest.raises(ConfigError, match=f"exact_match: {name}"):
+            exact_match(m, task, **args)
+    full = build_model(tiny(window=None, memory=False))  # max_seq_len 64, full attention: rows of 107 do not fit
+    with pytest.raises(ConfigError, match="max_seq_len"):
+        exact_match(full, task, 100, 2, seed=0)
+    cfg = TrainConfig(model="pmnet-tiny", steps=1, seq_len=32, model_overrides={"vocab_size": 300})
+    with pytest.raises(ConfigError, match="conflicts with the tokenizer"):
+        run_model_config(cfg, 259)
+    with pytest.raises(ConfigError, match="below the run's seq_len"):
+        run_model_config(dataclasses_replace(cfg, model_overrides={"max_seq_len": 16}), 259)
+    mcfg = run_model_config(dataclasses_replace(cfg, model_overrides={}), 259)
+    assert (mcfg.vocab_size, mcfg.max_seq_len) == (259, 64)
+    t = training_task(tiny(), task)
+    assert isinstance(t, Task) and t.seq_len == 32
+    with pytest.raises(ConfigError, match="seq_len is 48"):
+        train(TrainConfig(steps=1, batch_size=2, seq_len=48, out_dir="unused-dir"), task=t, progress=False)
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
+
+
+@pytest.mark.slow
+def test_the_cli_trains_scores_and_samples_a_retrieval_task(tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    config = tmp_path / "run.json"  # through a config file: eval_windows (the rows scored per gap) kept small
+    config.write_text(json.dumps({"model": "pmnet-tiny", "data": "retrieval:needle,max_gap=20", "seq_len": 32,
+                                  "batch_size": 4, "warmup_steps": 1, "eval_every": 100, "eval_windows": 2,
+                                  "save_every": 2, "steps": 2}))
+    base = ["train", "--config", str(config), "--out", str(run)]
+    r = CliRunner().invoke(app, base)
+    assert r.exit_code == 0, r.output
+    assert (run / "latest").exists() and json.loads((run / "train_config.json").read_text())["seq_len"] == 32
+    r = CliRunner().invoke(app, ["train", "--out", str(run), "--steps", "3", "--resume"])  # a checkpointed run resumes
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["exact-match", str(run), "--gap", "4", "--gap", "100", "--rows", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["task"] == "needle" and set(out["accuracy"]) == {"4", "100"} and out["receptive_field"] == 60
+    r = CliRunner().invoke(app, ["generate", str(run), "--prompt", "#a=B0123?a", "--max-new-tokens", "2"])
+    assert r.exit_code == 0 and r.output.startswith("#a=B0123?a")
+    for argv, msg in ((["eval", str(run)], "exact-match"), (["exact-match", str(run), "--gap", "-3"], "gap must be"),
+                      (["train", "--data", "retrieval:needle,seq_len=40", "--out", str(tmp_path / "r2")], "seq_len")):
+        r = CliRunner().invoke(app, argv)  # a ConfigError: `mechlab` (cli.main) prints its line and exits 2
+        assert isinstance(r.exception, ConfigError) and msg in str(r.exception), argv
+
+
+def _script(folder: str, name: str):
+    """A script of experiments/ or benchmarks/ as a module, its folder on sys.path as when it runs."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / folder
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    spec = importlib.util.spec_from_file_location(f"_pmnet_{name}", root / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("folder,name,argv,option", [
+    ("experiments", "pmnet_retrieval", ["--max-gap", "500"], "--max-gap"),
+    ("experiments", "pmnet_retrieval", ["--far-fraction", "2"], "--far-fraction"),
+    ("experiments", "pmnet_retrieval", ["--task", "copy", "--payload", "60"], "--payload"),
+    ("experiments", "pmnet_retrieval", ["--steps", "0"], "--steps"),
+    ("experiments", "pmnet_retrieval", ["--partial"], "--partial"),
+    ("benchmarks", "pmnet_throughput", ["--batch", "0"], "--batch"),
+    ("benchmarks", "pmnet_throughput", ["--seq", "x"], "--seq"),
+])
+def test_bad_options_of_the_experiment_and_the_benchmark_are_one_line_errors(folder, name, argv, option, capsys,
+                                                                             monkeypatch):
+    module = _script(folder, name)
+    monkeypatch.setattr("sys.argv", [f"{name}.py", *argv])
+    with pytest.raises(SystemExit) as e:
+        module.main(argv) if folder == "experiments" else module.main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and option in err and "Traceback" not in err, err

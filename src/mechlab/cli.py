@@ -143,6 +143,11 @@ def eval_cmd(
     from mechlab.train import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
+    from mechlab.data.retrieval import RetrievalTokenizer, is_source
+
+    if is_source(data) or isinstance(ckpt.tokenizer, RetrievalTokenizer):
+        raise ConfigError(f"{checkpoint} is a model of the synthetic retrieval tasks (48 symbols, no text corpus): "
+                          "score it with `mechlab exact-match`")
     corpus = get_corpus(data)
     split = split or ("validation" if "validation" in corpus.splits else corpus.splits[-1])
     if context > ckpt.config.max_seq_len + 1:
@@ -164,6 +169,47 @@ def eval_cmd(
     for k in ("bits_per_byte", "perplexity", "loss", "n_tokens", "n_bytes", "n_windows", "context", "stride"):
         v = out[k]
         table.add_row(k, f"{v:.4f}" if isinstance(v, float) else f"{v:,}")
+    console.print(table)
+
+
+@app.command("exact-match")
+def exact_match_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint or run directory of a model trained on a retrieval task."),
+    data: str | None = typer.Option(None, help="The task, as for `mechlab train --data` (default: the one the "
+                                       "checkpoint was trained on)."),
+    gaps: list[int] = typer.Option([8, 32, 64, 128, 256, 512, 1024], "--gap", help="Gap G to score (repeat the option)."),
+    rows: int = typer.Option(128, help="Fresh rows per gap."),
+    seed: int = typer.Option(0, help="Seed of the rows (every model scored with the same seed sees the same rows)."),
+    chunk: int | None = typer.Option(None, help="Stream each row through the model's cache in chunks of N tokens."),
+    batch_size: int = typer.Option(32, help="Rows per forward pass."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Exact-match accuracy per gap G of a checkpoint on the synthetic needle / copy-paste task, with the receptive
+    field of its attention stack (gaps beyond it can only be answered by a memory or full attention)."""
+    from mechlab.data.retrieval import exact_match, is_source, parse_source
+    from mechlab.train import load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    tc = ck.meta.get("train_config") or {}
+    data = data or tc.get("data")
+    if not is_source(data or ""):
+        raise ConfigError(f"{checkpoint} was not trained on a retrieval task ({data!r}): give --data retrieval:needle "
+                          "or retrieval:copy")
+    task = parse_source(data, int(tc.get("seq_len") or ck.config.max_seq_len))
+    hits = {g: exact_match(ck.model, task, g, rows, seed, batch_size=batch_size, chunk=chunk) for g in gaps}
+    rf = ck.config.receptive_field
+    out = {"checkpoint": str(ck.path), "data": data, "task": task.kind, "rows": rows, "seed": seed, "chance": task.chance,
+           "receptive_field": rf, "accuracy": {str(g): float(h.mean()) for g, h in hits.items()}}
+    if as_json:
+        console.print_json(json.dumps(out))
+        return
+    table = Table(title=f"{ck.path}: {task.kind} exact match ({rows} rows, chance {task.chance:.3g}, "
+                        f"receptive field {rf if rf is not None else 'unbounded'})")
+    table.add_column("gap G", justify="right")
+    table.add_column("accuracy", justify="right")
+    table.add_column("beyond the receptive field")
+    for g, h in hits.items():
+        table.add_row(str(g), f"{h.mean():.3f}", "-" if rf is None else ("yes" if task.distance(g) > rf else "no"))
     console.print(table)
 
 

@@ -552,7 +552,8 @@ def _maps_stability(res: list[dict]) -> Measurement:
 
 
 def _pmnet_retrieval(res: list[dict]) -> Measurement:
-    """experiments/pmnet_retrieval.py: exact-match needle retrieval per gap G with 95% bootstrap intervals.
+    """experiments/pmnet_retrieval.py: exact-match needle retrieval per gap G with 95% bootstrap intervals (res[0];
+    further results, the copy-paste run, are shown as rows and do not enter the verdict).
 
     In-window accuracy a_in = PMNet's mean over the gaps inside the receptive field. Learned: PMNet's interval at the
     shortest gap beyond the receptive field that training covered lies above chance + 0.25 (else the model did not
@@ -561,7 +562,7 @@ def _pmnet_retrieval(res: list[dict]) -> Measurement:
     memory-off twin's interval reaches down to chance + 0.1 (at chance). Refuted: learned, in-window accuracy at least
     0.8 (a model that has not learned the task well settles nothing about how far it carries), and at a gap beyond
     both the receptive field and the training gaps PMNet's whole interval lies below a_in − 0.1. Otherwise
-    inconclusive."""
+    inconclusive. A partial result (``partial``: only some of the planned seeds ran) is never supported."""
     r = res[0]
     acc, chance, start = r["accuracy"], r["chance"], r["beyond_receptive_field_from"]
     gaps = sorted(int(g) for g in acc["pmnet"])
@@ -582,6 +583,13 @@ def _pmnet_retrieval(res: list[dict]) -> Measurement:
         rows.append((f"{arm}: gradient norm per step, max / median over training",
                      f"max {max(mx):.2f}, median {statistics.median(md):.2f} (seeds: "
                      + "; ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(mx, md)) + ")"))
+    for extra in res[1:]:  # the copy-paste run, shown beside the needle (the verdict reads the needle run)
+        ea = extra["accuracy"]
+        for v in ("pmnet", "twin", "full"):
+            rows.append((f"copy-paste of {extra['settings']['payload']} symbols, {v} (seeds "
+                         f"{', '.join(map(str, extra['settings']['seeds']))}, {extra['settings']['steps']} steps; "
+                         f"verdict of the same rule: {extra['verdict']['verdict']})",
+                         ", ".join(f"G {g}: {ea[v][g]['mean']:.2f}" for g in sorted(ea[v], key=int))))
     trained_beyond = [g for g in beyond if g <= max_gap]
     probe = trained_beyond[0] if trained_beyond else beyond[0]
     learned = acc["pmnet"][str(probe)]["ci"][0] > chance + 0.25
@@ -589,10 +597,16 @@ def _pmnet_retrieval(res: list[dict]) -> Measurement:
     twin_chance = [acc["twin"][str(g)]["ci"][0] <= chance + 0.1 for g in beyond]
     far_fail = [g for g in beyond if g > max_gap and acc["pmnet"][str(g)]["ci"][1] < a_in - 0.1]
     where = f"in-window accuracy {a_in:.2f}, receptive field {r['receptive_field']}, training gaps ≤ {max_gap}"
+    if r.get("partial"):
+        where += (f"; PARTIAL: {len(r['settings']['seeds'])} of the {len(r['seeds_planned'])} planned seeds "
+                  f"({', '.join(map(str, r['settings']['seeds']))})")
     if not learned:
         return Measurement(INCONCLUSIVE, rows, f"PMNet did not learn retrieval beyond the receptive field within the "
                                                f"budget (G = {probe}: interval {acc['pmnet'][str(probe)]['ci'][0]:.2f}–"
                                                f"{acc['pmnet'][str(probe)]['ci'][1]:.2f}, chance {chance:.3f}); {where}")
+    if all(near) and all(twin_chance) and r.get("partial"):
+        return Measurement(INCONCLUSIVE, rows, f"PMNet stays near its in-window accuracy beyond the receptive field "
+                                               f"and the twin is at chance, but not every planned seed ran; {where}")
     if all(near) and all(twin_chance):
         return Measurement(SUPPORTED, rows, f"PMNet stays within 0.1 of its in-window accuracy at every gap beyond the "
                                             f"receptive field and the memory-off twin is at chance; {where}")
@@ -800,7 +814,8 @@ CLAIMS: list[Claim] = [
            evaluate=_mup_transfer),
     _claim("delegate-rs", "delegate52"),
     _claim("pmnet-retrieval", "pmnet", command="OMP_NUM_THREADS=1 python experiments/pmnet_retrieval.py",
-           results=("experiments/results/pmnet_retrieval.json",), plots=("experiments/results/pmnet_retrieval.png",),
+           results=("experiments/results/pmnet_retrieval.json", "experiments/results/pmnet_copy.json"),
+           plots=("experiments/results/pmnet_retrieval.png", "experiments/results/pmnet_copy.png"),
            evaluate=_pmnet_retrieval),
     _claim("probing-refusal", "perturbation-probing", **_PROBE_RUN, evaluate=_probing_refusal),
     _claim("probing-neurons", "perturbation-probing", **_PROBE_RUN, plots=_PROBE_PLOTS, evaluate=_probing_neurons),

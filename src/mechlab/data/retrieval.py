@@ -14,16 +14,23 @@ front with random fillers; inputs x are the first L symbols, targets y the last 
 everywhere but the answer positions, so the loss and the accuracy count only answers. Row i of optimiser step s of
 seed σ is drawn from ``numpy.random.default_rng([σ, s])``: data order depends on (seed, step) only, as the trainer
 requires of a :class:`~mechlab.train.trainer.Task`.
+
+As a data source of ``mechlab train`` (``--data retrieval:needle`` or ``retrieval:copy``, options after commas, e.g.
+``retrieval:copy,payload=4,max_gap=80``; see :func:`parse_source`) the run is the one trainer's: rows of the run's
+seq_len, normal checkpoints with the one-character-per-symbol :class:`RetrievalTokenizer`, loadable by ``mechlab
+eval``/``generate`` and scored per gap by ``mechlab exact-match``.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from mechlab.errors import ConfigError
+from mechlab.errors import ConfigError, DataError
 
 KEY, VAL, QUERY, COPY, DELIM = 0, 1, 2, 3, 4
 KEYS = np.arange(5, 21)
@@ -31,18 +38,63 @@ VALUES = np.arange(21, 37)
 FILLERS = np.arange(37, 48)
 VOCAB_SIZE = 48
 IGNORE = -100
+# One printable character per symbol (RetrievalTokenizer): markers, keys a–p, values A–P, fillers 0–9 and '.'.
+SYMBOLS = "#=?>|" + "abcdefghijklmnop" + "ABCDEFGHIJKLMNOP" + "0123456789."
+SOURCE_PREFIX = "retrieval:"
+SOURCE_OPTIONS = ("min_gap", "max_gap", "far_gap", "far_fraction", "payload")
+
+
+class RetrievalTokenizer:
+    """The tokenizer of the synthetic tasks: symbol i is the character ``SYMBOLS[i]`` (KEY '#', VAL '=', QUERY '?',
+    COPY '>', DELIM '|', keys a–p, values A–P, fillers 0–9 and '.'); whitespace in a text is skipped. No BOS/EOS
+    (ids −1). ``encode`` raises DataError naming the first character that is not a symbol."""
+
+    vocab_size = VOCAB_SIZE
+    bos_id = -1
+    eos_id = -1
+    add_bos = False
+
+    def encode(self, text: str, add_bos: bool = False) -> list[int]:
+        ids = []
+        for ch in text:
+            if ch.isspace():
+                continue
+            i = SYMBOLS.find(ch)
+            if i < 0:
+                raise DataError(f"retrieval tokenizer: {ch!r} is not a symbol (symbols: {SYMBOLS})")
+            ids.append(i)
+        return ids
+
+    def encode_array(self, text: str) -> np.ndarray:
+        return np.asarray(self.encode(text), dtype=np.uint16)
+
+    def decode(self, ids) -> str:
+        return "".join(SYMBOLS[i] for i in ids if 0 <= i < VOCAB_SIZE)
+
+    def token_byte_lengths(self) -> np.ndarray:
+        return np.ones(VOCAB_SIZE, dtype=np.int64)
+
+    def to_json(self) -> str:
+        return json.dumps({"mechlab_tokenizer": "retrieval", "symbols": SYMBOLS})
+
+    def __repr__(self) -> str:
+        return f"RetrievalTokenizer(vocab_size={VOCAB_SIZE})"
 
 
 @dataclass(frozen=True)
 class RetrievalTask:
     """A synthetic task: ``kind`` "needle" or "copy"; training rows of ``seq_len`` tokens with gaps G drawn
-    uniformly from [min_gap, max_gap]; ``payload`` symbols to copy (copy only)."""
+    uniformly from [min_gap, max_gap], except that a fraction ``far_fraction`` of the rows (on average) draws G
+    uniformly from [far_gap, max_gap] (a gap distribution in which most rows need a memory when far_gap lies beyond
+    the receptive field); ``payload`` symbols to copy (copy only)."""
 
     kind: str = "needle"
     seq_len: int = 128
     min_gap: int = 0
     max_gap: int = 96
     payload: int = 8
+    far_gap: int = 0
+    far_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in ("needle", "copy"):
@@ -53,6 +105,10 @@ class RetrievalTask:
                 raise ConfigError(f"retrieval task: {name} must be a positive integer, got {v!r}")
         if not 0 <= self.min_gap <= self.max_gap:
             raise ConfigError(f"retrieval task: need 0 <= min_gap <= max_gap, got {self.min_gap}, {self.max_gap}")
+        if not self.min_gap <= self.far_gap <= self.max_gap:
+            raise ConfigError(f"retrieval task: need min_gap <= far_gap <= max_gap, got {self.far_gap}")
+        if isinstance(self.far_fraction, bool) or not 0.0 <= self.far_fraction <= 1.0:
+            raise ConfigError(f"retrieval task: far_fraction must be in [0, 1], got {self.far_fraction!r}")
         if self.core_length(self.max_gap) > self.seq_len + 1:
             raise ConfigError(f"retrieval task: a gap of {self.max_gap} needs rows of {self.core_length(self.max_gap)} "
                               f"symbols; raise seq_len to >= {self.core_length(self.max_gap) - 1} or lower max_gap")
@@ -60,6 +116,12 @@ class RetrievalTask:
     def core_length(self, gap: int) -> int:
         """Symbols of a row without its front filler: 7 + G (needle), 2P + 2 + G (copy)."""
         return 7 + gap if self.kind == "needle" else 2 * self.payload + 2 + gap
+
+    def distance(self, gap: int) -> int:
+        """Positions between the earliest symbol an answer needs and the position that predicts it: G + 2 (needle:
+        v to the final k), G + P + 1 (copy: p_1 to COPY). A gap is beyond an attention stack's receptive field rf
+        when distance > rf."""
+        return gap + 2 if self.kind == "needle" else gap + self.payload + 1
 
     @property
     def answers(self) -> int:
@@ -90,9 +152,76 @@ class RetrievalTask:
         return x, y
 
     def batch(self, seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training batch of optimiser step ``step``: gaps uniform on [min_gap, max_gap], rows of seq_len."""
+        """The training batch of optimiser step ``step``: gaps uniform on [min_gap, max_gap] (a fraction
+        ``far_fraction`` of rows on [far_gap, max_gap]), rows of seq_len."""
         rng = np.random.default_rng([seed, step])
-        return self.rows(rng, rng.integers(self.min_gap, self.max_gap + 1, size=batch_size))
+        gaps = rng.integers(self.min_gap, self.max_gap + 1, size=batch_size)
+        if self.far_fraction > 0:
+            far = rng.random(batch_size) < self.far_fraction
+            gaps = np.where(far, rng.integers(self.far_gap, self.max_gap + 1, size=batch_size), gaps)
+        return self.rows(rng, gaps)
+
+
+def is_source(data: str) -> bool:
+    """Whether a training data name is a synthetic-task source (``retrieval:...``)."""
+    return isinstance(data, str) and data.startswith(SOURCE_PREFIX)
+
+
+def parse_source(data: str, seq_len: int) -> RetrievalTask:
+    """The :class:`RetrievalTask` a data source names: ``retrieval:KIND[,option=value,...]`` with KIND needle or copy
+    and options among min_gap, max_gap, far_gap, far_fraction, payload. The row length is the run's ``seq_len`` (one
+    source of truth: a seq_len option is refused); max_gap defaults to the longest gap a row of seq_len holds.
+    Raises ConfigError naming the part of the name it cannot use."""
+    if not is_source(data):
+        raise ConfigError(f"not a retrieval data source: {data!r} (expected 'retrieval:needle' or 'retrieval:copy')")
+    kind, *parts = data[len(SOURCE_PREFIX):].split(",")
+    if kind not in ("needle", "copy"):
+        raise ConfigError(f"data source {data!r}: the task must be 'needle' or 'copy', got {kind!r}")
+    opts: dict = {}
+    for part in parts:
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if name == "seq_len":
+            raise ConfigError(f"data source {data!r}: the row length is the run's seq_len (--seq-len); "
+                              "do not give seq_len in the source")
+        if not eq or name not in SOURCE_OPTIONS:
+            raise ConfigError(f"data source {data!r}: {part!r} is not option=value with an option among "
+                              f"{', '.join(SOURCE_OPTIONS)}")
+        try:
+            v = float(value) if name == "far_fraction" else int(value)
+        except ValueError:
+            raise ConfigError(f"data source {data!r}: {name} must be "
+                              f"{'a number' if name == 'far_fraction' else 'an integer'}, got {value!r}") from None
+        if name == "far_fraction" and not math.isfinite(v):
+            raise ConfigError(f"data source {data!r}: far_fraction must be in [0, 1], got {value!r}")
+        opts[name] = v
+    if "max_gap" not in opts:
+        payload = opts.get("payload", RetrievalTask.payload)
+        longest = seq_len + 1 - (7 if kind == "needle" else 2 * payload + 2)
+        if longest < 0:
+            raise ConfigError(f"data source {data!r}: rows of seq_len {seq_len} cannot hold a {kind} task; "
+                              "raise --seq-len")
+        opts["max_gap"] = longest
+    return RetrievalTask(kind, seq_len=seq_len, **opts)
+
+
+def source_task(cfg, eval_gaps: tuple[int, ...] = (8, 64, 128)):
+    """The :class:`~mechlab.train.trainer.Task` of a training run whose ``cfg.data`` is a retrieval source: the model
+    of preset ``cfg.model`` (with ``cfg.model_overrides``; vocabulary the task's 48 symbols, see
+    :func:`mechlab.train.trainer.run_model_config`), rows of ``cfg.seq_len``, exact-match logged at ``eval_gaps`` on
+    ``cfg.eval_windows`` rows per gap, and the :class:`RetrievalTokenizer`, so the trainer writes normal checkpoints."""
+    from mechlab.train.trainer import run_model_config
+
+    task = parse_source(cfg.data, cfg.seq_len)
+    t = training_task(run_model_config(cfg, VOCAB_SIZE), task, eval_gaps=eval_gaps, eval_rows=cfg.eval_windows,
+                      eval_seed=cfg.seed)
+    t.tokenizer = RetrievalTokenizer()
+    return t
+
+
+def _check_int(name: str, v, minimum: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise ConfigError(f"exact_match: {name} must be an integer >= {minimum}, got {v!r}")
 
 
 @torch.no_grad()
@@ -100,7 +229,26 @@ def exact_match(model: torch.nn.Module, task: RetrievalTask, gap: int, n_rows: i
                 batch_size: int = 32, chunk: int | None = None) -> np.ndarray:
     """Per-row exact-match (bool array of n_rows) of ``model`` on fresh rows of gap G (seeded by (seed, G), so every
     model is scored on the same rows): all answer positions predicted right by argmax. ``chunk`` streams each row
-    through the model's cache (``Transformer.forward_chunked``) instead of one full pass."""
+    through the model's cache (``Transformer.forward_chunked``) instead of one full pass. Raises ConfigError naming
+    the argument for a gap < 0, n_rows/batch_size/chunk < 1, a model with fewer than 48 symbols, or rows longer
+    than a model that cannot stream (not sliding-window only) takes."""
+    _check_int("gap", gap, 0)
+    _check_int("n_rows", n_rows, 1)
+    _check_int("batch_size", batch_size, 1)
+    _check_int("seed", seed, 0)
+    if chunk is not None:
+        _check_int("chunk", chunk, 1)
+    if not isinstance(task, RetrievalTask):
+        raise ConfigError(f"exact_match: task must be a RetrievalTask, got {type(task).__name__}")
+    mcfg = getattr(model, "config", None)
+    if mcfg is not None:
+        if mcfg.vocab_size < VOCAB_SIZE:
+            raise ConfigError(f"exact_match: the tasks use {VOCAB_SIZE} symbols; the model's vocab_size is "
+                              f"{mcfg.vocab_size}")
+        length = max(task.seq_len, task.core_length(gap) - 1)
+        if length > mcfg.max_seq_len and not (chunk or getattr(mcfg, "all_local", False)):
+            raise ConfigError(f"exact_match: gap {gap} makes rows of {length} tokens, beyond the model's max_seq_len "
+                              f"{mcfg.max_seq_len} (and it has full-attention layers, so it cannot stream)")
     rng = np.random.default_rng([seed, 1_000_003, gap])
     x, y = task.rows(rng, np.full(n_rows, gap))
     device = next(model.parameters()).device
@@ -120,14 +268,19 @@ def training_task(model_cfg, task: RetrievalTask, eval_gaps: tuple[int, ...] = (
                   eval_seed: int = 0):
     """A :class:`~mechlab.train.trainer.Task` for the one trainer: builds ``build_model(model_cfg)``, draws
     :meth:`RetrievalTask.batch` and, at each evaluation, logs ``acc_G{g}`` = exact-match accuracy at every gap of
-    ``eval_gaps`` on ``eval_rows`` rows."""
+    ``eval_gaps`` on ``eval_rows`` rows. The Task declares the task's seq_len: the trainer refuses a run whose
+    ``TrainConfig.seq_len`` differs (the recorded config and the rows trained on are one)."""
     from mechlab.models import build_model
     from mechlab.train.trainer import Task
 
     if model_cfg.vocab_size < VOCAB_SIZE:
         raise ConfigError(f"retrieval tasks use {VOCAB_SIZE} symbols; the model's vocab_size is {model_cfg.vocab_size}")
+    if model_cfg.max_seq_len < task.seq_len:
+        raise ConfigError(f"retrieval task: rows of {task.seq_len} tokens exceed the model's max_seq_len "
+                          f"{model_cfg.max_seq_len}")
 
     def evaluate(model) -> dict[str, float]:
         return {f"acc_G{g}": float(exact_match(model, task, g, eval_rows, eval_seed).mean()) for g in eval_gaps}
 
-    return Task(build_model=lambda: build_model(model_cfg), batch=task.batch, evaluate=evaluate if eval_gaps else None)
+    return Task(build_model=lambda: build_model(model_cfg), batch=task.batch, evaluate=evaluate if eval_gaps else None,
+                seq_len=task.seq_len)

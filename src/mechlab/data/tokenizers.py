@@ -195,6 +195,10 @@ def tokenizer_from_json(text: str) -> Tokenizer:
         raise DataError(f"tokenizer file is not valid JSON: {e}") from e
     if spec.get("mechlab_tokenizer") == "byte":
         return ByteTokenizer(tuple(spec["specials"]))
+    if spec.get("mechlab_tokenizer") == "retrieval":  # the synthetic tasks' symbols (mechlab.data.retrieval)
+        from mechlab.data.retrieval import RetrievalTokenizer
+
+        return RetrievalTokenizer()
     from tokenizers import Tokenizer as HFTokenizer
 
     return BPETokenizer(HFTokenizer.from_str(text))

@@ -37,11 +37,52 @@ import torch.nn.functional as F
 TWO_PI = 2 * math.pi
 
 
-def _scale_grad(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """x with its value bit for bit unchanged and its gradient multiplied by ``scale`` (straight-through):
-    x.detach() + (x − x.detach())·scale, whose second term is exactly zero in value."""
-    d = x.detach()
-    return d + (x - d) * scale
+class _SegmentedSum(torch.autograd.Function):
+    """The sorted segmented prefix sum with its own backward (the reverse segmented sum), see
+    :func:`segmented_phase_sum`. The float64 work runs on the transpose (D, B·T): every cumulative sum then runs along
+    contiguous memory (each column is added in the same order as ``cumsum(0)`` over (B·T, D) rows would, so the
+    values are the same bits, but a CPU's ``cumsum(0)`` strides through memory and is several times slower), the
+    offsets are gathered per segment and the elementwise work stays contiguous; only float32 tensors are
+    transposed. Gathers are ``index_select`` (autograd's backward of advanced indexing is a sort-based scatter)."""
+
+    @staticmethod
+    def forward(ctx, delta, carry, order, inverse, sk, first, seg, last_rows, scale):
+        B, T, D = delta.shape
+        sel = torch.index_select
+        x = sel(delta.reshape(B * T, D), 0, order).t().contiguous().to(torch.float64)  # (D, B·T), sorted
+        c = x.cumsum(1)
+        # each segment's starting offset: the running sum before its first row (0 for the first segment)
+        off = torch.cat([c.new_zeros(D, 1), sel(c, 1, first[1:] - 1)], 1)  # (D, segments)
+        u = c - sel(off, 1, seg)
+        if carry is not None:
+            u = u + sel(carry.reshape(-1, D).t().to(torch.float64), 1, sk)
+        u = torch.remainder(u, TWO_PI).to(delta.dtype)  # (D, B·T)
+        ctx.save_for_backward(order, inverse, sk, first, seg, last_rows, scale)
+        ctx.shape, ctx.carry_shape = delta.shape, None if carry is None else carry.shape
+        last = sel(u, 1, last_rows).t()  # U of each segment's last row (segments, D)
+        ctx.mark_non_differentiable(last)
+        return sel(u, 1, inverse).t().contiguous().view(B, T, D), last
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_last):
+        # dL/dΔ_s = Σ_{t ≥ s, same segment} dL/dU_t (the mod has derivative 1): a reverse cumulative sum over the
+        # sorted rows minus, per segment, the sum after its last row (0 for the last segment); float64 as forward.
+        order, inverse, sk, first, seg, last_rows, scale = ctx.saved_tensors
+        B, T, D = ctx.shape
+        sel = torch.index_select
+        g = sel(grad_out.reshape(B * T, D), 0, order).t().contiguous().to(torch.float64)  # (D, B·T)
+        r = g.flip(1).cumsum(1).flip(1)
+        after = torch.cat([sel(r, 1, last_rows[:-1] + 1), r.new_zeros(D, 1)], 1)  # (D, segments)
+        d = r - sel(after, 1, seg)
+        grad_carry = None
+        if ctx.carry_shape is not None and ctx.needs_input_grad[1]:
+            n = ctx.carry_shape[0] * ctx.carry_shape[1]
+            grad_carry = d.new_zeros(n, D).index_copy(0, sk[first], sel(d, 1, first).t())
+            grad_carry = grad_carry.view(ctx.carry_shape).to(grad_out.dtype)
+        grad = sel(d.to(grad_out.dtype), 1, inverse).t().contiguous().view(B, T, D)
+        if scale is not None:
+            grad = grad * scale
+        return grad, grad_carry, None, None, None, None, None, None, None
 
 
 def segmented_phase_sum(delta: torch.Tensor, group: torch.Tensor, n_groups: int, *, scale_grad: bool = False,
@@ -56,35 +97,30 @@ def segmented_phase_sum(delta: torch.Tensor, group: torch.Tensor, n_groups: int,
     Method: stable sort of the keys b·n_groups + g (O(BT log BT)), one cumulative sum over the sorted rows,
     subtraction of each segment's starting offset, unsort by the inverse permutation: never a T × T loop. The sum
     runs in float64 (a float32 cumsum over B·T rows of |Δ| ≤ π would lose ~B·T·π·2⁻²⁴ radians), then mod 2π in
-    float64 and a cast back to delta's dtype. Gradients flow through Δ (the mod has derivative 1). With
-    ``scale_grad`` (training), the gradient reaching Δ_t is divided by max(1, √n) with n the number of tokens of
-    its segment in this call; its value is unchanged (the authors' straight-through scaling).
+    float64 and a cast back to delta's dtype. Gradients flow through Δ (the mod has derivative 1); the backward pass
+    is the same construction reversed (a reverse cumulative sum minus what lies after each segment), in float64.
+    With ``scale_grad`` (training), the gradient reaching Δ_t is divided by max(1, √n) with n the number of tokens
+    of its segment in this call; its value is unchanged (the authors' straight-through scaling).
     """
     B, T, D = delta.shape
     key = (torch.arange(B, device=delta.device).unsqueeze(1) * n_groups + group).reshape(-1)
     order = torch.sort(key, stable=True).indices
     sk = key[order]
+    scale = None
     if scale_grad:
         count = torch.bincount(key, minlength=B * n_groups)[key]
         scale = count.to(delta.dtype).clamp(min=1).sqrt().reciprocal().view(B, T, 1)
-        delta = _scale_grad(delta, scale)
-    x = delta.reshape(B * T, D)[order].to(torch.float64)
-    c = x.cumsum(0)
     start = torch.ones_like(sk, dtype=torch.bool)
     start[1:] = sk[1:] != sk[:-1]
     seg = start.cumsum(0) - 1  # segment index of each sorted row
-    offset = torch.cat([c.new_zeros(1, D), c[:-1]])[start]  # the sum before each segment's first row
-    u = c - offset[seg]
-    if carry is not None:
-        u = u + carry.reshape(B * n_groups, D).to(torch.float64)[sk]
-    u = torch.remainder(u, TWO_PI).to(delta.dtype)
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(order.numel(), device=order.device)
-    out = u[inverse].view(B, T, D)
     end = torch.ones_like(start)
     end[:-1] = start[1:]
+    first, last_rows = start.nonzero().squeeze(1), end.nonzero().squeeze(1)  # each segment's first and last row
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    out, u_last = _SegmentedSum.apply(delta, carry, order, inverse, sk, first, seg, last_rows, scale)
     base = carry.reshape(B * n_groups, D) if carry is not None else delta.new_zeros(B * n_groups, D)
-    last = base.detach().to(delta.dtype).index_copy(0, sk[end], u[end].detach()).view(B, n_groups, D)
+    last = base.detach().to(delta.dtype).index_copy(0, sk[last_rows], u_last).view(B, n_groups, D)
     return out, last
 
 
@@ -134,6 +170,11 @@ class PhasorWrite(nn.Module):
         self.o = nn.Linear(dim, dim)
         self.anchor = nn.Parameter(torch.empty(self.n_groups, n_slots, dim))
 
+    def _anchor(self, group: torch.Tensor) -> torch.Tensor:
+        """E_h[g] (B, T, N, M) for the groups g (B, T): a gather of rows (``index_select``, whose backward is a
+        single index_add rather than the sort-based accumulation of advanced indexing)."""
+        return torch.index_select(self.anchor, 0, group.reshape(-1)).view(*group.shape, *self.anchor.shape[1:])
+
     def forward(self, x: torch.Tensor, state: PhasorState, cumsum: bool, grad_scale: bool,
                 carry: torch.Tensor | None) -> torch.Tensor | None:
         """Update ``state`` in place (phase, group, choice, features) from x (B, T, C); returns the new carry
@@ -141,7 +182,7 @@ class PhasorWrite(nn.Module):
         B, T, _ = x.shape
         u = self.norm(x)
         q = math.pi * torch.tanh(self.q(u))  # (B, T, M)
-        phi = state.phase + self.anchor[state.group]  # (B, T, N, M)
+        phi = state.phase + self._anchor(state.group)  # (B, T, N, M)
         k = math.pi * torch.tanh(self.k(torch.cat([phi.sin(), phi.cos()], -1)))
         p = F.softmax(_phase_dot(q.unsqueeze(-2), k) / math.sqrt(self.dim), dim=-1)  # (B, T, N)
         theta = math.pi * torch.tanh(self.o(self.v(u)))  # (B, T, M)
@@ -156,7 +197,7 @@ class PhasorWrite(nn.Module):
             U = torch.remainder(delta, TWO_PI)
         state.phase = state.phase + U.view_as(state.phase)
         state.choice = p.argmax(-1)
-        phi = state.phase + self.anchor[state.group]
+        phi = state.phase + self._anchor(state.group)
         state.features = torch.cat([phi.sin(), phi.cos()], -1)
         return new_carry
 

@@ -18,7 +18,10 @@ batch of every optimiser step as a function of (seed, step) and, optionally, its
 carry its own peak learning rate), hooks before and after every optimiser step, and an evaluation at
 ``eval_every``. The loop, optimiser, schedule, clipping, accumulation, data parallelism, observables and the metrics
 log are the same; such a run writes no checkpoints (a task's model is any ``nn.Module``) and so cannot resume: the
-trained model is returned. A task run with ``out_dir = None`` writes no files at all (its log goes to ``on_log``).
+trained model is returned, unless the task carries a tokenizer: the synthetic retrieval tasks are data sources
+(``data="retrieval:needle"``, ``"retrieval:copy,payload=4"``; :mod:`mechlab.data.retrieval`) whose Task carries a
+tokenizer and a model of the family, so such a run writes normal checkpoints and resumes like a language-model run.
+A task run with ``out_dir = None`` writes no files at all (its log goes to ``on_log``).
 
 Quantisation-aware training and fine-tuning of quantised models follow prepare -> this loop -> convert
 (:func:`mechlab.quant.qat.qat_`, :func:`mechlab.quant.finetune.finetune_`).
@@ -72,11 +75,14 @@ class TrainConfig:
     """Everything that defines a training run (saved as ``train_config.json`` in the run directory)."""
 
     model: str = "tiny"
-    """Model preset (see `mechlab presets`)."""
+    """Model preset (see `mechlab presets`). Its vocab_size becomes the tokenizer's and its max_seq_len max(seq_len,
+    64); the run logs each value it changes."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
     """ModelConfig fields changed from the preset's, e.g. d_model=128 (on the command line: repeat KEY=VALUE)."""
     data: str = "stdlib"
-    """Corpus name (see `mechlab corpora`) or a path to .txt files."""
+    """Corpus name (see `mechlab corpora`), a path to .txt files, or a synthetic task generated on the fly:
+    'retrieval:needle' or 'retrieval:copy', options after commas (min_gap, max_gap, far_gap, far_fraction, payload;
+    e.g. 'retrieval:copy,payload=4'): rows of seq_len tokens, its own 48-symbol tokenizer (tokenizer unused)."""
     tokenizer: str = "byte"
     """'byte', 'bpe:VOCAB' (trained on the corpus) or a tokenizer.json."""
     data_dir: str | None = None
@@ -309,7 +315,10 @@ class Task:
     ``before_step(step)`` called before every optimiser step (0-based), its dict of floats added to the step's log
     record; ``after_step(step)`` called after it; ``train_mode`` False runs the model in eval mode throughout (no
     dropout) and leaves its mode as it was; ``device`` the device to train on (default: CUDA if present, else the
-    CPU); ``desc`` the progress bar's label."""
+    CPU); ``desc`` the progress bar's label. ``seq_len``, if given, is the row length of the task's batches: the run refuses a
+    ``TrainConfig.seq_len`` that differs (the recorded config and the data are one). ``tokenizer``, if given (with a
+    model of the family), makes the run write normal checkpoints, as a data source of ``TrainConfig.data`` does
+    (``retrieval:...``, :func:`mechlab.data.retrieval.source_task`)."""
 
     build_model: Callable[[], torch.nn.Module]
     batch: Callable[[int, int, int], tuple[torch.Tensor, torch.Tensor]]
@@ -321,6 +330,8 @@ class Task:
     train_mode: bool = True
     device: torch.device | str | None = None
     desc: str = "train"
+    seq_len: int | None = None
+    tokenizer: Any = None
 
 
 @dataclass
@@ -363,6 +374,28 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
+def run_model_config(cfg: TrainConfig, vocab_size: int):
+    """The model config of a run: preset ``cfg.model`` with ``cfg.model_overrides``, the vocabulary of the run's
+    tokenizer (``vocab_size``) and max_seq_len = max(seq_len, 64) unless an override gives one. Logs each value
+    that differs from the preset's (what the run changes); raises ConfigError when an override conflicts: a
+    vocab_size other than the tokenizer's, or a max_seq_len below seq_len."""
+    over = dict(cfg.model_overrides)
+    if "vocab_size" in over and over["vocab_size"] != vocab_size:
+        raise ConfigError(f"model_overrides vocab_size={over['vocab_size']!r} conflicts with the tokenizer's "
+                          f"{vocab_size} symbols (the model's vocabulary is the tokenizer's: drop the override)")
+    if "max_seq_len" in over and not (isinstance(over["max_seq_len"], int) and over["max_seq_len"] >= cfg.seq_len):
+        raise ConfigError(f"model_overrides max_seq_len={over['max_seq_len']!r} is below the run's seq_len "
+                          f"{cfg.seq_len}")
+    base = preset(cfg.model, **{k: v for k, v in over.items() if k not in ("vocab_size", "max_seq_len")})
+    mcfg = preset(cfg.model, **{"max_seq_len": max(cfg.seq_len, 64), **over, "vocab_size": vocab_size})
+    for name, why in (("vocab_size", "the tokenizer's"), ("max_seq_len", "max(seq_len, 64)" if "max_seq_len" not in over
+                                                          else "the override")):
+        if getattr(mcfg, name) != getattr(base, name):
+            log.info("model %s: %s %d (%s; the preset has %d)", cfg.model, name, getattr(mcfg, name), why,
+                     getattr(base, name))
+    return mcfg
+
+
 def validation_record(model, stream: TokenStream, cfg: TrainConfig, step: int) -> tuple[EvalResult, dict]:
     """The metrics-log row of a validation pass: loss and bits/byte, plus the loop observables of a looped model
     (arXiv 2604.21254; :func:`mechlab.mechanics.loop_observables`) on a fixed batch of validation windows."""
@@ -389,6 +422,12 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     model, data and data fields of ``cfg`` are then unused; no checkpoints, so no ``resume``, no ``hidden_id_every``).
     """
     cfg.validate()
+    from mechlab.data.retrieval import is_source
+
+    if is_source(cfg.data) and task is not None:
+        raise ConfigError(f"data {cfg.data!r} is itself a task: give a Task or a retrieval data source, not both")
+    if is_source(cfg.data) and cfg.hidden_id_every:
+        raise ConfigError(f"data {cfg.data!r} has no token windows: hidden_id_every must be 0")
     if task is not None and (resume or cfg.hidden_id_every):
         raise ConfigError("a Task run writes no checkpoints and has no token windows: it cannot --resume or log "
                           "hidden_id_every; train it again from step 0 with hidden_id_every = 0")
@@ -416,6 +455,13 @@ def _train(cfg, out: Path | None, env: _Dist, resume, overwrite, progress, stop_
     if micro <= 0 or cfg.batch_size % (micro * env.world):
         raise ConfigError(f"batch_size={cfg.batch_size} must be a multiple of micro_batch_size × processes = {micro} × {env.world}")
     accum = cfg.batch_size // (micro * env.world)
+    from mechlab.data.retrieval import is_source, source_task
+
+    if task is None and is_source(cfg.data):  # a synthetic task named as data: a Task that writes checkpoints
+        task = source_task(cfg)
+    if task is not None and task.seq_len is not None and task.seq_len != cfg.seq_len:
+        raise ConfigError(f"the task's rows are {task.seq_len} tokens but the run's seq_len is {cfg.seq_len}: "
+                          "give the same length to both")
     device = torch.device(task.device) if task is not None and task.device is not None else _device()
 
     exists = out is not None and ((out / "latest").exists() or (out / TRAIN_CONFIG).exists())
@@ -426,6 +472,7 @@ def _train(cfg, out: Path | None, env: _Dist, resume, overwrite, progress, stop_
     env.barrier()  # every process has looked at the run directory before the first one writes to it
 
     changes: dict = {}
+    train_stream = val_stream = None
     if resume:
         ckpt = load_checkpoint(out, device=device)
         model, tok = ckpt.model, ckpt.tokenizer
@@ -439,9 +486,10 @@ def _train(cfg, out: Path | None, env: _Dist, resume, overwrite, progress, stop_
         tok, train_stream, val_stream = None, None, None
         torch.manual_seed(cfg.seed)
         model = task.build_model().to(device)
+        tok = task.tokenizer
     else:
         tok = build_tokenizer(cfg.tokenizer, cfg.data, cfg.data_dir)
-        mcfg = preset(cfg.model, **{"max_seq_len": max(cfg.seq_len, 64), **cfg.model_overrides, "vocab_size": tok.vocab_size})
+        mcfg = run_model_config(cfg, tok.vocab_size)
         torch.manual_seed(cfg.seed)
         model = build_model(mcfg).to(device)
     if cfg.hidden_id_every:  # refuse now, not at step hidden_id_every after the training time is spent
@@ -454,7 +502,7 @@ def _train(cfg, out: Path | None, env: _Dist, resume, overwrite, progress, stop_
             out.mkdir(parents=True, exist_ok=True)
             (out / METRICS).unlink(missing_ok=True)
             write_json_atomic(out / TRAIN_CONFIG, cfg.to_dict())
-    if task is None:
+    if task is None and train_stream is None:
         train_stream = token_stream(cfg.data, "train", tok, cfg.data_dir)
         val_stream = token_stream(cfg.data, "validation", tok, cfg.data_dir)
 
@@ -589,8 +637,9 @@ def _loop(cfg, out, env, task, model, tok, train_stream, val_stream, groups, sta
         if task is not None:
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 task_eval(step)
-            continue
-        if env.main and (step % cfg.eval_every == 0 or step == cfg.steps):
+            if task.tokenizer is None:  # any nn.Module: no checkpoint
+                continue
+        elif env.main and (step % cfg.eval_every == 0 or step == cfg.steps):
             final_eval, rec = validation_record(model, val_stream, cfg, step)
             log_record(rec)
             bar.write(f"step {step}: validation loss {final_eval.loss:.4f}, {final_eval.bits_per_byte:.4f} bits/byte")

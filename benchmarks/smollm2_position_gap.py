@@ -3,8 +3,8 @@ position in the window, WikiText-2 test, context 2048, ``--windows`` full window
 
     python benchmarks/smollm2_position_gap.py --models TAG [TAG ...] [--quick] [--windows 12] [--bucket 256]
 
-TAG is the cache tag of a fine-tuned model that benchmarks/smollm2_ptq.py saved (the file name in
-MECHLAB_CACHE/smollm2_ptq/ before -model.pt). Fine-tuning reads windows of ``--ft-seq-len`` tokens, 512 by default,
+TAG is the key of a fine-tuned row of benchmarks/results/smollm2_ptq.json (or the former cache tag of such a row,
+``smollm2_ptq.FORMER_TAGS``), whose model benchmarks/smollm2_ptq.py saved as a checkpoint when it ran that row. Fine-tuning reads windows of ``--ft-seq-len`` tokens, 512 by default,
 while the evaluation scores positions up to 2047; this shows whether the positions past the training length lose
 more. The committed run (the models, windows and buckets in ``COMMITTED``) writes
 benchmarks/results/smollm2_position_gap.json and a plot next to it; ``--name`` picks another name, whose committed
@@ -19,12 +19,13 @@ import re
 
 import torch
 
-from mechlab.data.corpora import cache_dir
+from mechlab.checkpoint import load_checkpoint
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from mechlab.utils import save_figure
 
 from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result
+from smollm2_ptq import saved_model
 from smollm2_wikitext2 import smollm2_checkpoint
 
 WINDOWS = 12  # the full run
@@ -66,7 +67,7 @@ def plot(excess: dict[str, torch.Tensor], bucket: int, png) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = benchmark_parser(__doc__, "a smoke run: 2 windows", name="smollm2_position_gap")
-    ap.add_argument("--models", nargs="+", required=True, help="cache tags of fine-tuned models")
+    ap.add_argument("--models", nargs="+", required=True, help="keys of fine-tuned rows of smollm2_ptq.json")
     ap.add_argument("--windows", type=int, default=WINDOWS, help="full 2048-token windows, spread over the test set")
     ap.add_argument("--bucket", type=int, default=256, help="positions per row of the table")
     return ap
@@ -87,10 +88,10 @@ def main() -> None:
     ref = position_loss(ck.model, stream, args.windows)
     excess = {}
     for tag in args.models:
-        path = cache_dir() / "smollm2_ptq" / f"{tag}-model.pt"
-        if not path.is_file():
-            raise SystemExit(f"no saved model {path}: run benchmarks/smollm2_ptq.py with that configuration first")
-        model, _, _ = torch.load(path, weights_only=False)
+        path = saved_model(tag)
+        if not path.is_dir():
+            raise SystemExit(f"no saved model {path}: run the command of row {tag} of smollm2_ptq.json first")
+        model = load_checkpoint(path).model
         excess[tag] = position_loss(model, stream, args.windows) - ref
         del model
     runs = [(f"{r.start}–{r.stop - 1}", slice(r.start, r.stop)) for r in buckets(len(ref), args.bucket)]

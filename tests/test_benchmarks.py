@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mechlab.errors import ConfigError
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
 SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem != "common")
@@ -165,6 +167,7 @@ IGNORED = {"smollm2_ptq": {"name": ["--name", "elsewhere"], "fresh": ["--fresh"]
            "smollm2_position_gap": {"name": ["--name", "elsewhere"]},
            "smollm2_wikitext2": {"data_dir": ["--data-dir", "/some/copy"]},
            "gemma3_wikitext2": {"data_dir": ["--data-dir", "/some/copy"]}}
+NAME_IS_A_NO_OP = {"smollm2_ptq"}  # one table for every configuration: --name is a deprecated alias with no effect
 
 
 def test_the_tables_cover_every_benchmark():
@@ -202,12 +205,13 @@ def test_options_that_do_not_change_the_figures_keep_the_committed_file(script):
     committed, _ = mod.output(ap, ap.parse_args(base))
     for dest, changed in IGNORED[script].items():
         name, quick = mod.output(ap, ap.parse_args(base + changed))
-        if dest == "name":  # another file: the committed configuration of an unregistered name is the defaults
+        if dest == "name" and script not in NAME_IS_A_NO_OP:  # another file: an unregistered name's committed
+            # configuration is the defaults
             assert name == "elsewhere"
             assert quick == (base != [] or any(a.required for a in ap._actions))
         else:
             assert (name, quick) == (committed, False)
-    if "name" in IGNORED[script] and not any(a.required for a in ap._actions):
+    if "name" in IGNORED[script] and script not in NAME_IS_A_NO_OP and not any(a.required for a in ap._actions):
         assert mod.output(ap, ap.parse_args(["--name", "elsewhere"])) == ("elsewhere", False)
 
 
@@ -233,10 +237,139 @@ def test_registered_configurations_are_committed_results(bench):
         for name, argv in getattr(mod, "COMMITTED", {}).items():
             path = BENCH / "results" / f"{name}.json"
             assert path.is_file(), f"{script}.COMMITTED[{name!r}]: no committed {path.name}"
-            assert _recorded(path) == (script, shlex.split(argv))
+            # a table of several registered runs (smollm2_ptq.RUNS) records the last of them that updated it
+            runs = [shlex.split(r) for r in getattr(mod, "RUNS", (argv,))]
+            assert _recorded(path)[0] == script and _recorded(path)[1] in runs
     for png in (BENCH / "results").glob("*.png"):
         made_by = {png.stem, png.stem.removesuffix("_finetune")}  # smollm2_ptq: NAME_finetune.png beside NAME.json
         assert any((png.parent / f"{stem}.json").is_file() for stem in made_by), png.name
+
+
+# ---- smollm2_ptq: one table, a row per configuration keyed by its hash ----------------------------------------------
+PTQ_TABLE = BENCH / "results" / "smollm2_ptq.json"
+
+
+def test_config_key_is_the_sha256_of_the_sorted_config_json(bench):
+    mod = importlib.import_module("smollm2_ptq")
+    import hashlib
+
+    config = {"model": {"method": "rtn", "bits": 4, "group_size": 128}, "eval": {"windows": 16}}
+    text = '{"eval":{"windows":16},"model":{"bits":4,"group_size":128,"method":"rtn"}}'
+    assert mod.config_key(config) == hashlib.sha256(text.encode()).hexdigest()[:12]
+    assert mod.config_key(json.loads(json.dumps(config, sort_keys=True))) == mod.config_key(config)
+    assert len(mod.config_key(config)) == 12 and mod.config_key(config) != mod.config_key({**config, "eval": {}})
+
+
+def test_the_ptq_table_holds_every_row_of_the_former_variant_files(bench):
+    """The 21 former smollm2_ptq*.json files held 58 rows: 15 copies of the float row on 16 windows and 6 of it on
+    149, so 39 distinct configurations; each row keeps its numbers, its configuration and the command that made it."""
+    mod = importlib.import_module("smollm2_ptq")
+    table = json.loads(PTQ_TABLE.read_text())
+    rows = table["rows"]
+    assert len(rows) == 39 and not table["quick"]
+    assert sorted(p.name for p in (BENCH / "results").glob("smollm2_ptq*")) == ["smollm2_ptq.json",
+                                                                              "smollm2_ptq_finetune.png"]
+    ap = mod.build_parser()
+    made = {}
+    for key, row in rows.items():
+        assert mod.config_key(row["config"]) == key
+        script, argv = _recorded_command(row["command"])
+        assert script == "smollm2_ptq" and mod.output(ap, ap.parse_args(argv)) == ("smollm2_ptq", False)
+        made.setdefault(row["command"], set()).add(key)
+    matched = [[run for run in mod.RUNS if bench.is_reference_run(ap, ap.parse_args(_recorded_command(c)[1]),
+                                                                    ignore=mod.IGNORE, reference=run)] for c in made]
+    assert all(len(m) == 1 for m in matched)  # every row was made by one registered run (--name aside)...
+    assert sorted(m[0] for m in matched) == sorted(mod.RUNS)  # ...and every registered run made rows
+    for command, keys in made.items():  # each run's rows are the configurations its arguments make
+        args = ap.parse_args(_recorded_command(command)[1])
+        want = {mod.config_key(mod.row_config(mod.model_config(args, m, b), args.windows))
+                for m, b in mod.run_methods(args) if not args.ft_from}
+        assert want <= keys, command
+    by = {(r["method"], r["bits"], r["config"]["eval"]["windows"]): r["perplexity"] for r in rows.values()}
+    assert by[("float32", 32, 16)] == 20.448601402324538 and by[("float32", 32, 149)] == 21.366066332689666
+    assert by[("trellis L=12", 4, 16)] == 21.332279195167775 and by[("rtn", 2, 16)] == 2966732.3707204005
+    assert by[("trellis L=12 hyb V=2 + fine-tune (40 steps, cosine, embedding too), wikitext2-valid calibration", 2,
+               16)] == 30.89852180076365
+    plus = [r for r in rows.values() if "from" in r["config"]["model"] and r["config"]["eval"]["windows"] == 149]
+    assert len(plus) == 1 and plus[0]["perplexity"] == 31.85320838358712
+    assert mod.config_key(mod.row_config(plus[0]["config"]["model"]["from"], 16)) == mod._FT300 in rows
+
+
+def _recorded_command(command: str) -> tuple[str, list[str]]:
+    cmd = shlex.split(command)
+    at = next(i for i, t in enumerate(cmd) if t.endswith(".py"))
+    return Path(cmd[at]).stem, cmd[at + 1:]
+
+
+def test_a_ptq_run_replaces_its_own_rows_and_keeps_the_others(bench, tmp_path, monkeypatch):
+    """The script's own code path with stand-ins for the model, the data and the evaluation (the real pipeline takes
+    hours): a quick run writes its rows to smollm2_ptq.quick.json keyed by their configuration, a second run replaces
+    the rows it recomputes and keeps the others; the committed table is left alone."""
+    mod = importlib.import_module("smollm2_ptq")
+    res = tmp_path / "results"
+    res.mkdir()
+    shutil.copy2(PTQ_TABLE, res / "smollm2_ptq.json")
+    before = (res / "smollm2_ptq.json").read_bytes()
+    monkeypatch.setenv("MECHLAB_CACHE", str(tmp_path / "cache"))
+    model = torch.nn.Linear(2, 2)
+
+    class Ck:
+        path, tokenizer = tmp_path, None
+
+    ck = Ck()
+    ck.model = model
+    calls = []
+    ppl = iter(range(10, 100))
+    monkeypatch.setattr(mod, "smollm2_checkpoint", lambda: ck)
+    monkeypatch.setattr(mod, "token_stream", lambda *a: None)
+    monkeypatch.setattr(mod, "evaluate", lambda m, s, w: {"perplexity": float(next(ppl)), "scored_tokens": 2047 * w})
+    monkeypatch.setattr(mod, "target_linears", lambda m: {"l": model})
+    monkeypatch.setattr(mod, "size_report", lambda m: {"total_bytes": 24, "bytes": {"quantized codes": 1,
+                        "quantized side info": 1}, "bits_per_quantized_weight": 4.0})
+    summary = {"layers": 1, "weights": 4, "rel_mse": 0.1, "proxy_loss": None}
+
+    def make_model(ck_, method, bits, model_cfg, args, fresh):
+        calls.append((method, bits, fresh))
+        return model, summary, None, 1.0
+
+    monkeypatch.setattr(mod, "make_model", make_model)
+    for argv in (["--quick", "--methods", "rtn", "gptq"], ["--quick", "--methods", "gptq", "--fresh"]):
+        monkeypatch.setattr(sys, "argv", ["benchmarks/smollm2_ptq.py", *argv])
+        with contextlib.redirect_stdout(io.StringIO()):
+            mod.main()
+    assert calls == [("rtn", 2, False), ("gptq", 2, False), ("gptq", 2, True)]
+    assert (res / "smollm2_ptq.json").read_bytes() == before
+    quick = json.loads((res / "smollm2_ptq.quick.json").read_text())
+    rows = quick["rows"]
+    assert quick["quick"] and len(rows) == 3 and all(mod.config_key(r["config"]) == k for k, r in rows.items())
+    by = {r["config"]["model"]["method"]: r for r in rows.values()}
+    assert by["float32"]["perplexity"] == 13.0  # recomputed by the --fresh run
+    assert by["rtn"]["perplexity"] == 11.0 and by["gptq"]["perplexity"] == 14.0  # rtn kept, gptq replaced
+    assert by["gptq"]["command"].endswith("--methods gptq --fresh") and by["rtn"]["config"]["eval"]["windows"] == 2
+    assert by["gptq"]["config"]["model"]["calibration"] == {"corpus": "gutenberg", "sequences": 8, "seq_len": 512,
+                                                             "seed": 0, "sequential": False}
+
+
+def test_ptq_ft_from_refuses_a_key_it_cannot_continue(bench, tmp_path):
+    mod = importlib.import_module("smollm2_ptq")
+    (tmp_path / "results").mkdir()
+    shutil.copy2(PTQ_TABLE, tmp_path / "results" / PTQ_TABLE.name)
+    ap = mod.build_parser()
+    args = ap.parse_args(["--methods", "trellis-ft", "--bits", "2", "--ft-from", "000000000000"])
+    with pytest.raises(ConfigError, match="no row with that key"):
+        mod.parent_config(args.ft_from, args, 2)
+    trellis = next(k for k, r in json.loads(PTQ_TABLE.read_text())["rows"].items() if r["method"] == "trellis L=12")
+    with pytest.raises(ConfigError, match="not a trellis-ft model with 2 bits"):
+        mod.parent_config(trellis, args, 2)
+    assert mod.parent_config(mod._FT300, args, 2)["finetune"]["steps"] == 300
+    assert mod.parent_config(mod.FORMER_TAGS[mod._FT300], args, 2) == mod.parent_config(mod._FT300, args, 2)
+    # the position-gap benchmark's recorded models (former tags) resolve to the checkpoints this script saves
+    gap = json.loads((BENCH / "results" / "smollm2_position_gap.json").read_text())["models"]
+    rows = json.loads(PTQ_TABLE.read_text())["rows"]
+    for tag in gap:
+        key = next(k for k, t in mod.FORMER_TAGS.items() if t == tag)
+        assert mod.saved_model(tag) == mod.saved_model(key) == mod.cache_dir() / "smollm2_ptq" / "models" / \
+            mod.config_key(rows[key]["config"]["model"])
 
 
 def test_trellis_mse_refuses_what_it_cannot_run(bench, monkeypatch, capsys):

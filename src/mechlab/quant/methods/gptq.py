@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from mechlab.errors import ConfigError
@@ -23,6 +24,8 @@ class GPTQConfig:
     block_size: int = 128  # columns updated lazily together (in column order: when one group spans the whole row)
     act_order: bool = False
 
+    embedding: bool = False  # code the token embedding and the LM head too (tied: one code; mechlab.quant.embedding)
+
     method = "gptq"
     needs_hessian = True
 
@@ -38,11 +41,17 @@ def transform(layer: IntLinear, w, h, config: GPTQConfig, index: int):
     return layer.set(*gptq_quantize(w, h, config)).weight()
 
 
+def table(config):
+    """An embedding table is an IntLinear of the same grid (groups along d, so a row decodes alone)."""
+    return dataclasses.replace(config, embedding=False), False, False
+
+
 def from_options(name: str, bits: int, options: dict, train: dict) -> GPTQConfig:
-    """``--method gptq``: bits, group_size, act_order."""
+    """``--method gptq``: bits, group_size, embedding, act_order."""
     reject_training_settings(name, train)
-    return GPTQConfig(bits=bits, group_size=options.get("group_size", 128), act_order=options.get("act_order", False))
+    return GPTQConfig(bits=bits, group_size=options.get("group_size", 128), act_order=options.get("act_order", False),
+                      embedding=options.get("embedding", False))
 
 
 register(QuantMethod(config=GPTQConfig, cli_names=("gptq",), layer=IntLinear, transform=transform,
-                     from_options=from_options))
+                     from_options=from_options, table=table))

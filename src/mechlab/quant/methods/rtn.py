@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from mechlab.errors import ConfigError
@@ -18,6 +19,8 @@ class RTNConfig:
     group_size: int = 128
     symmetric: bool = False  # False: min/max grid with a zero point; True: ±absmax grid
 
+    embedding: bool = False  # code the token embedding and the LM head too (tied: one code; mechlab.quant.embedding)
+
     method = "rtn"
     needs_hessian = False
 
@@ -33,11 +36,17 @@ def transform(layer: IntLinear, w, h, config: RTNConfig, index: int):
     return layer.set(*rtn_quantize(w, config)).weight()
 
 
+def table(config):
+    """An embedding table is an IntLinear of the same grid (groups along d, so a row decodes alone)."""
+    return dataclasses.replace(config, embedding=False), False, False
+
+
 def from_options(name: str, bits: int, options: dict, train: dict) -> RTNConfig:
-    """``--method rtn``: bits, group_size, symmetric."""
+    """``--method rtn``: bits, group_size, embedding, symmetric."""
     reject_training_settings(name, train)
-    return RTNConfig(bits=bits, group_size=options.get("group_size", 128), symmetric=options.get("symmetric", False))
+    return RTNConfig(bits=bits, group_size=options.get("group_size", 128), symmetric=options.get("symmetric", False),
+                     embedding=options.get("embedding", False))
 
 
 register(QuantMethod(config=RTNConfig, cli_names=("rtn",), layer=IntLinear, transform=transform,
-                     from_options=from_options))
+                     from_options=from_options, table=table))

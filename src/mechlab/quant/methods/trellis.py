@@ -4,6 +4,7 @@ registration."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from mechlab.errors import ConfigError
@@ -23,7 +24,8 @@ class TrellisConfig:
     tail-biting two-pass encode (``tail_biting``; without it the start state's L−kV bits are stored too).
     ``real_signs`` stores the RHT sign vectors as real fp16 per-row and per-column scales, fitted to the layer's
     output error after coding (and trainable end to end, :func:`mechlab.quant.finetune.finetune_`), at 16·(m+n)
-    bits per m×n matrix instead of m+n."""
+    bits per m×n matrix instead of m+n. ``embedding``: the token embedding and the LM head are coded too, with
+    the same k, L, V and code (:func:`table`)."""
 
     L: int = 16
     k: int = 2
@@ -35,6 +37,7 @@ class TrellisConfig:
     damp: float = 0.01
     seed: int = 0  # sign vectors of the RHT and the pure-LUT code
     real_signs: bool = False
+    embedding: bool = False  # code the token embedding and the LM head too (tied: one code; mechlab.quant.embedding)
 
     method = "trellis"
     tile: int = 16  # weights are coded in 16×16 tiles, one trellis sequence of 256 weights each
@@ -78,12 +81,19 @@ def transform(layer: TrellisLinear, w, h, config: TrellisConfig, index: int):
     return w_hat
 
 
+def table(config: TrellisConfig) -> tuple[TrellisConfig, bool, bool]:
+    """An embedding table is a TrellisLinear without its own RHT (whose output side would mix rows, so a lookup
+    would decode whole Hadamard blocks), the input side rotated outside it when ``rht``, one fp16 scale per row."""
+    inner = dataclasses.replace(config, rht=False, real_signs=False, embedding=False)
+    return inner, config.rht, True
+
+
 def from_options(name: str, bits: int, options: dict, train: dict) -> TrellisConfig:
     """``--method trellis``: k = bits, L, V, code, rht, ldlq, tail_biting, real_signs."""
     reject_training_settings(name, train)
-    keys = ("L", "V", "code", "rht", "ldlq", "tail_biting", "real_signs")
+    keys = ("L", "V", "code", "rht", "ldlq", "tail_biting", "real_signs", "embedding")
     return TrellisConfig(k=bits, **{k: options[k] for k in keys if k in options})
 
 
 register(QuantMethod(config=TrellisConfig, cli_names=("trellis",), layer=TrellisLinear, transform=transform,
-                     unsupported=unsupported, from_options=from_options))
+                     unsupported=unsupported, from_options=from_options, table=table))

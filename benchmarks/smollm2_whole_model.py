@@ -1,11 +1,11 @@
 """The whole SmolLM2-135M-Instruct at 2 bits: trellis PTQ of every Linear layer with the tied embedding / LM head
-left in float (the Linear-only model) and with it coded too (``embedding=True``: one trellis code serves the lookup
-and the head; mechlab.quant.embedding), side by side with the float model. Reports the whole-file bytes of each
+left in float (the Linear-only model) and with it coded too at ``--embedding-bits`` bits per weight (``embedding=True``: one trellis code
+serves the lookup and the head; mechlab.quant.embedding; one row per value), side by side with the float model. Reports the whole-file bytes of each
 saved checkpoint (model.safetensors), bits per parameter over ALL parameters, per-component bytes, and WikiText-2
 raw test perplexity (context 2048, non-overlapping windows, the first ``--windows``; the same windows for all
 three models) and its ratio to float.
 
-    python benchmarks/smollm2_whole_model.py [--quick] [--windows 4] [--bits 2] [--L 12] [--calib-sequences 32]
+    python benchmarks/smollm2_whole_model.py [--quick] [--windows 4] [--bits 2] [--L 12] [--embedding-bits 2 4] [--calib-sequences 32]
 
 Calibration: ``--calib-sequences`` random windows of ``--calib-seq-len`` tokens of the gutenberg train split (seed
 ``--seed``), one pass of the float model giving every Linear's proxy Hessian and the tied head's input Hessian;
@@ -40,6 +40,8 @@ def build_parser():
     ap.add_argument("--windows", type=int, default=4, help="WikiText-2 test windows of 2048 tokens scored")
     ap.add_argument("--bits", type=int, default=2)
     ap.add_argument("--L", type=int, default=12, help="trellis state bits (encode time grows as 2^L)")
+    ap.add_argument("--embedding-bits", type=int, nargs="+", default=[2, 4],
+                    help="bits per weight of the embedding / head table, one row each")
     ap.add_argument("--calib-sequences", type=int, default=32)
     ap.add_argument("--calib-seq-len", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
@@ -81,14 +83,15 @@ def main() -> None:
     hessians = collect_hessians(ck.model, batches, list(target_linears(ck.model)), progress=True, tied_head=True)
     calib_seconds = time.perf_counter() - t
     rows = [{"model": "float32", **sizes(ck.model, ck.tokenizer), **evaluate(ck.model, test, args.windows)}]
-    for embedding in (False, True):
-        cfg = TrellisConfig(L=args.L, k=args.bits, embedding=embedding)
+    for eb in [None, *args.embedding_bits]:
+        embedding = eb is not None
+        cfg = TrellisConfig(L=args.L, k=args.bits, embedding=embedding, embedding_bits=eb)
         model = copy.deepcopy(ck.model)
         t = time.perf_counter()
         report = quantize_(model, cfg, hessians=hessians, progress=True)
         seconds = time.perf_counter() - t
         model.eval()
-        label = f"trellis {args.bits}-bit L={args.L}, " + ("embedding + head too" if embedding else "Linear only")
+        label = f"trellis {args.bits}-bit L={args.L}, " + (f"embedding + head at {eb} bits" if embedding else "Linear only")
         rows.append({"model": label, "quant_seconds": seconds, "quant_summary": report.summary(),
                      **sizes(model, ck.tokenizer), **evaluate(model, test, args.windows)})
         del model

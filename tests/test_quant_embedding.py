@@ -174,3 +174,22 @@ def test_embedding_option_errors_and_untouched_default():
         quantize_(m, TrellisConfig(L=8, embedding=True), hessians=h)
     with pytest.raises(ConfigError, match="not tied"):
         collect_hessians(tiny(False), [torch.zeros(1, 4, dtype=torch.long)], tied_head=True)
+
+
+def test_embedding_bits_sets_the_table_width_and_round_trips(tmp_path):
+    from mechlab.data.tokenizers import ByteTokenizer
+    from mechlab.train.checkpoint import load_checkpoint, save_checkpoint
+
+    m = tiny(True)
+    x = torch.randint(0, TINY["vocab_size"], (2, 16), generator=torch.Generator().manual_seed(1))
+    quantize_(m, TrellisConfig(L=8, k=2, embedding=True, embedding_bits=4), calibration=[x])
+    assert m.embed.inner.config.k == 4 and m.blocks[0].attn.q.config.k == 2
+    assert size_report(m)["components"]["embedding"]["bytes"] == 112 * 48 * 4 // 8 + 4 + 48 // 8 + 112 * 2
+    ck = load_checkpoint(save_checkpoint(tmp_path / "q", m, ByteTokenizer()))
+    assert torch.equal(ck.model(x)[0], m(x)[0])
+    m = tiny(False)
+    quantize_(m, RTNConfig(bits=2, group_size=16, embedding=True, embedding_bits=8))
+    assert m.embed.inner.config.bits == 8 and m.lm_head.config.bits == 8  # the untied head: a Linear at those bits
+    assert m.blocks[0].mlp.down.config.bits == 2
+    with pytest.raises(ConfigError, match="embedding_bits"):
+        TrellisConfig(L=8, k=2, embedding=True, embedding_bits=8)

@@ -583,6 +583,8 @@ def quantize(
                                     "layer's output error (always on for trellis-ft)."),
     embedding: bool = typer.Option(False, help="rtn/gptq/trellis: code the token embedding and the LM head too "
                                    "(tied: one code serves both; PTQ only)."),
+    embedding_bits: int | None = typer.Option(None, help="With --embedding: bits per weight of the embedding / head "
+                                              "table (default: --bits)."),
     sequential: bool = typer.Option(False, help="Calibrate block by block on the partly quantised model, each layer "
                                     "coded towards the float layer's output (mechlab.quant.sequential)."),
     data: str | None = typer.Option(None, help="Calibration corpus (default: the checkpoint's training corpus)."),
@@ -613,7 +615,8 @@ def quantize(
                                  layers=tuple(qat_layers.split(",")) if qat_layers else None).items() if v is not None}
     config = make_config(method, bits, group_size=group_size, L=L, V=V, code=code, rht=rht, ldlq=ldlq,
                          tail_biting=tail_biting, symmetric=symmetric, act_order=act_order, real_signs=real_signs,
-                         **({"embedding": True} if embedding else {}), **qat)
+                         **({"embedding": True} if embedding else {}),
+                         **({"embedding_bits": embedding_bits} if embedding_bits is not None else {}), **qat)
     ck, report, path = quantize_checkpoint(checkpoint, config, out, data=data, calib_sequences=calib_sequences,
                                            calib_seq_len=calib_seq_len, seed=seed, data_dir=data_dir,
                                            sequential=sequential)

@@ -190,8 +190,9 @@ def quantize_(model: nn.Module, config, *,
             raise ConfigError(f"calibration activations entering {name} are not finite (NaN or inf, or so large that "
                               f"their second moments overflow): check the model's float outputs on the calibration "
                               f"data before quantising")
-        q = method.make_layer(lin, config)
-        w_hat = method.transform(q, w, h, config, i)
+        cfg = config if name != "lm_head" or table is None or method.head is None else method.head(config)
+        q = method.make_layer(lin, cfg)
+        w_hat = method.transform(q, w, h, cfg, i)
         if lin.bias is not None:
             q.bias.copy_(lin.bias.detach())
         q.to(lin.weight.device)

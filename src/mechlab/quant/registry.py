@@ -49,6 +49,8 @@ class QuantMethod:
     ``table(config) -> (inner config, rotate, row_scales)``: the config of the stored (V, d) matrix of an embedding
     table (a layer of this method), whether the table's input side gets random signs and a Hadamard transform
     outside it, and whether each row gets an fp16 scale (:class:`mechlab.quant.embedding.QuantizedEmbedding`).
+    ``head(config)``: the config an untied LM head is coded with as a Linear layer under ``embedding=True`` (the
+    table's bits; None: ``config`` itself).
     ``ptq(config)``/``train(model, teacher, config, stream, progress) -> summary dict``: recipes that train after
     PTQ. ``from_dict(d)``: the config from its stored fields (default ``config(**d)``)."""
 
@@ -63,6 +65,7 @@ class QuantMethod:
     train: Callable[..., dict] | None = None
     from_dict: Callable[[dict], Any] | None = None
     table: Callable[[Any], tuple[Any, bool, bool]] | None = None
+    head: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         if not dataclasses.is_dataclass(self.config):

@@ -20,6 +20,7 @@ class RTNConfig:
     symmetric: bool = False  # False: min/max grid with a zero point; True: ±absmax grid
 
     embedding: bool = False  # code the token embedding and the LM head too (tied: one code; mechlab.quant.embedding)
+    embedding_bits: int | None = None  # bits per weight of that table (None: the same as the layers)
 
     method = "rtn"
     needs_hessian = False
@@ -27,6 +28,8 @@ class RTNConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= 8:
             raise ConfigError(f"RTN: bits must be in 1..8 (got {self.bits})")
+        if self.embedding_bits is not None and not 1 <= self.embedding_bits <= 8:
+            raise ConfigError(f"RTN: embedding_bits must be in 1..8 (got {self.embedding_bits})")
         if self.group_size < 1:
             raise ConfigError(f"RTN: group_size must be >= 1 (got {self.group_size})")
 
@@ -38,15 +41,22 @@ def transform(layer: IntLinear, w, h, config: RTNConfig, index: int):
 
 def table(config):
     """An embedding table is an IntLinear of the same grid (groups along d, so a row decodes alone)."""
-    return dataclasses.replace(config, embedding=False), False, False
+    return dataclasses.replace(config, embedding=False, embedding_bits=None,
+                               bits=config.embedding_bits or config.bits), False, False
+
+
+def head(config):
+    """An untied LM head is a Linear layer of this method at the table's bits."""
+    return dataclasses.replace(config, embedding=False, embedding_bits=None, bits=config.embedding_bits or config.bits)
 
 
 def from_options(name: str, bits: int, options: dict, train: dict) -> RTNConfig:
-    """``--method rtn``: bits, group_size, embedding, symmetric."""
+    """``--method rtn``: bits, group_size, embedding, embedding_bits, symmetric."""
     reject_training_settings(name, train)
     return RTNConfig(bits=bits, group_size=options.get("group_size", 128), symmetric=options.get("symmetric", False),
-                     embedding=options.get("embedding", False))
+                     embedding=options.get("embedding", False),
+                     embedding_bits=options.get("embedding_bits"))
 
 
 register(QuantMethod(config=RTNConfig, cli_names=("rtn",), layer=IntLinear, transform=transform,
-                     from_options=from_options, table=table))
+                     from_options=from_options, table=table, head=head))

@@ -25,7 +25,7 @@ class TrellisConfig:
     ``real_signs`` stores the RHT sign vectors as real fp16 per-row and per-column scales, fitted to the layer's
     output error after coding (and trainable end to end, :func:`mechlab.quant.finetune.finetune_`), at 16·(m+n)
     bits per m×n matrix instead of m+n. ``embedding``: the token embedding and the LM head are coded too, with
-    the same k, L, V and code (:func:`table`)."""
+    the same L, V and code and ``embedding_bits`` (default k) bits per weight (:func:`table`)."""
 
     L: int = 16
     k: int = 2
@@ -38,6 +38,7 @@ class TrellisConfig:
     seed: int = 0  # sign vectors of the RHT and the pure-LUT code
     real_signs: bool = False
     embedding: bool = False  # code the token embedding and the LM head too (tied: one code; mechlab.quant.embedding)
+    embedding_bits: int | None = None  # bits per weight of that table (None: the same as the layers)
 
     method = "trellis"
     tile: int = 16  # weights are coded in 16×16 tiles, one trellis sequence of 256 weights each
@@ -53,6 +54,8 @@ class TrellisConfig:
             raise ConfigError("trellis: the hyb code is defined for V=2")
         if not 1 <= self.k <= 8 or not self.k * self.V < self.L <= 24:
             raise ConfigError(f"trellis: need 1 <= k <= 8 and k·V < L <= 24 (got L={self.L}, k={self.k}, V={self.V})")
+        if self.embedding_bits is not None and not 1 <= self.embedding_bits * self.V < self.L:
+            raise ConfigError(f"trellis: embedding_bits must be >= 1 with embedding_bits·V < L (got {self.embedding_bits})")
         if self.real_signs and not self.rht:
             raise ConfigError("trellis: real_signs makes the RHT sign vectors real scales, so it needs rht")
         if (self.tile * self.tile) % self.V:
@@ -84,16 +87,22 @@ def transform(layer: TrellisLinear, w, h, config: TrellisConfig, index: int):
 def table(config: TrellisConfig) -> tuple[TrellisConfig, bool, bool]:
     """An embedding table is a TrellisLinear without its own RHT (whose output side would mix rows, so a lookup
     would decode whole Hadamard blocks), the input side rotated outside it when ``rht``, one fp16 scale per row."""
-    inner = dataclasses.replace(config, rht=False, real_signs=False, embedding=False)
+    inner = dataclasses.replace(config, rht=False, real_signs=False, embedding=False, embedding_bits=None,
+                                k=config.embedding_bits or config.k)
     return inner, config.rht, True
+
+
+def head(config):
+    """An untied LM head is a Linear layer of this method at the table's bits."""
+    return dataclasses.replace(config, embedding=False, embedding_bits=None, k=config.embedding_bits or config.k)
 
 
 def from_options(name: str, bits: int, options: dict, train: dict) -> TrellisConfig:
     """``--method trellis``: k = bits, L, V, code, rht, ldlq, tail_biting, real_signs."""
     reject_training_settings(name, train)
-    keys = ("L", "V", "code", "rht", "ldlq", "tail_biting", "real_signs", "embedding")
+    keys = ("L", "V", "code", "rht", "ldlq", "tail_biting", "real_signs", "embedding", "embedding_bits")
     return TrellisConfig(k=bits, **{k: options[k] for k in keys if k in options})
 
 
 register(QuantMethod(config=TrellisConfig, cli_names=("trellis",), layer=TrellisLinear, transform=transform,
-                     unsupported=unsupported, from_options=from_options, table=table))
+                     unsupported=unsupported, from_options=from_options, table=table, head=head))

@@ -53,7 +53,8 @@ from common import benchmark_parser, is_reference_run, parse_benchmark_args, pri
 
 # llama.cpp file types (llama_ftype) run by default: every type that needs no importance matrix, largest first
 TYPES = ["Q8_0", "Q4_K_M", "Q4_0", "IQ4_XS", "Q3_K_M", "Q2_K"]
-MECHLAB = ["float", "trellis:4", "trellis:2"]
+MECHLAB = ["float", "trellis:2"]
+CALIBRATION = (32, 512)  # sequences x tokens of gutenberg train text for the Hessians of mechlab's quantised rows
 QUICK = dict(windows=1, context=256, types=["Q8_0", "Q2_K"], mechlab=["float"], threads=[1], new_tokens=8, prompt=64)
 
 
@@ -130,7 +131,7 @@ def mechlab_speed(model: torch.nn.Module, threads: int, prompt: list[int], new_t
 
 def mechlab_model(float_dir: Path, spec: str, root: Path) -> Path:
     """The checkpoint of a mechlab row: ``float``, or ``METHOD:BITS`` quantised from the float checkpoint
-    (calibration: 128 windows of 512 tokens of the gutenberg train split, as benchmarks/smollm2_ptq.py)."""
+    (calibration: :data:`CALIBRATION` windows of the gutenberg train split; benchmarks/smollm2_ptq.py uses 128)."""
     if spec == "float":
         return float_dir
     from mechlab.quant.run import make_config, quantize_checkpoint
@@ -139,7 +140,8 @@ def mechlab_model(float_dir: Path, spec: str, root: Path) -> Path:
     out = root / f"mechlab-{method}{bits}"
     if not out.is_dir():
         config = make_config(method, int(bits), L=12) if method == "trellis" else make_config(method, int(bits))
-        quantize_checkpoint(float_dir, config, out=out, data="gutenberg", calib_sequences=128, calib_seq_len=512)
+        quantize_checkpoint(float_dir, config, out=out, data="gutenberg", calib_sequences=CALIBRATION[0],
+                            calib_seq_len=CALIBRATION[1])
     return out
 
 
@@ -177,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "1 thread", threads=[1, 2], threads_help="thread counts of the speed passes")
     ap.add_argument("--types", nargs="+", default=TYPES, help="llama.cpp file types (LLAMA_FTYPE_MOSTLY_* names)")
     ap.add_argument("--mechlab", nargs="+", default=MECHLAB, help="mechlab rows: float or METHOD:BITS")
-    ap.add_argument("--windows", type=int, default=16, help="WikiText-2 windows scored (the first N)")
+    ap.add_argument("--windows", type=int, default=4, help="WikiText-2 windows scored (the first N; paired: the same "
+                    "tokens for every model)")
     ap.add_argument("--context", type=int, default=2048)
     ap.add_argument("--prompt", type=int, default=512, help="prompt tokens of the prompt-speed pass")
     ap.add_argument("--new-tokens", type=int, default=64, help="decoded tokens of the decode-speed pass")

@@ -153,6 +153,8 @@ CHANGED = {
     "smollm2_position_gap": [["--models", "other"], ["--windows", "24"], ["--quick"], ["--bucket", "128"]],
     "smollm2_wikitext2": [["--quick"], ["--max-windows", "4"], ["--context", "1024"], ["--batch-size", "2"],
                           ["--bf16"]],
+    "smollm2_whole_model": [["--quick"], ["--windows", "2"], ["--bits", "3"], ["--L", "16"], ["--embedding-bits", "4"],
+                            ["--calib-sequences", "8"], ["--calib-seq-len", "256"], ["--seed", "1"]],
     "vs_llamacpp": [["--quick"], ["--types", "Q8_0"], ["--mechlab", "float"], ["--windows", "2"], ["--context", "512"],
                     ["--threads", "1"], ["--prompt", "64"], ["--new-tokens", "8"]],
     "gemma3_wikitext2": [["--quick"], ["--max-windows", "4"], ["--context", "1024"], ["--batch-size", "2"]],
@@ -163,7 +165,8 @@ CHANGED = {
                     ["--ft-schedule", "cosine"], ["--ft-embedding-lr", "1e-4"], ["--ft-from", "TAG"],
                     ["--sequential"], ["--quick"]],
 }
-IGNORED = {"smollm2_ptq": {"name": ["--name", "elsewhere"], "fresh": ["--fresh"]},
+IGNORED = {"smollm2_whole_model": {"threads": ["--threads", "1"]},
+           "smollm2_ptq": {"name": ["--name", "elsewhere"], "fresh": ["--fresh"]},
            "smollm2_position_gap": {"name": ["--name", "elsewhere"]},
            "smollm2_wikitext2": {"data_dir": ["--data-dir", "/some/copy"]},
            "gemma3_wikitext2": {"data_dir": ["--data-dir", "/some/copy"]}}

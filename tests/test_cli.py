@@ -68,6 +68,12 @@ def test_demo_train_eval_sample_end_to_end(tmp_path):
     assert "trellis-ft: 2 steps on" in said and "codes frozen" in said
     r = run("size", str(tmp_path / "ft"), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["code_bits_per_quantized_weight"] == 2.0
+    r = run("quantize", str(out), "--method", "rtn", "--bits", "4", "--embedding", "-o", str(tmp_path / "rtn-all"))
+    assert r.returncode == 0, r.stderr
+    assert "embeddings" in json.loads((tmp_path / "rtn-all" / "quantization.json").read_text())
+    r = run("size", str(tmp_path / "rtn-all"))
+    said = " ".join(r.stdout.split())
+    assert r.returncode == 0 and "whole file:" in said and "bits per parameter over all" in said
     r = run("quantize", str(tmp_path / "gptq4"), "--method", "rtn", "-o", str(tmp_path / "again"))
     assert r.returncode == 2 and "already quantised" in r.stderr
     assert (out / "loss.png").stat().st_size > 1000 and (out / "latest").is_file()

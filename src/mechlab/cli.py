@@ -619,7 +619,7 @@ class _QuantizeGroup(TyperGroup):
 
 
 quantize_app = typer.Typer(cls=_QuantizeGroup, no_args_is_help=True, help=(
-    "Quantise a checkpoint's Linear layers (all but the LM head) and save it, one subcommand per method (`mechlab "
+    "Quantise a checkpoint's Linear layers (with --embedding the token embedding / LM head too) and save it, one subcommand per method (`mechlab "
     "quantize METHOD --help` lists its options); evaluate the result with `mechlab eval`."))
 
 
@@ -746,7 +746,8 @@ def _quantize_body(name: str):
 def _print_quantized(config, ck, report, path) -> None:
     from mechlab.quant.run import size_report
 
-    summ, size = report.summary(), size_report(ck.model)
+    summ = report.summary()
+    size = size_report(ck.model, None if path is None else Path(path) / "model.safetensors")
     console.print(f"quantised {summ['layers']} layers ({summ['weights']:,} weights) with {config} in {summ['seconds']:.1f} s")
     console.print(f"relative weight MSE {summ['rel_mse']:.4g}" + (f", proxy loss {summ['proxy_loss']:.4g}" if summ["proxy_loss"] is not None else ""))
     for name, why in summ["skipped"].items():
@@ -760,7 +761,9 @@ def _print_quantized(config, ck, report, path) -> None:
         changed = (f", {100 * q['fraction_codes_changed']:.2f}% of codes changed at hardening"
                    if "fraction_codes_changed" in q else ", codes frozen")
         console.print(f"{q['method']}: {q['steps']} steps on {q['layers']} layers{kl}{changed}")
-    console.print(f"{size['bits_per_quantized_weight']:.3f} bits per quantised weight, {size['total_bytes']:,} bytes in all; saved to {path}")
+    console.print(f"{size['file_bytes']:,} bytes in all, {size['file_bits_per_parameter']:.3f} bits per parameter over "
+                  f"all {size['parameters']:,} ({size['bits_per_quantized_weight']:.3f} per quantised Linear weight); "
+                  f"saved to {path}")
 
 
 def _register_quantize_commands() -> None:
@@ -799,26 +802,31 @@ def generated_command(name: str) -> click.Command:
 @app.command()
 def size(checkpoint: Path = typer.Argument(..., help="Checkpoint or run directory (float or quantised)."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Bytes per component of a checkpoint's model, and bits per quantised weight."""
+    """Bytes and bits per parameter of each component of a checkpoint's model, and of the whole file."""
     from mechlab.quant.run import size_report
     from mechlab.train import load_checkpoint
+    from mechlab.train.checkpoint import WEIGHTS
 
     ck = load_checkpoint(checkpoint)
-    rep = {"checkpoint": str(ck.path), **size_report(ck.model)}
+    rep = {"checkpoint": str(ck.path), **size_report(ck.model, ck.path / WEIGHTS)}
     if as_json:
         console.print_json(json.dumps(rep))
         return
     table = Table(title=f"{ck.path}")
-    table.add_column("component")
-    table.add_column("bytes", justify="right")
-    table.add_column("share", justify="right")
-    for k, v in rep["bytes"].items():
-        table.add_row(k, f"{v:,}", f"{v / max(rep['total_bytes'], 1):.1%}")
-    table.add_row("total", f"{rep['total_bytes']:,}", "100%")
+    for col, justify in (("component", "left"), ("bytes", "right"), ("share", "right"), ("parameters", "right"),
+                         ("bits/param", "right")):
+        table.add_column(col, justify=justify)
+    for k, c in rep["components"].items():
+        bits = "" if c["bits_per_parameter"] is None else f"{c['bits_per_parameter']:.3f}"
+        table.add_row(k, f"{c['bytes']:,}", f"{c['bytes'] / max(rep['total_bytes'], 1):.1%}",
+                      "(per quantised weight)" if k == "quantized side info" else f"{c['parameters']:,}", bits)
+    table.add_row("tensors", f"{rep['total_bytes']:,}", "100%", f"{rep['parameters']:,}", f"{rep['bits_per_parameter']:.3f}")
     console.print(table)
+    console.print(f"whole file: {rep['file_bytes']:,} bytes, {rep['file_bits_per_parameter']:.3f} bits per parameter "
+                  f"over all {rep['parameters']:,} parameters")
     if rep["quantized_weights"]:
-        console.print(f"{rep['quantized_weights']:,} quantised weights: {rep['code_bits_per_quantized_weight']:.3f} bits "
-                      f"each in codes, {rep['bits_per_quantized_weight']:.3f} with scales and signs")
+        console.print(f"{rep['quantized_weights']:,} quantised Linear weights: {rep['code_bits_per_quantized_weight']:.3f} "
+                      f"bits each in codes, {rep['bits_per_quantized_weight']:.3f} with scales and signs")
 
 
 def main() -> None:

@@ -314,7 +314,10 @@ class Transformer(nn.Module):
         x = self.norm(x)
         if self.config.width_mult != 1.0:  # μP readout
             x = x / self.config.width_mult
-        return F.linear(x, self.embed.weight) if self.lm_head is None else self.lm_head(x)
+        if self.lm_head is not None:
+            return self.lm_head(x)
+        attend = getattr(self.embed, "attend", None)  # a quantised tied table (mechlab.quant.embedding): its matmul
+        return F.linear(x, self.embed.weight) if attend is None else attend(x)
 
     def lr_multipliers(self) -> dict[str, float]:
         """Per-parameter learning-rate factors of the parameterisation: 1/m for the block matrices under μP."""

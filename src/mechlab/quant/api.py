@@ -1,7 +1,9 @@
 """``quantize_(model, config)``: replace nn.Linear modules in place, on any torch model.
 
 Layers to quantise are every nn.Linear except those whose qualified name matches ``skip`` (default: the LM head,
-as in arXiv 2604.21254; embeddings are not Linear and are never touched). GPTQ and trellis with BlockLDLQ need
+as in arXiv 2604.21254). With ``embedding=True`` in the config the token embedding and the LM head are coded too
+(:mod:`mechlab.quant.embedding`): an untied head as an ordinary Linear, the embedding as a quantised table read by
+lookup; a tied pair as one table that serves both, calibrated on the head's input. GPTQ and trellis with BlockLDLQ need
 a proxy Hessian per layer, H = Σ x xᵀ / #rows over calibration inputs; :func:`collect_hessians` gathers it with
 forward hooks, and a layer called several times per forward (a looped middle block) sums the inputs of every
 call. Hessians come from the unquantised model in one pass, or (``sequential=True``) block by block from the
@@ -21,12 +23,13 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from mechlab.errors import ConfigError
+from mechlab.quant.embedding import QuantizedEmbedding, _HeadRecorder, embedding_layout
 from mechlab.quant.linear import IntLinear, QuantizedLinear, TrellisLinear, quantized_linear
 from mechlab.quant.qtip import proxy_loss
 from mechlab.quant.registry import config_from_dict, config_to_dict, method_for
 
 log = logging.getLogger(__name__)
-SPEC_FORMAT, SPEC_VERSION = "mechlab-quant", 1
+SPEC_FORMAT, SPEC_VERSION = "mechlab-quant", 2  # 2: quantised embedding tables (written only when present)
 DEFAULT_SKIP = ("lm_head",)
 
 
@@ -71,9 +74,20 @@ def target_linears(model: nn.Module, skip: Iterable[str] = DEFAULT_SKIP) -> dict
 
 @torch.no_grad()
 def collect_hessians(model: nn.Module, batches: Iterable[torch.Tensor], names: Iterable[str] | None = None,
-                     progress: bool = False) -> dict[str, torch.Tensor]:
+                     progress: bool = False, tied_head: bool = False) -> dict[str, torch.Tensor]:
     """H = Σ x xᵀ / #rows of every listed Linear's inputs over ``model(batch)`` for each batch (each batch's xᵀx in
-    float32, the running sums and the result in float64)."""
+    float32, the running sums and the result in float64). ``tied_head``: also the Hessian of a tied LM head's
+    input (the model's ``embed`` read as a matmul; :mod:`mechlab.quant.embedding`), under the key ``"embed"``."""
+    if tied_head:
+        emb, tied = embedding_layout(model)
+        if not tied:
+            raise ConfigError("tied_head: this model's LM head is not tied to its embedding")
+        recorder = model.embed = _HeadRecorder(emb)
+        try:
+            hessians = collect_hessians(model, batches, names, progress)
+        finally:
+            model.embed = emb
+        return {**hessians, "embed": recorder.hessian()}
     mods = target_linears(model, ()) if names is None else {n: model.get_submodule(n) for n in names}
     sums = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for n, m in mods.items()}
     counts = dict.fromkeys(mods, 0)
@@ -127,8 +141,19 @@ def quantize_(model: nn.Module, config, *,
     if method.trains:
         raise ConfigError(f"{config.method} trains after PTQ: quantise with its PTQ config, then train "
                           f"(mechlab.quant.run.quantize_checkpoint runs both)")
-    targets = target_linears(model, skip)
     report = QuantReport()
+    table = None  # (float embedding, tied) when the embedding is coded too
+    if getattr(config, "embedding", False):
+        emb, tied = embedding_layout(model)
+        why = QuantizedEmbedding.why_not(emb.num_embeddings, emb.embedding_dim, config)
+        if why:
+            report.skipped["embed"] = why
+        else:
+            table = (emb, tied)
+            if sequential:
+                raise ConfigError("embedding quantisation is not combined with sequential calibration yet")
+        skip = tuple(p for p in skip if p != "lm_head") if tuple(skip) == DEFAULT_SKIP else skip
+    targets = target_linears(model, skip)
     for name, lin in list(targets.items()):
         why = method.why_not(lin, config)
         if why:
@@ -146,7 +171,11 @@ def quantize_(model: nn.Module, config, *,
         if config.needs_hessian and hessians is None:
             if calibration is None:
                 raise ConfigError(f"{config.method} needs calibration data (token batches) or precomputed Hessians")
-            hessians = collect_hessians(model, calibration, targets, progress=progress)
+            hessians = collect_hessians(model, calibration, targets, progress=progress,
+                                        tied_head=table is not None and table[1])
+        elif table is not None and table[1] and config.needs_hessian and "embed" not in hessians:
+            raise ConfigError("a tied embedding is coded against its head's input Hessian: pass calibration batches, "
+                              "or hessians from collect_hessians(..., tied_head=True)")
         work = ((name, lin.weight.detach().float().cpu(), hessians.get(name) if hessians is not None else None)
                 for name, lin in targets.items())
     for name, w, h in tqdm(work, total=len(targets), desc=f"quantize ({config.method})", unit="layer",
@@ -161,8 +190,9 @@ def quantize_(model: nn.Module, config, *,
             raise ConfigError(f"calibration activations entering {name} are not finite (NaN or inf, or so large that "
                               f"their second moments overflow): check the model's float outputs on the calibration "
                               f"data before quantising")
-        q = method.make_layer(lin, config)
-        w_hat = method.transform(q, w, h, config, i)
+        cfg = config if name != "lm_head" or table is None or method.head is None else method.head(config)
+        q = method.make_layer(lin, cfg)
+        w_hat = method.transform(q, w, h, cfg, i)
         if lin.bias is not None:
             q.bias.copy_(lin.bias.detach())
         q.to(lin.weight.device)
@@ -173,13 +203,38 @@ def quantize_(model: nn.Module, config, *,
             float(dw.pow(2).sum() / w.pow(2).sum().clamp(min=1e-30)),
             proxy_loss(dw, w, h) if h is not None else None, time.perf_counter() - t0,
             int((torch.diagonal(h) == 0).sum()) if h is not None else 0))
+    if table is not None:
+        emb, tied = table
+        t0 = time.perf_counter()
+        w = emb.weight.detach().float().cpu()
+        if not bool(torch.isfinite(w).all()):
+            raise ConfigError("the token embedding holds NaN or inf values: a damaged checkpoint")
+        h = hessians.get("embed") if tied and hessians is not None else None
+        q = QuantizedEmbedding(emb.num_embeddings, emb.embedding_dim, config, tied)
+        w_hat = q.fill(w, h, len(index))
+        q.to(emb.weight.device)
+        model.embed = q
+        dw = w_hat - w
+        report.layers.append(LayerReport(
+            "embed" + (" (tied lm_head)" if tied else ""), tuple(w.shape), config.method,
+            float(dw.pow(2).sum() / w.pow(2).sum().clamp(min=1e-30)),
+            proxy_loss(dw, w, h) if h is not None else None, time.perf_counter() - t0,
+            int((torch.diagonal(h) == 0).sum()) if h is not None else 0))
     return report
 
 
 def quantization_spec(model: nn.Module) -> dict | None:
     """The JSON-able description of a model's quantised layers (None for a float model)."""
-    layers = {n: config_to_dict(m.config) for n, m in model.named_modules() if isinstance(m, QuantizedLinear)}
-    return {"format": SPEC_FORMAT, "version": SPEC_VERSION, "layers": layers} if layers else None
+    tables = {n: m for n, m in model.named_modules() if isinstance(m, QuantizedEmbedding)}
+    inside = tuple(f"{n}." for n in tables)
+    layers = {n: config_to_dict(m.config) for n, m in model.named_modules()
+              if isinstance(m, QuantizedLinear) and not n.startswith(inside)}
+    if not layers and not tables:
+        return None
+    spec = {"format": SPEC_FORMAT, "version": 2 if tables else 1, "layers": layers}
+    if tables:
+        spec["embeddings"] = {n: {"config": config_to_dict(m.config), "tied": m.tied} for n, m in tables.items()}
+    return spec
 
 
 def apply_quantization_spec(model: nn.Module, spec: dict) -> nn.Module:
@@ -193,8 +248,17 @@ def apply_quantization_spec(model: nn.Module, spec: dict) -> nn.Module:
         if not isinstance(lin, nn.Linear):
             raise ConfigError(f"quantisation spec names {name}, which is not a Linear layer of this model")
         set_module(model, name, quantized_linear(lin, config_from_dict(cfg)))
+    for name, entry in spec.get("embeddings", {}).items():
+        emb = model.get_submodule(name)
+        if not isinstance(emb, nn.Embedding):
+            raise ConfigError(f"quantisation spec names {name}, which is not an embedding of this model")
+        tied = bool(entry["tied"])
+        if tied != (getattr(model, "lm_head", False) is None):
+            raise ConfigError(f"quantisation spec: embedding {name} is {'' if tied else 'un'}tied, the model is not")
+        set_module(model, name, QuantizedEmbedding(emb.num_embeddings, emb.embedding_dim,
+                                                   config_from_dict(entry["config"]), tied))
     return model
 
 
 __all__ = ["quantize_", "collect_hessians", "target_linears", "QuantReport", "LayerReport", "quantization_spec",
-           "apply_quantization_spec", "IntLinear", "TrellisLinear", "QuantizedLinear"]
+           "apply_quantization_spec", "IntLinear", "TrellisLinear", "QuantizedLinear", "QuantizedEmbedding"]

@@ -45,6 +45,11 @@ class QuantizedLinear(nn.Module):
     def weight(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rows ``ids`` (n,) int64 of the decoded weight, (n, in) float32 (here: the whole weight decoded; layers
+        whose format allows it decode only the rows asked for)."""
+        return self.weight()[ids]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
 
@@ -74,6 +79,11 @@ class IntLinear(QuantizedLinear):
 
     def weight(self) -> torch.Tensor:
         return dequantize(self.codes(), self.scales, self.zeros, self.config.group_size)
+
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rows ``ids`` of the decoded weight, decoding only those rows' codes."""
+        codes = unpack_codes(self.qweight[ids], self.config.bits, self.in_features)
+        return dequantize(codes, self.scales[ids], self.zeros[ids], self.config.group_size)
 
 
 class TrellisLinear(QuantizedLinear):
@@ -144,6 +154,26 @@ class TrellisLinear(QuantizedLinear):
             return reconstruct_rotated(self.code(), self.config)
         alpha = fused[0]
         return decode_1mad(self.packed, self.out_features, self.in_features, self.config.L, self.config.k) * alpha
+
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rows ``ids`` (n,) int64 of the decoded weight. Without the RHT (whose output side mixes rows) only the
+        16-row tile rows holding them are decoded: 16·in weights per distinct tile row."""
+        cfg, t = self.config, self.config.tile
+        if cfg.rht:
+            return self.weight()[ids]
+        tile_rows = torch.unique(ids // t)
+        per = self.in_features // t
+        sel = (tile_rows[:, None] * per + torch.arange(per, device=ids.device)).reshape(-1)
+        m = len(tile_rows) * t
+        fused = self._fused()
+        if fused is not None:
+            w = decode_1mad(self.packed[sel].contiguous(), m, self.in_features, cfg.L, cfg.k) * fused[0]
+        else:
+            code = TrellisCode(codes=unpack_codes(self.packed[sel], cfg.k * cfg.V, cfg.seq_len // cfg.V),
+                               start=None if self.start is None else self.start[sel].long(), scale=float(self.scale),
+                               s_out=None, s_in=None, shape=(m, self.in_features))
+            w = reconstruct_rotated(code, cfg)
+        return w[torch.searchsorted(tile_rows, ids // t) * t + ids % t]
 
     def weight(self) -> torch.Tensor:
         s_out, s_in = self.signs()

@@ -8,6 +8,9 @@ dataclass and one :func:`register` call that names
   (``config.method`` is written; ``config_from_dict`` reads it back);
 * ``layer`` and ``transform``: the stored ``QuantizedLinear`` class and the function that fills one layer;
 * ``unsupported``: why a Linear layer stays in float (None: every layer is coded);
+* ``table``: how the method codes an embedding table (the token embedding, and the LM head when tied;
+  :mod:`mechlab.quant.embedding`), ``config -> (stored layer's config, rotate inputs, per-row scales)``; None: the
+  method does not code tables (``embedding=True`` is then refused);
 * ``from_options``: the CLI's factory, ``(name, bits, options, train) -> config``;
 * for a recipe that trains after PTQ (QAT, fine-tuning): ``ptq`` (its PTQ config) and ``train`` (the training run).
 
@@ -43,6 +46,11 @@ class QuantMethod:
     ``unsupported(linear, config)``: a one-line reason, or None.
     ``from_options(name, bits, options, train)``: the config for ``--method name``; ``options`` holds every PTQ
     flag of the CLI (a method reads the ones it has), ``train`` only the training settings given.
+    ``table(config) -> (inner config, rotate, row_scales)``: the config of the stored (V, d) matrix of an embedding
+    table (a layer of this method), whether the table's input side gets random signs and a Hadamard transform
+    outside it, and whether each row gets an fp16 scale (:class:`mechlab.quant.embedding.QuantizedEmbedding`).
+    ``head(config)``: the config an untied LM head is coded with as a Linear layer under ``embedding=True`` (the
+    table's bits; None: ``config`` itself).
     ``ptq(config)``/``train(model, teacher, config, stream, progress) -> summary dict``: recipes that train after
     PTQ. ``from_dict(d)``: the config from its stored fields (default ``config(**d)``)."""
 
@@ -56,6 +64,8 @@ class QuantMethod:
     ptq: Callable[[Any], Any] | None = None
     train: Callable[..., dict] | None = None
     from_dict: Callable[[dict], Any] | None = None
+    table: Callable[[Any], tuple[Any, bool, bool]] | None = None
+    head: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         if not dataclasses.is_dataclass(self.config):

@@ -34,13 +34,15 @@ def calibration_batches(stream: TokenStream, n_sequences: int, seq_len: int, see
 
 def make_config(method: str, bits: int, group_size: int = 128, L: int = 16, V: int = 1, code: str = "1mad",
                 rht: bool = True, ldlq: bool = True, tail_biting: bool = True, symmetric: bool = False,
-                act_order: bool = False, real_signs: bool = False, **train):
+                act_order: bool = False, real_signs: bool = False, embedding: bool = False,
+                embedding_bits: int | None = None, **train):
     """The config dataclass for a ``--method`` name (the CLI's flags), made by the method's registered factory
     (:mod:`mechlab.quant.registry`); ``train`` holds the training settings of a recipe that trains after PTQ
     (QATConfig fields for ``bcjr-qat`` and ``ste-qat``, FinetuneConfig fields for ``trellis-ft``) and is refused
     by the others. ConfigError for an unknown method or a setting it does not take."""
     options = dict(group_size=group_size, L=L, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting,
-                   symmetric=symmetric, act_order=act_order, real_signs=real_signs)
+                   symmetric=symmetric, act_order=act_order, real_signs=real_signs, embedding=embedding,
+                   embedding_bits=embedding_bits)
     return method_named(method).from_options(method, bits, options, train)
 
 
@@ -60,6 +62,9 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
     method = method_for(config)
     trained = config if method.trains else None
     ptq = method.ptq(config) if trained else config
+    if trained and getattr(ptq, "embedding", False):
+        raise ConfigError(f"{config.method}: the embedding and head are quantised by PTQ only (no training recipe "
+                          f"trains a quantised table yet)")
     calibration = stream = None
     if ptq.needs_hessian or sequential or trained:
         corpus = data or ck.meta.get("train_config", {}).get("data")
@@ -90,30 +95,73 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
     return ck, report, out
 
 
-def size_report(model: torch.nn.Module) -> dict:
-    """Bytes of the model's stored tensors by component, and bits per weight of the quantised layers."""
-    parts = {"quantized codes": 0, "quantized side info": 0, "embedding": 0, "lm head": 0, "float linear": 0,
-             "other (norms, maps, biases)": 0}
-    qweights = 0
-    quant_names = {n for n, m in model.named_modules() if isinstance(m, QuantizedLinear)}
-    for _, m in model.named_modules():
-        if isinstance(m, QuantizedLinear):
-            qweights += m.in_features * m.out_features
+def size_report(model: torch.nn.Module, weights_file: str | Path | None = None) -> dict:
+    """What a model's stored tensors spend their bytes on, and the headline: bytes and bits per parameter over ALL
+    parameters.
+
+    Components: ``quantized codes`` / ``quantized side info`` (the quantised Linear layers' packed codes, and their
+    scales, zero points, signs and start bits), ``embedding`` (the token table, float or quantised; with a tied
+    head it serves the head too and ``lm head`` is 0), ``lm head`` (an untied head, float or quantised), ``float
+    linear`` (Linear weights left in float) and ``other (norms, maps, biases)``. ``parameters``: the float model's
+    parameter count (a quantised m×n layer counts m·n, a tied table once). ``weights_file``: a checkpoint's
+    safetensors file, whose size (tensor bytes + its 8-byte length + JSON header) is reported as ``file_bytes``
+    and ``file_bits_per_parameter`` (the headline). Returns a JSON-able dict; ``bytes`` maps component -> bytes,
+    ``components`` component -> {bytes, parameters, bits_per_parameter}."""
+    from mechlab.quant.embedding import QuantizedEmbedding
+
+    names = ("quantized codes", "quantized side info", "embedding", "lm head", "float linear",
+             "other (norms, maps, biases)")
+    parts, params = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
+    mods = dict(model.named_modules())
+    tables = {n for n, m in mods.items() if isinstance(m, QuantizedEmbedding)}
+    qlin = {n for n, m in mods.items() if isinstance(m, QuantizedLinear) and not any(n.startswith(f"{t}.") for t in tables)}
+
+    def owner_of(name: str, group: set[str]) -> str | None:
+        return next((g for g in group if name.startswith(f"{g}.")), None)
+
+    for name in qlin:
+        m = mods[name]
+        part = "lm head" if name == "lm_head" else "quantized codes"
+        params[part] += m.in_features * m.out_features
+    for name in tables:
+        params["embedding"] += mods[name].num_embeddings * mods[name].embedding_dim
     for name, t in model.state_dict().items():
         nbytes = t.numel() * t.element_size()
         owner, _, leaf = name.rpartition(".")
-        if owner in quant_names:
+        q, table = owner_of(name, qlin), owner_of(name, tables)
+        if table is not None:
+            parts["embedding"] += nbytes
+        elif q is not None and leaf == "bias" and owner == q:
+            parts["other (norms, maps, biases)"] += nbytes
+            params["other (norms, maps, biases)"] += t.numel()
+        elif q == "lm_head":
+            parts["lm head"] += nbytes
+        elif q is not None:
             parts["quantized codes" if leaf in ("packed", "qweight") else "quantized side info"] += nbytes
         elif name.startswith("embed."):
             parts["embedding"] += nbytes
+            params["embedding"] += t.numel()
         elif name.startswith("lm_head."):
             parts["lm head"] += nbytes
-        elif t.dim() == 2 and isinstance(model.get_submodule(owner), torch.nn.Linear):
+            params["lm head"] += t.numel()
+        elif t.dim() == 2 and isinstance(mods.get(owner), torch.nn.Linear):
             parts["float linear"] += nbytes
+            params["float linear"] += t.numel()
         else:
             parts["other (norms, maps, biases)"] += nbytes
-    total = sum(parts.values())
-    out = {"bytes": parts, "total_bytes": total, "quantized_weights": qweights}
+            params["other (norms, maps, biases)"] += t.numel()
+    qweights = params["quantized codes"]
+    params["quantized codes"], params["quantized side info"] = qweights, 0  # side info: per quantised weight below
+    total, n_params = sum(parts.values()), sum(params.values())
+    components = {k: {"bytes": parts[k], "parameters": params[k] if k != "quantized side info" else qweights,
+                      "bits_per_parameter": 8 * parts[k] / (params[k] if k != "quantized side info" else qweights)
+                      if (params[k] if k != "quantized side info" else qweights) else None}
+                  for k in names}
+    out = {"bytes": parts, "components": components, "total_bytes": total, "parameters": n_params,
+           "bits_per_parameter": 8 * total / max(n_params, 1), "quantized_weights": qweights}
+    if weights_file is not None:
+        size = Path(weights_file).stat().st_size
+        out |= {"file_bytes": size, "file_bits_per_parameter": 8 * size / max(n_params, 1)}
     if qweights:
         out["bits_per_quantized_weight"] = 8 * (parts["quantized codes"] + parts["quantized side info"]) / qweights
         out["code_bits_per_quantized_weight"] = 8 * parts["quantized codes"] / qweights

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from mechlab.errors import ConfigError
@@ -28,12 +29,19 @@ class GPTQConfig:
     act_order: bool = False
     """Columns by decreasing Hessian diagonal (static groups)."""
 
+    embedding: bool = False
+    """Code the token embedding and the LM head too (tied: one code serves both; PTQ only; mechlab.quant.embedding)."""
+    embedding_bits: int | None = None
+    """With embedding: bits per weight of the embedding / head table (None: the same as the layers)."""
+
     method = "gptq"
     needs_hessian = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= 8:
             raise ConfigError(f"GPTQ: bits must be in 1..8 (got {self.bits})")
+        if self.embedding_bits is not None and not 1 <= self.embedding_bits <= 8:
+            raise ConfigError(f"GPTQ: embedding_bits must be in 1..8 (got {self.embedding_bits})")
         if self.group_size < 1 or self.block_size < 1 or self.damp < 0:
             raise ConfigError("GPTQ: group_size and block_size must be >= 1 and damp >= 0")
 
@@ -43,11 +51,24 @@ def transform(layer: IntLinear, w, h, config: GPTQConfig, index: int):
     return layer.set(*gptq_quantize(w, h, config)).weight()
 
 
+def table(config):
+    """An embedding table is an IntLinear of the same grid (groups along d, so a row decodes alone)."""
+    return dataclasses.replace(config, embedding=False, embedding_bits=None,
+                               bits=config.embedding_bits or config.bits), False, False
+
+
+def head(config):
+    """An untied LM head is a Linear layer of this method at the table's bits."""
+    return dataclasses.replace(config, embedding=False, embedding_bits=None, bits=config.embedding_bits or config.bits)
+
+
 def from_options(name: str, bits: int, options: dict, train: dict) -> GPTQConfig:
-    """``--method gptq``: bits, group_size, act_order."""
+    """``--method gptq``: bits, group_size, embedding, embedding_bits, act_order."""
     reject_training_settings(name, train)
-    return GPTQConfig(bits=bits, group_size=options.get("group_size", 128), act_order=options.get("act_order", False))
+    return GPTQConfig(bits=bits, group_size=options.get("group_size", 128), act_order=options.get("act_order", False),
+                      embedding=options.get("embedding", False),
+                     embedding_bits=options.get("embedding_bits"))
 
 
 register(QuantMethod(config=GPTQConfig, cli_names=("gptq",), layer=IntLinear, transform=transform,
-                     from_options=from_options))
+                     from_options=from_options, table=table, head=head))

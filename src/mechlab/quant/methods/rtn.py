@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from mechlab.errors import ConfigError
@@ -21,12 +22,19 @@ class RTNConfig:
     symmetric: bool = False
     """±absmax grid instead of the min/max grid with a zero point."""
 
+    embedding: bool = False
+    """Code the token embedding and the LM head too (tied: one code serves both; PTQ only; mechlab.quant.embedding)."""
+    embedding_bits: int | None = None
+    """With embedding: bits per weight of the embedding / head table (None: the same as the layers)."""
+
     method = "rtn"
     needs_hessian = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= 8:
             raise ConfigError(f"RTN: bits must be in 1..8 (got {self.bits})")
+        if self.embedding_bits is not None and not 1 <= self.embedding_bits <= 8:
+            raise ConfigError(f"RTN: embedding_bits must be in 1..8 (got {self.embedding_bits})")
         if self.group_size < 1:
             raise ConfigError(f"RTN: group_size must be >= 1 (got {self.group_size})")
 
@@ -36,11 +44,24 @@ def transform(layer: IntLinear, w, h, config: RTNConfig, index: int):
     return layer.set(*rtn_quantize(w, config)).weight()
 
 
+def table(config):
+    """An embedding table is an IntLinear of the same grid (groups along d, so a row decodes alone)."""
+    return dataclasses.replace(config, embedding=False, embedding_bits=None,
+                               bits=config.embedding_bits or config.bits), False, False
+
+
+def head(config):
+    """An untied LM head is a Linear layer of this method at the table's bits."""
+    return dataclasses.replace(config, embedding=False, embedding_bits=None, bits=config.embedding_bits or config.bits)
+
+
 def from_options(name: str, bits: int, options: dict, train: dict) -> RTNConfig:
-    """``--method rtn``: bits, group_size, symmetric."""
+    """``--method rtn``: bits, group_size, embedding, embedding_bits, symmetric."""
     reject_training_settings(name, train)
-    return RTNConfig(bits=bits, group_size=options.get("group_size", 128), symmetric=options.get("symmetric", False))
+    return RTNConfig(bits=bits, group_size=options.get("group_size", 128), symmetric=options.get("symmetric", False),
+                     embedding=options.get("embedding", False),
+                     embedding_bits=options.get("embedding_bits"))
 
 
 register(QuantMethod(config=RTNConfig, cli_names=("rtn",), layer=IntLinear, transform=transform,
-                     from_options=from_options))
+                     from_options=from_options, table=table, head=head))

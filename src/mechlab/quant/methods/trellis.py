@@ -4,6 +4,7 @@ registration."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from mechlab.errors import ConfigError
@@ -23,7 +24,8 @@ class TrellisConfig:
     tail-biting two-pass encode (``tail_biting``; without it the start state's L−kV bits are stored too).
     ``real_signs`` stores the RHT sign vectors as real fp16 per-row and per-column scales, fitted to the layer's
     output error after coding (and trainable end to end, :func:`mechlab.quant.finetune.finetune_`), at 16·(m+n)
-    bits per m×n matrix instead of m+n."""
+    bits per m×n matrix instead of m+n. ``embedding``: the token embedding and the LM head are coded too, with
+    the same L, V and code and ``embedding_bits`` (default k) bits per weight (:func:`table`)."""
 
     L: int = 16
     """State bits (8-16; encode time grows as 2^L)."""
@@ -45,6 +47,10 @@ class TrellisConfig:
     """Seed of the RHT sign vectors and the pure-LUT code."""
     real_signs: bool = False
     """RHT sign vectors as fp16 row/column scales fitted to each layer's output error (always on for trellis-ft)."""
+    embedding: bool = False
+    """Code the token embedding and the LM head too (tied: one code serves both; PTQ only; mechlab.quant.embedding)."""
+    embedding_bits: int | None = None
+    """With embedding: bits per weight of the embedding / head table (None: the same as the layers)."""
 
     method = "trellis"
     tile: int = 16
@@ -61,6 +67,8 @@ class TrellisConfig:
             raise ConfigError("trellis: the hyb code is defined for V=2")
         if not 1 <= self.k <= 8 or not self.k * self.V < self.L <= 24:
             raise ConfigError(f"trellis: need 1 <= k <= 8 and k·V < L <= 24 (got L={self.L}, k={self.k}, V={self.V})")
+        if self.embedding_bits is not None and not 1 <= self.embedding_bits * self.V < self.L:
+            raise ConfigError(f"trellis: embedding_bits must be >= 1 with embedding_bits·V < L (got {self.embedding_bits})")
         if self.real_signs and not self.rht:
             raise ConfigError("trellis: real_signs makes the RHT sign vectors real scales, so it needs rht")
         if (self.tile * self.tile) % self.V:
@@ -89,12 +97,25 @@ def transform(layer: TrellisLinear, w, h, config: TrellisConfig, index: int):
     return w_hat
 
 
+def table(config: TrellisConfig) -> tuple[TrellisConfig, bool, bool]:
+    """An embedding table is a TrellisLinear without its own RHT (whose output side would mix rows, so a lookup
+    would decode whole Hadamard blocks), the input side rotated outside it when ``rht``, one fp16 scale per row."""
+    inner = dataclasses.replace(config, rht=False, real_signs=False, embedding=False, embedding_bits=None,
+                                k=config.embedding_bits or config.k)
+    return inner, config.rht, True
+
+
+def head(config):
+    """An untied LM head is a Linear layer of this method at the table's bits."""
+    return dataclasses.replace(config, embedding=False, embedding_bits=None, k=config.embedding_bits or config.k)
+
+
 def from_options(name: str, bits: int, options: dict, train: dict) -> TrellisConfig:
     """``--method trellis``: k = bits, L, V, code, rht, ldlq, tail_biting, real_signs."""
     reject_training_settings(name, train)
-    keys = ("L", "V", "code", "rht", "ldlq", "tail_biting", "real_signs")
+    keys = ("L", "V", "code", "rht", "ldlq", "tail_biting", "real_signs", "embedding", "embedding_bits")
     return TrellisConfig(k=bits, **{k: options[k] for k in keys if k in options})
 
 
 register(QuantMethod(config=TrellisConfig, cli_names=("trellis",), layer=TrellisLinear, transform=transform,
-                     unsupported=unsupported, from_options=from_options))
+                     unsupported=unsupported, from_options=from_options, table=table, head=head))

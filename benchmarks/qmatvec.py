@@ -93,6 +93,22 @@ def main() -> None:
         args.shapes = [s for s in args.shapes if s in ("576x576", "192x576")] or args.shapes[:1]
         args.rounds, args.seconds = min(args.rounds, 2), min(args.seconds, 0.05)
         args.working_set = min(args.working_set, 32.0)
+    for shape in args.shapes:
+        parts = shape.split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            ap.error(f"--shapes: {shape!r} is not OUTxIN with positive integers (e.g. 576x576)")
+        if int(parts[0]) % 16 or int(parts[1]) % 16:
+            ap.error(f"--shapes: {shape}: the fused kernel takes whole 16 x 16 trellis tiles (both sizes multiples "
+                     f"of 16)")
+    if any(b not in (2, 3, 4) for b in args.bits):
+        ap.error(f"--bits: the fused kernel decodes 2, 3 or 4 bits per weight, got {args.bits}")
+    if not 8 <= args.L <= 16:
+        ap.error(f"--L must be in 8..16, got {args.L}")
+    for option in ("batch", "rounds"):
+        if getattr(args, option) < 1:
+            ap.error(f"--{option} must be at least 1, got {getattr(args, option)}")
+    if args.seconds <= 0 or args.working_set < 0 or any(t < 1 for t in args.threads):
+        ap.error("--seconds must be positive, --working-set at least 0 and --threads at least 1")
     if not available("qmatvec"):
         raise SystemExit("the qmatvec kernel did not build (no C compiler?)")
     rows = []

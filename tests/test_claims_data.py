@@ -41,3 +41,13 @@ def test_the_pages_escape_what_they_print(tmp_path):
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; &amp;" in page
     assert html.unescape(page).count(hostile) == 2  # the quantity and the reason, as given
     assert "<td>1 &lt; 2</td>" in page
+
+
+def test_a_results_path_that_is_a_folder_reads_inconclusive(tmp_path):
+    """A results path that exists but is a folder is not "not yet measured" (something is there): inconclusive,
+    naming the path."""
+    claim = next(c for c in CLAIMS if c.evaluate is not None and c.results)
+    for r in claim.results:
+        (tmp_path / r).mkdir(parents=True)
+    m = claim.measure(tmp_path)
+    assert m.verdict == registry.INCONCLUSIVE and claim.results[0] in m.reason and "folder" in m.reason

@@ -66,6 +66,10 @@ class Claim:
         INCONCLUSIVE with a reason that names the file (and the field) and the command that rewrites it."""
         if self.evaluate is None:
             return Measurement(UNMEASURED, reason="no experiment for this claim yet")
+        folders = [r for r in self.results if (root / r).is_dir()]
+        if folders:  # present, but not a file: nothing a rule can read
+            return Measurement(INCONCLUSIVE, reason=f"{', '.join(folders)}: a folder, not a results file; rerun: "
+                                                    f"{self.command}")
         missing = [r for r in self.results if not (root / r).is_file()]
         if missing:
             return Measurement(UNMEASURED, reason=f"no results yet ({', '.join(missing)}); run: {self.command}")

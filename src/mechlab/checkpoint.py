@@ -67,10 +67,10 @@ def save_checkpoint(directory: str | Path, model: torch.nn.Module, tokenizer: To
     return directory
 
 
-def check_output(directory: str | Path) -> Path:
+def check_output(directory: str | Path, overwrite: bool = False) -> Path:
     """Refuse an output path a new checkpoint must not replace (before any work is done): a file, a training run
-    (its checkpoints, metrics and config would be lost), or a non-empty folder that is not a checkpoint. An
-    existing checkpoint is replaced, with a warning. Raises ConfigError."""
+    (its checkpoints, metrics and config would be lost), a non-empty folder that is not a checkpoint, or an
+    existing checkpoint unless ``overwrite`` (then it is replaced, with a warning). Raises ConfigError."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"output {directory} is a file, not a checkpoint directory; choose another -o")
@@ -81,6 +81,9 @@ def check_output(directory: str | Path) -> Path:
         if not (directory / CONFIG).is_file():
             raise ConfigError(f"output {directory} is a folder with other files in it, not a checkpoint; choose "
                               f"another -o (or an empty or new folder)")
+        if not overwrite:
+            raise ConfigError(f"output {directory} already holds a checkpoint: pass --overwrite to replace it, or "
+                              f"choose another -o")
         log.warning("replacing the checkpoint at %s", directory)
     return directory
 

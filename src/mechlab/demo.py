@@ -65,7 +65,8 @@ def run_demo(out_dir: str | Path = "runs/demo", steps: int = 600, data_dir: str 
                          title=f"mechlab demo: tiny Transformer on stdlib ({steps} steps)")
     qcfg = TrellisConfig(L=quant_L, k=2, V=1, code="1mad", rht=True, ldlq=True, tail_biting=True)
     qdir = Path(out_dir) / "trellis-2bit"
-    qck, _, _ = quantize_checkpoint(result.out_dir, qcfg, qdir, calib_sequences=32, data_dir=data_dir, progress=progress)
+    qck, _, _ = quantize_checkpoint(result.out_dir, qcfg, qdir, calib_sequences=32, data_dir=data_dir, progress=progress,
+                                    overwrite=True)
     val = token_stream(cfg.data, "validation", tok, data_dir)
     scored = dict(context=cfg.seq_len, max_windows=cfg.eval_windows, spread=True, batch_size=16)
     bpb_float = evaluate_lm(model, val, **scored).bits_per_byte

@@ -51,13 +51,14 @@ def bundled_gguf(name: str) -> Path | None:
     return {"smollm2": smollm2_gguf, "gemma3-270m": gemma3_gguf}.get(str(name), lambda: None)()
 
 
-def import_checkpoint(fmt: str, source: str | Path, out: str | Path) -> Path:
+def import_checkpoint(fmt: str, source: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     """Import a GGUF file (``fmt='gguf'``; the paths ``smollm2`` and ``gemma3-270m`` mean the packaged SmolLM2-135M-
     Instruct and Gemma 3 270M) or a Hugging Face
-    directory (``fmt='hf'``) and save it as a mechlab checkpoint at ``out``."""
+    directory (``fmt='hf'``) and save it as a mechlab checkpoint at ``out`` (an existing checkpoint there is
+    replaced only with ``overwrite``; see :func:`mechlab.checkpoint.check_output`)."""
     from mechlab.checkpoint import check_output, save_checkpoint
 
-    check_output(out)
+    check_output(out, overwrite)
     if fmt == "gguf":
         imported = read_gguf(bundled_gguf(source) or source)
     elif fmt == "hf":

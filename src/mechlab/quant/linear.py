@@ -35,7 +35,11 @@ def _unpack_signs(b: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class QuantizedLinear(nn.Module):
-    """Common part: shapes, an optional float bias, forward through :meth:`weight`."""
+    """Common part: shapes, an optional float bias, forward through :meth:`weight`. ``CODE_BUFFERS`` names the
+    buffers that hold the weight codes (:func:`mechlab.quant.run.size_report` counts them as codes, every other
+    buffer but the bias as side info); a stored layer class of a new method declares its own."""
+
+    CODE_BUFFERS: tuple[str, ...] = ()
 
     def __init__(self, in_features: int, out_features: int, bias: bool):
         super().__init__()
@@ -59,6 +63,8 @@ class QuantizedLinear(nn.Module):
 
 class IntLinear(QuantizedLinear):
     """Integer grid per group: packed ``bits``-bit codes, fp16 scales and zero points (RTN or GPTQ)."""
+
+    CODE_BUFFERS = ("qweight",)
 
     def __init__(self, in_features: int, out_features: int, bias: bool, config: RTNConfig | GPTQConfig):
         super().__init__(in_features, out_features, bias)
@@ -89,6 +95,8 @@ class IntLinear(QuantizedLinear):
 class TrellisLinear(QuantizedLinear):
     """Trellis-coded weights: packed codes (exactly k bits per weight), one float32 scale, RHT signs as bits (or as
     fp16 real scales with ``real_signs``), and the L−kV start bits of each tile only when not tail-biting."""
+
+    CODE_BUFFERS = ("packed",)
 
     def __init__(self, in_features: int, out_features: int, bias: bool, config: TrellisConfig):
         super().__init__(in_features, out_features, bias)

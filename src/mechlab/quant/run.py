@@ -48,14 +48,29 @@ def make_config(method: str, bits: int, group_size: int = 128, L: int = 16, V: i
 
 def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None = None, data: str | None = None,
                         calib_sequences: int = 64, calib_seq_len: int = 256, seed: int = 0,
-                        data_dir: str | None = None, sequential: bool = False, progress: bool = True):
+                        data_dir: str | None = None, sequential: bool = False, progress: bool = True,
+                        overwrite: bool = False):
     """Load a float checkpoint, quantise it with ``config`` (calibrating on the training corpus' train split, or
-    ``data``; ``sequential``: block by block, see :func:`quantize_`), and save it to ``out`` when given. Returns
-    (Checkpoint with the quantised model, report, out)."""
+    ``data``; ``sequential``: block by block, see :func:`quantize_`), and save it to ``out`` when given (an
+    existing checkpoint there is replaced only with ``overwrite``). Returns (Checkpoint with the quantised model,
+    report, out).
+
+    Raises ConfigError before any work for ``calib_sequences`` or ``calib_seq_len`` < 1, ``seed`` < 0, an unknown
+    ``data`` corpus (checked by every method, calibrating or not) or an ``out`` that must not be written
+    (:func:`mechlab.checkpoint.check_output`). ``calib_seq_len`` beyond the model's max_seq_len is capped to it,
+    with a warning."""
     from mechlab.checkpoint import check_output, load_checkpoint, save_checkpoint
 
+    for name, v, least in (("calib_sequences", calib_sequences, 1), ("calib_seq_len", calib_seq_len, 1),
+                           ("seed", seed, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < least:
+            raise ConfigError(f"quantize: {name} must be an integer >= {least}, got {v!r}")
+    if data is not None:
+        from mechlab.data import get_corpus
+
+        get_corpus(str(data))  # an unknown corpus is refused even when nothing calibrates on it
     if out is not None:
-        check_output(out)
+        check_output(out, overwrite)
     ck = load_checkpoint(checkpoint)
     if any(isinstance(m, QuantizedLinear) for m in ck.model.modules()):
         raise ConfigError(f"{ck.path} is already quantised; start from the float checkpoint")
@@ -78,6 +93,9 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
             log.info("calibrating on the %s split of %s (it has no train split)", split, corpus)
         stream = token_stream(corpus, split, ck.tokenizer, data_dir or ck.meta.get("train_config", {}).get("data_dir"))
     if ptq.needs_hessian or sequential:
+        if calib_seq_len > ck.config.max_seq_len:
+            log.warning("calib_seq_len %d exceeds the model's max_seq_len %d: calibration windows are capped to %d "
+                        "tokens", calib_seq_len, ck.config.max_seq_len, ck.config.max_seq_len)
         calibration = calibration_batches(stream, calib_sequences, min(calib_seq_len, ck.config.max_seq_len), seed)
     teacher = copy.deepcopy(ck.model) if trained else None
     t0 = time.perf_counter()
@@ -99,7 +117,8 @@ def size_report(model: torch.nn.Module, weights_file: str | Path | None = None) 
     """What a model's stored tensors spend their bytes on, and the headline: bytes and bits per parameter over ALL
     parameters.
 
-    Components: ``quantized codes`` / ``quantized side info`` (the quantised Linear layers' packed codes, and their
+    Components: ``quantized codes`` / ``quantized side info`` (the quantised Linear layers' code buffers, the ones
+    their class lists in ``CODE_BUFFERS``, and the rest of their buffers:
     scales, zero points, signs and start bits), ``embedding`` (the token table, float or quantised; with a tied
     head it serves the head too and ``lm head`` is 0), ``lm head`` (an untied head, float or quantised), ``float
     linear`` (Linear weights left in float) and ``other (norms, maps, biases)``. ``parameters``: the float model's
@@ -137,7 +156,8 @@ def size_report(model: torch.nn.Module, weights_file: str | Path | None = None) 
         elif q == "lm_head":
             parts["lm head"] += nbytes
         elif q is not None:
-            parts["quantized codes" if leaf in ("packed", "qweight") else "quantized side info"] += nbytes
+            codes = getattr(mods[q], "CODE_BUFFERS", ())  # the stored layer class declares its code buffers
+            parts["quantized codes" if owner == q and leaf in codes else "quantized side info"] += nbytes
         elif name.startswith("embed."):
             parts["embedding"] += nbytes
             params["embedding"] += t.numel()

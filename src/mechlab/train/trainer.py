@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 TRAIN_CONFIG = "train_config.json"
 RESUMES = "resumes.jsonl"  # one record per resume that changed the run: {"step", "changes": {field: [old, new]}}
 METRICS = "metrics.jsonl"
+MAX_SEQ_LEN = 65536  # the longest training context accepted: a (seq_len x seq_len) attention map per head beyond it
 
 
 @dataclass
@@ -78,7 +79,9 @@ class TrainConfig:
     """Model preset (see `mechlab presets`). Its vocab_size becomes the tokenizer's and its max_seq_len max(seq_len,
     64); the run logs each value it changes."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
-    """ModelConfig fields changed from the preset's, e.g. d_model=128 (on the command line: repeat KEY=VALUE)."""
+    """ModelConfig fields changed from the preset's, e.g. d_model=128 (on the command line: repeat KEY=VALUE; with
+    --config the given keys are merged key by key over the file's model_overrides). vocab_size is the tokenizer's:
+    an override that differs is refused."""
     data: str = "stdlib"
     """Corpus name (see `mechlab corpora`), a path to .txt files, or a synthetic task generated on the fly:
     'retrieval:needle' or 'retrieval:copy', options after commas (min_gap, max_gap, far_gap, far_fraction, payload;
@@ -88,7 +91,7 @@ class TrainConfig:
     data_dir: str | None = None
     """Local directory holding the corpus files (else MECHLAB_DATA, else download to the cache)."""
     seq_len: int = 256
-    """Training context in tokens."""
+    """Training context in tokens (at most 65536; the model's max_seq_len grows to it unless an override sets one)."""
     batch_size: int = 16
     """Sequences per optimiser step (all processes, all micro-steps)."""
     micro_batch_size: int | None = None
@@ -138,7 +141,8 @@ class TrainConfig:
     seed: int = 0
     """Seed for initialisation and data order."""
     out_dir: str | None = "runs/train"
-    """Run directory (None: write nothing; only for a Task run, such as distillation)."""
+    """Run directory: a new or empty folder, or a run to --resume or --overwrite (a library Task run, such as
+    distillation, may set None to write nothing)."""
 
     def validate(self) -> None:
         """Raise ConfigError naming the field and its value for anything a run cannot use: wrong types (a bool is
@@ -180,6 +184,17 @@ class TrainConfig:
                 raise ConfigError(f"train config: eps (AdamW's ε) must be positive, got {self.eps}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"train config: dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if not isinstance(self.model_overrides, dict) or not all(isinstance(k, str) for k in self.model_overrides):
+            raise ConfigError(f"train config: model_overrides must be an object of ModelConfig fields (string keys), "
+                              f"got {self.model_overrides!r}")
+        if self.seq_len > MAX_SEQ_LEN:
+            raise ConfigError(f"train config: seq_len {self.seq_len} exceeds {MAX_SEQ_LEN} tokens (its attention and "
+                              f"activations would not fit in memory)")
+        if self.out_dir is not None and (not isinstance(self.out_dir, str) or not self.out_dir.strip()):
+            raise ConfigError(f"train config: out_dir must name a run directory, got {self.out_dir!r}")
+        if self.warmup_steps > self.steps:
+            log.warning("warmup_steps = %d exceeds steps = %d: the learning rate never reaches its peak",
+                        self.warmup_steps, self.steps)
         if self.hessian_every > self.steps:
             log.warning("hessian_every = %d exceeds steps = %d: only step 0 is measured", self.hessian_every, self.steps)
 
@@ -443,6 +458,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
     if cfg.out_dir is None and task is None:
         raise ConfigError("train config: out_dir is required for a language-model run (only a Task run may write nothing)")
     out = None if cfg.out_dir is None else Path(cfg.out_dir)
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"run directory {out} is a file; choose another --out")
     env = _Dist()
     try:
         return _train(cfg, out, env, resume, overwrite, progress, stop_after, on_log, task)

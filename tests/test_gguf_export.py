@@ -136,6 +136,11 @@ def test_cli_export(imported, tmp_path):
     r = CliRunner().invoke(app, ["export", "gguf", str(tmp_path / "ck"), "-o", str(tmp_path / "c.gguf"), "--type", "Q8_0"])
     assert r.exit_code == 0, r.output
     assert read_gguf(tmp_path / "c.gguf").meta["imported_from"]["file_type"] == 7
+    again = ["export", "gguf", str(tmp_path / "ck"), "-o", str(tmp_path / "c.gguf")]
+    r = subprocess.run([sys.executable, "-m", "mechlab", *again], capture_output=True, text=True)
+    assert r.returncode == 2 and "--overwrite" in r.stderr  # an existing file is kept unless asked
+    assert CliRunner().invoke(app, [*again, "--overwrite"]).exit_code == 0
+    assert read_gguf(tmp_path / "c.gguf").meta["imported_from"]["file_type"] == 0
     r = subprocess.run([sys.executable, "-m", "mechlab", "export", "gguf", str(tmp_path / "ck"), "-o",
                         str(tmp_path / "d.gguf"), "--type", "q3"], capture_output=True, text=True)
     assert r.returncode == 2 and "tensor type" in r.stderr and "Traceback" not in r.stderr

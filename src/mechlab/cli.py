@@ -559,11 +559,12 @@ app.add_typer(export_app, name="export")
 def export_gguf_cmd(checkpoint: Path = typer.Argument(..., help="A checkpoint or run directory (a Llama-family model)."),
                     out: Path = typer.Option(..., "--out", "-o", help="GGUF file to write."),
                     qtype: str = typer.Option("f32", "--type", help="Tensor type of the matrices: f32, f16, q8_0, q4_0 or q4_1 (llama.cpp's block formats)."),
-                    pre: str = typer.Option(None, "--pre", help="llama.cpp's name of the pre-tokenizer (default: the one recorded at import, or read off the tokenizer).")) -> None:
+                    pre: str = typer.Option(None, "--pre", help="llama.cpp's name of the pre-tokenizer (default: the one recorded at import, or read off the tokenizer)."),
+                    overwrite: bool = typer.Option(False, help="Replace an existing file at --out.")) -> None:
     """Write a llama.cpp-readable GGUF file of a Llama-family checkpoint (quantised models from their dequantised weights)."""
     from mechlab.pretrained.export import export_checkpoint
 
-    path = export_checkpoint(checkpoint, out, qtype=qtype.lower(), pre=pre)
+    path = export_checkpoint(checkpoint, out, qtype=qtype.lower(), pre=pre, overwrite=overwrite)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:,.1f} MB, {qtype.lower()})")
 
 

@@ -226,10 +226,14 @@ def export_gguf(model: torch.nn.Module, tokenizer, meta: dict, out: str | Path, 
     return out
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, qtype: str = "f32", pre: str | None = None) -> Path:
-    """:func:`export_gguf` of a checkpoint or run directory (the CLI's ``mechlab export gguf``)."""
+def export_checkpoint(checkpoint: str | Path, out: str | Path, qtype: str = "f32", pre: str | None = None,
+                      overwrite: bool = False) -> Path:
+    """:func:`export_gguf` of a checkpoint or run directory (the CLI's ``mechlab export gguf``). An existing file at
+    ``out`` is replaced only with ``overwrite`` (ConfigError otherwise, before any work)."""
     from mechlab.checkpoint import load_checkpoint
 
+    if Path(out).is_file() and not overwrite:
+        raise ConfigError(f"GGUF export: {out} exists; pass --overwrite to replace it")
     ckpt = load_checkpoint(checkpoint)
     return export_gguf(ckpt.model, ckpt.tokenizer, ckpt.meta, out, qtype=qtype, pre=pre)
 

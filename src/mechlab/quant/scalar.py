@@ -104,3 +104,20 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, cfg: GPTQConfig) -> tuple[to
             E1[:, i] = err
         W[:, i2:] -= E1 @ Hinv[i1:i2, i2:]
     return Q, scales.float(), zeros.float()
+
+
+def int_table(config):
+    """The config coding an embedding table for a scalar-grid method (RTN, GPTQ): an IntLinear of the same grid at
+    ``embedding_bits`` (groups along d, so a row decodes alone); with the registry's (config, rotate, row_scales)
+    both False (no rotation, no row scales: the grid has its own scales)."""
+    import dataclasses
+
+    return dataclasses.replace(config, embedding=False, embedding_bits=None,
+                               bits=config.embedding_bits or config.bits), False, False
+
+
+def int_head(config):
+    """The config of an untied LM head for a scalar-grid method: a Linear layer of the method at the table's bits."""
+    import dataclasses
+
+    return dataclasses.replace(config, embedding=False, embedding_bits=None, bits=config.embedding_bits or config.bits)

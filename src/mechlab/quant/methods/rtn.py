@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from mechlab.errors import ConfigError
 from mechlab.quant.linear import IntLinear
 from mechlab.quant.registry import QuantMethod, register, reject_training_settings
+from mechlab.quant.scalar import int_head as head
+from mechlab.quant.scalar import int_table as table
 from mechlab.quant.scalar import rtn_quantize
 
 
@@ -42,17 +43,6 @@ class RTNConfig:
 def transform(layer: IntLinear, w, h, config: RTNConfig, index: int):
     """Fill ``layer`` with the RTN codes of w (out, in); returns the decoded weights."""
     return layer.set(*rtn_quantize(w, config)).weight()
-
-
-def table(config):
-    """An embedding table is an IntLinear of the same grid (groups along d, so a row decodes alone)."""
-    return dataclasses.replace(config, embedding=False, embedding_bits=None,
-                               bits=config.embedding_bits or config.bits), False, False
-
-
-def head(config):
-    """An untied LM head is a Linear layer of this method at the table's bits."""
-    return dataclasses.replace(config, embedding=False, embedding_bits=None, bits=config.embedding_bits or config.bits)
 
 
 def from_options(name: str, bits: int, options: dict, train: dict) -> RTNConfig:

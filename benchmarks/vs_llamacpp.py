@@ -6,7 +6,7 @@ read back bit for bit by the import) and quantised by llama.cpp itself (``llama_
 ``llama-cpp-python`` package, which pip builds from source) to its block, k-quant and i-quant types that need no
 importance matrix (IQ2_XXS/IQ2_XS/IQ1 do: the package builds no ``llama-imatrix`` tool, so they are not run).
 mechlab's side is the float model and its quantised models (``quant.run.quantize_checkpoint``; trellis codes at
-k bits per weight on the Linear layers, the tied embedding / LM head as stored: float32 today).
+k bits per weight on the Linear layers, the tied embedding / LM head in float32 or, with a third field, coded too).
 
 One protocol for both (mechlab.eval.evaluate_lm, which llama.cpp's logits go through as well): WikiText-2 raw test,
 non-overlapping windows of --context tokens, every token of a window after the first scored (llama.cpp's own
@@ -53,7 +53,7 @@ from common import benchmark_parser, is_reference_run, parse_benchmark_args, pri
 
 # llama.cpp file types (llama_ftype) run by default: every type that needs no importance matrix, largest first
 TYPES = ["Q8_0", "Q4_K_M", "Q4_0", "IQ4_XS", "Q3_K_M", "Q2_K"]
-MECHLAB = ["float", "trellis:2"]
+MECHLAB = ["float", "trellis:2", "trellis:2:4"]
 CALIBRATION = (32, 512)  # sequences x tokens of gutenberg train text for the Hessians of mechlab's quantised rows
 QUICK = dict(windows=1, context=256, types=["Q8_0", "Q2_K"], mechlab=["float"], threads=[1], new_tokens=8, prompt=64)
 
@@ -129,17 +129,35 @@ def mechlab_speed(model: torch.nn.Module, threads: int, prompt: list[int], new_t
     return prompt_tps, (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
-def mechlab_model(float_dir: Path, spec: str, root: Path) -> Path:
-    """The checkpoint of a mechlab row: ``float``, or ``METHOD:BITS`` quantised from the float checkpoint
-    (calibration: :data:`CALIBRATION` windows of the gutenberg train split; benchmarks/smollm2_ptq.py uses 128)."""
+def parse_spec(spec: str) -> tuple[str, int, int | None] | None:
+    """``float`` -> None; ``METHOD:BITS`` or ``METHOD:BITS:TABLE_BITS`` -> (method, bits, table bits or None: the
+    embedding / LM head stays float). Raises ValueError for anything else."""
     if spec == "float":
+        return None
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or parts[0] not in ("rtn", "gptq", "trellis") or \
+            any(p not in ("2", "3", "4") for p in parts[1:]):
+        raise ValueError(spec)
+    return parts[0], int(parts[1]), int(parts[2]) if len(parts) == 3 else None
+
+
+def mechlab_model(float_dir: Path, spec: str, root: Path) -> Path:
+    """The checkpoint of a mechlab row: ``float``, or ``METHOD:BITS[:TABLE_BITS]`` quantised from the float checkpoint,
+    the tied embedding / LM head coded too at TABLE_BITS when given (calibration: :data:`CALIBRATION` windows of the
+    gutenberg train split; benchmarks/smollm2_ptq.py uses 128)."""
+    parsed = parse_spec(spec)
+    if parsed is None:
         return float_dir
+    import dataclasses
+
     from mechlab.quant.run import make_config, quantize_checkpoint
 
-    method, _, bits = spec.partition(":")
-    out = root / f"mechlab-{method}{bits}"
+    method, bits, table = parsed
+    out = root / f"mechlab-{method}{bits}" if table is None else root / f"mechlab-{method}{bits}-table{table}"
     if not out.is_dir():
-        config = make_config(method, int(bits), L=12) if method == "trellis" else make_config(method, int(bits))
+        config = make_config(method, bits, L=12) if method == "trellis" else make_config(method, bits)
+        if table is not None:
+            config = dataclasses.replace(config, embedding=True, embedding_bits=table)
         quantize_checkpoint(float_dir, config, out=out, data="gutenberg", calib_sequences=CALIBRATION[0],
                             calib_seq_len=CALIBRATION[1])
     return out
@@ -178,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = benchmark_parser(__doc__, "a smoke run: 1 window of 256 tokens, Q8_0 and Q2_K, the float mechlab model, "
                                    "1 thread", threads=[1, 2], threads_help="thread counts of the speed passes")
     ap.add_argument("--types", nargs="+", default=TYPES, help="llama.cpp file types (LLAMA_FTYPE_MOSTLY_* names)")
-    ap.add_argument("--mechlab", nargs="+", default=MECHLAB, help="mechlab rows: float or METHOD:BITS")
+    ap.add_argument("--mechlab", nargs="+", default=MECHLAB, help="mechlab rows: float or METHOD:BITS[:TABLE_BITS] "
+                    "(with TABLE_BITS the tied embedding / LM head is coded too)")
     ap.add_argument("--windows", type=int, default=4, help="WikiText-2 windows scored (the first N; paired: the same "
                     "tokens for every model)")
     ap.add_argument("--context", type=int, default=2048)
@@ -216,9 +235,11 @@ def main() -> None:
         if not hasattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind}"):
             ap.error(f"--types: {kind} is not a llama.cpp file type (LLAMA_FTYPE_MOSTLY_{kind})")
     for spec in args.mechlab:
-        method, _, bits = spec.partition(":")
-        if spec != "float" and not (method in ("rtn", "gptq", "trellis") and bits in ("2", "3", "4")):
-            ap.error(f"--mechlab: {spec!r} is not 'float' or METHOD:BITS (rtn, gptq or trellis; 2, 3 or 4 bits)")
+        try:
+            parse_spec(spec)
+        except ValueError:
+            ap.error(f"--mechlab: {spec!r} is not 'float' or METHOD:BITS[:TABLE_BITS] (rtn, gptq or trellis; 2, 3 or "
+                     f"4 bits; TABLE_BITS codes the embedding / LM head too)")
 
     root = cache_dir() / "vs_llamacpp"
     root.mkdir(parents=True, exist_ok=True)

@@ -161,13 +161,19 @@ def benchmark_parser(doc: str | None, quick: str, *, threads: Any = _ABSENT, thr
 
 def parse_benchmark_args(build_parser: Callable[[], argparse.ArgumentParser],
                          output: Callable[[argparse.ArgumentParser, argparse.Namespace], tuple[str, bool]],
-                         argv: Sequence[str] | None = None
+                         argv: Sequence[str] | None = None, quick_defaults: dict[str, Any] | None = None
                          ) -> tuple[argparse.ArgumentParser, argparse.Namespace, str, bool]:
     """(parser, arguments, result name, quick) of a benchmark run: ``build_parser()`` parses ``argv`` (None: the command
     line) and the script's ``output(parser, arguments)`` names the result and says whether the run is the committed
-    configuration (:func:`is_reference_run`: quick is True for every other run, which writes NAME.quick.json)."""
+    configuration (:func:`is_reference_run`: quick is True for every other run, which writes NAME.quick.json).
+    ``quick_defaults``: the smoke run's values of options not given on the command line, applied under ``--quick``
+    (the arguments are parsed again, as :func:`parse_quick` does, so that options given explicitly win)."""
     ap = build_parser()
     args = ap.parse_args(argv)
+    if quick_defaults and args.quick:
+        quick_parser = build_parser()
+        quick_parser.set_defaults(**quick_defaults)
+        args = quick_parser.parse_args(argv)
     name, quick = output(ap, args)
     return ap, args, name, quick
 

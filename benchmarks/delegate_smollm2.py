@@ -88,11 +88,8 @@ def summarise(results: list[dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap, args, name, quick = parse_benchmark_args(build_parser, output, argv)
-    if args.quick:  # the smoke run's values for the options left at their defaults
-        for key, value in {"round_trips": 1, "max_new_tokens": 256, "env": [QUICK_ENV]}.items():
-            if getattr(args, key) == ap.get_default(key):
-                setattr(args, key, value)
+    ap, args, name, quick = parse_benchmark_args(build_parser, output, argv, quick_defaults={
+        "round_trips": 1, "max_new_tokens": 256, "env": [QUICK_ENV]})
     if args.round_trips < 1 or args.max_new_tokens < 1:
         raise SystemExit("error: --round-trips and --max-new-tokens must be at least 1")
     from mechlab.delegate.backends import LocalModelAgent

@@ -212,11 +212,7 @@ def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, 
 
 
 def main() -> None:
-    ap, args, name, quick = parse_benchmark_args(build_parser, output)
-    if args.quick:
-        for key, value in QUICK.items():
-            if getattr(args, key) == ap.get_default(key):
-                setattr(args, key, value)
+    ap, args, name, quick = parse_benchmark_args(build_parser, output, quick_defaults=QUICK)
     for option in ("windows", "context", "prompt"):
         if getattr(args, option) < 1:
             ap.error(f"--{option} must be at least 1")

@@ -38,12 +38,13 @@ from scipy.spatial import cKDTree
 from mechlab.geometry import ACTIONS, loglog_slope, manifold, point_process_gap
 from mechlab.geometry.denoiser import denoiser_task, sample
 from mechlab.train.trainer import TrainConfig, train
-from mechlab.utils import machine_description, save_figure, write_json_atomic
+from mechlab.utils import machine_description, save_figure
 
 from representation_gap import (  # experiments/representation_gap.py, beside this script
     int_at_least,
     parse_quick,
     positive_float,
+    record_verdict,
 )
 
 ROOT = Path(__file__).resolve().parent
@@ -203,17 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
               "prediction": "while the denoiser memorises, the gap of its samples falls as n^(-1/2) (plain) and "
                             "n^(-1) (SO(2)-equivariant, orbits); it stops memorising at some n (arXiv 2605.21692)",
               "settings": {k: v for k, v in vars(args).items() if k != "quick"}, "summary": summary, "runs": rows}
-    from mechlab.claims.registry import claim
-
-    m = claim("gap-denoiser").evaluate([result])
-    result["verdict"] = {"verdict": m.verdict, "rows": m.rows, "reason": m.reason}
-    stem = "representation_gap_denoiser" + (".quick" if quick else "")
-    write_json_atomic(RESULTS / f"{stem}.json", result)
-    plot(result, RESULTS / f"{stem}.png")
-    for q, v in m.rows:
-        print(f"{q}: {v}")
-    print(f"verdict: {m.verdict} ({m.reason}); {result['seconds']:.0f} s")
-    return result
+    return record_verdict(result, "gap-denoiser", RESULTS / "representation_gap_denoiser", quick, plot)
 
 
 if __name__ == "__main__":

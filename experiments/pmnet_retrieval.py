@@ -56,7 +56,12 @@ from mechlab.models import build_model, preset
 from mechlab.train.trainer import TrainConfig, train
 from mechlab.utils import machine_description, save_figure, write_json_atomic
 
-from representation_gap import int_at_least, parse_quick, positive_float  # experiments/, beside this script
+from representation_gap import (  # experiments/, beside this script
+    int_at_least,
+    parse_quick,
+    positive_float,
+    record_verdict,
+)
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -277,17 +282,8 @@ def main(argv: list[str] | None = None) -> dict:
               "params": {arm: training[arm][str(args.seeds[0])]["params"] for arm in ARMS},
               "training_seconds": sum(t["seconds"] for arm in training.values() for t in arm.values()),
               "accuracy": summarise(hits, args), "training": training}
-    from mechlab.claims.registry import claim
-
-    m = claim("pmnet-retrieval").evaluate([result])  # the same rule reads a copy-paste result
-    result["verdict"] = {"verdict": m.verdict, "rows": m.rows, "reason": m.reason}
-    stem = ("pmnet_retrieval" if args.task == "needle" else "pmnet_copy") + (".quick" if quick else "")
-    write_json_atomic(RESULTS / f"{stem}.json", result)
-    plot(result, RESULTS / f"{stem}.png")
-    for q, v in m.rows:
-        print(f"{q}: {v}")
-    print(f"verdict: {m.verdict} ({m.reason}); {result['seconds']:.0f} s")
-    return result
+    stem = "pmnet_retrieval" if args.task == "needle" else "pmnet_copy"
+    return record_verdict(result, "pmnet-retrieval", RESULTS / stem, quick, plot)  # the same rule reads a copy-paste result
 
 
 if __name__ == "__main__":

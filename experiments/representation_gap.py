@@ -94,6 +94,23 @@ def parse_quick(build_parser, quick_defaults: dict, argv: list[str] | None,
     return common.parse_quick(build_parser, quick_defaults, argv, ignore)
 
 
+def record_verdict(result: dict, claim_id: str, stem: Path, quick: bool, plot) -> dict:
+    """The tail every claim experiment shares: the claim's own rule (mechlab.claims.registry) applied to ``result``,
+    its verdict stored in it, STEM[.quick].json written atomically (``stem``: a path without suffix, in the caller's
+    results folder) and ``plot(result, png)`` drawn beside it, the rows and the verdict printed. Returns ``result``."""
+    from mechlab.claims.registry import claim
+
+    m = claim(claim_id).evaluate([result])
+    result["verdict"] = {"verdict": m.verdict, "rows": m.rows, "reason": m.reason}
+    base = f"{stem}{'.quick' if quick else ''}"
+    write_json_atomic(Path(base + ".json"), result)
+    plot(result, Path(base + ".png"))
+    for q, v in m.rows:
+        print(f"{q}: {v}")
+    print(f"verdict: {m.verdict} ({m.reason}); {result['seconds']:.0f} s")
+    return result
+
+
 def bootstrap(dist: np.ndarray, ns: np.ndarray, predicted: np.ndarray, const_mask: np.ndarray, reps: int,
               rng: np.random.Generator) -> dict:
     """Pooled slope and constant ratio of the mean gap, with two-level bootstrap intervals.

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from mechlab.errors import ConfigError
+from mechlab.pretrained.gguf import LLAMA_BLOCK_TENSORS
 
 QTYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1")
 # the GGUF file types (general.file_type, llama.cpp's enum llama_ftype) of the all-tensor formats
@@ -165,11 +166,8 @@ def export_gguf(model: torch.nn.Module, tokenizer, meta: dict, out: str | Path, 
                                                   ("output_norm.weight", state["norm.weight"], False)]
     if not config.tie_embeddings:
         tensors.append(("output.weight", state["lm_head.weight"], True))
-    names = {"attn_norm": "attn_norm", "ffn_norm": "mlp_norm", "attn_q": "attn.q", "attn_k": "attn.k",
-             "attn_v": "attn.v", "attn_output": "attn.o", "ffn_gate": "mlp.gate", "ffn_up": "mlp.up",
-             "ffn_down": "mlp.down"}
     for i in range(config.n_layers):
-        for dst, src in names.items():
+        for dst, src in LLAMA_BLOCK_TENSORS.items():
             w = state[f"blocks.{i}.{src}.weight"]
             if dst == "attn_q":
                 w = permute_rope_rows(w, config.n_heads)

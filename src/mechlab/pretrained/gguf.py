@@ -87,6 +87,10 @@ GEMMA3_GLOBAL_EVERY = 6  # llama.cpp (and transformers' sliding_window_pattern):
 GEMMA3_LOCAL_ROPE_BASE = 10000.0  # llama.cpp's Gemma 3 local-layer RoPE base when the file has no freq_base_swa
 REQUIRED = ("embedding_length", "block_count", "feed_forward_length", "attention.head_count", "context_length",
             "attention.layer_norm_rms_epsilon")  # llama.cpp requires the epsilon too: no silent default
+# llama.cpp's per-block tensor name (blk.N.NAME.weight) -> mechlab's module (blocks.N.MODULE.weight), both directions
+LLAMA_BLOCK_TENSORS = {"attn_norm": "attn_norm", "ffn_norm": "mlp_norm", "attn_q": "attn.q", "attn_k": "attn.k",
+                       "attn_v": "attn.v", "attn_output": "attn.o", "ffn_gate": "mlp.gate", "ffn_up": "mlp.up",
+                       "ffn_down": "mlp.down"}
 END_OF_GENERATION = ("eos_token_id", "eot_token_id", "eom_token_id")
 
 
@@ -230,9 +234,7 @@ def read_gguf(path: str | Path) -> Imported:
         tie_embeddings="output.weight" not in tensors, norm_eps=float(key("attention.layer_norm_rms_epsilon", 1e-5)),
         **gemma_switches)
 
-    names = {"attn_norm": "attn_norm.weight", "ffn_norm": "mlp_norm.weight", "attn_q": "attn.q.weight",
-             "attn_k": "attn.k.weight", "attn_v": "attn.v.weight", "attn_output": "attn.o.weight",
-             "ffn_gate": "mlp.gate.weight", "ffn_up": "mlp.up.weight", "ffn_down": "mlp.down.weight"}
+    names = {src: f"{dst}.weight" for src, dst in LLAMA_BLOCK_TENSORS.items()}
     if gemma:  # norms stored as 1 + w by llama.cpp's converter: exactly the weight of mechlab's x̂·w
         names.update({"attn_q_norm": "attn.q_norm.weight", "attn_k_norm": "attn.k_norm.weight",
                       "post_attention_norm": "post_attn_norm.weight", "post_ffw_norm": "post_mlp_norm.weight"})

@@ -267,8 +267,10 @@ def main() -> None:
                      "perplexity": r.perplexity, "scored tokens": r.n_tokens})
         del lm
         print(rows[-1])
+    loaded = {}  # the mechlab models, kept for the speed passes
     for spec, path in mechlab_dirs.items():
         m = load_checkpoint(path)
+        loaded[("mechlab", spec)] = m.model
         r = evaluate_lm(m.model, stream, context=args.context, batch_size=1, max_windows=args.windows, progress=True)
         size = (Path(m.path) / "model.safetensors").stat().st_size
         rows.append({"system": "mechlab", "model": spec, "MB": size / 1e6, "bits/param": 8 * size / n_params,
@@ -277,7 +279,6 @@ def main() -> None:
 
     speed = []
     models = {("llama.cpp", k): p for k, p in files.items()} | {("mechlab", s): p for s, p in mechlab_dirs.items()}
-    loaded = {key: load_checkpoint(p).model for key, p in models.items() if key[0] == "mechlab"}
     for threads in args.threads:  # the systems alternate inside each thread count
         for key, path in models.items():
             if key[0] == "llama.cpp":

@@ -133,6 +133,17 @@ DATA_DIR_HELP = ("a local data directory to read the text from (default: MECHLAB
                  "checked against its sha256, so it cannot change the figures")
 
 
+def _thread_count(text: str) -> int:
+    """``--threads`` values: positive integers (anything else is argparse's one-line usage error)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return n
+
+
 def benchmark_parser(doc: str | None, quick: str, *, threads: Any = _ABSENT, threads_help: str | None = None,
                      name: Any = _ABSENT, name_help: str = "result file stem under benchmarks/results",
                      data_dir: bool = False) -> argparse.ArgumentParser:
@@ -150,7 +161,7 @@ def benchmark_parser(doc: str | None, quick: str, *, threads: Any = _ABSENT, thr
         several = isinstance(threads, (list, tuple))
         default_help = ("torch thread counts, one row per count" if several else
                         "torch threads (default: torch's own count)" if threads is None else "torch threads")
-        ap.add_argument("--threads", type=int, default=threads, help=threads_help or default_help,
+        ap.add_argument("--threads", type=_thread_count, default=threads, help=threads_help or default_help,
                         **({"nargs": "+"} if several else {}))
     if name is not _ABSENT:
         ap.add_argument("--name", default=name, help=name_help)

@@ -218,8 +218,6 @@ def main() -> None:
             ap.error(f"--{option} must be at least 1")
     if args.new_tokens < 2:
         ap.error("--new-tokens must be at least 2 (a decode rate needs two token times)")
-    if any(t < 1 for t in args.threads):
-        ap.error("--threads must be positive")
     if args.prompt > args.context:
         ap.error("--prompt must not exceed --context")
     try:

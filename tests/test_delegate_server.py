@@ -1,0 +1,94 @@
+"""The relay against real model servers: the per-step reply budget (mechlab.delegate.relay.reply_budget) that both
+backends apply, and llama.cpp's OpenAI-compatible server (llama-cpp-python[server]) started, relayed through the
+HTTP backend and stopped, serving a tiny GGUF written by the test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gguf_files import write_gguf
+from mechlab.delegate import bundled_environments, load_environment, run_relay
+from mechlab.delegate.backends import BackendError, OpenAIChatAgent, llama_server
+from mechlab.delegate.relay import Step, reply_budget
+from mechlab.delegate.replies import format_files
+from mechlab.errors import ConfigError
+from test_delegate import ScriptedServer
+
+
+def chars(text: str) -> int:
+    return len(text)
+
+
+def step_with(target: dict | None) -> Step:
+    env = load_environment(bundled_environments("csv")[0])
+    return Step(env.tasks[0], "backward", dict(env.seed), sorted(env.seed), None, target)
+
+
+def test_reply_budget_is_twice_the_target_plus_a_margin_under_the_cap():
+    env = load_environment(bundled_environments("csv")[0])
+    size = len(format_files(env.seed))
+    assert reply_budget(step_with(env.seed), chars, 2.0, 10**6) == 2 * size + 256
+    assert reply_budget(step_with(env.seed), chars, 1.5, 10**6) == -(-3 * size // 2) + 256
+    assert reply_budget(step_with(env.seed), chars, 2.0, 300) == 300  # the cap wins
+    assert reply_budget(step_with(None), chars, 2.0, 10**6) == 2 * size + 256  # no target written out: the files
+    assert reply_budget(None, chars, 2.0, 300) == 300
+    assert reply_budget(step_with(env.seed), chars, None, 300) == 300  # no factor: the cap
+    with pytest.raises(ValueError, match="cuts complete answers"):
+        reply_budget(step_with(env.seed), chars, 0.5, 300)
+
+
+def test_http_backend_sends_each_steps_budget_as_max_tokens():
+    env = load_environment(bundled_environments("csv")[0])
+    server = ScriptedServer([("ok", "no files"), ("ok", "no files")])
+    try:
+        agent = OpenAIChatAgent("m", base_url=server.url, budget_factor=2.0, count_tokens=chars, max_tokens=10**6)
+        run_relay(env, agent, round_trips=1)
+    finally:
+        server.close()
+    sent = [body["max_tokens"] for _, body, _ in server.requests]
+    # the backward step's target is the seed; the forward step's, the drawn task's forward state
+    assert sent[1] == 2 * len(format_files(env.seed)) + 256
+    assert sent[0] == 2 * len(format_files(env.seed)) + 256  # the forward state is not written out: the seed's size
+    with pytest.raises(ConfigError, match="token counter"):
+        OpenAIChatAgent("m", base_url=server.url, budget_factor=2.0)
+
+
+def test_llama_cpp_server_end_to_end(tmp_path):
+    """A real llama.cpp server on 127.0.0.1 serving a tiny random GGUF: the relay reaches it over HTTP, every step is
+    answered (no transport error), each reply stays within its budget, and the server is stopped afterwards."""
+    pytest.importorskip("llama_cpp.server.app")  # CI installs llama-cpp-python[server]; absent elsewhere
+    import urllib.request
+
+    gguf = tmp_path / "tiny.gguf"
+    write_gguf(gguf)
+    env = load_environment(bundled_environments("csv")[0])
+    log = tmp_path / "server.log"
+    budgets = []
+
+    def count(text: str) -> int:  # a crude token counter: the budget only has to be a bound the server applies
+        n = len(text) // 4 + 1
+        budgets.append(2 * n + 256)
+        return n
+
+    with llama_server(gguf, threads=1, context=4096, log=log) as base:
+        agent = OpenAIChatAgent("tiny", base_url=base, timeout=300.0, max_tokens=64, budget_factor=2.0,
+                                count_tokens=count)
+        r = run_relay(env, agent, round_trips=1, trace=tmp_path / "t.jsonl")
+    steps = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert r.failed is None and len(steps) == 2
+    for s in steps:
+        assert s["error"] is None or s["error"].startswith("missing")  # a random model answers, badly
+        assert s["prompt_tokens"] > 0 and 0 <= s["completion_tokens"] <= 64  # min(budget, max_tokens)
+    with pytest.raises(OSError):  # stopped
+        urllib.request.urlopen(base + "/models", timeout=2)
+
+
+def test_llama_server_that_cannot_start_is_one_clear_error(tmp_path):
+    pytest.importorskip("llama_cpp.server.app")
+    bad = tmp_path / "not-a-model.gguf"
+    bad.write_bytes(b"GGUF but not really")
+    with pytest.raises(BackendError, match="exited"):
+        with llama_server(bad, threads=1, context=512, log=tmp_path / "server.log", timeout=120):
+            pass

@@ -15,6 +15,9 @@ BOS (SmolLM2's tokenizer adds none), the first --windows windows. Size: the whol
 model.safetensors), and bits per parameter over ALL parameters (134,515,008 for SmolLM2-135M).
 Speed, measured alternately per thread count in one run: prompt tokens/s (one forward pass over --prompt tokens)
 and batch-1 greedy decode tokens/s (--new-tokens after a 16-token prompt; the first token's latency left out).
+Decode profile: where a quantised mechlab model's decode step spends its time (mechlab.eval.profile: block Linear
+layers, LM head, attention, norms, ...; ms per token and share, one thread), under the portable AVX2 kernel build
+and the native one (AVX-512 + VNNI where the CPU has them), side by side.
 
     pip install torch==2.13.0 llama-cpp-python      # builds llama.cpp (several minutes on 2 cores)
 
@@ -53,9 +56,13 @@ from common import benchmark_parser, is_reference_run, parse_benchmark_args, pri
 
 # llama.cpp file types (llama_ftype) run by default: every type that needs no importance matrix, largest first
 TYPES = ["Q8_0", "Q4_K_M", "Q4_0", "IQ4_XS", "Q3_K_M", "Q2_K"]
-MECHLAB = ["float", "trellis:2", "trellis:2:4"]
+MECHLAB = ["float", "trellis:2", "trellis:2:4", "trellis:3:4", "trellis:4:4"]
+# the kernel builds of the decode profile: the portable AVX2 one (the vector path every x86-64 CPU ran before the
+# AVX-512 path) and the native one (AVX-512 + VNNI where the CPU has them)
+PROFILE_BUILDS = {"AVX2 (x86-64-v3)": ("-march=x86-64-v3",), "native": ()}
 CALIBRATION = (32, 512)  # sequences x tokens of gutenberg train text for the Hessians of mechlab's quantised rows
-QUICK = dict(windows=1, context=256, types=["Q8_0", "Q2_K"], mechlab=["float"], threads=[1], new_tokens=8, prompt=64)
+QUICK = dict(windows=1, context=256, types=["Q8_0", "Q2_K"], mechlab=["float"], threads=[1], new_tokens=8, prompt=64,
+             profile_tokens=4)
 
 
 class LlamaCppLM(torch.nn.Module):
@@ -127,6 +134,38 @@ def mechlab_speed(model: torch.nn.Module, threads: int, prompt: list[int], new_t
     model.generate(ids[:, :16], new_tokens, temperature=0.0, top_k=None, generator=torch.Generator().manual_seed(0),
                    eos_id=None, on_token=lambda _col: stamps.append(time.perf_counter()))
     return prompt_tps, (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def decode_profiles(models: dict[str, torch.nn.Module], prompt: list[int], new_tokens: int) -> list[dict]:
+    """The decode profile (mechlab.eval.profile) of each quantised mechlab model, one thread, under each kernel
+    build of :data:`PROFILE_BUILDS`: rows {model, build, component, ms/token, share}."""
+    from mechlab.eval.profile import decode_profile
+    from mechlab.kernels.libs import use_build
+
+    torch.set_num_threads(1)
+    rows = []
+    for spec, model in models.items():
+        for build, flags in PROFILE_BUILDS.items():
+            with use_build(flags):
+                for r in decode_profile(model, torch.tensor([prompt[:16]]), new_tokens):
+                    rows.append({"model": spec, "build": build, **r})
+    return rows
+
+
+def profile_table(rows: list[dict]) -> list[dict]:
+    """One row per component, one column per (model, build): ms/token (share)."""
+    cols = list(dict.fromkeys((r["model"], r["build"]) for r in rows))
+    table = []
+    for comp in dict.fromkeys(r["component"] for r in rows):
+        row = {"component": comp}
+        for model, build in cols:
+            r = next(x for x in rows if (x["model"], x["build"], x["component"]) == (model, build, comp))
+            row[f"{model} {build}"] = f"{r['ms/token']:.2f} ({100 * r['share']:.0f}%)"
+        table.append(row)
+    totals = {"component": "decode step"}
+    for model, build in cols:
+        totals[f"{model} {build}"] = f"{sum(x['ms/token'] for x in rows if (x['model'], x['build']) == (model, build)):.2f}"
+    return [*table, totals]
 
 
 def parse_spec(spec: str) -> tuple[str, int, int | None] | None:
@@ -203,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--context", type=int, default=2048)
     ap.add_argument("--prompt", type=int, default=512, help="prompt tokens of the prompt-speed pass")
     ap.add_argument("--new-tokens", type=int, default=64, help="decoded tokens of the decode-speed pass")
+    ap.add_argument("--profile-tokens", type=int, default=32, help="decoded tokens of each decode profile (0: none)")
     return ap
 
 
@@ -218,6 +258,8 @@ def main() -> None:
             ap.error(f"--{option} must be at least 1")
     if args.new_tokens < 2:
         ap.error("--new-tokens must be at least 2 (a decode rate needs two token times)")
+    if args.profile_tokens == 1 or args.profile_tokens < 0:
+        ap.error("--profile-tokens must be 0 (no profile) or at least 2")
     if args.prompt > args.context:
         ap.error("--prompt must not exceed --context")
     try:
@@ -286,9 +328,15 @@ def main() -> None:
             speed.append({"system": key[0], "model": key[1], "threads": threads, "prompt tokens/s": p_tps,
                           "decode tokens/s": d_tps})
             print(speed[-1])
+    quantised = {spec: m for (_, spec), m in loaded.items() if spec != "float"}
+    profile = decode_profiles(quantised, prompt, args.profile_tokens) if args.profile_tokens >= 2 else []
     print_table(rows, f"SmolLM2-135M-Instruct, WikiText-2 test, {args.windows} windows of {args.context} tokens")
     print_table(speed, f"batch-1 speed: prompt of {len(prompt)} tokens, {args.new_tokens} decoded tokens")
-    path = write_result(name, {"rows": rows, "speed": speed, "pareto": pareto(rows), "n_params": n_params,
+    if profile:
+        print_table(profile_table(profile), f"mechlab decode profile, 1 thread, ms per token (share), "
+                                            f"{args.profile_tokens} tokens, by kernel build")
+    path = write_result(name, {"rows": rows, "speed": speed, "profile": profile, "pareto": pareto(rows),
+                                        "n_params": n_params,
                                         "windows": args.windows, "context": args.context,
                                         "llama_cpp_version": getattr(llama_cpp, "__version__", "?")}, quick=quick)
     png = result_path(name, quick, ".png")

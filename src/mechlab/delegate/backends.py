@@ -8,15 +8,21 @@ as a :class:`Reply` with ``error`` set, which the relay scores as an error step.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from mechlab.delegate.relay import Reply, Step
-from mechlab.errors import ConfigError
+from mechlab.delegate.relay import Reply, Step, reply_budget
+from mechlab.errors import ConfigError, MechlabError
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -24,7 +30,9 @@ RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 @dataclass
 class OpenAIChatAgent:
     """POST {base_url}/chat/completions with one user message; the key comes from the environment variable
-    ``api_key_env`` (none needed for a local server)."""
+    ``api_key_env`` (none needed for a local server). With ``budget_factor`` and ``count_tokens`` (the served
+    model's tokenizer, as a token counter) each step's ``max_tokens`` is :func:`reply_budget`'s, under
+    ``max_tokens`` (or 4096 when that is None). Raises ConfigError for a budget factor without a token counter."""
 
     model: str
     base_url: str = field(default_factory=lambda: os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1"))
@@ -34,10 +42,14 @@ class OpenAIChatAgent:
     backoff: float = 1.0  # seconds before the first retry; doubles each time
     temperature: float = 0.0
     max_tokens: int | None = None
+    budget_factor: float | None = None
+    count_tokens: Callable[[str], int] | None = None
     name: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.name = f"openai:{self.model}"
+        if self.budget_factor is not None and self.count_tokens is None:
+            raise ConfigError("a reply budget (budget_factor) needs the served model's token counter (count_tokens)")
 
     def _post(self, payload: dict) -> dict:
         headers = {"Content-Type": "application/json"}
@@ -52,7 +64,9 @@ class OpenAIChatAgent:
     def respond(self, prompt: str, step: Step | None = None) -> Reply:
         payload = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
                    "temperature": self.temperature}
-        if self.max_tokens:
+        if self.budget_factor is not None:
+            payload["max_tokens"] = reply_budget(step, self.count_tokens, self.budget_factor, self.max_tokens or 4096)
+        elif self.max_tokens:
             payload["max_tokens"] = self.max_tokens
         error = "no attempt"
         for attempt in range(self.retries + 1):
@@ -81,11 +95,14 @@ class OpenAIChatAgent:
 
 @dataclass
 class LocalModelAgent:
-    """A mechlab checkpoint with a chat template (e.g. `mechlab import gguf smollm2`), greedy by default."""
+    """A mechlab checkpoint with a chat template (e.g. `mechlab import gguf smollm2`), greedy by default. With
+    ``budget_factor`` each reply stops at :func:`reply_budget`'s length (counted by the checkpoint's tokenizer),
+    under ``max_new_tokens``."""
 
     checkpoint: str
     max_new_tokens: int = 2048
     temperature: float = 0.0
+    budget_factor: float | None = None
     name: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,5 +121,55 @@ class LocalModelAgent:
         budget = self.ck.config.max_seq_len - n_prompt
         if budget <= 0:
             return Reply("", n_prompt, 0, error=f"prompt of {n_prompt} tokens exceeds the model's context")
-        answer = generate_text(self.ck, text, Sampling(min(self.max_new_tokens, budget), self.temperature, None, 0))
+        cap = reply_budget(step, lambda t: len(self.ck.tokenizer.encode(t)), self.budget_factor, self.max_new_tokens)
+        answer = generate_text(self.ck, text, Sampling(min(cap, budget), self.temperature, None, 0))
         return Reply(answer, n_prompt, len(self.ck.tokenizer.encode(answer)))
+
+
+class BackendError(MechlabError):
+    """A model server that could not be started or reached."""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the OS picks it)."""
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def llama_server(gguf: Path, threads: int, context: int, log: Path, timeout: float = 180.0):
+    """llama.cpp's OpenAI-compatible server (llama-cpp-python[server]) on a free 127.0.0.1 port, serving ``gguf``;
+    yields its base URL (``http://127.0.0.1:PORT/v1``) once /v1/models answers, and stops it on exit. Raises
+    BackendError with the server log's last lines when it dies or does not answer within ``timeout`` seconds, and
+    when the server package is not installed (``pip install "llama-cpp-python[server]"``, torch pinned)."""
+    try:
+        import llama_cpp.server.app  # noqa: F401  (fastapi, uvicorn: the [server] extra)
+    except ImportError as e:
+        raise BackendError(f'llama.cpp\'s server is not installed ({e}); pip install "llama-cpp-python[server]"') from e
+    port = free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+           "--n_ctx", str(context), "--n_threads", str(threads), "--n_threads_batch", str(threads)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-8:])
+                raise BackendError(f"the llama.cpp server exited ({proc.returncode}):\n{tail}")
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(base + "/models", timeout=2).close()
+                break
+            if time.monotonic() > deadline:
+                raise BackendError(f"the llama.cpp server did not answer within {timeout:.0f} s (log: {log})")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

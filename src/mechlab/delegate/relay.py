@@ -20,8 +20,10 @@ release tests forward states too.
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -65,6 +67,21 @@ def build_prompt(files: Files, required: list[str], instruction: str) -> str:
             f"Answer with the complete new content of each of these files, one fenced code block per file whose "
             f"opening fence is labelled with the filename (```FILENAME, or a longer fence when the file holds "
             f"backticks): {', '.join(required)}. Change nothing the instruction does not ask for.")
+
+
+def reply_budget(step: Step | None, count_tokens: Callable[[str], int], factor: float | None, cap: int) -> int:
+    """The longest reply (tokens) worth generating at ``step``: ``factor`` × the tokens of the step's target files
+    written as a reply writes them (fenced, labelled) + 256, never above ``cap``; where the target is not written
+    out (a bundled environment's forward state, made by the edit itself), the current files stand in for it (an
+    edit changes a document's size by far less than the factor). A reply that long already holds the answer twice
+    over, so cutting it there changes no score a complete answer could earn, and a small model that loops (it
+    repeats a line until the context is full) costs minutes less per step. ``cap`` alone when ``factor`` is None or
+    the step is not known. Raises ValueError for a factor below 1."""
+    if factor is None or step is None:
+        return cap
+    if factor < 1:
+        raise ValueError(f"a reply budget below the target's own size (factor {factor}) cuts complete answers")
+    return min(cap, math.ceil(factor * count_tokens(format_files(step.target or step.files))) + 256)
 
 
 def missing_files(required: list[str], files: Files) -> list[str]:

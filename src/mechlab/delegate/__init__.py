@@ -17,6 +17,7 @@ from mechlab.delegate.relay import (
     predicted_noisy_rs,
     rs_at,
     run_relay,
+    run_relays,
     shaped_reply,
 )
 from mechlab.delegate.replies import ParsedReply, format_files, parse_reply
@@ -34,4 +35,4 @@ __all__ = ["DOMAINS", "REPLY_SHAPES", "REPORTED_K", "Domain", "EditTask", "Envir
            "OracleAgent", "ParsedReply", "RelayResult", "Reply", "Step", "build_prompt", "bundled_environments", "check_settings",
            "format_files",
            "load_environment", "load_results", "make_agent", "parse_files", "parse_reply", "plot_report", "predicted_noisy_rs",
-           "report", "rs_at", "run", "run_relay", "shaped_reply"]
+           "report", "rs_at", "run", "run_relay", "run_relays", "shaped_reply"]

@@ -125,6 +125,30 @@ class LocalModelAgent:
         answer = generate_text(self.ck, text, Sampling(min(cap, budget), self.temperature, None, 0))
         return Reply(answer, n_prompt, len(self.ck.tokenizer.encode(answer)))
 
+    def respond_batch(self, requests: list[tuple[str, Step | None]]) -> list[Reply]:
+        """Several steps at once (mechlab.delegate.relay.run_relays): one ragged batch through
+        :func:`mechlab.generation.generate_batch`, each reply what :meth:`respond` gives up to float rounding (greedy:
+        the same text unless two tokens tie within it). A prompt that fills the context is an error step."""
+        from mechlab.generation import chat_prompt, generate_batch, prompt_ids
+
+        count = lambda t: len(self.ck.tokenizer.encode(t))  # noqa: E731
+        replies: list[Reply | None] = [None] * len(requests)
+        texts, limits, rows = [], [], []
+        for i, (prompt, step) in enumerate(requests):
+            text = chat_prompt(self.ck, [{"role": "user", "content": prompt}])
+            n_prompt = len(prompt_ids(self.ck.tokenizer, text))
+            room = self.ck.config.max_seq_len - n_prompt
+            if room <= 0:
+                replies[i] = Reply("", n_prompt, 0, error=f"prompt of {n_prompt} tokens exceeds the model's context")
+                continue
+            texts.append(text)
+            limits.append(min(reply_budget(step, count, self.budget_factor, self.max_new_tokens), room))
+            rows.append((i, n_prompt))
+        answers = generate_batch(self.ck, texts, limits, self.temperature) if texts else []
+        for (i, n_prompt), answer in zip(rows, answers):
+            replies[i] = Reply(answer, n_prompt, count(answer))
+        return replies
+
 
 class BackendError(MechlabError):
     """A model server that could not be started or reached."""

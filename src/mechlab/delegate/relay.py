@@ -160,6 +160,66 @@ def run_relay(env: Environment, agent: Agent, round_trips: int = 10, distractors
     step was a transport error (the backend never answered: connection refused, timeouts, HTTP errors) is marked
     ``failed`` with the last error, and its scores are not a measurement. Raises ValueError for fewer than one
     round trip."""
+    relay = _relay(env, getattr(agent, "name", type(agent).__name__), round_trips, distractors, seed, trace)
+    request = next(relay)
+    while True:
+        t0 = time.perf_counter()
+        reply = _ask(agent.respond, *request)
+        try:
+            request = relay.send((reply, time.perf_counter() - t0))
+        except StopIteration as done:
+            return done.value
+
+
+def run_relays(jobs: list[tuple[Environment, str | Path | None]], agent, round_trips: int = 10,
+               distractors: bool = True, seed: int = 0, progress: bool = False) -> list[RelayResult]:
+    """Several relays (environment, trace path) in lockstep: at each interaction every unfinished relay's prompt
+    goes to ``agent.respond_batch(requests)`` (a list of (prompt, Step) -> a list of Reply; e.g. one batched
+    generation of a local model), or one by one to ``agent.respond`` for an agent without it. Each relay is the
+    same as :func:`run_relay`'s (the same prompts, scores and trace lines); a batched call's seconds are shared
+    evenly among its steps. ``progress``: a bar over the interactions. Raises ValueError for fewer than one round
+    trip."""
+    from tqdm import tqdm
+
+    name = getattr(agent, "name", type(agent).__name__)
+    relays = [_relay(env, name, round_trips, distractors, seed, trace) for env, trace in jobs]
+    pending = {i: next(r) for i, r in enumerate(relays)}
+    results: list[RelayResult | None] = [None] * len(relays)
+    batch = getattr(agent, "respond_batch", None)
+    bar = tqdm(total=2 * round_trips, desc=f"{len(jobs)} relays in lockstep", unit="interaction", disable=not progress)
+    while pending:
+        bar.update()
+        ids = list(pending)
+        t0 = time.perf_counter()
+        if batch is None:
+            replies = [_ask(agent.respond, *pending[i]) for i in ids]
+        else:
+            try:
+                replies = batch([pending[i] for i in ids])
+            except Exception as e:  # a backend that raises makes error steps, never crashed relays
+                replies = [Reply("", error=f"{type(e).__name__}: {e}") for _ in ids]
+        share = (time.perf_counter() - t0) / len(ids)
+        for i, reply in zip(ids, replies):
+            try:
+                pending[i] = relays[i].send((reply, share))
+            except StopIteration as done:
+                results[i] = done.value
+                del pending[i]
+    bar.close()
+    return results
+
+
+def _ask(respond, prompt: str, step: Step) -> Reply:
+    try:
+        return respond(prompt, step)
+    except Exception as e:  # a backend that raises is an error step, never a crashed relay
+        return Reply("", error=f"{type(e).__name__}: {e}")
+
+
+def _relay(env: Environment, agent_name: str, round_trips: int, distractors: bool, seed: int,
+           trace: str | Path | None):
+    """One relay as a generator: yields each step's (prompt, Step), receives (Reply, seconds the model took),
+    returns the :class:`RelayResult` (its ``seconds``: the model's time summed over the steps)."""
     if isinstance(round_trips, bool) or not isinstance(round_trips, int) or round_trips < 1:
         raise ValueError(f"round_trips must be a whole number >= 1 (got {round_trips!r})")
     domain = DOMAINS[env.domain]
@@ -168,8 +228,7 @@ def run_relay(env: Environment, agent: Agent, round_trips: int = 10, distractors
     seed_files = sorted(env.seed)
     known = set(env.seed) | set(env.distractors)
     cycle: list[EditTask] = []
-    rs, errors, tokens, n, transport, last_error = [], 0, 0, 0, 0, None
-    t_start = time.perf_counter()
+    rs, errors, tokens, n, transport, last_error, total = [], 0, 0, 0, 0, None, 0.0
     out = open(trace, "w", encoding="utf-8") if trace else None
     try:
         for k in range(1, round_trips + 1):
@@ -184,12 +243,8 @@ def run_relay(env: Environment, agent: Agent, round_trips: int = 10, distractors
                 required = list(task.forward_files or seed_files) if direction == "forward" else seed_files
                 target = task.forward_state if direction == "forward" else dict(env.seed)
                 prompt = build_prompt({f: context[f] for f in names}, required, instruction)
-                t0 = time.perf_counter()
-                try:
-                    reply = agent.respond(prompt, Step(task, direction, dict(state), required, domain, target))
-                except Exception as e:  # a backend that raises is an error step, never a crashed relay
-                    reply = Reply("", error=f"{type(e).__name__}: {e}")
-                seconds = time.perf_counter() - t0
+                reply, seconds = yield prompt, Step(task, direction, dict(state), required, domain, target)
+                total += seconds
                 reading = parse_reply(reply.text, required, known | set(state),
                                       lambda name, text: domain.check(name, text) is None)
                 parsed = reading.files
@@ -213,13 +268,14 @@ def run_relay(env: Environment, agent: Agent, round_trips: int = 10, distractors
                                           **({"forward_tests": forward_tests} if forward_tests is not None else {}),
                                           "seconds": seconds, "prompt_tokens": reply.prompt_tokens,
                                           "completion_tokens": reply.completion_tokens}) + "\n")
+                    out.flush()
             rs.append(score)
     finally:
         if out:
             out.close()
     failed = f"every step failed: {last_error}" if n and transport == n else None
-    return RelayResult(env.name, env.domain, getattr(agent, "name", type(agent).__name__), rs, errors, n,
-                       time.perf_counter() - t_start, tokens, str(trace) if trace else None, failed)
+    return RelayResult(env.name, env.domain, agent_name, rs, errors, n, total, tokens, str(trace) if trace else None,
+                       failed)
 
 
 # ---- calibration agents --------------------------------------------------------------------------------------

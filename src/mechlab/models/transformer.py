@@ -25,7 +25,7 @@ history of the global layers and the last window − 1 positions of the local on
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -62,7 +62,7 @@ def rope_tables(head_dim: int, max_len: int, base: float, freq_factors: tuple[fl
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: (B, H, T, D); cos/sin: (T, D). Rotates the pairs (i, i + D/2)."""
+    """x: (B, H, T, D); cos/sin: (T, D), or (B, 1, T, D) for a ragged batch. Rotates the pairs (i, i + D/2)."""
     x1, x2 = x.chunk(2, dim=-1)
     return (x * cos + torch.cat([-x2, x1], dim=-1) * sin).to(x.dtype)
 
@@ -70,15 +70,26 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 class KVCache:
     """Keys and values of every attention call, preallocated to ``max_len`` positions.
 
-    With ``window`` (sliding-window attention) it keeps only the last window − 1 positions of each slot, whatever
-    the length (``max_len`` is then no limit), and ``phasor`` holds the phasor memory's streaming state: per write
+    A ragged batch (prompts of different lengths) is left-padded: ``pad`` (B,) gives each row's number of padding
+    positions, which its queries never attend to and which do not count in its RoPE positions (so each row computes
+    what it would alone). With ``window`` (sliding-window attention) it keeps only the last window − 1 positions of
+    each slot, whatever the length (``max_len`` is then no limit), and ``phasor`` holds the phasor memory's streaming state: per write
     level h a (B, N^h, N·M) tensor of the last U mod 2π of every (sequence, group)."""
 
-    def __init__(self, batch: int, max_len: int, window: int | None = None):
+    def __init__(self, batch: int, max_len: int, window: int | None = None, pad: torch.Tensor | None = None):
         self.batch, self.max_len, self.window = batch, max_len, window
+        self.pad = pad  # (B,) left-padding positions of each row in a ragged batch (None: every row starts at 0)
         self.pos = 0  # tokens already cached
         self.slots: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.phasor: dict[int, torch.Tensor] = {}
+
+    def compact(self, keep: torch.Tensor) -> None:
+        """Keep the rows ``keep`` (B,) bool of the batch (rows that finished generating leave it)."""
+        self.slots = {s: (k[keep], v[keep]) for s, (k, v) in self.slots.items()}
+        self.phasor = {h: u[keep] for h, u in self.phasor.items()}
+        if self.pad is not None:
+            self.pad = self.pad[keep.to(self.pad.device)]
+        self.batch = int(keep.sum())
 
     def update(self, slot: int, k: torch.Tensor, v: torch.Tensor,
                window: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,7 +159,13 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale,
                                                enable_gqa=self.n_kv_heads != self.n_heads)
             return self.o(y.transpose(1, 2).reshape(B, T, -1))
-        if T == 1:  # one new token sees everything cached
+        if cache is not None and cache.pad is not None:  # a ragged batch: causal, no padding keys (a pad sees itself)
+            qpos = torch.arange(past, past + T, device=x.device)[:, None]
+            kpos = torch.arange(k.shape[2], device=x.device)[None, :]
+            real = kpos >= cache.pad.to(x.device)[:, None, None]  # (B, 1, S) broadcast over queries
+            mask = ((kpos <= qpos) & real | (kpos == qpos)).unsqueeze(1)  # (B, 1, T, S)
+            causal = False
+        elif T == 1:  # one new token sees everything cached
             mask, causal = None, False
         elif past == 0:
             mask, causal = None, True
@@ -329,7 +346,13 @@ class Transformer(nn.Module):
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
         cfg = self.config
-        if start + T <= cfg.max_seq_len:
+        if cache is not None and cache.pad is not None:  # a ragged batch: each row's own positions, (B, 1, T, D)
+            if start + T > cfg.max_seq_len:
+                raise ConfigError(f"sequence of {start + T} tokens exceeds max_seq_len={cfg.max_seq_len}")
+            pos = (torch.arange(start, start + T, device=idx.device)[None, :]
+                   - cache.pad.to(idx.device)[:, None]).clamp(min=0)
+            cos, sin = self.rope_cos[pos].unsqueeze(1), self.rope_sin[pos].unsqueeze(1)
+        elif start + T <= cfg.max_seq_len:
             cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
             if cfg.rope_local_base is not None:
                 cos = (cos, self.rope_cos_local[start : start + T])
@@ -369,30 +392,62 @@ class Transformer(nn.Module):
         return n
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 use_cache: bool = True, generator: torch.Generator | None = None,
+    def generate(self, idx: torch.Tensor, max_new_tokens: int | Sequence[int], temperature: float = 1.0,
+                 top_k: int | None = None, use_cache: bool = True, generator: torch.Generator | None = None,
                  eos_id: int | Iterable[int] | None = None,
-                 on_token: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+                 on_token: Callable[[torch.Tensor], None] | None = None, pad: torch.Tensor | None = None,
+                 prefill_chunk: int | None = None) -> torch.Tensor:
         """Sample continuations of idx (B, T). temperature 0 is greedy; top_k keeps the k likeliest tokens;
-        ``on_token`` sees every new column (B, 1) as it is made (streaming); generation stops early once every row
-        has just produced one of ``eos_id`` (an id or several: every end-of-generation id of a model)."""
-        if max_new_tokens <= 0:
+        ``on_token`` sees every new column (B, 1) as it is made (streaming); a row is done once it has produced one
+        of ``eos_id`` (an id or several: every end-of-generation id of a model) or its ``max_new_tokens`` (one count,
+        or one per row), and generation stops when every row is done (the columns after a row is done are filler).
+
+        A ragged batch: the rows left-padded to one length and ``pad`` (B,) int64 their padding counts; each row
+        then gets what it would get alone (its own positions, no attention to padding), up to float rounding.
+        ``prefill_chunk``: the prompt goes through the cache this many tokens at a time (bounds the prefill's
+        attention memory for long batched prompts). Raises ConfigError when prompt + new tokens exceed the model's
+        context, or for a ragged batch on a sliding-window model."""
+        limits = torch.as_tensor(max_new_tokens, dtype=torch.long).expand(idx.shape[0])
+        steps = int(limits.max()) if idx.shape[0] else 0
+        if steps <= 0:
             return idx
-        total = idx.shape[1] + max_new_tokens
+        total = idx.shape[1] + steps
         if total > self.config.max_seq_len and not (use_cache and self.config.all_local):
             raise ConfigError(f"prompt + new tokens = {total} exceeds max_seq_len={self.config.max_seq_len}")
-        cache = KVCache(idx.shape[0], total, window=self.config.window if self.config.all_local else None) if use_cache else None
+        if pad is not None and (not use_cache or self.config.window is not None or self.config.memory):
+            raise ConfigError("a ragged (left-padded) batch needs the KV cache and a model without sliding windows "
+                              "or phasor memory")
+        cache = KVCache(idx.shape[0], total, window=self.config.window if self.config.all_local else None,
+                        pad=pad) if use_cache else None
         stops = None if eos_id is None else torch.tensor([eos_id] if isinstance(eos_id, int) else sorted(eos_id))
-        out, step_input = idx, idx
-        for _ in range(max_new_tokens):
+        done = torch.zeros(idx.shape[0], dtype=torch.bool)
+        out = idx
+        if use_cache and prefill_chunk and idx.shape[1] > prefill_chunk:
+            for i in range(0, idx.shape[1] - 1, prefill_chunk):  # all but the last prompt token
+                self(idx[:, i : min(i + prefill_chunk, idx.shape[1] - 1)], cache=cache)
+            step_input = idx[:, -1:]
+        else:
+            step_input = idx
+        active = torch.arange(idx.shape[0])  # the rows still decoding (a ragged batch drops the finished ones)
+        for t in range(steps):
             logits, _ = self(step_input if use_cache else out, cache=cache)
             nxt = sample_next(logits[:, -1, :].float(), temperature, top_k, generator)
-            out = torch.cat([out, nxt], dim=1)
+            column = out[:, -1:].clone()  # finished rows repeat their last token (filler)
+            column[active] = nxt
+            out = torch.cat([out, column], dim=1)
             step_input = nxt
             if on_token is not None:
-                on_token(nxt)
-            if stops is not None and bool(torch.isin(nxt, stops).all()):
+                on_token(column)
+            done[active] |= limits[active] <= t + 1
+            if stops is not None:
+                done[active] |= torch.isin(nxt[:, 0], stops)
+            if bool(done.all()):
                 break
+            finished = done[active]
+            if pad is not None and int(finished.sum()) * 4 >= len(active):  # a quarter done: compact the batch
+                keep = ~finished
+                active, step_input = active[keep], step_input[keep]
+                cache.compact(keep)
         return out
 
 

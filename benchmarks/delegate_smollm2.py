@@ -155,6 +155,45 @@ def main(argv: list[str] | None = None) -> None:
                                "per_domain": rows, "relays": results,
                                "traces": f"benchmarks/results/{traces.name}", "seconds": seconds}, quick=quick)
     print(f"wrote {path}")
+    if not quick:
+        png = plot_results()
+        print(f"wrote {png}")
+
+
+PAPER_GPT54 = {2: 0.943, 10: 0.794, 20: 0.715}  # the paper's GPT 5.4 trajectory (frontier scale, official release)
+
+
+def plot_results() -> Path:
+    """benchmarks/results/delegate_smollm2.png: the mean RS after every round trip of each backend's committed run
+    (whichever exist), against interactions, beside the paper's GPT 5.4 trajectory."""
+    import json
+
+    from matplotlib.figure import Figure
+
+    from mechlab.utils import save_figure
+
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
+    for backend, color in zip(BACKENDS, ("C3", "C0")):
+        path = result_path(f"{NAME}-{backend}", False)
+        if not path.is_file():
+            continue
+        relays = [r for r in json.loads(path.read_text())["relays"] if not r.get("failed")]
+        n = min(len(r["rs"]) for r in relays)
+        ks = [2 * (i + 1) for i in range(n)]
+        ax.plot(ks, [statistics.fmean(r["rs"][i] for r in relays) for i in range(n)], "o-", color=color,
+                label=f"SmolLM2-135M, {backend} ({len(relays)} environments)")
+    ax.plot(list(PAPER_GPT54), list(PAPER_GPT54.values()), "s--", color="0.4", label="GPT 5.4 (paper, frontier)")
+    ax.set_xlabel("interactions k (two per round trip)")
+    ax.set_ylabel("RS@k (mean over environments)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("DELEGATE relay: reconstruction score against interactions")
+    fig.tight_layout()
+    out = result_path(NAME, False, ".png")
+    save_figure(fig, out, dpi=120)
+    return out
 
 
 def torch_threads(n: int) -> None:

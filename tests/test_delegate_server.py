@@ -92,3 +92,21 @@ def test_llama_server_that_cannot_start_is_one_clear_error(tmp_path):
     with pytest.raises(BackendError, match="exited"):
         with llama_server(bad, threads=1, context=512, log=tmp_path / "server.log", timeout=120):
             pass
+
+
+def fake_result(backend: str, rs_rows: list[list[float]]) -> dict:
+    relays = [{"rs": rs, "steps": 2 * len(rs), "errors": 1} for rs in rs_rows]
+    return {"backend": backend, "relays": relays, "overall": {"tokens": 1000}, "seconds": 3600.0}
+
+
+def test_delegate_claim_rule():
+    from mechlab.claims.registry import INCONCLUSIVE, REFUTED, SUPPORTED, _delegate_rs
+
+    falling = [[0.9 - 0.05 * i - 0.01 * j for i in range(10)] for j in range(8)]
+    rising = [[0.2 + 0.05 * i + 0.01 * j for i in range(10)] for j in range(8)]
+    floor = [[0.0] * 10 for _ in range(8)]
+    m = _delegate_rs([fake_result("local", falling), fake_result("llama-server", floor)])
+    assert m.verdict == SUPPORTED and "at the floor" in m.reason and "135M" in m.reason
+    assert any("GPT 5.4" in q for q, _ in m.rows) and any("oracle" in q for q, _ in m.rows)
+    assert _delegate_rs([fake_result("local", rising), fake_result("llama-server", rising)]).verdict == REFUTED
+    assert _delegate_rs([fake_result("local", floor), fake_result("llama-server", floor)]).verdict == INCONCLUSIVE

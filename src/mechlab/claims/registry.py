@@ -555,6 +555,59 @@ def _maps_stability(res: list[dict]) -> Measurement:
                                            "seeds reach it: 5 seeds do not settle whether the target is missed")
 
 
+# DELEGATE-52's headline figures (arXiv 2604.15597; frontier scale, the official 52 domains), shown beside ours
+DELEGATE_PAPER = (("paper: GPT 5.4 (frontier), official environments", "RS@2 0.943, RS@10 0.794, RS@20 0.715"),
+                  ("paper: frontier models (Gemini 3.1 Pro, Claude 4.6 Opus, GPT 5.4)", "RS@20 ≈ 0.75 (≈25% corrupted)"),
+                  ("paper: average of 19 models, 6 families", "RS@20 ≈ 0.49"))
+
+
+def _delegate_rs(res: list[dict]) -> Measurement:
+    """benchmarks/delegate_smollm2.py, one result per backend (SmolLM2-135M-Instruct through mechlab and through
+    llama.cpp's server). Per backend: the mean over environments of RS@2, RS@10 and RS@20 and the fall
+    RS@2 − RS@20 with a 95% bootstrap interval over environments (paired). The oracle's RS = 1.0 in every bundled
+    environment is a test (tests/test_delegate.py), the calibration the prediction starts from. Supported: some
+    backend's fall interval lies above 0 (corruption accumulates over the relay). Refuted: every backend's lies
+    below 0 (scores rise). A backend whose RS@2 is already below 0.05 is at the floor (the model destroys the
+    documents in its first round trip, so nothing is left to fall) and settles nothing. Otherwise inconclusive."""
+    import random
+
+    rows = list(DELEGATE_PAPER)
+    rows.append(("oracle, every bundled environment", "RS = 1.0 (tests/test_delegate.py)"))
+    verdicts, why = [], []
+    for r in res:
+        relays = [x for x in r["relays"] if not x.get("failed")]
+        at = {k: [x["rs"][k // 2 - 1] for x in relays] for k in (2, 10, 20)}
+        means = {k: statistics.fmean(v) for k, v in at.items()}
+        fall = [a - b for a, b in zip(at[2], at[20])]
+        rng = random.Random(0)
+        boots = sorted(statistics.fmean(rng.choices(fall, k=len(fall))) for _ in range(2000))
+        lo, hi = boots[49], boots[1949]
+        steps = sum(x["steps"] for x in r["relays"])
+        errors = sum(x["errors"] for x in r["relays"])
+        label = f"SmolLM2-135M-Instruct, {r['backend']} backend, {len(relays)} environments"
+        rows.append((label, f"RS@2 {means[2]:.3f}, RS@10 {means[10]:.3f}, RS@20 {means[20]:.3f}; fall RS@2 − RS@20 "
+                            f"{statistics.fmean(fall):.3f} [{lo:.3f}, {hi:.3f}]; error steps {errors}/{steps}; "
+                            f"{r['overall']['tokens']:,} tokens, {r['seconds'] / 3600:.1f} h"))
+        if means[2] < 0.05:
+            verdicts.append(INCONCLUSIVE)
+            why.append(f"{r['backend']}: RS@2 {means[2]:.3f}, at the floor (the first round trip destroys the documents)")
+        elif lo > 0:
+            verdicts.append(SUPPORTED)
+            why.append(f"{r['backend']}: RS falls by {statistics.fmean(fall):.3f} from RS@2 to RS@20")
+        elif hi < 0:
+            verdicts.append(REFUTED)
+            why.append(f"{r['backend']}: RS rises from RS@2 to RS@20")
+        else:
+            verdicts.append(INCONCLUSIVE)
+            why.append(f"{r['backend']}: the fall's interval [{lo:.3f}, {hi:.3f}] includes 0")
+    reason = "; ".join(why) + " (at 135M parameters; the paper's figures are frontier models on the official release)"
+    if SUPPORTED in verdicts:
+        return Measurement(SUPPORTED, rows, reason)
+    if verdicts and all(v == REFUTED for v in verdicts):
+        return Measurement(REFUTED, rows, reason)
+    return Measurement(INCONCLUSIVE, rows, reason)
+
+
 def _pmnet_retrieval(res: list[dict]) -> Measurement:
     """experiments/pmnet_retrieval.py: exact-match needle retrieval per gap G with 95% bootstrap intervals (res[0];
     further results, the copy-paste run, are shown as rows and do not enter the verdict).
@@ -816,7 +869,12 @@ CLAIMS: list[Claim] = [
            command="python experiments/mup_lr_width.py --steps 200 --lrs 1e-3 3e-3 1e-2 3e-2 --seeds 0 1 2 --parallel 1",
            results=("experiments/results/mup_lr_width.json",), plots=("experiments/results/mup_lr_width.png",),
            evaluate=_mup_transfer),
-    _claim("delegate-rs", "delegate52"),
+    _claim("delegate-rs", "delegate52",
+           command="python benchmarks/delegate_smollm2.py --backend local --threads 2 && "
+                   "python benchmarks/delegate_smollm2.py --backend llama-server",
+           results=("benchmarks/results/delegate_smollm2-local.json",
+                    "benchmarks/results/delegate_smollm2-llama-server.json"),
+           plots=("benchmarks/results/delegate_smollm2.png",), evaluate=_delegate_rs),
     _claim("pmnet-retrieval", "pmnet", command="OMP_NUM_THREADS=1 python experiments/pmnet_retrieval.py",
            results=("experiments/results/pmnet_retrieval.json", "experiments/results/pmnet_copy.json"),
            plots=("experiments/results/pmnet_retrieval.png", "experiments/results/pmnet_copy.png"),

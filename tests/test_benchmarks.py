@@ -23,7 +23,8 @@ from mechlab.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
-SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem != "common")
+HELPERS = {"common", "llamacpp_tools"}  # modules the benchmarks import, not benchmarks themselves
+SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in HELPERS)
 COMMITTED_RESULTS = sorted((BENCH / "results").glob("*.json"))
 
 
@@ -136,7 +137,7 @@ def _script(name: str):
 # user's reports first. Options that only name the output or cannot change the figures are in IGNORED instead.
 CHANGED = {
     "delegate_smollm2": [["--quick"], ["--round-trips", "2"], ["--seed", "1"], ["--max-new-tokens", "64"],
-                         ["--env", "csv-moons"], ["--no-distractors"]],
+                         ["--env", "csv-moons"], ["--no-distractors"], ["--budget-factor", "3"]],
     "arch_throughput": [["--batch", "1", "--seq", "8", "--vocab", "64", "--threads", "1"], ["--quick"],
                         ["--scale", "paper-small"], ["--d-model", "512"], ["--d-model", "256", "--batch", "8"],
                         ["--vocab", "4096"], ["--batch", "32"], ["--seq", "128"], ["--threads", "2"]],
@@ -156,7 +157,7 @@ CHANGED = {
     "smollm2_whole_model": [["--quick"], ["--windows", "2"], ["--bits", "3"], ["--L", "16"], ["--embedding-bits", "4"],
                             ["--calib-sequences", "8"], ["--calib-seq-len", "256"], ["--seed", "1"]],
     "vs_llamacpp": [["--quick"], ["--types", "Q8_0"], ["--mechlab", "float"], ["--windows", "2"], ["--context", "512"],
-                    ["--threads", "1"], ["--prompt", "64"], ["--new-tokens", "8"]],
+                    ["--threads", "1"], ["--prompt", "64"], ["--new-tokens", "8"], ["--profile-tokens", "0"]],
     "gemma3_wikitext2": [["--quick"], ["--max-windows", "4"], ["--context", "1024"], ["--batch-size", "2"]],
     "smollm2_ptq": [["--windows", "2"], ["--bits", "2"], ["--methods", "rtn"], ["--L", "16"], ["--code", "lut"],
                     ["--V", "2"], ["--group-size", "64"], ["--calib-corpus", "wikitext2-valid"],
@@ -166,10 +167,12 @@ CHANGED = {
                     ["--sequential"], ["--quick"]],
 }
 IGNORED = {"smollm2_whole_model": {"threads": ["--threads", "1"]},
+           "delegate_smollm2": {"threads": ["--threads", "2"]},
            "smollm2_ptq": {"name": ["--name", "elsewhere"], "fresh": ["--fresh"]},
            "smollm2_position_gap": {"name": ["--name", "elsewhere"]},
            "smollm2_wikitext2": {"data_dir": ["--data-dir", "/some/copy"]},
            "gemma3_wikitext2": {"data_dir": ["--data-dir", "/some/copy"]}}
+NAMES_THE_OUTPUT = {"delegate_smollm2": {"backend": (["--backend", "llama-server"], "delegate_smollm2-llama-server")}}
 NAME_IS_A_NO_OP = {"smollm2_ptq"}  # one table for every configuration: --name is a deprecated alias with no effect
 
 
@@ -183,7 +186,7 @@ def test_every_option_changed_writes_beside_the_committed_results(bench, script,
     name, quick = mod.output(ap, ap.parse_args(base))
     assert not quick and bench.result_path(name, quick) == tmp_path / "results" / f"{name}.json"
     by_flag = {opt: a.dest for a in ap._actions for opt in a.option_strings}
-    covered = set(IGNORED.get(script, {}))
+    covered = set(IGNORED.get(script, {})) | set(NAMES_THE_OUTPUT.get(script, {}))
     for changed in CHANGED[script]:
         covered |= {by_flag[t] for t in changed if t in by_flag}
         name, quick = mod.output(ap, ap.parse_args(base + changed))
@@ -191,6 +194,14 @@ def test_every_option_changed_writes_beside_the_committed_results(bench, script,
         assert bench.result_path(name, quick).name == f"{name}.quick.json"
     options = {a.dest for a in ap._actions if a.option_strings and a.dest != "help"}
     assert covered == options, "every option must be either changed above or listed as not changing the figures"
+
+
+@pytest.mark.parametrize("script", sorted(NAMES_THE_OUTPUT))
+def test_options_that_pick_another_committed_file(bench, script):
+    mod, ap, base = _script(script)
+    for changed, name in NAMES_THE_OUTPUT[script].values():
+        assert mod.output(ap, ap.parse_args(base + changed)) == (name, False)
+        assert mod.output(ap, ap.parse_args(base + changed + ["--quick"])) == (name, True)
 
 
 def test_arch_throughput_c512_is_its_own_committed_configuration(bench):

@@ -190,3 +190,24 @@ def test_portable_path_agrees_with_avx2(build_kernel):
     for kernel in (build_kernel, portable):
         assert ((kernel.matvec(x, layer.packed, 32, 16, 3, alpha, s_in, s_out).double() - ref).abs() <= bound).all()
     assert torch.equal(portable.decode(layer.packed, 32, 48, 16, 3), build_kernel.decode(layer.packed, 32, 48, 16, 3))
+
+
+def test_avx512_path_without_vnni_agrees(build_kernel):
+    """On an AVX-512 CPU the native build may take the VNNI byte sum (dpbusd); the AVX-512 path without it
+    (maddubs + madd, as on Skylake-X) is built here too and held to the same bound, with the same integer decode."""
+    from mechlab.kernels.build import _cpu_flags
+
+    if not {"avx512f", "avx512bw"} <= set(_cpu_flags().split()):
+        pytest.skip("this CPU cannot run AVX-512 code")
+    path = build("qmatvec", ("-march=skylake-avx512",))
+    assert path is not None
+    skx = QMatvecKernel(path)
+    for L, k in [(16, 2), (16, 4), (12, 3), (24, 3)]:
+        layer = random_layer(48, 80, TrellisConfig(L=L, k=k, code="1mad"), seed=L + k)
+        alpha = layer._fused()[0]
+        s_out, s_in = layer.signs()
+        _, _, w64 = exact(layer)
+        x = torch.randn(3, 80)
+        y = skx.matvec(x, layer.packed, 48, L, k, alpha, s_in, s_out)
+        assert ((y.double() - x.double() @ w64.T).abs() <= kernel_bound(layer, x)).all()
+        assert torch.equal(skx.decode(layer.packed, 48, 80, L, k), build_kernel.decode(layer.packed, 48, 80, L, k))

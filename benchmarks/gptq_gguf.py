@@ -7,8 +7,10 @@ import gguf smollm2``) and end as GGUF files of the same type and the same bytes
 * ``llama.cpp``: every Linear layer of the blocks rounded by llama.cpp's reference quantiser (RTN with
   ``format=q4_0|q4_1``, which reproduces ggml's quantize_row_*_ref bit for bit);
 * ``gptq``: the same blocks, the same fp16 d (and m) computed by llama.cpp from the original weights, the integers
-  chosen by GPTQ (``GPTQConfig(format=...)``; Hessians from --calib-sequences x --calib-seq-len tokens of the
-  gutenberg train split, windows drawn with --seed, shared by both formats).
+  chosen by GPTQ (``GPTQConfig(format=..., act_order=True)``; Hessians from --calib-sequences x --calib-seq-len
+  tokens of the gutenberg train split, windows drawn with each of --seeds, shared by both formats). Act-order by
+  default: on SmolLM2 plain GPTQ loses to round-to-nearest (outlier input channels; docs/results.md#gptq-act-order),
+  and the format's grids are static anyway, so visiting columns by decreasing Hessian diagonal costs nothing.
 
 The tied token embedding / LM head is rounded by llama.cpp's quantiser to the file's type in both arms (what the
 export writes), so the mechlab model evaluated is exactly the file's weights. Perplexity: mechlab's evaluate_lm on
@@ -54,6 +56,8 @@ def build_parser():
     ap.add_argument("--calib-seq-len", type=int, default=512)
     ap.add_argument("--windows", type=int, default=4)
     ap.add_argument("--context", type=int, default=2048)
+    ap.add_argument("--act-order", action=__import__("argparse").BooleanOptionalAction, default=True,
+                    help="GPTQ visits columns by decreasing Hessian diagonal")
     ap.add_argument("--llama-cpp", action=__import__("argparse").BooleanOptionalAction, default=True,
                     help="also score each exported file with llama.cpp (when llama_cpp is installed)")
     return ap
@@ -123,7 +127,8 @@ def main() -> None:
              "GGUF MB": None, "llama.cpp perplexity": None}]
     print(rows[-1])
     for fmt in args.formats:
-        arms = [("llama.cpp", None, RTNConfig(format=fmt))] + [("gptq", s, GPTQConfig(format=fmt)) for s in args.seeds]
+        arms = [("llama.cpp", None, RTNConfig(format=fmt))] + [("gptq", s, GPTQConfig(format=fmt, act_order=args.act_order))
+                                                    for s in args.seeds]
         for rounding, seed, cfg in arms:
             model = copy.deepcopy(ck.model)
             report = quantize_(model, cfg, hessians=None if seed is None else hessians[seed], progress=True)
@@ -143,7 +148,7 @@ def main() -> None:
     figures = {"rows": rows, "n_params": n_params, "windows": args.windows, "context": args.context,
                "calibration": {"corpus": "gutenberg", "split": "train", "sequences": args.calib_sequences,
                                "tokens": args.calib_seq_len, "seeds": args.seeds},
-               "float_perplexity": base.perplexity, "scored_tokens": base.n_tokens}
+               "act_order": args.act_order, "float_perplexity": base.perplexity, "scored_tokens": base.n_tokens}
     for fmt in args.formats:
         ref = next(r for r in rows if r["format"] == fmt and r["rounding"] == "llama.cpp")
         g = [r["perplexity"] for r in rows if r["format"] == fmt and r["rounding"] == "gptq"]

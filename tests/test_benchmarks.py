@@ -160,7 +160,7 @@ CHANGED = {
     "gemma3_wikitext2": [["--quick"], ["--max-windows", "4"], ["--context", "1024"], ["--batch-size", "2"]],
     "gptq_gguf": [["--quick"], ["--formats", "q4_0"], ["--seeds", "0", "1"], ["--calib-sequences", "8"],
                   ["--calib-seq-len", "256"], ["--windows", "2"], ["--context", "512"], ["--threads", "2"],
-                  ["--no-llama-cpp"]],
+                  ["--no-llama-cpp"], ["--no-act-order"]],
     "smollm2_ptq": [["--windows", "2"], ["--bits", "2"], ["--methods", "rtn"], ["--L", "16"], ["--code", "lut"],
                     ["--V", "2"], ["--group-size", "64"], ["--calib-corpus", "wikitext2-valid"],
                     ["--calib-sequences", "8"], ["--calib-seq-len", "256"], ["--seed", "1"], ["--ft-bits", "2"],

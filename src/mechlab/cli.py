@@ -568,6 +568,18 @@ def export_gguf_cmd(checkpoint: Path = typer.Argument(..., help="A checkpoint or
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:,.1f} MB, {qtype.lower()})")
 
 
+@export_app.command("hf")
+def export_hf_cmd(checkpoint: Path = typer.Argument(..., help="A checkpoint or run directory (a Llama-family model)."),
+                  out: Path = typer.Option(..., "--out", "-o", help="Folder to write (config.json, model.safetensors, tokenizer files)."),
+                  overwrite: bool = typer.Option(False, help="Replace an earlier export at --out (a folder with other files is never replaced).")) -> None:
+    """Write a Hugging Face transformers folder (LlamaForCausalLM, float32; quantised models from their dequantised weights)."""
+    from mechlab.pretrained.export import export_hf_checkpoint
+
+    path = export_hf_checkpoint(checkpoint, out, overwrite=overwrite)
+    size = sum(p.stat().st_size for p in path.iterdir())
+    console.print(f"wrote {path} ({size / 1e6:,.1f} MB, float32 safetensors)")
+
+
 @app.command("map")
 def map_cmd(
     source: str = typer.Argument(..., help="'tinystories', 'gutenberg' (paragraphs labelled by book), a .jsonl file "

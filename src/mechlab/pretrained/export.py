@@ -9,8 +9,14 @@ special tokens, BOS setting and chat template.
 Tensor types (``qtype``): ``f32`` and ``f16`` keep the weights as floats; ``q8_0``, ``q4_0`` and ``q4_1`` are
 llama.cpp's block formats of 32 weights (one fp16 scale, plus an fp16 minimum for Q4_1), rounded by the ``gguf``
 package's reference quantiser, which is llama.cpp's own rounding. Norm weights and the RoPE factors stay float32,
-as llama.cpp requires. A quantised mechlab model (trellis, GPTQ, RTN) is exported from its dequantised weights:
-trellis codes have no llama.cpp type, so their export is float (or requantised to one of the block formats).
+as llama.cpp requires. A layer quantised by GPTQ or RTN with the same llama.cpp ``format`` as ``qtype``
+(:data:`mechlab.quant.scalar.BLOCK_FORMATS`) is written as it is stored: its codes, d (and m) become the blocks
+bit for bit, no requantisation. Any other quantised layer (trellis codes, which have no llama.cpp type; GPTQ/RTN
+on mechlab's own grid or another format) is exported from its dequantised weights, as float or requantised to the
+block type, and the export says so in a log line.
+
+:func:`export_hf` writes the Hugging Face form instead (``LlamaForCausalLM``, float32 safetensors): the inverse of
+:func:`mechlab.pretrained.hf.read_hf`, through its table of tensor names.
 
 What a Llama file cannot express is refused by name: looped and hyper-connected models, μP output scaling, the
 Gemma and PMNet switches (sliding windows, QK-norm, post-norms, GeGLU, the phasor memory), and tokenizers that are
@@ -20,6 +26,7 @@ not byte-level BPE.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +35,7 @@ import torch
 from mechlab.errors import ConfigError
 from mechlab.pretrained.gguf import LLAMA_BLOCK_TENSORS
 
+log = logging.getLogger(__name__)
 QTYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1")
 # the GGUF file types (general.file_type, llama.cpp's enum llama_ftype) of the all-tensor formats
 FILE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7}
@@ -46,16 +54,17 @@ def permute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
     return w.reshape(n_heads, 2, out // n_heads // 2, inp).swapaxes(1, 2).reshape(out, inp)
 
 
-def check_exportable(config) -> None:
-    """Raise ConfigError naming the first setting of ``config`` (a ModelConfig) a Llama GGUF file cannot hold."""
+def check_exportable(config, what: str = "GGUF export") -> None:
+    """Raise ConfigError naming the first setting of ``config`` (a ModelConfig) a Llama file (GGUF ``llama``
+    architecture, Hugging Face ``LlamaForCausalLM``) cannot hold; ``what`` starts the message."""
     for name, value in NOT_LLAMA.items():
         have = getattr(config, name)
         if have != value:
-            raise ConfigError(f"GGUF export: {name} = {have!r} has no place in a llama-architecture file (a Llama "
-                              f"model has {value!r}); only plain Llama-family models can be exported")
+            raise ConfigError(f"{what}: {name} = {have!r} has no place in a Llama model file (a Llama model has "
+                              f"{value!r}); only plain Llama-family models can be exported")
     head_dim = config.d_model // config.n_heads
     if config.d_model % config.n_heads or head_dim % 2:
-        raise ConfigError(f"GGUF export: d_model {config.d_model} / n_heads {config.n_heads} must be an even integer")
+        raise ConfigError(f"{what}: d_model {config.d_model} / n_heads {config.n_heads} must be an even integer")
 
 
 def _pre_name(pt: dict, known: dict[str, tuple[str, ...]]) -> str:
@@ -120,21 +129,58 @@ def gguf_vocab(tokenizer, meta: dict, pre: str | None = None) -> dict:
 
 
 def _float_state(model: torch.nn.Module) -> dict[str, np.ndarray]:
-    """Every weight of ``model`` as float32 numpy, quantised Linear layers through their dequantised ``weight``."""
-    state = {}
+    """Every weight of ``model`` as float32 numpy, quantised Linear layers and embedding tables through their
+    dequantised weights."""
+    from mechlab.quant.embedding import QuantizedEmbedding
+    from mechlab.quant.linear import QuantizedLinear
+
+    state, inside = {}, ()
     for name, module in model.named_modules():
-        if not name:
+        if not name or name.startswith(inside):
             continue
-        w = getattr(module, "weight", None)
-        if isinstance(w, torch.Tensor) and not any(True for _ in module.children()):
-            state[f"{name}.weight"] = w.detach().float().cpu().numpy()
+        if isinstance(module, QuantizedLinear):
+            state[f"{name}.weight"] = module.weight().detach().float().cpu().numpy()
+        elif isinstance(module, QuantizedEmbedding):
+            state[f"{name}.weight"] = module.weight.detach().float().cpu().numpy()[: module.num_embeddings]
+            inside = (f"{name}.",)
+        else:
+            w = getattr(module, "weight", None)
+            if isinstance(w, torch.Tensor) and not any(True for _ in module.children()):
+                state[f"{name}.weight"] = w.detach().float().cpu().numpy()
     return state
+
+
+def _quantized(model: torch.nn.Module) -> dict[str, str]:
+    """Weight name -> a short description of the quantised layer or table holding it (absent: float)."""
+    from mechlab.quant.embedding import QuantizedEmbedding
+    from mechlab.quant.linear import QuantizedLinear
+
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, QuantizedLinear | QuantizedEmbedding) and "inner" not in name.split("."):
+            fmt = getattr(module.config, "format", None)
+            out[f"{name}.weight"] = f"{module.config.method}{'' if fmt is None else f' {fmt}'}"
+    return out
+
+
+def _stored_blocks(model: torch.nn.Module, qtype: str) -> dict[str, tuple]:
+    """Weight name -> (codes (out, in), d, m or None) of every IntLinear stored in llama.cpp's ``qtype`` blocks."""
+    from mechlab.quant.linear import IntLinear
+
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, IntLinear) and module.format is not None and module.format.name == qtype:
+            mins = None if module.format.zero is not None else module.mins.float().numpy()
+            out[f"{name}.weight"] = (module.codes().numpy(), module.scales.float().numpy(), mins)
+    return out
 
 
 def export_gguf(model: torch.nn.Module, tokenizer, meta: dict, out: str | Path, qtype: str = "f32",
                 pre: str | None = None, name: str | None = None) -> Path:
     """Write ``model`` (a mechlab Llama-family Transformer, float or quantised) with its tokenizer to the GGUF file
-    ``out``, tensors of type ``qtype`` (one of :data:`QTYPES`; matrices only: norms stay float32).
+    ``out``, tensors of type ``qtype`` (one of :data:`QTYPES`; matrices only: norms stay float32). Layers stored in
+    ``qtype``'s own blocks (GPTQ / RTN with ``format=qtype``) are written code for code; other quantised weights
+    are dequantised first (logged).
 
     Raises ConfigError for a model or tokenizer a llama-architecture file cannot hold, an unknown ``qtype``, a
     matrix whose rows are not a multiple of the block size (32) for the block formats, and an ``out`` that is a
@@ -142,6 +188,7 @@ def export_gguf(model: torch.nn.Module, tokenizer, meta: dict, out: str | Path, 
     import gguf
     from gguf.quants import quantize
 
+    from mechlab.quant.scalar import block_bytes, block_format
     from mechlab.utils import atomic_path
 
     if qtype not in QTYPES:
@@ -156,6 +203,15 @@ def export_gguf(model: torch.nn.Module, tokenizer, meta: dict, out: str | Path, 
         raise ConfigError(f"GGUF export: the tokenizer has {len(vocab['tokens'])} tokens but the model only "
                           f"{config.vocab_size} embedding rows")
     state = _float_state(model)
+    stored = _stored_blocks(model, qtype) if qtype in ("q8_0", "q4_0", "q4_1") else {}
+    requantised = {k: v for k, v in _quantized(model).items() if k not in stored}
+    if requantised:
+        kinds = ", ".join(sorted(set(requantised.values())))
+        how = "written as float" if qtype in ("f32", "f16") else f"requantised to {qtype} by llama.cpp's rounding"
+        log.info("GGUF export: %d quantised weights (%s) are %s from their dequantised values", len(requantised),
+                 kinds, how)
+    if stored:
+        log.info("GGUF export: %d layers stored in %s blocks are written code for code", len(stored), qtype)
     n_kv = config.n_kv_heads or config.n_heads
     head_dim = config.d_model // config.n_heads
     gtype = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
@@ -166,13 +222,19 @@ def export_gguf(model: torch.nn.Module, tokenizer, meta: dict, out: str | Path, 
                                                   ("output_norm.weight", state["norm.weight"], False)]
     if not config.tie_embeddings:
         tensors.append(("output.weight", state["lm_head.weight"], True))
+    raw: dict[str, np.ndarray] = {}  # tensor name -> block bytes written as stored
     for i in range(config.n_layers):
         for dst, src in LLAMA_BLOCK_TENSORS.items():
-            w = state[f"blocks.{i}.{src}.weight"]
-            if dst == "attn_q":
-                w = permute_rope_rows(w, config.n_heads)
-            elif dst == "attn_k":
-                w = permute_rope_rows(w, n_kv)
+            key = f"blocks.{i}.{src}.weight"
+            w = state[key]
+            heads = {"attn_q": config.n_heads, "attn_k": n_kv}.get(dst)
+            perm = (lambda a, h=heads: permute_rope_rows(a, h)) if heads else (lambda a: a)  # rows of q / k
+            w = perm(w)
+            if key in stored:
+                q, d, m = stored[key]
+                raw[f"blk.{i}.{dst}.weight"] = block_bytes(torch.from_numpy(perm(q)), torch.from_numpy(perm(d)),
+                                                           None if m is None else torch.from_numpy(perm(m)),
+                                                           block_format(qtype))
             tensors.append((f"blk.{i}.{dst}.weight", w, w.ndim == 2))
     if config.rope_freq_factors is not None:
         tensors.append(("rope_freqs.weight", np.asarray(config.rope_freq_factors, np.float32), False))
@@ -208,7 +270,9 @@ def export_gguf(model: torch.nn.Module, tokenizer, meta: dict, out: str | Path, 
             w.add_chat_template(meta["chat_template"])
         for tname, arr, is_matrix in tensors:
             arr = np.ascontiguousarray(arr, dtype=np.float32)
-            if not is_matrix or qtype == "f32":
+            if tname in raw:
+                w.add_tensor(tname, raw[tname], raw_dtype=gtype)
+            elif not is_matrix or qtype == "f32":
                 w.add_tensor(tname, arr)
             elif qtype == "f16":
                 w.add_tensor(tname, arr.astype(np.float16))
@@ -236,4 +300,139 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, qtype: str = "f32
     return export_gguf(ckpt.model, ckpt.tokenizer, ckpt.meta, out, qtype=qtype, pre=pre)
 
 
-__all__ = ["QTYPES", "check_exportable", "export_checkpoint", "export_gguf", "gguf_vocab", "permute_rope_rows"]
+HF_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json")
+
+
+def hf_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The Hugging Face Llama tensors (``model.embed_tokens.weight``, ``model.layers.N.self_attn.q_proj.weight``
+    …, ``lm_head.weight`` when untied) of a mechlab Llama-family model, float32, quantised weights dequantised: the
+    inverse of :func:`mechlab.pretrained.hf.read_hf`'s renaming (its :data:`~mechlab.pretrained.hf.LAYER_NAMES`).
+    Hugging Face's Llama applies RoPE to halves, as mechlab does, so no rows are permuted."""
+    from mechlab.pretrained.hf import LAYER_NAMES
+
+    state = _float_state(model)
+    out = {"model.embed_tokens.weight": state["embed.weight"], "model.norm.weight": state["norm.weight"]}
+    if not model.config.tie_embeddings:
+        out["lm_head.weight"] = state["lm_head.weight"]
+    for i in range(model.config.n_layers):
+        for src, dst in LAYER_NAMES.items():
+            out[f"model.layers.{i}.{src}.weight"] = state[f"blocks.{i}.{dst}.weight"]
+    return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in out.items()}
+
+
+def hf_config(config, tokenizer, meta: dict) -> tuple[dict, dict]:
+    """(config.json, generation_config.json) of a ``LlamaForCausalLM`` for a mechlab ModelConfig, with the BOS /
+    EOS ids the checkpoint records (``meta``) or the tokenizer's. ConfigError for what a Llama config cannot hold
+    (:func:`check_exportable`) and for RoPE frequency factors (a Hugging Face rope_scaling is not recovered from
+    them)."""
+    check_exportable(config, "Hugging Face export")
+    if config.rope_freq_factors is not None:
+        raise ConfigError("Hugging Face export: RoPE frequency factors (llama3 rope scaling) are not written back "
+                          "to a rope_scaling entry; export to GGUF instead (it keeps them as rope_freqs)")
+    bos, eos = meta.get("bos_token_id"), meta.get("eos_token_id")
+    bos = bos if bos is not None else (tokenizer.bos_id if tokenizer.bos_id >= 0 else None)
+    eos = eos if eos is not None else (tokenizer.eos_id if tokenizer.eos_id >= 0 else None)
+    eog = [int(e) for e in meta.get("end_of_generation_ids") or []]
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": config.vocab_size,
+           "hidden_size": config.d_model, "intermediate_size": config.d_ff, "num_hidden_layers": config.n_layers,
+           "num_attention_heads": config.n_heads, "num_key_value_heads": config.n_kv_heads or config.n_heads,
+           "head_dim": config.d_model // config.n_heads, "hidden_act": "silu",
+           "max_position_embeddings": config.max_seq_len, "rms_norm_eps": float(config.norm_eps),
+           "rope_theta": float(config.rope_base), "tie_word_embeddings": bool(config.tie_embeddings),
+           "attention_bias": False, "mlp_bias": False, "torch_dtype": "float32", "bos_token_id": bos,
+           "eos_token_id": eos}
+    generation = {"bos_token_id": bos, "eos_token_id": (eog if len(eog) > 1 else eos)}
+    return cfg, {k: v for k, v in generation.items() if v is not None}
+
+
+def hf_tokenizer_config(tokenizer, meta: dict, max_len: int) -> dict:
+    """tokenizer_config.json of a ``PreTrainedTokenizerFast`` over the tokenizer.json written beside it: the BOS /
+    EOS tokens (by content), whether BOS is prepended, the chat template."""
+    tok = tokenizer.tok
+    bos, eos = meta.get("bos_token_id"), meta.get("eos_token_id")
+    bos = bos if bos is not None else (tokenizer.bos_id if tokenizer.bos_id >= 0 else None)
+    eos = eos if eos is not None else (tokenizer.eos_id if tokenizer.eos_id >= 0 else None)
+    out = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_len,
+           "add_bos_token": bool(getattr(tokenizer, "add_bos", False)), "clean_up_tokenization_spaces": False}
+    if bos is not None:
+        out["bos_token"] = tok.id_to_token(int(bos))
+    if eos is not None:
+        out["eos_token"] = tok.id_to_token(int(eos[0] if isinstance(eos, list) else eos))
+    if meta.get("chat_template"):
+        out["chat_template"] = meta["chat_template"]
+    return out
+
+
+def export_hf(model: torch.nn.Module, tokenizer, meta: dict, out: str | Path) -> Path:
+    """Write ``model`` (a mechlab Llama-family Transformer, float or quantised) and its tokenizer as a Hugging Face
+    directory ``out`` that ``transformers.AutoModelForCausalLM.from_pretrained`` and ``AutoTokenizer`` load:
+    config.json (``LlamaForCausalLM``), model.safetensors (float32; quantised weights dequantised, logged),
+    tokenizer.json, tokenizer_config.json and generation_config.json. The directory is written atomically (a
+    temporary beside it, renamed). Raises ConfigError for a model a Llama config cannot hold, a tokenizer that is
+    not a ``tokenizers`` BPE (the byte tokenizer), or more tokens than embedding rows."""
+    from safetensors.torch import save_file
+
+    from mechlab.utils import atomic_path, write_json_atomic
+
+    config = model.config
+    cfg, generation = hf_config(config, tokenizer, meta)
+    if getattr(tokenizer, "tok", None) is None:
+        raise ConfigError("Hugging Face export: only tokenizers.json tokenizers (BPE) can be exported, not the byte "
+                          "tokenizer")
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ConfigError(f"Hugging Face export: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+                          f"{config.vocab_size} embedding rows")
+    quantized = _quantized(model)
+    if quantized:
+        log.info("Hugging Face export: %d quantised weights (%s) are written as float32 from their dequantised "
+                 "values", len(quantized), ", ".join(sorted(set(quantized.values()))))
+    state = hf_state(model)
+    out = Path(out)
+    with atomic_path(out, is_dir=True) as tmp:
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.tok.save(str(tmp / "tokenizer.json"))
+        write_json_atomic(tmp / "config.json", cfg)
+        write_json_atomic(tmp / "generation_config.json", generation)
+        write_json_atomic(tmp / "tokenizer_config.json", hf_tokenizer_config(tokenizer, meta, config.max_seq_len))
+    return out
+
+
+def check_hf_output(out: str | Path, overwrite: bool) -> Path:
+    """Refuse an output folder the Hugging Face export must not replace (ConfigError, before any work): a file, a
+    folder holding anything but a Hugging Face export's files (never deleted), or an earlier export unless
+    ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"Hugging Face export: {out} is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()):
+        foreign = [p.name for p in out.iterdir() if p.name not in HF_FILES]
+        if foreign or not (out / "config.json").is_file() or "model_type" not in _json_or_empty(out / "config.json"):
+            raise ConfigError(f"Hugging Face export: {out} is a folder with other files in it (e.g. "
+                              f"{(foreign or sorted(p.name for p in out.iterdir()))[0]}), not a Hugging Face export; "
+                              f"choose another -o (or an empty or new folder)")
+        if not overwrite:
+            raise ConfigError(f"Hugging Face export: {out} exists; pass --overwrite to replace it")
+        log.warning("replacing the Hugging Face export at %s", out)
+    return out
+
+
+def _json_or_empty(path: Path) -> dict:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def export_hf_checkpoint(checkpoint: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """:func:`export_hf` of a checkpoint or run directory (the CLI's ``mechlab export hf``); the output is checked
+    by :func:`check_hf_output` before the checkpoint is loaded."""
+    from mechlab.checkpoint import load_checkpoint
+
+    check_hf_output(out, overwrite)
+    ck = load_checkpoint(checkpoint)
+    return export_hf(ck.model, ck.tokenizer, ck.meta, out)
+
+
+__all__ = ["QTYPES", "check_exportable", "check_hf_output", "export_checkpoint", "export_gguf", "export_hf",
+           "export_hf_checkpoint", "gguf_vocab", "hf_config", "hf_state", "permute_rope_rows"]

@@ -19,7 +19,7 @@ from mechlab.kernels import decode_1mad, qmatvec_1mad
 from mechlab.quant import rht as rht_ops
 from mechlab.quant.codes import one_mad_unit
 from mechlab.quant.qtip import TrellisCode, reconstruct_rotated
-from mechlab.quant.scalar import dequantize, n_groups
+from mechlab.quant.scalar import block_dequantize, block_format, dequantize, n_groups
 from mechlab.quant.trellis import pack_codes, unpack_codes
 
 if TYPE_CHECKING:
@@ -62,34 +62,54 @@ class QuantizedLinear(nn.Module):
 
 
 class IntLinear(QuantizedLinear):
-    """Integer grid per group: packed ``bits``-bit codes, fp16 scales and zero points (RTN or GPTQ)."""
+    """Integer grid per group: packed ``bits``-bit codes, fp16 scales and zero points (RTN or GPTQ).
+
+    With a llama.cpp block ``format`` in the config (:data:`mechlab.quant.scalar.BLOCK_FORMATS`) the groups are
+    blocks of 32 holding exactly what the GGUF block holds: the fp16 d as ``scales``, for Q4_1 the fp16 minimum as
+    ``mins`` (w = q·d + m), for the symmetric Q4_0 / Q8_0 no per-group zero at all (the type's fixed zero point:
+    w = (q − 8)·d, (q − 128)·d); the weight decodes as llama.cpp's dequantize_row_* does."""
 
     CODE_BUFFERS = ("qweight",)
 
     def __init__(self, in_features: int, out_features: int, bias: bool, config: RTNConfig | GPTQConfig):
         super().__init__(in_features, out_features, bias)
         self.config = config
+        self.format = None if getattr(config, "format", None) is None else block_format(config.format)
         ng = n_groups(in_features, config.group_size)
         self.register_buffer("qweight", torch.zeros(out_features, -(-in_features * config.bits // 8), dtype=torch.uint8))
         self.register_buffer("scales", torch.zeros(out_features, ng, dtype=torch.float16))
-        self.register_buffer("zeros", torch.zeros(out_features, ng, dtype=torch.float16))
+        if self.format is None:
+            self.register_buffer("zeros", torch.zeros(out_features, ng, dtype=torch.float16))
+        elif self.format.zero is None:
+            self.register_buffer("mins", torch.zeros(out_features, ng, dtype=torch.float16))
 
-    def set(self, q: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) -> IntLinear:
+    def set(self, q: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None) -> IntLinear:
+        """Store codes q (out, in), scales and zeros (out, n_groups); with a block format ``zeros`` are the minima
+        (Q4_1) or None (Q4_0, Q8_0), and scales / minima must already be fp16 values (as llama.cpp stores them)."""
         self.qweight.copy_(pack_codes(q, self.config.bits))
         self.scales.copy_(scales.half())
-        self.zeros.copy_(zeros.half())
+        if self.format is None:
+            self.zeros.copy_(zeros.half())
+        elif self.format.zero is None:
+            self.mins.copy_(zeros.half())
         return self
 
     def codes(self) -> torch.Tensor:
         return unpack_codes(self.qweight, self.config.bits, self.in_features)
 
+    def _decode(self, codes: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
+        pick = (lambda t: t) if ids is None else (lambda t: t[ids])  # noqa: E731
+        if self.format is not None:
+            return block_dequantize(codes, pick(self.scales), None if self.format.zero is not None
+                                    else pick(self.mins), self.format)
+        return dequantize(codes, pick(self.scales), pick(self.zeros), self.config.group_size)
+
     def weight(self) -> torch.Tensor:
-        return dequantize(self.codes(), self.scales, self.zeros, self.config.group_size)
+        return self._decode(self.codes(), None)
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
         """Rows ``ids`` of the decoded weight, decoding only those rows' codes."""
-        codes = unpack_codes(self.qweight[ids], self.config.bits, self.in_features)
-        return dequantize(codes, self.scales[ids], self.zeros[ids], self.config.group_size)
+        return self._decode(unpack_codes(self.qweight[ids], self.config.bits, self.in_features), ids)
 
 
 class TrellisLinear(QuantizedLinear):

@@ -35,14 +35,14 @@ def calibration_batches(stream: TokenStream, n_sequences: int, seq_len: int, see
 def make_config(method: str, bits: int, group_size: int = 128, L: int = 16, V: int = 1, code: str = "1mad",
                 rht: bool = True, ldlq: bool = True, tail_biting: bool = True, symmetric: bool = False,
                 act_order: bool = False, real_signs: bool = False, embedding: bool = False,
-                embedding_bits: int | None = None, **train):
+                embedding_bits: int | None = None, format: str | None = None, **train):
     """The config dataclass for a ``--method`` name (the CLI's flags), made by the method's registered factory
     (:mod:`mechlab.quant.registry`); ``train`` holds the training settings of a recipe that trains after PTQ
     (QATConfig fields for ``bcjr-qat`` and ``ste-qat``, FinetuneConfig fields for ``trellis-ft``) and is refused
     by the others. ConfigError for an unknown method or a setting it does not take."""
     options = dict(group_size=group_size, L=L, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting,
                    symmetric=symmetric, act_order=act_order, real_signs=real_signs, embedding=embedding,
-                   embedding_bits=embedding_bits)
+                   embedding_bits=embedding_bits, format=format)
     return method_named(method).from_options(method, bits, options, train)
 
 

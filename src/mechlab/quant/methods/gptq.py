@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from mechlab.errors import ConfigError
 from mechlab.quant.linear import IntLinear
 from mechlab.quant.registry import QuantMethod, register, reject_training_settings
-from mechlab.quant.scalar import gptq_quantize
+from mechlab.quant.scalar import check_format, format_unsupported, gptq_quantize
 from mechlab.quant.scalar import int_head as head
 from mechlab.quant.scalar import int_table as table
 
@@ -34,11 +34,14 @@ class GPTQConfig:
     """Code the token embedding and the LM head too (tied: one code serves both; PTQ only; mechlab.quant.embedding)."""
     embedding_bits: int | None = None
     """With embedding: bits per weight of the embedding / head table (None: the same as the layers)."""
+    format: str | None = None
+    """A llama.cpp block type (q4_0, q4_1, q8_0): blocks of 32 on llama.cpp's own grid, so `mechlab export gguf --type` of the same type writes these codes unchanged (fixes bits and group_size; None: mechlab's own grid)."""
 
     method = "gptq"
     needs_hessian = True
 
     def __post_init__(self) -> None:
+        check_format(self, "GPTQ")
         if not 1 <= self.bits <= 8:
             raise ConfigError(f"GPTQ: bits must be in 1..8 (got {self.bits})")
         if self.embedding_bits is not None and not 1 <= self.embedding_bits <= 8:
@@ -53,12 +56,12 @@ def transform(layer: IntLinear, w, h, config: GPTQConfig, index: int):
 
 
 def from_options(name: str, bits: int, options: dict, train: dict) -> GPTQConfig:
-    """``--method gptq``: bits, group_size, embedding, embedding_bits, act_order."""
+    """``--method gptq``: bits, group_size, embedding, embedding_bits, act_order, format."""
     reject_training_settings(name, train)
     return GPTQConfig(bits=bits, group_size=options.get("group_size", 128), act_order=options.get("act_order", False),
                       embedding=options.get("embedding", False),
-                     embedding_bits=options.get("embedding_bits"))
+                     embedding_bits=options.get("embedding_bits"), format=options.get("format"))
 
 
 register(QuantMethod(config=GPTQConfig, cli_names=("gptq",), layer=IntLinear, transform=transform,
-                     from_options=from_options, table=table, head=head))
+                     from_options=from_options, table=table, head=head, unsupported=format_unsupported))

@@ -32,12 +32,15 @@ own environments (documents written for the project, not the official release's)
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import statistics
 import time
 from importlib.metadata import version
 from pathlib import Path
 
 from mechlab.delegate import REPORTED_K, bundled_environments, load_environment, run_relay, run_relays
+from mechlab.delegate.relay import RelayResult
 from mechlab.errors import ConfigError
 
 from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result
@@ -57,15 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--round-trips", type=int, default=10, help="round trips per relay (2 interactions each)")
     ap.add_argument("--seed", type=int, default=0, help="the relay's task order and distractor shuffle")
     ap.add_argument("--max-new-tokens", type=int, default=2048, help="the longest reply, in tokens")
-    ap.add_argument("--env", nargs="*", default=None, help="bundled environment names (default: all of them)")
+    ap.add_argument("--env", nargs="+", default=None, help="bundled environment names (default: all of them)")
     ap.add_argument("--no-distractors", action="store_true", help="leave the distractor files out of the prompts")
+    ap.add_argument("--resume", action="store_true", help="keep the relays whose traces are complete in the traces "
+                    "folder (a run that was stopped), and run the others")
     return ap
 
 
 def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
     """(result name, quick): only a backend's default configuration writes delegate_smollm2-BACKEND.json (the
     thread count changes the speed, and the figures only through float rounding: recorded, not a configuration)."""
-    return f"{NAME}-{args.backend}", not is_reference_run(ap, args, ignore=("backend", "threads"))
+    return f"{NAME}-{args.backend}", not is_reference_run(ap, args, ignore=("backend", "threads", "resume"))
 
 
 def smollm2_path() -> Path:
@@ -80,25 +85,49 @@ def smollm2_path() -> Path:
 
 
 def environments(names: list[str] | None) -> list[Path]:
+    """The bundled environments named (all of them for None). Raises ConfigError for an unknown or repeated name."""
     envs = {p.name: p for p in bundled_environments()}
     if names is None:
         return list(envs.values())
     unknown = [n for n in names if n not in envs]
     if unknown:
         raise ConfigError(f"unknown environment {', '.join(unknown)} (bundled: {', '.join(sorted(envs))})")
+    if len(set(names)) < len(names):
+        raise ConfigError("an environment is named twice in --env")
     return [envs[n] for n in names]
+
+
+def relay_from_trace(path: Path, env, agent: str, round_trips: int) -> dict | None:
+    """The result of a finished relay read back from its trace (one line per interaction), or None when the trace
+    is missing or incomplete (the relay was stopped): what --resume keeps. A relay whose every step failed before
+    reaching the model (transport errors) is marked failed, as run_relay marks it."""
+    if not path.is_file():
+        return None
+    try:
+        steps = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    except ValueError:
+        return None
+    if len(steps) != 2 * round_trips:
+        return None
+    transport = [s for s in steps if s["error"] and not s["error"].startswith("missing")]
+    r = RelayResult(env.name, env.domain, agent, [s["rs"] for s in steps if s["direction"] == "backward"],
+                    sum(s["error"] is not None for s in steps), len(steps), sum(s["seconds"] for s in steps),
+                    sum((s["prompt_tokens"] or 0) + (s["completion_tokens"] or 0) for s in steps), str(path),
+                    f"every step failed: {transport[-1]['error']}" if len(transport) == len(steps) else None)
+    return r.to_dict()
 
 
 def summarise(results: list[dict]) -> list[dict]:
     """Per domain: RS@k means over its relays (where every relay reached k interactions), the error-step rate,
-    tokens and seconds."""
+    tokens and seconds; relays that never reached the model (``failed``) are counted apart and left out."""
     rows = []
     for domain in sorted({r["domain"] for r in results}):
-        rs = [r for r in results if r["domain"] == domain]
-        row = {"domain": domain, "relays": len(rs)}
+        rs = [r for r in results if r["domain"] == domain and not r.get("failed")]
+        row = {"domain": domain, "relays": len(rs), "failed": sum(bool(r.get("failed")) for r in results
+                                                                  if r["domain"] == domain)}
         for k in REPORTED_K:
             vals = [r["rs"][k // 2 - 1] for r in rs if len(r["rs"]) >= k // 2]
-            row[f"RS@{k}"] = statistics.mean(vals) if len(vals) == len(rs) else None
+            row[f"RS@{k}"] = statistics.mean(vals) if vals and len(vals) == len(rs) else None
         row["error_rate"] = sum(r["errors"] for r in rs) / max(sum(r["steps"] for r in rs), 1)
         row["tokens"] = sum(r["tokens"] for r in rs)
         row["seconds"] = sum(r["seconds"] for r in rs)
@@ -111,26 +140,41 @@ def main(argv: list[str] | None = None) -> None:
         "round_trips": 1, "max_new_tokens": 256, "env": [QUICK_ENV]})
     if args.round_trips < 1 or args.max_new_tokens < 1:
         ap.error("--round-trips and --max-new-tokens must be at least 1")
-    if args.budget_factor < 1:
-        ap.error("--budget-factor must be at least 1 (a smaller budget cuts complete answers)")
+    if not math.isfinite(args.budget_factor) or args.budget_factor < 1:
+        ap.error("--budget-factor must be a finite number >= 1 (a smaller budget cuts complete answers)")
     if len(args.threads) != 1:
         ap.error("--threads takes one value here")
     threads = args.threads[0]
+    try:
+        envs = environments(args.env)
+    except ConfigError as e:
+        ap.error(f"--env: {e}")
     from mechlab.checkpoint import load_checkpoint
     from mechlab.delegate.backends import BackendError, LocalModelAgent, OpenAIChatAgent, llama_server
     from mechlab.pretrained.importer import smollm2_gguf
 
-    envs = environments(args.env)
     traces = result_path(name, quick, suffix=".traces")  # a folder of JSON-lines traces beside the JSON
     traces.mkdir(parents=True, exist_ok=True)
+    trace = {p.name: traces / f"{p.name}-s{args.seed}.jsonl" for p in envs}
+    agent_name = "local:smollm2" if args.backend == "local" else "openai:smollm2"
+    kept = {}  # --resume: the relays a stopped run finished
+    for p in envs if args.resume else []:
+        r = relay_from_trace(trace[p.name], load_environment(p), agent_name, args.round_trips)
+        if r is not None:
+            kept[p.name] = r
+    if kept:
+        print(f"--resume: keeping {len(kept)} finished relays ({', '.join(kept)})")
+    todo = [p for p in envs if p.name not in kept]
     torch_threads(threads)
-    if args.backend == "local":
+    t0 = time.perf_counter()
+    if not todo:
+        fresh, served = [], None
+    elif args.backend == "local":
         agent = LocalModelAgent(str(smollm2_path()), max_new_tokens=args.max_new_tokens,
                                 budget_factor=args.budget_factor)
-        t0 = time.perf_counter()  # every relay in lockstep: one batched generation per interaction
-        jobs = [(load_environment(p), traces / f"{p.name}-s{args.seed}.jsonl") for p in envs]
-        relays = run_relays(jobs, agent, args.round_trips, not args.no_distractors, args.seed, progress=True)
-        results, seconds = [r.to_dict() for r in relays], time.perf_counter() - t0
+        jobs = [(load_environment(p), trace[p.name]) for p in todo]  # in lockstep: one batched generation a step
+        fresh = [r.to_dict() for r in run_relays(jobs, agent, args.round_trips, not args.no_distractors, args.seed,
+                                                 progress=True)]
         served = None
     else:
         tok = load_checkpoint(smollm2_path()).tokenizer  # the served GGUF's own vocabulary, to size the budget
@@ -139,11 +183,13 @@ def main(argv: list[str] | None = None) -> None:
             with llama_server(gguf, threads, 8192, traces / "server.log") as base:
                 agent = OpenAIChatAgent("smollm2", base_url=base, timeout=1800.0, max_tokens=args.max_new_tokens,
                                         budget_factor=args.budget_factor, count_tokens=lambda t: len(tok.encode(t)))
-                results, seconds = relay_all(envs, agent, args, traces)
+                fresh = relay_all(todo, agent, args, traces)
         except BackendError as e:
-            print(f"{e}: nothing measured")
-            return
+            raise SystemExit(f"error: {e}: nothing measured") from None
         served = f"{gguf.name} (llama-cpp-python {version('llama-cpp-python')} server, 127.0.0.1)"
+    by_name = {r["env"]: r for r in fresh} | kept
+    results = [by_name[p.name] for p in envs]
+    seconds = time.perf_counter() - t0 + sum(r["seconds"] for r in kept.values())
     rows = summarise(results)
     print_table([{k: ("-" if v is None else v) for k, v in row.items()} for row in rows],
                 f"SmolLM2-135M-Instruct, {args.backend} backend, {args.round_trips} round trips, seed {args.seed}")
@@ -158,6 +204,10 @@ def main(argv: list[str] | None = None) -> None:
     if not quick:
         png = plot_results()
         print(f"wrote {png}")
+    failed = [r["env"] for r in results if r.get("failed")]
+    if failed:
+        raise SystemExit(f"error: {len(failed)} relay(s) never reached the model ({', '.join(failed)}): left out of "
+                         f"the means; see their traces")
 
 
 PAPER_GPT54 = {2: 0.943, 10: 0.794, 20: 0.715}  # the paper's GPT 5.4 trajectory (frontier scale, official release)
@@ -166,8 +216,6 @@ PAPER_GPT54 = {2: 0.943, 10: 0.794, 20: 0.715}  # the paper's GPT 5.4 trajectory
 def plot_results() -> Path:
     """benchmarks/results/delegate_smollm2.png: the mean RS after every round trip of each backend's committed run
     (whichever exist), against interactions, beside the paper's GPT 5.4 trajectory."""
-    import json
-
     from matplotlib.figure import Figure
 
     from mechlab.utils import save_figure
@@ -214,9 +262,9 @@ def overall(rows: list[dict]) -> dict:
     return out
 
 
-def relay_all(envs: list[Path], agent, args: argparse.Namespace, traces: Path) -> tuple[list[dict], float]:
-    """Every environment relayed through ``agent``; (relay results as dicts, seconds)."""
-    results, t0 = [], time.perf_counter()
+def relay_all(envs: list[Path], agent, args: argparse.Namespace, traces: Path) -> list[dict]:
+    """Every environment relayed through ``agent``, one after another: the relay results as dicts."""
+    results = []
     for i, path in enumerate(envs, 1):
         env = load_environment(path)
         print(f"[{i}/{len(envs)}] {env.name} ({env.domain}): {args.round_trips} round trips", flush=True)
@@ -225,8 +273,7 @@ def relay_all(envs: list[Path], agent, args: argparse.Namespace, traces: Path) -
         results.append(r.to_dict())
         print(f"    RS after each round trip: {[round(x, 3) for x in r.rs]}, {r.errors}/{r.steps} error steps, "
               f"{r.seconds:.0f} s", flush=True)
-    return results, time.perf_counter() - t0
-
+    return results
 
 if __name__ == "__main__":
     main()

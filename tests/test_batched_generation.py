@@ -109,3 +109,30 @@ def test_local_model_batches_give_each_relay_its_own_replies(tmp_path):
         assert [s["response"] for s in a] == [s["response"] for s in b]
         assert [s["completion_tokens"] for s in a] == [s["completion_tokens"] for s in b] != [0, 0]
     assert [r.rs for r in together] == [r.rs for r in alone]
+
+
+def test_generate_batch_refuses_bad_input(tmp_path):
+    from types import SimpleNamespace
+
+    from mechlab.generation import generate_batch
+
+    m = model64()
+    ck = SimpleNamespace(model=m, config=m.config, meta={}, tokenizer=SimpleNamespace(
+        encode=lambda text, add_bos=False: [ord(c) % 97 for c in text], decode=lambda ids: "", add_bos=False))
+    for prompts, budgets, kw, message in ((["a", "b"], [1], {}, "one token budget"), ("ab", [1, 1], {}, "list"),
+                                          (["a"], [-1], {}, "whole numbers"), (["a"], [2.5], {}, "whole numbers"),
+                                          (["a"], [True], {}, "whole numbers"),
+                                          (["a"], [1], {"temperature": float("nan")}, "temperature"),
+                                          (["a"], [1], {"prefill_chunk": 0}, "prefill_chunk"),
+                                          ([""], [1], {}, "non-empty"), (["a" * 100], [100], {}, "context")):
+        with pytest.raises(ConfigError, match=message):
+            generate_batch(ck, prompts, budgets, **kw)
+    assert generate_batch(ck, [], []) == []
+
+
+def test_a_ragged_batch_is_limited_by_each_row_not_by_the_padded_width():
+    m = model64()  # max_seq_len 128: a 120-token row and a 3-token row with 100 new tokens fit, each on its own
+    idx, pad = left_pad([list(range(1, 91)) + list(range(1, 31)), [5, 6, 7]])
+    out = m.generate(idx, [1, 100], temperature=0.0, pad=pad)
+    alone = m.generate(torch.tensor([[5, 6, 7]]), 100, temperature=0.0)
+    assert out[1, idx.shape[1]:].tolist() == alone[0, 3:].tolist()

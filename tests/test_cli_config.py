@@ -370,3 +370,32 @@ def test_help_names_arguments_in_capitals_and_flags_take_no_metavar():
     assert "None: write nothing" not in out and "library Task run" in out
     out = runner.invoke(app, ["quantize", "trellis", "--help"], env={"COLUMNS": "200"}).output
     assert "--rht" in out and "<int>" in out  # valued options keep their type; the flags show none
+
+
+def test_outputs_never_replace_a_runs_checkpoints_or_a_foreign_file(tmp_path):
+    from mechlab.checkpoint import check_output
+    from mechlab.pretrained.export import check_hf_output, export_checkpoint
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-1").mkdir(parents=True)
+    (run / "train_config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="checkpoints of the training run"):
+        check_output(run / "checkpoints" / "step-1", overwrite=True)
+    assert check_output(run / "trellis-2bit") == run / "trellis-2bit"  # beside the run's checkpoints (the demo's)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        check_output(blocker / "sub")
+    with pytest.raises(ConfigError, match="is a file"):
+        check_hf_output(blocker / "sub", overwrite=False)
+    with pytest.raises(ConfigError, match="is a file"):
+        export_checkpoint("missing-ckpt", blocker / "x.gguf")
+    with pytest.raises(ConfigError, match="not a GGUF file"):
+        export_checkpoint("missing-ckpt", blocker, overwrite=True)
+    assert blocker.read_text() == "x"
+
+
+def test_claims_report_refuses_to_write_into_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "folder of its own" in _invoke_error("claims", "report", "-o", "", "--root", str(tmp_path))
+    assert not (tmp_path / "index.html").exists()

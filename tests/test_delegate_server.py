@@ -110,3 +110,44 @@ def test_delegate_claim_rule():
     assert any("GPT 5.4" in q for q, _ in m.rows) and any("oracle" in q for q, _ in m.rows)
     assert _delegate_rs([fake_result("local", rising), fake_result("llama-server", rising)]).verdict == REFUTED
     assert _delegate_rs([fake_result("local", floor), fake_result("llama-server", floor)]).verdict == INCONCLUSIVE
+
+
+def test_agents_and_server_refuse_settings_no_relay_can_use(tmp_path):
+    from mechlab.delegate import OracleAgent, run_relays
+
+    for kw in ({"budget_factor": 0.5, "count_tokens": chars}, {"budget_factor": float("nan"), "count_tokens": chars},
+               {"budget_factor": 2.0, "count_tokens": "x"}, {"max_tokens": 0}, {"temperature": -1.0}):
+        with pytest.raises(ConfigError):
+            OpenAIChatAgent("m", base_url="http://127.0.0.1:9/v1", **kw)
+    for threads, context in ((0, 512), (1, 0), (True, 512)):
+        with pytest.raises(ConfigError, match="whole number"):
+            with llama_server(tmp_path / "x.gguf", threads, context, tmp_path / "log"):
+                pass
+    env = load_environment(bundled_environments("csv")[0])
+
+    class Short:
+        name = "short"
+
+        def respond_batch(self, requests):
+            return []
+
+    with pytest.raises(ValueError, match="answered 0 of 2"):
+        run_relays([(env, None), (env, None)], Short(), 1)
+    with pytest.raises(ValueError, match="same trace file"):
+        run_relays([(env, tmp_path / "t.jsonl"), (env, tmp_path / "t.jsonl")], OracleAgent(), 1)
+
+
+def test_benchmark_refuses_bad_settings_with_exit_2(capsys):
+    import sys
+
+    sys.path.insert(0, "benchmarks")
+    try:
+        import delegate_smollm2
+    finally:
+        sys.path.remove("benchmarks")
+    for argv, message in ((["--budget-factor", "nan"], "finite"), (["--budget-factor", "inf"], "finite"),
+                          (["--env", "nope"], "unknown environment"), (["--env", "csv-moons", "csv-moons"], "twice"),
+                          (["--env"], "expected at least one")):
+        with pytest.raises(SystemExit) as e:
+            delegate_smollm2.main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err

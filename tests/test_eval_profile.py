@@ -42,8 +42,18 @@ def test_quantised_tied_table_is_the_lm_head():
 
 
 def test_bad_input_is_refused():
-    model = tiny(True)
-    with pytest.raises(ValueError, match="at least 2"):
-        decode_profile(model, torch.tensor([[1, 2]]), new_tokens=1)
-    with pytest.raises(ValueError, match=r"\(1, T\)"):
-        decode_profile(model, torch.tensor([[1, 2], [3, 4]]), new_tokens=4)
+    model = tiny(True).train()
+    for prompt, new in ((torch.tensor([[1, 2]]), 1), (torch.tensor([[1, 2]]), 2.5)):
+        with pytest.raises(ValueError, match="new_tokens"):
+            decode_profile(model, prompt, new_tokens=new)
+    for prompt in (torch.tensor([[1, 2], [3, 4]]), torch.tensor([1, 2]), torch.zeros(1, 0, dtype=torch.long),
+                   torch.tensor([[1.0, 2.0]]), [[1, 2]]):
+        with pytest.raises(ValueError, match=r"\(1, T\)"):
+            decode_profile(model, prompt, new_tokens=4)
+    for bad in (-1, TINY["vocab_size"]):
+        with pytest.raises(ValueError, match="ids must lie"):
+            decode_profile(model, torch.tensor([[1, bad]]), new_tokens=4)
+    with pytest.raises(ValueError, match="repeats"):
+        decode_profile(model, torch.tensor([[1, 2]]), new_tokens=4, repeats=0)
+    decode_profile(model, torch.tensor([[1, 2]]), new_tokens=2, repeats=1)
+    assert model.training  # the caller's mode comes back

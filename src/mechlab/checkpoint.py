@@ -68,15 +68,24 @@ def save_checkpoint(directory: str | Path, model: torch.nn.Module, tokenizer: To
 
 
 def check_output(directory: str | Path, overwrite: bool = False) -> Path:
-    """Refuse an output path a new checkpoint must not replace (before any work is done): a file, a training run
-    (its checkpoints, metrics and config would be lost), a non-empty folder that is not a checkpoint, or an
-    existing checkpoint unless ``overwrite`` (then it is replaced, with a warning). Raises ConfigError."""
+    """Refuse an output path a new checkpoint must not replace (before any work is done): a file (or a path through
+    one), a training run or its checkpoints folder (its checkpoints, metrics and config would be lost), a non-empty
+    folder that is not a checkpoint, or an existing checkpoint unless ``overwrite`` (then it is replaced, with a
+    warning). Raises ConfigError."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"output {directory} is a file, not a checkpoint directory; choose another -o")
+    if any(p.exists() and not p.is_dir() for p in directory.parents):
+        raise ConfigError(f"output {directory}: a folder on its path is a file; choose another -o")
     if (directory / LATEST).exists() or (directory / "train_config.json").exists():
         raise ConfigError(f"output {directory} holds a training run; writing a checkpoint there would delete it: "
                           f"choose another -o")
+    resolved = directory.resolve()
+    run = next((p for p in resolved.parents if (p / "train_config.json").is_file()
+                and (p / "checkpoints") in (resolved, *resolved.parents)), None)
+    if run is not None:
+        raise ConfigError(f"output {directory} is among the checkpoints of the training run {run} (resuming needs "
+                          f"them): choose another -o")
     if directory.is_dir() and any(directory.iterdir()):
         if not (directory / CONFIG).is_file():
             raise ConfigError(f"output {directory} is a folder with other files in it, not a checkpoint; choose "

@@ -386,6 +386,9 @@ def claims_report(out: Path = typer.Option(Path("runs/claims"), "--out", "-o", h
     _check_root(root)
     if out.exists() and not out.is_dir():
         raise MechlabError(f"--out {out} exists and is not a directory: give a directory for the HTML site")
+    if out.resolve() in (Path.cwd().resolve(), root.resolve()):
+        raise MechlabError(f"--out {str(out) or repr('')} is the current folder or the repository root: give the site "
+                           f"a folder of its own (default runs/claims)")
     try:
         index = render_report(out, root)
     except OSError as e:
@@ -404,6 +407,10 @@ def delegate_run(
     backend: str = typer.Option("oracle", help="oracle, noisy:RATE (calibration agents), openai:MODEL, local:CHECKPOINT."),
     base_url: str | None = typer.Option(None, help="openai backend: endpoint (default $OPENAI_BASE_URL); key in $OPENAI_API_KEY."),
     timeout: float = typer.Option(120.0, help="openai backend: seconds per request (retried with backoff)."),
+    max_new_tokens: int | None = typer.Option(None, help="local / openai backends: the longest reply in tokens "
+                                              "(local default 2048; openai: the server's)."),
+    budget_factor: float | None = typer.Option(None, help="local backend: a reply stops at this many times the "
+                                               "tokens of the step's target files + 256 (2 is the benchmark's)."),
     round_trips: int = typer.Option(10, help="Forward/backward pairs per relay (10 round trips = 20 interactions: RS@20)."),
     distractors: bool = typer.Option(True, help="Show the environment's distractor files every step."),
     seed: int = typer.Option(0, help="Task order, file order and noise."),
@@ -416,7 +423,7 @@ def delegate_run(
         raise MechlabError("give exactly one of --env DIR or --domain NAME")
     failed = 0
     for r in run([env] if env else bundled_environments(domain), backend, round_trips, distractors, seed, out,
-                 base_url, timeout):
+                 base_url, timeout, max_new_tokens, budget_factor):
         if r.failed:
             failed += 1
             err.print(f"[bold red]FAILED[/] {r.env} ({r.domain}, {r.agent}): {r.failed} — not scored; trace {r.trace}",
@@ -558,10 +565,10 @@ app.add_typer(export_app, name="export")
 @export_app.command("gguf")
 def export_gguf_cmd(checkpoint: Path = typer.Argument(..., help="A checkpoint or run directory (a Llama-family model)."),
                     out: Path = typer.Option(..., "--out", "-o", help="GGUF file to write."),
-                    qtype: str = typer.Option("f32", "--type", help="Tensor type of the matrices: f32, f16, q8_0, q4_0 or q4_1 (llama.cpp's block formats)."),
+                    qtype: str = typer.Option("f32", "--type", help="Tensor type of the matrices: f32, f16, q8_0, q4_0 or q4_1 (llama.cpp's block formats). A checkpoint quantised with --format TYPE is written code for code; other weights, the token embedding / LM head included, are rounded to it by llama.cpp's rounding."),
                     pre: str = typer.Option(None, "--pre", help="llama.cpp's name of the pre-tokenizer (default: the one recorded at import, or read off the tokenizer)."),
                     overwrite: bool = typer.Option(False, help="Replace an existing file at --out.")) -> None:
-    """Write a llama.cpp-readable GGUF file of a Llama-family checkpoint (quantised models from their dequantised weights)."""
+    """Write a llama.cpp-readable GGUF file of a Llama-family checkpoint (GPTQ / RTN --format codes as they are; other quantised weights from their dequantised values)."""
     from mechlab.pretrained.export import export_checkpoint
 
     path = export_checkpoint(checkpoint, out, qtype=qtype.lower(), pre=pre, overwrite=overwrite)

@@ -132,9 +132,19 @@ def generate_batch(ck, prompts: list[str], max_new_tokens: list[int], temperatur
     float rounding): the new text of each, stopped at :func:`stop_ids` or at its own ``max_new_tokens``. The rows
     decode together, so a batch of B short replies costs about one reply's weight reads per token: the way to run
     many independent conversations (e.g. DELEGATE relays in lockstep) on a CPU. Raises ConfigError for an empty
-    prompt, a prompt + budget beyond the model's context, or mismatched lengths."""
-    if len(prompts) != len(max_new_tokens):
-        raise ConfigError(f"{len(prompts)} prompts but {len(max_new_tokens)} token budgets")
+    prompt, a prompt + budget beyond the model's context, mismatched lengths, a budget that is not a whole number
+    >= 0, a negative or non-finite temperature."""
+    if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+        raise ConfigError("generate_batch takes a list of prompt strings")
+    if isinstance(max_new_tokens, (str, int)) or len(prompts) != len(max_new_tokens):
+        raise ConfigError(f"give one token budget per prompt ({len(prompts)} prompts, budgets {max_new_tokens!r})")
+    for n in max_new_tokens:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(f"token budgets must be whole numbers >= 0, got {n!r}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        raise ConfigError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
+    if isinstance(prefill_chunk, bool) or not isinstance(prefill_chunk, int) or prefill_chunk < 1:
+        raise ConfigError(f"prefill_chunk must be a whole number >= 1, got {prefill_chunk!r}")
     if not prompts:
         return []
     tok = ck.tokenizer

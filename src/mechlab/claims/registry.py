@@ -561,6 +561,9 @@ DELEGATE_PAPER = (("paper: GPT 5.4 (frontier), official environments", "RS@2 0.9
                   ("paper: average of 19 models, 6 families", "RS@20 ≈ 0.49"))
 
 
+DELEGATE_MIN_ENVIRONMENTS = 5  # a bootstrap interval over fewer environments says nothing
+
+
 def _delegate_rs(res: list[dict]) -> Measurement:
     """benchmarks/delegate_smollm2.py, one result per backend (SmolLM2-135M-Instruct through mechlab and through
     llama.cpp's server). Per backend: the mean over environments of RS@2, RS@10 and RS@20 and the fall
@@ -568,7 +571,8 @@ def _delegate_rs(res: list[dict]) -> Measurement:
     environment is a test (tests/test_delegate.py), the calibration the prediction starts from. Supported: some
     backend's fall interval lies above 0 (corruption accumulates over the relay). Refuted: every backend's lies
     below 0 (scores rise). A backend whose RS@2 is already below 0.05 is at the floor (the model destroys the
-    documents in its first round trip, so nothing is left to fall) and settles nothing. Otherwise inconclusive."""
+    documents in its first round trip, so nothing is left to fall) and settles nothing, as does one with fewer than
+    :data:`DELEGATE_MIN_ENVIRONMENTS` scored relays. Otherwise inconclusive."""
     import random
 
     rows = list(DELEGATE_PAPER)
@@ -576,6 +580,12 @@ def _delegate_rs(res: list[dict]) -> Measurement:
     verdicts, why = [], []
     for r in res:
         relays = [x for x in r["relays"] if not x.get("failed")]
+        if len(relays) < DELEGATE_MIN_ENVIRONMENTS:
+            rows.append((f"SmolLM2-135M-Instruct, {r['backend']} backend", f"{len(relays)} scored relays "
+                         f"({len(r['relays']) - len(relays)} never reached the model)"))
+            verdicts.append(INCONCLUSIVE)
+            why.append(f"{r['backend']}: {len(relays)} scored environments, fewer than {DELEGATE_MIN_ENVIRONMENTS}")
+            continue
         at = {k: [x["rs"][k // 2 - 1] for x in relays] for k in (2, 10, 20)}
         means = {k: statistics.fmean(v) for k, v in at.items()}
         fall = [a - b for a, b in zip(at[2], at[20])]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mechlab.delegate.relay import Reply, Step, reply_budget
+from mechlab.delegate.relay import Reply, Step, check_budget_factor, reply_budget
 from mechlab.errors import ConfigError, MechlabError
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -48,7 +49,8 @@ class OpenAIChatAgent:
 
     def __post_init__(self) -> None:
         self.name = f"openai:{self.model}"
-        if self.budget_factor is not None and self.count_tokens is None:
+        _check_generation(self.temperature, self.max_tokens, self.budget_factor, "max_tokens")
+        if self.budget_factor is not None and not callable(self.count_tokens):
             raise ConfigError("a reply budget (budget_factor) needs the served model's token counter (count_tokens)")
 
     def _post(self, payload: dict) -> dict:
@@ -65,7 +67,8 @@ class OpenAIChatAgent:
         payload = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
                    "temperature": self.temperature}
         if self.budget_factor is not None:
-            payload["max_tokens"] = reply_budget(step, self.count_tokens, self.budget_factor, self.max_tokens or 4096)
+            cap = 4096 if self.max_tokens is None else self.max_tokens
+            payload["max_tokens"] = reply_budget(step, self.count_tokens, self.budget_factor, cap)
         elif self.max_tokens:
             payload["max_tokens"] = self.max_tokens
         error = "no attempt"
@@ -97,7 +100,10 @@ class OpenAIChatAgent:
 class LocalModelAgent:
     """A mechlab checkpoint with a chat template (e.g. `mechlab import gguf smollm2`), greedy by default. With
     ``budget_factor`` each reply stops at :func:`reply_budget`'s length (counted by the checkpoint's tokenizer),
-    under ``max_new_tokens``."""
+    under ``max_new_tokens``. Its name is ``local:`` + the checkpoint folder's name (two checkpoints of one model,
+    e.g. float and quantised, are two agents). Raises ConfigError for a negative or non-finite temperature, a
+    token limit below 1, a budget factor that is not a finite number >= 1, or a checkpoint without a chat
+    template."""
 
     checkpoint: str
     max_new_tokens: int = 2048
@@ -108,10 +114,11 @@ class LocalModelAgent:
     def __post_init__(self) -> None:
         from mechlab.checkpoint import load_checkpoint
 
+        _check_generation(self.temperature, self.max_new_tokens, self.budget_factor, "max_new_tokens")
         self.ck = load_checkpoint(self.checkpoint)
         if not self.ck.meta.get("chat_template"):
             raise ConfigError(f"{self.checkpoint} has no chat template; import a chat model (mechlab import gguf ...)")
-        self.name = f"local:{self.ck.meta.get('imported_from', {}).get('name') or self.checkpoint}"
+        self.name = f"local:{Path(self.ck.path).name}"
 
     def respond(self, prompt: str, step: Step | None = None) -> Reply:
         from mechlab.generation import Sampling, chat_prompt, generate_text, prompt_ids
@@ -150,8 +157,29 @@ class LocalModelAgent:
         return replies
 
 
+def _check_generation(temperature, limit, budget_factor, limit_name: str) -> None:
+    """ConfigError for settings no backend can use (see the agents' docstrings)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
+            or temperature < 0:
+        raise ConfigError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"{limit_name} must be a whole number >= 1 (or None), got {limit!r}")
+    try:
+        check_budget_factor(budget_factor)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 class BackendError(MechlabError):
     """A model server that could not be started or reached."""
+
+
+def _log_excerpt(log: Path, n: int = 8) -> str:
+    """The lines of a server log that say what went wrong (errors, validation messages), else its last lines."""
+    lines = log.read_text(errors="replace").splitlines()
+    keys = ("error", "Error", "Input should", "invalid", "failed", "Traceback", "No such file")
+    hits = [line for line in lines if any(k in line for k in keys)]
+    return "\n".join((hits or lines)[-n:])
 
 
 def free_port() -> int:
@@ -164,9 +192,14 @@ def free_port() -> int:
 @contextlib.contextmanager
 def llama_server(gguf: Path, threads: int, context: int, log: Path, timeout: float = 180.0):
     """llama.cpp's OpenAI-compatible server (llama-cpp-python[server]) on a free 127.0.0.1 port, serving ``gguf``;
-    yields its base URL (``http://127.0.0.1:PORT/v1``) once /v1/models answers, and stops it on exit. Raises
-    BackendError with the server log's last lines when it dies or does not answer within ``timeout`` seconds, and
-    when the server package is not installed (``pip install "llama-cpp-python[server]"``, torch pinned)."""
+    yields its base URL (``http://127.0.0.1:PORT/v1``) once /v1/models answers with this model (and the process
+    is alive), and stops it on exit. Raises ConfigError for ``threads`` or ``context`` below 1, and BackendError
+    with the server log's error lines when it dies or does not answer within ``timeout`` seconds, when the port
+    answers for another server, and when the server package is not installed (``pip install
+    "llama-cpp-python[server]"``, torch pinned)."""
+    for what, v in (("threads", threads), ("context", context)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"llama_server: {what} must be a whole number >= 1, got {v!r}")
     try:
         import llama_cpp.server.app  # noqa: F401  (fastapi, uvicorn: the [server] extra)
     except ImportError as e:
@@ -181,11 +214,14 @@ def llama_server(gguf: Path, threads: int, context: int, log: Path, timeout: flo
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-8:])
-                raise BackendError(f"the llama.cpp server exited ({proc.returncode}):\n{tail}")
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(base + "/models", timeout=2).close()
-                break
+                raise BackendError(f"the llama.cpp server exited ({proc.returncode}):\n{_log_excerpt(log)}")
+            with contextlib.suppress(OSError, ValueError):
+                with urllib.request.urlopen(base + "/models", timeout=2) as resp:
+                    served = {m.get("id") for m in json.loads(resp.read().decode()).get("data", [])}
+                if proc.poll() is None and str(gguf) in served:  # our server, not another one on a reused port
+                    break
+                if proc.poll() is None:
+                    raise BackendError(f"port {port} answers for another server (serving {sorted(served)})")
             if time.monotonic() > deadline:
                 raise BackendError(f"the llama.cpp server did not answer within {timeout:.0f} s (log: {log})")
             time.sleep(0.5)

@@ -69,6 +69,15 @@ def build_prompt(files: Files, required: list[str], instruction: str) -> str:
             f"backticks): {', '.join(required)}. Change nothing the instruction does not ask for.")
 
 
+def check_budget_factor(factor: float | None) -> None:
+    """Raise ValueError unless ``factor`` is None or a finite number >= 1 (a smaller budget cuts complete answers)."""
+    if factor is None:
+        return
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 1:
+        raise ValueError(f"a reply budget factor must be a finite number >= 1 (a smaller budget cuts complete "
+                         f"answers); got {factor!r}")
+
+
 def reply_budget(step: Step | None, count_tokens: Callable[[str], int], factor: float | None, cap: int) -> int:
     """The longest reply (tokens) worth generating at ``step``: ``factor`` × the tokens of the step's target files
     written as a reply writes them (fenced, labelled) + 256, never above ``cap``; where the target is not written
@@ -76,11 +85,10 @@ def reply_budget(step: Step | None, count_tokens: Callable[[str], int], factor: 
     edit changes a document's size by far less than the factor). A reply that long already holds the answer twice
     over, so cutting it there changes no score a complete answer could earn, and a small model that loops (it
     repeats a line until the context is full) costs minutes less per step. ``cap`` alone when ``factor`` is None or
-    the step is not known. Raises ValueError for a factor below 1."""
+    the step is not known. Raises ValueError for a factor that is not a finite number >= 1."""
     if factor is None or step is None:
         return cap
-    if factor < 1:
-        raise ValueError(f"a reply budget below the target's own size (factor {factor}) cuts complete answers")
+    check_budget_factor(factor)
     return min(cap, math.ceil(factor * count_tokens(format_files(step.target or step.files))) + 256)
 
 
@@ -178,9 +186,12 @@ def run_relays(jobs: list[tuple[Environment, str | Path | None]], agent, round_t
     generation of a local model), or one by one to ``agent.respond`` for an agent without it. Each relay is the
     same as :func:`run_relay`'s (the same prompts, scores and trace lines); a batched call's seconds are shared
     evenly among its steps. ``progress``: a bar over the interactions. Raises ValueError for fewer than one round
-    trip."""
+    trip, two relays given one trace file, or a ``respond_batch`` that does not answer every request."""
     from tqdm import tqdm
 
+    traces = [str(trace) for _, trace in jobs if trace]
+    if len(set(traces)) < len(traces):
+        raise ValueError("two relays would write the same trace file; give each relay its own")
     name = getattr(agent, "name", type(agent).__name__)
     relays = [_relay(env, name, round_trips, distractors, seed, trace) for env, trace in jobs]
     pending = {i: next(r) for i, r in enumerate(relays)}
@@ -198,6 +209,8 @@ def run_relays(jobs: list[tuple[Environment, str | Path | None]], agent, round_t
                 replies = batch([pending[i] for i in ids])
             except Exception as e:  # a backend that raises makes error steps, never crashed relays
                 replies = [Reply("", error=f"{type(e).__name__}: {e}") for _ in ids]
+        if len(replies) != len(ids):
+            raise ValueError(f"{type(agent).__name__}.respond_batch answered {len(replies)} of {len(ids)} requests")
         share = (time.perf_counter() - t0) / len(ids)
         for i, reply in zip(ids, replies):
             try:

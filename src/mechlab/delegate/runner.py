@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import sys
 from importlib import resources
@@ -64,27 +65,38 @@ def check_settings(backend: str, base_url: str | None = None, timeout: float = 1
         raise ConfigError(f"round trips must be a whole number >= 1 (got {round_trips!r})")
 
 
-def make_agent(backend: str, seed: int = 0, base_url: str | None = None, timeout: float = 120.0):
+def make_agent(backend: str, seed: int = 0, base_url: str | None = None, timeout: float = 120.0,
+               max_new_tokens: int | None = None, budget_factor: float | None = None):
     """'oracle' or 'noisy:RATE' (the calibration agents, RATE a number in [0, 1]), 'openai:MODEL' (an
     OpenAI-compatible endpoint at ``base_url`` or $OPENAI_BASE_URL, key in $OPENAI_API_KEY) or 'local:CHECKPOINT'
-    (a mechlab chat model). Raises ConfigError for a setting :func:`check_settings` refuses."""
+    (a mechlab chat model). ``max_new_tokens``: the longest reply of a model backend (local default 2048; openai:
+    the server's default); ``budget_factor``: the local backend's reply budget (relay.reply_budget; the openai
+    backend would need the served model's tokenizer). Raises ConfigError for a setting :func:`check_settings` or
+    the agents refuse, and for a budget factor given to another backend than local."""
     from mechlab.delegate.backends import LocalModelAgent, OpenAIChatAgent
 
     check_settings(backend, base_url, timeout)
+    if budget_factor is not None and not backend.startswith("local:"):
+        raise ConfigError("--budget-factor applies to the local backend (it counts reply tokens with the model's "
+                          "own tokenizer); use --max-new-tokens for openai")
+    if max_new_tokens is not None and not backend.startswith(("local:", "openai:")):
+        raise ConfigError("--max-new-tokens applies to the model backends (local, openai)")
     if backend.startswith("openai:"):
-        agent = OpenAIChatAgent(backend.split(":", 1)[1], timeout=float(timeout))
+        agent = OpenAIChatAgent(backend.split(":", 1)[1], timeout=float(timeout), max_tokens=max_new_tokens)
         if base_url:
             agent.base_url = base_url
         return agent
     if backend.startswith("local:"):
-        return LocalModelAgent(backend.split(":", 1)[1])
+        return LocalModelAgent(backend.split(":", 1)[1], max_new_tokens=2048 if max_new_tokens is None
+                               else max_new_tokens, budget_factor=budget_factor)
     if backend == "oracle":
         return OracleAgent()
     return NoisyAgent(float(backend.split(":", 1)[1]), seed)
 
 
 def run(envs: list[Path], backend: str, round_trips: int = 10, distractors: bool = True, seed: int = 0,
-        out: str | Path = "runs/delegate", base_url: str | None = None, timeout: float = 120.0) -> list[RelayResult]:
+        out: str | Path = "runs/delegate", base_url: str | None = None, timeout: float = 120.0,
+        max_new_tokens: int | None = None, budget_factor: float | None = None) -> list[RelayResult]:
     """Relay every environment with the backend; a trace (JSON lines) and a result file per relay under ``out``.
     Every setting is checked before the first relay (:func:`check_settings`; ConfigError), and so is ``out`` (a
     directory that can be created and written). A relay in which every step was an error (an unreachable endpoint)
@@ -100,11 +112,15 @@ def run(envs: list[Path], backend: str, round_trips: int = 10, distractors: bool
         probe.unlink()
     except OSError as e:
         raise ConfigError(f"cannot write the relay results to {out}: {e.strerror or e}") from e
+    from tqdm import tqdm
+
+    model = make_agent(backend, seed, base_url, timeout, max_new_tokens, budget_factor) \
+        if backend.startswith(("local:", "openai:")) else None  # a model is loaded once; calibration agents per relay
     results = []
-    for path in envs:
+    for path in tqdm(envs, desc="relays", unit="relay", disable=len(envs) < 2):
         env = load_environment(path)
-        agent = make_agent(backend, seed, base_url, timeout)
-        tag = f"{env.name}-{agent.name.replace(':', '').replace('/', '_')}-s{seed}"
+        agent = model or make_agent(backend, seed, base_url, timeout)
+        tag = f"{env.name}-{re.sub(r'[^A-Za-z0-9._-]+', '_', agent.name.replace(':', ''))}-s{seed}"
         results.append(run_relay(env, agent, round_trips, distractors, seed, trace=out / f"{tag}.jsonl"))
         write_json_atomic(out / f"{tag}.json", results[-1].to_dict())
     return results

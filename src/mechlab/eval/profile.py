@@ -12,12 +12,14 @@ method (its final norm inside it stays a norm). Components:
 * ``sampling and loop``: everything outside the model's forward (picking the token, the loop in ``generate``).
 
 The decode steps alone are profiled: a run of ``1 + new_tokens`` tokens less a run of 1 token (the prompt's
-prefill and the first token), per decoded token. The hooks cost a few microseconds per module call, so the shares
-come from the hooked runs and the speed from an unhooked one.
+prefill and the first token), per decoded token, the median over ``repeats`` such pairs (timings on a shared CPU
+scatter). The hooks cost a few microseconds per module call, so the profile's total is a little above an unhooked
+decode step's time: use it for shares, and a plain ``generate`` for speed.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import defaultdict
 
@@ -97,20 +99,35 @@ def _hooked_run(model: torch.nn.Module, prompt: torch.Tensor, tokens: int) -> di
     return out
 
 
-def decode_profile(model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int = 32) -> list[dict]:
+def decode_profile(model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int = 32, repeats: int = 3) -> list[dict]:
     """Per component (:data:`COMPONENTS`), the time per decoded token of greedy batch-1 generation after
-    ``prompt`` (1, T) int64: rows ``{"component", "ms/token", "share"}`` (shares of the decode step, summing to 1),
-    with torch's current thread count. ``model`` is any mechlab language model with ``generate`` (float or
-    quantised). Raises ValueError for fewer than 2 new tokens or a batch other than 1."""
-    if new_tokens < 2:
-        raise ValueError(f"a decode profile needs at least 2 new tokens (got {new_tokens})")
-    if prompt.dim() != 2 or prompt.shape[0] != 1:
-        raise ValueError(f"prompt must be (1, T) token ids (got shape {tuple(prompt.shape)})")
+    ``prompt`` (1, T) int64 token ids: rows ``{"component", "ms/token", "share"}`` (shares of the decode step, summing
+    to 1), the median of ``repeats`` measurements, with torch's current thread count. ``model`` is any mechlab
+    language model with ``generate`` (float or quantised); its training mode is restored afterwards. Raises
+    ValueError for fewer than 2 new tokens, fewer than 1 repeat, or a prompt that is not (1, T) integer ids in the
+    vocabulary with T >= 1 (ConfigError when prompt + new tokens exceed the model's context)."""
+    for what, v, least in (("new_tokens", new_tokens, 2), ("repeats", repeats, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < least:
+            raise ValueError(f"a decode profile needs {what} a whole number >= {least} (got {v!r})")
+    if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2 or prompt.shape[0] != 1 or prompt.shape[1] < 1 \
+            or prompt.dtype not in (torch.int64, torch.int32):
+        shape = tuple(prompt.shape) if isinstance(prompt, torch.Tensor) else type(prompt).__name__
+        raise ValueError(f"prompt must be (1, T) integer token ids with T >= 1 (got {shape})")
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if int(prompt.min()) < 0 or (vocab is not None and int(prompt.max()) >= vocab):
+        raise ValueError(f"prompt ids must lie in [0, {vocab}) (got {int(prompt.min())}..{int(prompt.max())})")
+    training = model.training
     model.eval()
-    _hooked_run(model, prompt, 2)  # warm-up: kernels loaded, layers planned
-    full = _hooked_run(model, prompt, 1 + new_tokens)
-    first = _hooked_run(model, prompt, 1)
-    per_token = {c: max(full.get(c, 0.0) - first.get(c, 0.0), 0.0) / new_tokens for c in COMPONENTS}
+    try:
+        _hooked_run(model, prompt, 2)  # warm-up: kernels loaded, layers planned
+        samples = []
+        for _ in range(repeats):
+            full = _hooked_run(model, prompt, 1 + new_tokens)
+            first = _hooked_run(model, prompt, 1)
+            samples.append({c: (full.get(c, 0.0) - first.get(c, 0.0)) / new_tokens for c in COMPONENTS})
+    finally:
+        model.train(training)
+    per_token = {c: max(statistics.median(s[c] for s in samples), 0.0) for c in COMPONENTS}
     step = sum(per_token.values())
     return [{"component": c, "ms/token": 1e3 * per_token[c], "share": per_token[c] / step if step else 0.0}
             for c in COMPONENTS]

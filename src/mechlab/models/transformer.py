@@ -347,10 +347,10 @@ class Transformer(nn.Module):
         start = cache.pos if cache is not None else 0
         cfg = self.config
         if cache is not None and cache.pad is not None:  # a ragged batch: each row's own positions, (B, 1, T, D)
-            if start + T > cfg.max_seq_len:
-                raise ConfigError(f"sequence of {start + T} tokens exceeds max_seq_len={cfg.max_seq_len}")
             pos = (torch.arange(start, start + T, device=idx.device)[None, :]
                    - cache.pad.to(idx.device)[:, None]).clamp(min=0)
+            if int(pos.max()) >= cfg.max_seq_len:
+                raise ConfigError(f"sequence of {int(pos.max()) + 1} tokens exceeds max_seq_len={cfg.max_seq_len}")
             cos, sin = self.rope_cos[pos].unsqueeze(1), self.rope_sin[pos].unsqueeze(1)
         elif start + T <= cfg.max_seq_len:
             cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
@@ -412,8 +412,10 @@ class Transformer(nn.Module):
         if steps <= 0:
             return idx
         total = idx.shape[1] + steps
-        if total > self.config.max_seq_len and not (use_cache and self.config.all_local):
-            raise ConfigError(f"prompt + new tokens = {total} exceeds max_seq_len={self.config.max_seq_len}")
+        # a ragged row's own length: its prompt without padding + its own new tokens (the cache holds the padding)
+        longest = total if pad is None else int((idx.shape[1] - pad + limits).max())
+        if longest > self.config.max_seq_len and not (use_cache and self.config.all_local):
+            raise ConfigError(f"prompt + new tokens = {longest} exceeds max_seq_len={self.config.max_seq_len}")
         if pad is not None and (not use_cache or self.config.window is not None or self.config.memory):
             raise ConfigError("a ragged (left-padded) batch needs the KV cache and a model without sliding windows "
                               "or phasor memory")

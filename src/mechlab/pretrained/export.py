@@ -212,6 +212,10 @@ def export_gguf(model: torch.nn.Module, tokenizer, meta: dict, out: str | Path, 
                  kinds, how)
     if stored:
         log.info("GGUF export: %d layers stored in %s blocks are written code for code", len(stored), qtype)
+    if qtype not in ("f32", "f16") and "embed.weight" not in requantised:
+        log.warning("GGUF export: the token embedding%s is float in the checkpoint and rounded to %s in the file "
+                    "(llama.cpp's rounding): the file's model differs from the checkpoint's by that rounding",
+                    " / LM head (tied)" if config.tie_embeddings else " and the LM head", qtype)
     n_kv = config.n_kv_heads or config.n_heads
     head_dim = config.d_model // config.n_heads
     gtype = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
@@ -291,11 +295,19 @@ def export_gguf(model: torch.nn.Module, tokenizer, meta: dict, out: str | Path, 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, qtype: str = "f32", pre: str | None = None,
                       overwrite: bool = False) -> Path:
     """:func:`export_gguf` of a checkpoint or run directory (the CLI's ``mechlab export gguf``). An existing file at
-    ``out`` is replaced only with ``overwrite`` (ConfigError otherwise, before any work)."""
+    ``out`` is replaced only with ``overwrite``, and only when it is a GGUF file (ConfigError otherwise, before any
+    work: a checkpoint's own files are never replaced)."""
     from mechlab.checkpoint import load_checkpoint
 
-    if Path(out).is_file() and not overwrite:
+    out = Path(out)
+    if out.is_file() and not overwrite:
         raise ConfigError(f"GGUF export: {out} exists; pass --overwrite to replace it")
+    if out.is_file():
+        with open(out, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise ConfigError(f"GGUF export: {out} is not a GGUF file; --overwrite replaces only an earlier export")
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise ConfigError(f"GGUF export: a folder on the path of {out} is a file")
     ckpt = load_checkpoint(checkpoint)
     return export_gguf(ckpt.model, ckpt.tokenizer, ckpt.meta, out, qtype=qtype, pre=pre)
 
@@ -377,7 +389,7 @@ def export_hf(model: torch.nn.Module, tokenizer, meta: dict, out: str | Path) ->
     config = model.config
     cfg, generation = hf_config(config, tokenizer, meta)
     if getattr(tokenizer, "tok", None) is None:
-        raise ConfigError("Hugging Face export: only tokenizers.json tokenizers (BPE) can be exported, not the byte "
+        raise ConfigError("Hugging Face export: only tokenizer.json tokenizers (BPE) can be exported, not the byte "
                           "tokenizer")
     if tokenizer.vocab_size > config.vocab_size:
         raise ConfigError(f"Hugging Face export: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
@@ -404,6 +416,8 @@ def check_hf_output(out: str | Path, overwrite: bool) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"Hugging Face export: {out} is a file; give a folder")
+    if any(p.exists() and not p.is_dir() for p in out.parents):
+        raise ConfigError(f"Hugging Face export: a folder on the path of {out} is a file")
     if out.is_dir() and any(out.iterdir()):
         foreign = [p.name for p in out.iterdir() if p.name not in HF_FILES]
         if foreign or not (out / "config.json").is_file() or "model_type" not in _json_or_empty(out / "config.json"):

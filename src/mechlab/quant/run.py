@@ -57,8 +57,9 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
 
     Raises ConfigError before any work for ``calib_sequences`` or ``calib_seq_len`` < 1, ``seed`` < 0, an unknown
     ``data`` corpus (checked by every method, calibrating or not) or an ``out`` that must not be written
-    (:func:`mechlab.checkpoint.check_output`). ``calib_seq_len`` beyond the model's max_seq_len is capped to it,
-    with a warning."""
+    (:func:`mechlab.checkpoint.check_output`, or the input checkpoint itself), and after the work (nothing saved)
+    when no layer can take the config. ``calib_seq_len`` beyond the model's max_seq_len is capped to it, with a
+    warning."""
     from mechlab.checkpoint import check_output, load_checkpoint, save_checkpoint
 
     for name, v, least in (("calib_sequences", calib_sequences, 1), ("calib_seq_len", calib_seq_len, 1),
@@ -72,6 +73,8 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
     if out is not None:
         check_output(out, overwrite)
     ck = load_checkpoint(checkpoint)
+    if out is not None and Path(out).resolve() == Path(ck.path).resolve():
+        raise ConfigError(f"output {out} is the checkpoint being quantised: choose another -o")
     if any(isinstance(m, QuantizedLinear) for m in ck.model.modules()):
         raise ConfigError(f"{ck.path} is already quantised; start from the float checkpoint")
     method = method_for(config)
@@ -100,6 +103,10 @@ def quantize_checkpoint(checkpoint: str | Path, config, out: str | Path | None =
     teacher = copy.deepcopy(ck.model) if trained else None
     t0 = time.perf_counter()
     report: QuantReport = quantize_(ck.model, ptq, calibration=calibration, sequential=sequential, progress=progress)
+    if not report.summary()["layers"] and not any(isinstance(m, QuantizedLinear) for m in ck.model.modules()):
+        reasons = sorted(set(report.summary()["skipped"].values()))
+        raise ConfigError(f"no layer of {ck.path} can take this quantisation ({'; '.join(reasons) or 'none found'}): "
+                          f"nothing was saved")
     if trained:
         if trained.seq_len > ck.config.max_seq_len:
             trained = dataclasses.replace(trained, seq_len=ck.config.max_seq_len)

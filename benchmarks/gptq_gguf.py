@@ -50,7 +50,7 @@ QUICK = dict(windows=1, context=256, calib_sequences=4, calib_seq_len=128, forma
 def build_parser():
     ap = benchmark_parser(__doc__, "a smoke run: Q4_0 only, 4 x 128 calibration tokens, 1 window of 256 tokens, no "
                                    "llama.cpp pass", threads=1)
-    ap.add_argument("--formats", nargs="+", default=FORMATS, choices=["q4_0", "q4_1", "q8_0"])
+    ap.add_argument("--formats", nargs="+", type=str.lower, default=FORMATS, choices=["q4_0", "q4_1", "q8_0"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="calibration seeds (GPTQ rows: mean and spread)")
     ap.add_argument("--calib-sequences", type=int, default=32)
     ap.add_argument("--calib-seq-len", type=int, default=512)

@@ -361,7 +361,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = benchmark_parser(__doc__, "a smoke run: 1 window of 256 tokens, Q8_0 and Q2_K, the float mechlab model, "
                                    "1 thread", threads=[1, 2], threads_help="thread counts of the speed passes")
-    ap.add_argument("--types", nargs="+", default=TYPES, help="llama.cpp file types (LLAMA_FTYPE_MOSTLY_* names)")
+    ap.add_argument("--types", nargs="+", type=str.upper, default=TYPES, help="llama.cpp file types (LLAMA_FTYPE_MOSTLY_* names)")
     ap.add_argument("--mechlab", nargs="+", default=MECHLAB, help="mechlab rows: float or METHOD:BITS[:TABLE_BITS] "
                     "(with TABLE_BITS the tied embedding / LM head is coded too)")
     ap.add_argument("--windows", type=int, default=4, help="WikiText-2 windows scored (the first N; paired: the same "

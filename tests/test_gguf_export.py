@@ -123,6 +123,8 @@ def test_pre_tokenizer_read_off_the_tokenizer(imported, tmp_path):
     assert back.meta["tokenizer_pre"] in ("gpt2", "gpt-2")
     for text in SAMPLES:
         assert back.tokenizer.encode(text) == got.tokenizer.encode(text)
+    with pytest.raises(ConfigError, match="splits text differently"):  # llama.cpp would tokenise "\n\n" otherwise
+        export_gguf(model, got.tokenizer, {}, tmp_path / "l3.gguf", pre="llama3")
 
 
 def test_cli_export(imported, tmp_path):

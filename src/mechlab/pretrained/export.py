@@ -67,21 +67,26 @@ def check_exportable(config, what: str = "GGUF export") -> None:
         raise ConfigError(f"{what}: d_model {config.d_model} / n_heads {config.n_heads} must be an even integer")
 
 
+def _pre_exprs(pt: dict) -> tuple[str, ...]:
+    """The regular expressions a tokenizer.json pre-tokenizer splits with before its byte-level step (GPT-2's
+    byte-level split alone: its one expression); () when it is not of that shape."""
+    from mechlab.pretrained.vocab import GPT2
+
+    if pt.get("type") == "ByteLevel" and pt.get("use_regex", True):
+        return (GPT2,)
+    if pt.get("type") == "Sequence":
+        steps = pt.get("pretokenizers", [])
+        exprs = tuple((p.get("pattern") or {}).get("Regex", "") for p in steps if p.get("type") == "Split")
+        if steps and steps[-1].get("type") == "ByteLevel" and len(exprs) == len(steps) - 1:
+            return exprs
+    return ()
+
+
 def _pre_name(pt: dict, known: dict[str, tuple[str, ...]]) -> str:
     """llama.cpp's name of a tokenizer.json pre-tokenizer: GPT-2's byte-level split is ``gpt2``; a sequence of regex
     splits before a byte-level step is the first name of :data:`~mechlab.pretrained.vocab.PRE_TOKENIZERS` with the
     same expressions. Raises ConfigError when none matches."""
-    from mechlab.pretrained.vocab import GPT2
-
-    if pt.get("type") == "ByteLevel" and pt.get("use_regex", True):
-        exprs: tuple[str, ...] = (GPT2,)
-    elif pt.get("type") == "Sequence":
-        steps = pt.get("pretokenizers", [])
-        exprs = tuple((p.get("pattern") or {}).get("Regex", "") for p in steps if p.get("type") == "Split")
-        if not steps or steps[-1].get("type") != "ByteLevel" or len(exprs) != len(steps) - 1:
-            exprs = ()
-    else:
-        exprs = ()
+    exprs = _pre_exprs(pt)
     for name, known_exprs in known.items():
         if exprs and known_exprs == exprs:
             return name
@@ -95,7 +100,8 @@ def gguf_vocab(tokenizer, meta: dict, pre: str | None = None) -> dict:
     ``pre`` names llama.cpp's pre-tokenizer; by default the one the checkpoint was imported with
     (``meta['tokenizer_pre']``), else the name whose regular expressions the tokenizer's pre-tokenizer applies
     (GPT-2's byte-level split is ``gpt2``). Raises ConfigError for
-    a byte tokenizer or a SentencePiece vocabulary (not exportable here) and for an unknown pre-tokenizer."""
+    a byte tokenizer or a SentencePiece vocabulary (not exportable here), for an unknown pre-tokenizer, and for one
+    whose expressions differ from the tokenizer's own (llama.cpp would tokenise otherwise)."""
     from mechlab.pretrained.vocab import PRE_TOKENIZERS
 
     tok = getattr(tokenizer, "tok", None)
@@ -113,6 +119,12 @@ def gguf_vocab(tokenizer, meta: dict, pre: str | None = None) -> dict:
     if pre not in PRE_TOKENIZERS:
         raise ConfigError(f"GGUF export: pre-tokenizer {pre!r} is not one mechlab can check; known: "
                           f"{', '.join(sorted(PRE_TOKENIZERS))}")
+    own = _pre_exprs(spec.get("pre_tokenizer") or {})
+    if own and PRE_TOKENIZERS[pre] != own:  # llama.cpp would split text otherwise than the tokenizer does
+        same = [n for n, e in PRE_TOKENIZERS.items() if e == own]
+        raise ConfigError(f"GGUF export: pre-tokenizer {pre!r} splits text differently from this tokenizer's own "
+                          f"pre-tokenizer ({', '.join(same) or 'one llama.cpp does not name'}); llama.cpp would "
+                          f"tokenise differently")
     vocab = model["vocab"]
     n = tok.get_vocab_size()
     tokens = [""] * n

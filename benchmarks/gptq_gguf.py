@@ -93,6 +93,10 @@ def main() -> None:
     for option in ("windows", "context", "calib_sequences", "calib_seq_len"):
         if getattr(args, option) < 1:
             ap.error(f"--{option.replace('_', '-')} must be at least 1")
+    if args.context < 2:
+        ap.error("--context must be at least 2 (a window scores the tokens after its first)")
+    if any(s < 0 for s in args.seeds):
+        ap.error("--seeds must be integers >= 0")
     set_threads(args.threads)
     have_llama = False
     if args.llama_cpp:

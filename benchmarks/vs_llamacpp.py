@@ -383,6 +383,8 @@ def main() -> None:
     for option in ("windows", "context", "prompt"):
         if getattr(args, option) < 1:
             ap.error(f"--{option} must be at least 1")
+    if args.context < 2:
+        ap.error("--context must be at least 2 (a window scores the tokens after its first)")
     if args.new_tokens < 2:
         ap.error("--new-tokens must be at least 2 (a decode rate needs two token times)")
     if args.profile_tokens == 1 or args.profile_tokens < 0:

@@ -345,12 +345,23 @@ def plot(rows: list[dict], path: Path) -> None:
         pts = sorted((r for r in rows if r["system"] == system), key=lambda r: r["MB"])
         ax.scatter([r["MB"] for r in pts], [r["perplexity"] for r in pts], color=color, label=system)
         for r in pts:
-            ax.annotate(r["model"], (r["MB"], r["perplexity"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(r["model"], (r["MB"], r["perplexity"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
         front = sorted(pareto(pts), key=lambda r: r["MB"])
         ax.plot([r["MB"] for r in front], [r["perplexity"] for r in front], color=color, lw=1)
-    ax.set_xlabel("whole file (MB)")
+    floats = [r["perplexity"] for r in rows if r["model"] in ("F32", "float")]
+    if floats:
+        ax.axhline(floats[0], color="0.6", lw=0.8, ls=":", label="float32")
+        ax.axhline(1.5 * floats[0], color="0.6", lw=0.8, ls="--", label="1.5 × float32")
+    ax.set_xlabel("whole file (MB, log scale)")
     ax.set_ylabel("WikiText-2 perplexity (context 2048)")
+    ax.set_xscale("log")
     ax.set_yscale("log")
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    for axis, ticks in ((ax.xaxis, (40, 60, 100, 150, 250, 500)), (ax.yaxis, (20, 25, 30, 40, 60, 80))):
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_locator(NullLocator())
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title("SmolLM2-135M-Instruct: size against perplexity")

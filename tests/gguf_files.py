@@ -193,3 +193,13 @@ def write_gemma_gguf(path: Path, *, fields: dict[str, Any] | None = None, seed: 
             out[f"blk.{i}.{dst}.weight"] = sd[f"blocks.{i}.{src}.weight"]
     write_tensors(w, out)
     return model
+
+
+def imported_tiny(directory: Path):
+    """(Imported, model) of the tiny llama GGUF written in ``directory``: the source of the export tests."""
+    from mechlab.pretrained import read_gguf, to_model
+
+    path = Path(directory) / "m.gguf"
+    write_gguf(path)
+    got = read_gguf(path)
+    return got, to_model(got)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from gguf_files import tiny_model, write_gguf
+from gguf_files import imported_tiny, tiny_model
 from mechlab.errors import ConfigError
 from mechlab.models import preset
-from mechlab.pretrained import read_gguf, read_hf, to_model
+from mechlab.pretrained import read_hf, to_model
 from mechlab.pretrained.export import export_hf, export_hf_checkpoint
 from test_model import float64_logits
 
@@ -27,10 +27,7 @@ SAMPLES = ["In 2024, 12345 foxes; isn't it ODD?  Twice  spaced\tand\r\nwindows",
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
-    path = tmp_path_factory.mktemp("src") / "m.gguf"
-    write_gguf(path)
-    got = read_gguf(path)
-    return got, to_model(got)
+    return imported_tiny(tmp_path_factory.mktemp("src"))
 
 
 def _untied(got):

@@ -167,15 +167,16 @@ def main(argv: list[str] | None = None) -> None:
     todo = [p for p in envs if p.name not in kept]
     torch_threads(threads)
     t0 = time.perf_counter()
+    served = None if args.backend == "local" else \
+        f"{smollm2_gguf().name} (llama-cpp-python {version('llama-cpp-python')} server, 127.0.0.1)"
     if not todo:
-        fresh, served = [], None
+        fresh = []
     elif args.backend == "local":
         agent = LocalModelAgent(str(smollm2_path()), max_new_tokens=args.max_new_tokens,
                                 budget_factor=args.budget_factor)
         jobs = [(load_environment(p), trace[p.name]) for p in todo]  # in lockstep: one batched generation a step
         fresh = [r.to_dict() for r in run_relays(jobs, agent, args.round_trips, not args.no_distractors, args.seed,
                                                  progress=True)]
-        served = None
     else:
         tok = load_checkpoint(smollm2_path()).tokenizer  # the served GGUF's own vocabulary, to size the budget
         gguf = smollm2_gguf()
@@ -186,7 +187,6 @@ def main(argv: list[str] | None = None) -> None:
                 fresh = relay_all(todo, agent, args, traces)
         except BackendError as e:
             raise SystemExit(f"error: {e}: nothing measured") from None
-        served = f"{gguf.name} (llama-cpp-python {version('llama-cpp-python')} server, 127.0.0.1)"
     by_name = {r["env"]: r for r in fresh} | kept
     results = [by_name[p.name] for p in envs]
     seconds = time.perf_counter() - t0 + sum(r["seconds"] for r in kept.values())

@@ -99,7 +99,7 @@ def test_verdict_rule_of_pmnet_retrieval():
 def test_missing_results_are_not_yet_measured(tmp_path):
     m = claim("hyperloop-quality").measure(tmp_path)  # an empty root: no result files
     assert m.verdict == UNMEASURED and "experiments/hyperloop_tiny.py" in m.reason
-    assert claim("delegate-rs").measure(ROOT).verdict == UNMEASURED  # no experiment yet
+    assert claim("delegate-rs").measure(tmp_path).verdict == UNMEASURED  # no relay results under an empty root
 
 
 def _corrupt_trellis_mse(root: Path, how: str) -> str:
@@ -166,5 +166,5 @@ def test_pages_render_and_read_correctly_in_chromium(tmp_path):
     assert home.count('class="verdict"') == sum(has_page(p) for p in PAPERS.values())
     page = dom(index.parent / "hyperloop.html")
     assert "Load-bearing premise" in page and "supported" in page and 'src="plots/hyperloop_tiny.png"' in page
-    assert "not yet measured" in dom(index.parent / "delegate52.html")
+    assert "SmolLM2-135M-Instruct" in dom(index.parent / "delegate52.html")  # measured, beside the paper's figures
     assert "experiments/pmnet_retrieval.py" in dom(index.parent / "pmnet.html")

@@ -596,14 +596,20 @@ def _delegate_rs(res: list[dict]) -> Measurement:
         errors = sum(x["errors"] for x in r["relays"])
         label = f"SmolLM2-135M-Instruct, {r['backend']} backend, {len(relays)} environments"
         rows.append((label, f"RS@2 {means[2]:.3f}, RS@10 {means[10]:.3f}, RS@20 {means[20]:.3f}; fall RS@2 − RS@20 "
-                            f"{statistics.fmean(fall):.3f} [{lo:.3f}, {hi:.3f}]; error steps {errors}/{steps}; "
+                            f"{statistics.fmean(fall):.4f} [{lo:.4f}, {hi:.4f}]; error steps {errors}/{steps}; "
                             f"{r['overall']['tokens']:,} tokens, {r['seconds'] / 3600:.1f} h"))
+        zero = sum(1 for x in at[2] if x == 0)
+        rows.append((f"{label}: environments by their fall",
+                     f"fell in {sum(f > 0 for f in fall)}, rose in {sum(f < 0 for f in fall)}, unchanged in "
+                     f"{sum(f == 0 for f in fall)}; {zero} already at RS = 0 after the first round trip"))
         if means[2] < 0.05:
             verdicts.append(INCONCLUSIVE)
             why.append(f"{r['backend']}: RS@2 {means[2]:.3f}, at the floor (the first round trip destroys the documents)")
         elif lo > 0:
             verdicts.append(SUPPORTED)
-            why.append(f"{r['backend']}: RS falls by {statistics.fmean(fall):.3f} from RS@2 to RS@20")
+            why.append(f"{r['backend']}: RS falls by {statistics.fmean(fall):.3f} from RS@2 to RS@20 (interval "
+                       f"[{lo:.4f}, {hi:.4f}]; {zero} of {len(fall)} environments were already at 0 after the first "
+                       f"round trip, so the fall rests on the others)")
         elif hi < 0:
             verdicts.append(REFUTED)
             why.append(f"{r['backend']}: RS rises from RS@2 to RS@20")

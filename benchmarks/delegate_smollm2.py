@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"error: {e}: nothing measured") from None
     by_name = {r["env"]: r for r in fresh} | kept
     results = [by_name[p.name] for p in envs]
+    for r in results:  # traces named from the repository root, as the result's "traces" field
+        r["trace"] = f"benchmarks/results/{traces.name}/{Path(r['trace']).name}" if r.get("trace") else None
     seconds = time.perf_counter() - t0 + sum(r["seconds"] for r in kept.values())
     rows = summarise(results)
     print_table([{k: ("-" if v is None else v) for k, v in row.items()} for row in rows],

@@ -399,3 +399,12 @@ def test_claims_report_refuses_to_write_into_the_current_folder(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     assert "folder of its own" in _invoke_error("claims", "report", "-o", "", "--root", str(tmp_path))
     assert not (tmp_path / "index.html").exists()
+
+
+def test_a_typed_number_the_config_overrides_is_refused():
+    assert "--bits 4 conflicts" in _invoke_error("quantize", "gptq", "missing-ckpt", "--format", "q8_0", "--bits", "4",
+                                                 "-o", "out-never-written")
+    assert "--group-size 128 conflicts" in _invoke_error("quantize", "rtn", "missing-ckpt", "--format", "q4_0",
+                                                         "--group-size", "128", "-o", "out-never-written")
+    assert "missing-ckpt" in _invoke_error("quantize", "gptq", "missing-ckpt", "--format", "q4_0", "--bits", "4",
+                                           "-o", "out-never-written")

@@ -870,6 +870,13 @@ def _quantize_body(name: str):
         if m.trains and (config is None or ctx.get_parameter_source("seed").name == "COMMANDLINE"):
             given = {**given, ("seed",): seed}
         cfg = config_from_dict(merged(base, given))
+        for path, value in given.items():  # a number the config normalised away (e.g. --bits 4 with --format q8_0)
+            final = cfg
+            for part in path:
+                final = getattr(final, part, value)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and final != value:
+                raise ConfigError(f"--{'-'.join(path[-1].split('_'))} {value} conflicts with the rest of the config "
+                                  f"(it becomes {final!r}); leave it out or change it")
         ck, report, path = quantize_checkpoint(checkpoint, cfg, out, data=data, calib_sequences=calib_sequences,
                                                calib_seq_len=calib_seq_len, seed=seed, data_dir=data_dir,
                                                sequential=sequential, overwrite=overwrite)

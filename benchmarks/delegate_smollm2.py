@@ -43,7 +43,15 @@ from mechlab.delegate import REPORTED_K, bundled_environments, load_environment,
 from mechlab.delegate.relay import RelayResult
 from mechlab.errors import ConfigError
 
-from common import benchmark_parser, is_reference_run, parse_benchmark_args, print_table, result_path, write_result
+from common import (
+    benchmark_parser,
+    is_reference_run,
+    parse_benchmark_args,
+    print_table,
+    result_path,
+    set_threads,
+    write_result,
+)
 
 NAME = "delegate_smollm2"
 QUICK_ENV = "csv-moons"
@@ -165,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     if kept:
         print(f"--resume: keeping {len(kept)} finished relays ({', '.join(kept)})")
     todo = [p for p in envs if p.name not in kept]
-    torch_threads(threads)
+    set_threads(threads)
     t0 = time.perf_counter()
     served = None if args.backend == "local" else \
         f"{smollm2_gguf().name} (llama-cpp-python {version('llama-cpp-python')} server, 127.0.0.1)"
@@ -244,12 +252,6 @@ def plot_results() -> Path:
     out = result_path(NAME, False, ".png")
     save_figure(fig, out, dpi=120)
     return out
-
-
-def torch_threads(n: int) -> None:
-    import torch
-
-    torch.set_num_threads(n)
 
 
 def overall(rows: list[dict]) -> dict:

@@ -263,7 +263,8 @@ def test_format_settings_are_checked():
 
     assert GPTQConfig(format="Q8_0").bits == 8 and GPTQConfig(format="q8_0").format == "q8_0"
     for bad, match in ((dict(format="q4_0", bits=3), "fixes bits"), (dict(format="q4_0", group_size=64), "fixes"),
-                       (dict(format="q5_k"), "block types"), (dict(format="q4_1", embedding=True), "embedding")):
+                       (dict(format="q5_k"), "block types"), (dict(format="q4_1", embedding=True), "embedding"),
+                       (dict(format="q4_0", embedding_bits=4), "embedding_bits off")):
         with pytest.raises(ConfigError, match=match):
             GPTQConfig(**bad)
     with pytest.raises(ConfigError, match="symmetric"):

@@ -257,8 +257,8 @@ def _gptq_blocks(w: torch.Tensor, h: torch.Tensor, cfg: GPTQConfig, fmt: BlockFo
 def check_format(cfg, what: str) -> None:
     """Validate a scalar config's llama.cpp ``format`` (RTN, GPTQ ``__post_init__``) and set its bits and group size
     to the format's (4 or 8, and 32). ConfigError for an unknown type, bits or group_size other than the default or
-    the format's own, a symmetric RTN grid (the format sets the grid) or ``embedding`` (the token table is exported
-    by requantisation to the file's type instead)."""
+    the format's own, a symmetric RTN grid (the format sets the grid) or ``embedding`` / ``embedding_bits`` (the
+    token table is exported by requantisation to the file's type instead)."""
     from mechlab.errors import ConfigError
 
     if cfg.format is None:
@@ -270,10 +270,10 @@ def check_format(cfg, what: str) -> None:
                           f"{cfg.bits}, group_size {cfg.group_size})")
     if getattr(cfg, "symmetric", False):
         raise ConfigError(f"{what}: format {fmt.name} sets its own grid; leave symmetric off")
-    if cfg.embedding:
+    if cfg.embedding or cfg.embedding_bits is not None:
         raise ConfigError(f"{what}: format {fmt.name} codes the Linear layers only; the token embedding / LM head are "
                           f"written by `mechlab export gguf --type {fmt.name}` from their float weights "
-                          f"(leave embedding off)")
+                          f"(leave embedding and embedding_bits off)")
     object.__setattr__(cfg, "bits", fmt.bits)
     object.__setattr__(cfg, "group_size", BLOCK)
 

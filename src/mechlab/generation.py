@@ -25,6 +25,13 @@ from mechlab.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+def check_temperature(temperature) -> None:
+    """Raise ConfigError unless ``temperature`` is a finite number >= 0 (0: greedy)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
+            or temperature < 0:
+        raise ConfigError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
+
+
 @dataclass(frozen=True)
 class Sampling:
     """How to pick each new token: ``temperature`` 0 is greedy; ``top_k`` None or 0 keeps every token.
@@ -38,8 +45,7 @@ class Sampling:
     def __post_init__(self) -> None:
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
             raise ConfigError(f"max_new_tokens must be a non-negative integer, got {self.max_new_tokens!r}")
-        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature >= 0):
-            raise ConfigError(f"temperature must be a finite number >= 0 (0: greedy), got {self.temperature!r}")
+        check_temperature(self.temperature)
         if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0):
             raise ConfigError(f"top_k must be a non-negative integer (0: every token), got {self.top_k!r}")
 
@@ -141,8 +147,7 @@ def generate_batch(ck, prompts: list[str], max_new_tokens: list[int], temperatur
     for n in max_new_tokens:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ConfigError(f"token budgets must be whole numbers >= 0, got {n!r}")
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
-        raise ConfigError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
+    check_temperature(temperature)
     if isinstance(prefill_chunk, bool) or not isinstance(prefill_chunk, int) or prefill_chunk < 1:
         raise ConfigError(f"prefill_chunk must be a whole number >= 1, got {prefill_chunk!r}")
     if not prompts:

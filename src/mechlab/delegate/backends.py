@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import socket
 import subprocess
@@ -120,48 +119,55 @@ class LocalModelAgent:
             raise ConfigError(f"{self.checkpoint} has no chat template; import a chat model (mechlab import gguf ...)")
         self.name = f"local:{Path(self.ck.path).name}"
 
-    def respond(self, prompt: str, step: Step | None = None) -> Reply:
-        from mechlab.generation import Sampling, chat_prompt, generate_text, prompt_ids
+    def _count(self, text: str) -> int:
+        return len(self.ck.tokenizer.encode(text))
+
+    def _plan(self, prompt: str, step: Step | None) -> tuple[str, int, int] | Reply:
+        """(chat text, prompt tokens, reply limit) of one step, or the error Reply of a prompt that fills the
+        context: the limit is the reply budget, under the room the context leaves."""
+        from mechlab.generation import chat_prompt, prompt_ids
 
         text = chat_prompt(self.ck, [{"role": "user", "content": prompt}])
         n_prompt = len(prompt_ids(self.ck.tokenizer, text))
-        budget = self.ck.config.max_seq_len - n_prompt
-        if budget <= 0:
+        room = self.ck.config.max_seq_len - n_prompt
+        if room <= 0:
             return Reply("", n_prompt, 0, error=f"prompt of {n_prompt} tokens exceeds the model's context")
-        cap = reply_budget(step, lambda t: len(self.ck.tokenizer.encode(t)), self.budget_factor, self.max_new_tokens)
-        answer = generate_text(self.ck, text, Sampling(min(cap, budget), self.temperature, None, 0))
-        return Reply(answer, n_prompt, len(self.ck.tokenizer.encode(answer)))
+        return text, n_prompt, min(reply_budget(step, self._count, self.budget_factor, self.max_new_tokens), room)
+
+    def respond(self, prompt: str, step: Step | None = None) -> Reply:
+        from mechlab.generation import Sampling, generate_text
+
+        plan = self._plan(prompt, step)
+        if isinstance(plan, Reply):
+            return plan
+        text, n_prompt, limit = plan
+        answer = generate_text(self.ck, text, Sampling(limit, self.temperature, None, 0))
+        return Reply(answer, n_prompt, self._count(answer))
 
     def respond_batch(self, requests: list[tuple[str, Step | None]]) -> list[Reply]:
         """Several steps at once (mechlab.delegate.relay.run_relays): one ragged batch through
         :func:`mechlab.generation.generate_batch`, each reply what :meth:`respond` gives up to float rounding (greedy:
         the same text unless two tokens tie within it). A prompt that fills the context is an error step."""
-        from mechlab.generation import chat_prompt, generate_batch, prompt_ids
+        from mechlab.generation import generate_batch
 
-        count = lambda t: len(self.ck.tokenizer.encode(t))  # noqa: E731
-        replies: list[Reply | None] = [None] * len(requests)
-        texts, limits, rows = [], [], []
-        for i, (prompt, step) in enumerate(requests):
-            text = chat_prompt(self.ck, [{"role": "user", "content": prompt}])
-            n_prompt = len(prompt_ids(self.ck.tokenizer, text))
-            room = self.ck.config.max_seq_len - n_prompt
-            if room <= 0:
-                replies[i] = Reply("", n_prompt, 0, error=f"prompt of {n_prompt} tokens exceeds the model's context")
-                continue
-            texts.append(text)
-            limits.append(min(reply_budget(step, count, self.budget_factor, self.max_new_tokens), room))
-            rows.append((i, n_prompt))
-        answers = generate_batch(self.ck, texts, limits, self.temperature) if texts else []
-        for (i, n_prompt), answer in zip(rows, answers):
-            replies[i] = Reply(answer, n_prompt, count(answer))
+        plans = [self._plan(prompt, step) for prompt, step in requests]
+        rows = [p for p in plans if not isinstance(p, Reply)]
+        answers = iter(generate_batch(self.ck, [t for t, _, _ in rows], [n for _, _, n in rows], self.temperature)
+                       if rows else [])
+        replies = []
+        for plan in plans:
+            if not isinstance(plan, Reply):
+                answer = next(answers)
+                plan = Reply(answer, plan[1], self._count(answer))
+            replies.append(plan)
         return replies
 
 
 def _check_generation(temperature, limit, budget_factor, limit_name: str) -> None:
     """ConfigError for settings no backend can use (see the agents' docstrings)."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
-            or temperature < 0:
-        raise ConfigError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
+    from mechlab.generation import check_temperature
+
+    check_temperature(temperature)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"{limit_name} must be a whole number >= 1 (or None), got {limit!r}")
     try:

@@ -434,8 +434,10 @@ class Transformer(nn.Module):
         for t in range(steps):
             logits, _ = self(step_input if use_cache else out, cache=cache)
             nxt = sample_next(logits[:, -1, :].float(), temperature, top_k, generator)
-            column = out[:, -1:].clone()  # finished rows repeat their last token (filler)
-            column[active] = nxt
+            column = nxt
+            if len(active) < out.shape[0]:  # after a compaction: finished rows repeat their last token (filler)
+                column = out[:, -1:].clone()
+                column[active] = nxt
             out = torch.cat([out, column], dim=1)
             step_input = nxt
             if on_token is not None:

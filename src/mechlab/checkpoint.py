@@ -27,7 +27,7 @@ from mechlab.data.tokenizers import TOKENIZER_FILE, Tokenizer, load_tokenizer, s
 from mechlab.errors import CheckpointError, ConfigError
 from mechlab.models import ModelConfig, build_model
 from mechlab.quant.api import apply_quantization_spec, quantization_spec
-from mechlab.utils import atomic_path, sha256_file
+from mechlab.utils import atomic_path, file_on_path, sha256_file
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, STATE, MANIFEST, LATEST = "model.safetensors", "config.json", "trainer_state.pt", "manifest.json", "latest"
@@ -75,8 +75,8 @@ def check_output(directory: str | Path, overwrite: bool = False) -> Path:
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"output {directory} is a file, not a checkpoint directory; choose another -o")
-    if any(p.exists() and not p.is_dir() for p in directory.parents):
-        raise ConfigError(f"output {directory}: a folder on its path is a file; choose another -o")
+    if (blocker := file_on_path(directory)) is not None:
+        raise ConfigError(f"output {directory}: {blocker} on its path is a file; choose another -o")
     if (directory / LATEST).exists() or (directory / "train_config.json").exists():
         raise ConfigError(f"output {directory} holds a training run; writing a checkpoint there would delete it: "
                           f"choose another -o")

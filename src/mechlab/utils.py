@@ -40,6 +40,11 @@ def _umask() -> int:
     return 0o022
 
 
+def file_on_path(path: str | Path) -> Path | None:
+    """The first folder on the way to ``path`` that exists as a file (so ``path`` cannot be created), or None."""
+    return next((p for p in reversed(Path(path).parents) if p.exists() and not p.is_dir()), None)
+
+
 @contextmanager
 def atomic_path(target: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; move it onto ``target`` only if the block succeeds.

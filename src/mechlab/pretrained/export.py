@@ -34,6 +34,7 @@ import torch
 
 from mechlab.errors import ConfigError
 from mechlab.pretrained.gguf import LLAMA_BLOCK_TENSORS
+from mechlab.utils import file_on_path
 
 log = logging.getLogger(__name__)
 QTYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1")
@@ -318,8 +319,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, qtype: str = "f32
         with open(out, "rb") as f:
             if f.read(4) != b"GGUF":
                 raise ConfigError(f"GGUF export: {out} is not a GGUF file; --overwrite replaces only an earlier export")
-    if any(p.exists() and not p.is_dir() for p in out.parents):
-        raise ConfigError(f"GGUF export: a folder on the path of {out} is a file")
+    if (blocker := file_on_path(out)) is not None:
+        raise ConfigError(f"GGUF export: {blocker} on the path of {out} is a file")
     ckpt = load_checkpoint(checkpoint)
     return export_gguf(ckpt.model, ckpt.tokenizer, ckpt.meta, out, qtype=qtype, pre=pre)
 
@@ -428,8 +429,8 @@ def check_hf_output(out: str | Path, overwrite: bool) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"Hugging Face export: {out} is a file; give a folder")
-    if any(p.exists() and not p.is_dir() for p in out.parents):
-        raise ConfigError(f"Hugging Face export: a folder on the path of {out} is a file")
+    if (blocker := file_on_path(out)) is not None:
+        raise ConfigError(f"Hugging Face export: {blocker} on the path of {out} is a file")
     if out.is_dir() and any(out.iterdir()):
         foreign = [p.name for p in out.iterdir() if p.name not in HF_FILES]
         if foreign or not (out / "config.json").is_file() or "model_type" not in _json_or_empty(out / "config.json"):

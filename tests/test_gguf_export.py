@@ -145,19 +145,44 @@ def test_cli_export(imported, tmp_path):
     assert r.returncode == 2 and "tensor type" in r.stderr and "Traceback" not in r.stderr
 
 
+def _llama_cpp_logits(path, ids: list[int]) -> np.ndarray:
+    """llama.cpp's logits (len(ids), vocab) of the GGUF at ``path`` for one sequence, in float64: one thread, a float32
+    KV cache (GGML_TYPE_F32 = 0: llama.cpp's default fp16 cache rounds K and V to 11 bits, an error of its own far
+    above float32's, 0.015 on logits of 7 here) and no runtime weight repacking (``use_extra_bufts`` off). ggml-cpu's
+    repacked Q4_0 kernel for AVX2 builds (gemv_q4_0_8x8_q8_0) crashes on some CPUs (ggml-org/llama.cpp#16479; it
+    killed this suite on one CI machine); repacking reorders the blocks, not the arithmetic these tests check (Q8_0
+    activation blocks times the stored codes), so the plain block kernels stand for it."""
+    import llama_cpp
+    from llama_cpp import llama_cpp as capi
+
+    defaults = capi.llama_model_default_params
+
+    def no_repack():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    capi.llama_model_default_params = no_repack  # read once, by Llama.__init__
+    try:
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=1,
+                              type_k=0, type_v=0)
+    finally:
+        capi.llama_model_default_params = defaults
+    assert not llm.model_params.use_extra_bufts
+    llm.eval(ids)
+    out = np.asarray(llm.scores[: len(ids)], dtype=np.float64)
+    llm.close()
+    return out
+
+
 def test_llama_cpp_loads_the_export(imported, tmp_path):
     """llama.cpp's own forward pass on the exported float file agrees with mechlab's float64 logits within the
     bound any float32 evaluation of the network keeps (test_model.float64_logits), with a float32 KV cache."""
-    llama_cpp = pytest.importorskip("llama_cpp")
+    pytest.importorskip("llama_cpp")
     got, model = imported
     path = export_gguf(model, got.tokenizer, got.meta, tmp_path / "f32.gguf")
     ids = list(range(3, 35))
-    # the KV cache in float32 (GGML_TYPE_F32 = 0): llama.cpp's default fp16 cache rounds K and V to 11 bits, an
-    # error of its own far above float32's (0.015 on logits of 7 here)
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=1, type_k=0,
-                          type_v=0)
-    llm.eval(ids)
-    ours = np.asarray(llm.scores[: len(ids)], dtype=np.float64)
+    ours = _llama_cpp_logits(path, ids)
     ref, bound = float64_logits(model, torch.tensor([ids]))
     assert np.all(np.abs(ours - ref[0].numpy()) <= bound[0].numpy())
 
@@ -397,17 +422,14 @@ def test_llama_cpp_runs_the_stored_codes(imported, tmp_path, fmt):
     allowance per position is the bound plus the largest change that the activation rounding makes at that position
     (emulated minus the plain float64 model). The test still tells integers apart: llama.cpp's rounding of the same
     float weights (RTN with the format, other codes on the same grids) lies outside that allowance."""
-    llama_cpp = pytest.importorskip("llama_cpp")
+    pytest.importorskip("llama_cpp")
     from mechlab.quant import RTNConfig, quantize_
 
     got, model = imported
     q = _gptq_model(imported, fmt)
     path = export_gguf(q, got.tokenizer, got.meta, tmp_path / f"{fmt}.gguf", qtype=fmt)
     ids = list(range(3, 35))
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, logits_all=True, verbose=False, n_threads=1, type_k=0,
-                          type_v=0)
-    llm.eval(ids)
-    theirs = np.asarray(llm.scores[: len(ids)], dtype=np.float64)
+    theirs = _llama_cpp_logits(path, ids)
     x = torch.tensor([ids])
     ref, bound = float64_logits(_file_model(q, fmt, True), x, inplace=True)
     plain, _ = float64_logits(_file_model(q, fmt, False), x, inplace=True)

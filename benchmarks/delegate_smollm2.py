@@ -13,7 +13,7 @@ score) is kept.
 
     pip install torch==2.13.0 "llama-cpp-python[server]"     # only for --backend llama-server
     python benchmarks/delegate_smollm2.py [--quick] [--backend local|llama-server] [--round-trips 10] [--seed 0]
-        [--max-new-tokens 2048] [--budget-factor 2] [--threads 1] [--env NAME ...]
+        [--max-new-tokens 2048] [--budget-factor 2] [--threads 1] [--env NAME ...] [--lockstep N] [--resume]
 
 Reply budget: a reply stops at ``--budget-factor`` × the tokens of the step's target files + 256 (at most
 ``--max-new-tokens``; mechlab.delegate.relay.reply_budget), for both backends. At 135M parameters greedy decoding
@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-new-tokens", type=int, default=2048, help="the longest reply, in tokens")
     ap.add_argument("--env", nargs="+", default=None, help="bundled environment names (default: all of them)")
     ap.add_argument("--no-distractors", action="store_true", help="leave the distractor files out of the prompts")
+    ap.add_argument("--lockstep", type=int, default=0, help="--backend local: relays run in lockstep at a time (one "
+                    "batched generation per interaction; a finished group's traces are complete, so --resume keeps "
+                    "them); 0: all of them")
     ap.add_argument("--resume", action="store_true", help="keep the relays whose traces are complete in the traces "
                     "folder (a run that was stopped), and run the others")
     return ap
@@ -78,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 def output(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, bool]:
     """(result name, quick): only a backend's default configuration writes delegate_smollm2-BACKEND.json (the
     thread count changes the speed, and the figures only through float rounding: recorded, not a configuration)."""
-    return f"{NAME}-{args.backend}", not is_reference_run(ap, args, ignore=("backend", "threads", "resume"))
+    return f"{NAME}-{args.backend}", not is_reference_run(ap, args, ignore=("backend", "threads", "resume", "lockstep"))
 
 
 def smollm2_path() -> Path:
@@ -150,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--round-trips and --max-new-tokens must be at least 1")
     if not math.isfinite(args.budget_factor) or args.budget_factor < 1:
         ap.error("--budget-factor must be a finite number >= 1 (a smaller budget cuts complete answers)")
+    if args.lockstep < 0:
+        ap.error("--lockstep must be 0 (all relays at once) or a positive number of relays")
     if len(args.threads) != 1:
         ap.error("--threads takes one value here")
     threads = args.threads[0]
@@ -182,9 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     elif args.backend == "local":
         agent = LocalModelAgent(str(smollm2_path()), max_new_tokens=args.max_new_tokens,
                                 budget_factor=args.budget_factor)
-        jobs = [(load_environment(p), trace[p.name]) for p in todo]  # in lockstep: one batched generation a step
-        fresh = [r.to_dict() for r in run_relays(jobs, agent, args.round_trips, not args.no_distractors, args.seed,
-                                                 progress=True)]
+        fresh = []
+        group = args.lockstep or len(todo)
+        for i in range(0, len(todo), group):  # each group in lockstep: one batched generation a step
+            jobs = [(load_environment(p), trace[p.name]) for p in todo[i:i + group]]
+            fresh += [r.to_dict() for r in run_relays(jobs, agent, args.round_trips, not args.no_distractors,
+                                                      args.seed, progress=True)]
     else:
         tok = load_checkpoint(smollm2_path()).tokenizer  # the served GGUF's own vocabulary, to size the budget
         gguf = smollm2_gguf()

@@ -104,7 +104,7 @@ def variants(models: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Module]:
             "full": models["full"]}
 
 
-SEED_KEYS = ("task", "payload", "steps", "batch_size", "seq_len", "max_gap", "far_gap", "far_fraction", "lr", "gaps",
+SEED_KEYS = ("task", "payload", "probes", "steps", "batch_size", "seq_len", "max_gap", "far_gap", "far_fraction", "lr", "gaps",
              "eval_rows")
 
 
@@ -190,7 +190,8 @@ def plot(result: dict, png: Path) -> None:
     ax2.grid(alpha=0.3, which="both")
     what = "needle retrieval" if result["task"] == "needle" else f"copy-paste of {s['payload']} symbols"
     fig.suptitle(f"{what} beyond the receptive field: PMNet-tiny, {s['steps']} steps of {s['batch_size']}×"
-                 f"{s['seq_len']}, G ≤ {s['max_gap']} in training ({s['far_fraction']:.0%} of rows G ≥ {s['far_gap']}), "
+                 f"{s['seq_len']}, G ≤ {s['max_gap']} in training ({s['far_fraction']:.0%} of rows G ≥ {s['far_gap']}"
+                 f"{'' if s.get('probes', 1) == 1 else ', ' + str(s['probes']) + ' probes a row'}), "
                  f"{len(s['seeds'])} seed(s)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, png)
@@ -211,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=("needle", "copy"), default="needle")
     ap.add_argument("--payload", type=int_at_least(1), default=8, help="symbols to copy (--task copy)")
+    ap.add_argument("--probes", type=int_at_least(1), default=1,
+                    help="queries of the needle per training row (--task needle; a denser signal: the extra ones "
+                         "inside the gap, see mechlab.data.retrieval); scoring always uses one")
     ap.add_argument("--seeds", type=int_at_least(0), nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int_at_least(1), default=500)
     ap.add_argument("--batch-size", type=int_at_least(1), default=16)
@@ -255,9 +259,9 @@ def main(argv: list[str] | None = None) -> dict:
         args.far_gap = min(RF - 1 if args.task == "needle" else RF - args.payload, args.max_gap)
     try:
         task = RetrievalTask(args.task, seq_len=args.seq_len, max_gap=args.max_gap, payload=args.payload,
-                             far_gap=args.far_gap, far_fraction=args.far_fraction)
+                             far_gap=args.far_gap, far_fraction=args.far_fraction, probes=args.probes)
     except ConfigError as e:  # a combination of options the task cannot use: one line naming them
-        ap.error(f"--seq-len / --max-gap / --far-gap / --payload: {e}")
+        ap.error(f"--seq-len / --max-gap / --far-gap / --payload / --probes: {e}")
     t0 = time.perf_counter()
     hits = {v: {g: {} for g in args.gaps} for v in VARIANTS}
     training: dict = {arm: {} for arm in ARMS}

@@ -232,6 +232,40 @@ def test_retrieval_rows(kind):
         RetrievalTask("needle", seq_len=32, max_gap=40)
 
 
+def test_needle_probes_add_queries_of_the_one_needle_inside_the_gap():
+    """probes P: the row of one probe with up to P − 1 (QUERY, k) pairs written over gap fillers, each with the
+    target v at its k, never v itself; every non-overlapping placement equally likely (brute force at G = 5)."""
+    one, four = RetrievalTask("needle", seq_len=96, max_gap=80), RetrievalTask("needle", seq_len=96, max_gap=80,
+                                                                               probes=4)
+    x1, y1 = one.batch(7, 3, 64)
+    x4, y4 = four.batch(7, 3, 64)
+    changed = x4 != x1
+    assert torch.all((x4[changed] == 2) | (x4[changed] == x1[:, -1:].expand_as(x4)[changed]))  # QUERY or the key
+    k, v = x1[:, -1:], y1[:, -1:]
+    extra = (y4 != IGNORE) & (y1 == IGNORE)
+    assert torch.equal(y4[~extra], y1[~extra]) and torch.all(y4[extra] == v.expand_as(y4)[extra])
+    assert torch.all(x4[extra] == k.expand_as(x4)[extra])
+    assert torch.all(torch.roll(x4, 1, 1)[extra] == 2)  # each probe's k follows a QUERY
+    assert torch.all((x4 == v).sum(1) == 1)  # the answer is written once: the needle
+    gaps = x1.shape[1] - 4 - (x1 == 1).float().argmax(1)  # x = … KEY k VAL v · G symbols · QUERY k: VAL at L − G − 4
+    assert torch.all(extra.sum(1) == torch.clamp(gaps // 2, max=3))  # up to P − 1, as many as fit in G
+    task = RetrievalTask("needle", seq_len=12, max_gap=5, probes=3)
+    rng = np.random.default_rng(0)
+    counts: dict = {}
+    n = 3000
+    for _ in range(n):
+        x, y = task.row(rng, 5, 13)
+        task.add_probes(x, y, 5, 3, rng)
+        offsets = tuple(int(i) - (12 - 2 - 5) for i in np.flatnonzero(y[:-1] != IGNORE) - 1)  # QUERY's offset in the gap
+        counts[offsets] = counts.get(offsets, 0) + 1
+    assert set(counts) == {(0, 2), (0, 3), (1, 3)}  # the three ways two pairs fit in five symbols
+    assert all(abs(c - n / 3) < 4 * math.sqrt(n * (1 / 3) * (2 / 3)) for c in counts.values())
+    with pytest.raises(ConfigError, match="probes"):
+        RetrievalTask("copy", seq_len=64, max_gap=40, payload=4, probes=2)
+    with pytest.raises(ConfigError, match="probes"):
+        RetrievalTask("needle", seq_len=64, max_gap=40, probes=0)
+
+
 @pytest.mark.slow
 def test_pmnet_trains_on_needle_retrieval_through_the_one_trainer(tmp_path):
     task = RetrievalTask("needle", seq_len=32, max_gap=16)
@@ -324,9 +358,10 @@ def test_retrieval_data_sources_and_tokenizer():
     t = parse_source("retrieval:copy,payload=4,far_gap=50,far_fraction=0.5", 96)
     assert (t.kind, t.payload, t.seq_len, t.max_gap, t.far_gap, t.far_fraction) == ("copy", 4, 96, 87, 50, 0.5)
     assert parse_source("retrieval:needle", 64).max_gap == 58  # the longest gap a row of 64 + 1 symbols holds
+    assert parse_source("retrieval:needle,probes=4", 64).probes == 4
     for bad, msg in (("retrieval:needle,seq_len=64", "the run's seq_len"), ("retrieval:haystack", "needle' or 'copy"),
                      ("retrieval:needle,gap=3", "not option=value"), ("retrieval:needle,max_gap=x", "an integer"),
-                     ("retrieval:needle,max_gap=90", "raise seq_len")):
+                     ("retrieval:needle,max_gap=90", "raise seq_len"), ("retrieval:copy,probes=2", "probes")):
         with pytest.raises(ConfigError, match=msg):
             parse_source(bad, 64)
 
@@ -411,6 +446,8 @@ def _script(folder: str, name: str):
     ("experiments", "pmnet_retrieval", ["--task", "copy", "--payload", "60"], "--payload"),
     ("experiments", "pmnet_retrieval", ["--steps", "0"], "--steps"),
     ("experiments", "pmnet_retrieval", ["--partial"], "--partial"),
+    ("experiments", "pmnet_retrieval", ["--probes", "0"], "--probes"),
+    ("experiments", "pmnet_retrieval", ["--task", "copy", "--probes", "3"], "--probes"),
     ("benchmarks", "pmnet_throughput", ["--batch", "0"], "--batch"),
     ("benchmarks", "pmnet_throughput", ["--seq", "x"], "--seq"),
 ])

@@ -4,7 +4,10 @@ Vocabulary (48 symbols, :data:`VOCAB_SIZE`): markers KEY 0, VAL 1, QUERY 2, COPY
 values (also the copy payload alphabet) 21–36; 11 filler symbols 37–47, disjoint from keys and values.
 
 - ``needle`` (single-needle retrieval): ``fillers · KEY k VAL v · G fillers · QUERY k → v``. One target per row, the
-  value v predicted at the final k; v lies G + 2 positions before that prediction. Chance = 1/16.
+  value v predicted at the final k; v lies G + 2 positions before that prediction. Chance = 1/16. With ``probes`` P
+  > 1 (training rows only: a denser signal, the same task), up to P − 1 earlier ``QUERY k`` pairs replace fillers
+  inside the gap, at uniformly drawn non-overlapping offsets g_i < G, each with the target v at its k; the answer
+  is never written into the row, so every probe reads the one needle, from g_i + 2 positions back.
 - ``copy`` (multi-symbol copy-paste): ``fillers · p_1 … p_P DELIM · G fillers · COPY → p_1 … p_P``: P targets, the
   payload predicted after COPY with the true prefix fed (teacher forcing); a row is right only if all P are
   (exact match). Chance = 16^(−P).
@@ -41,7 +44,7 @@ IGNORE = -100
 # One printable character per symbol (RetrievalTokenizer): markers, keys a–p, values A–P, fillers 0–9 and '.'.
 SYMBOLS = "#=?>|" + "abcdefghijklmnop" + "ABCDEFGHIJKLMNOP" + "0123456789."
 SOURCE_PREFIX = "retrieval:"
-SOURCE_OPTIONS = ("min_gap", "max_gap", "far_gap", "far_fraction", "payload")
+SOURCE_OPTIONS = ("min_gap", "max_gap", "far_gap", "far_fraction", "payload", "probes")
 
 
 class RetrievalTokenizer:
@@ -86,7 +89,9 @@ class RetrievalTask:
     """A synthetic task: ``kind`` "needle" or "copy"; training rows of ``seq_len`` tokens with gaps G drawn
     uniformly from [min_gap, max_gap], except that a fraction ``far_fraction`` of the rows (on average) draws G
     uniformly from [far_gap, max_gap] (a gap distribution in which most rows need a memory when far_gap lies beyond
-    the receptive field); ``payload`` symbols to copy (copy only)."""
+    the receptive field); ``payload`` symbols to copy (copy only); ``probes`` queries of the needle per training row
+    (needle only; the last at gap G, the others inside the gap; exact-match scoring always uses one query per row).
+    Raises ConfigError for a setting out of range."""
 
     kind: str = "needle"
     seq_len: int = 128
@@ -95,11 +100,12 @@ class RetrievalTask:
     payload: int = 8
     far_gap: int = 0
     far_fraction: float = 0.0
+    probes: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in ("needle", "copy"):
             raise ConfigError(f"retrieval task: kind must be 'needle' or 'copy', got {self.kind!r}")
-        for name in ("seq_len", "payload"):
+        for name in ("seq_len", "payload", "probes"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ConfigError(f"retrieval task: {name} must be a positive integer, got {v!r}")
@@ -109,6 +115,8 @@ class RetrievalTask:
             raise ConfigError(f"retrieval task: need min_gap <= far_gap <= max_gap, got {self.far_gap}")
         if isinstance(self.far_fraction, bool) or not 0.0 <= self.far_fraction <= 1.0:
             raise ConfigError(f"retrieval task: far_fraction must be in [0, 1], got {self.far_fraction!r}")
+        if self.probes > 1 and self.kind != "needle":
+            raise ConfigError(f"retrieval task: probes apply to the needle task, not {self.kind!r}")
         if self.core_length(self.max_gap) > self.seq_len + 1:
             raise ConfigError(f"retrieval task: a gap of {self.max_gap} needs rows of {self.core_length(self.max_gap)} "
                               f"symbols; raise seq_len to >= {self.core_length(self.max_gap) - 1} or lower max_gap")
@@ -133,33 +141,57 @@ class RetrievalTask:
         """Exact-match accuracy of uniform guessing among the 16 values."""
         return 1 / len(VALUES) ** self.answers
 
-    def row(self, rng: np.random.Generator, gap: int, length: int) -> np.ndarray:
-        """One row of ``length`` symbols with gap G (``length`` >= core_length(gap))."""
+    def row(self, rng: np.random.Generator, gap: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) of one row of gap G, ``length`` − 1 symbols each (``length`` >= core_length(gap)): inputs x and
+        targets y (IGNORE but at the answer positions)."""
         if self.kind == "needle":
             k, v = rng.choice(KEYS), rng.choice(VALUES)
             core = [KEY, k, VAL, v, *rng.choice(FILLERS, gap), QUERY, k, v]
         else:
             p = rng.choice(VALUES, self.payload)
             core = [*p, DELIM, *rng.choice(FILLERS, gap), COPY, *p]
-        return np.concatenate([rng.choice(FILLERS, length - len(core)), np.asarray(core)]).astype(np.int64)
+        r = np.concatenate([rng.choice(FILLERS, length - len(core)), np.asarray(core)]).astype(np.int64)
+        y = np.full(length - 1, IGNORE, dtype=np.int64)
+        y[-self.answers :] = r[-self.answers :]
+        return r[:-1], y
 
-    def rows(self, rng: np.random.Generator, gaps: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x, y) (len(gaps), L) int64 for the given gaps; L = max(seq_len, longest core − 1)."""
+    @staticmethod
+    def add_probes(x: np.ndarray, y: np.ndarray, gap: int, probes: int, rng: np.random.Generator) -> None:
+        """Write up to probes − 1 earlier queries of a needle row's needle into its gap, in place: m = min(probes − 1,
+        ⌊G/2⌋) non-overlapping (QUERY, k) pairs at offsets o_i = a_i + i after v, with a_0 < … < a_{m−1} drawn
+        without replacement from [0, G − m) (every placement of m pairs in the G gap symbols equally likely; the last
+        k at offset <= G − 1), each with target v at its k."""
+        m = min(probes - 1, gap // 2)
+        if m <= 0:
+            return
+        k, v, start = x[-1], y[-1], len(x) - 2 - gap  # the gap's first symbol: x ends with · G symbols · QUERY k
+        for i, a in enumerate(np.sort(rng.choice(gap - m, size=m, replace=False))):
+            at = start + int(a) + i
+            x[at], x[at + 1] = QUERY, k
+            y[at + 1] = v
+
+    def rows(self, rng: np.random.Generator, gaps: np.ndarray, probes: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) (len(gaps), L) int64 for the given gaps, ``probes`` queries per needle row (:meth:`add_probes`,
+        placed from a stream spawned off ``rng``, so the rows are those of one probe with probes written over
+        fillers); L = max(seq_len, longest core − 1)."""
         length = max(self.seq_len + 1, max(self.core_length(int(g)) for g in gaps))
-        r = torch.from_numpy(np.stack([self.row(rng, int(g), length) for g in gaps]))
-        x, y = r[:, :-1], r[:, 1:].clone()
-        y[:, : y.shape[1] - self.answers] = IGNORE
-        return x, y
+        xs, ys = zip(*(self.row(rng, int(g), length) for g in gaps))
+        x, y = np.stack(xs), np.stack(ys)
+        if probes > 1 and self.kind == "needle":
+            placement = rng.spawn(1)[0]
+            for i, g in enumerate(gaps):
+                self.add_probes(x[i], y[i], int(g), probes, placement)
+        return torch.from_numpy(x), torch.from_numpy(y)
 
     def batch(self, seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The training batch of optimiser step ``step``: gaps uniform on [min_gap, max_gap] (a fraction
-        ``far_fraction`` of rows on [far_gap, max_gap]), rows of seq_len."""
+        ``far_fraction`` of rows on [far_gap, max_gap]), rows of seq_len, ``probes`` queries per needle row."""
         rng = np.random.default_rng([seed, step])
         gaps = rng.integers(self.min_gap, self.max_gap + 1, size=batch_size)
         if self.far_fraction > 0:
             far = rng.random(batch_size) < self.far_fraction
             gaps = np.where(far, rng.integers(self.far_gap, self.max_gap + 1, size=batch_size), gaps)
-        return self.rows(rng, gaps)
+        return self.rows(rng, gaps, self.probes)
 
 
 def is_source(data: str) -> bool:
@@ -169,7 +201,7 @@ def is_source(data: str) -> bool:
 
 def parse_source(data: str, seq_len: int) -> RetrievalTask:
     """The :class:`RetrievalTask` a data source names: ``retrieval:KIND[,option=value,...]`` with KIND needle or copy
-    and options among min_gap, max_gap, far_gap, far_fraction, payload. The row length is the run's ``seq_len`` (one
+    and options among min_gap, max_gap, far_gap, far_fraction, payload, probes. The row length is the run's ``seq_len`` (one
     source of truth: a seq_len option is refused); max_gap defaults to the longest gap a row of seq_len holds.
     Raises ConfigError naming the part of the name it cannot use."""
     if not is_source(data):

@@ -84,8 +84,8 @@ class TrainConfig:
     an override that differs is refused."""
     data: str = "stdlib"
     """Corpus name (see `mechlab corpora`), a path to .txt files, or a synthetic task generated on the fly:
-    'retrieval:needle' or 'retrieval:copy', options after commas (min_gap, max_gap, far_gap, far_fraction, payload;
-    e.g. 'retrieval:copy,payload=4'): rows of seq_len tokens, its own 48-symbol tokenizer (tokenizer unused)."""
+    'retrieval:needle' or 'retrieval:copy', options after commas (min_gap, max_gap, far_gap, far_fraction, payload,
+    probes; e.g. 'retrieval:copy,payload=4'): rows of seq_len tokens, its own 48-symbol tokenizer (tokenizer unused)."""
     tokenizer: str = "byte"
     """'byte', 'bpe:VOCAB' (trained on the corpus) or a tokenizer.json."""
     data_dir: str | None = None

@@ -35,6 +35,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -42,6 +43,7 @@ from pathlib import Path
 from mechlab.delegate import REPORTED_K, bundled_environments, load_environment, run_relay, run_relays
 from mechlab.delegate.relay import RelayResult
 from mechlab.errors import ConfigError
+from mechlab.utils import write_json_atomic
 
 from common import (
     benchmark_parser,
@@ -70,11 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-new-tokens", type=int, default=2048, help="the longest reply, in tokens")
     ap.add_argument("--env", nargs="+", default=None, help="bundled environment names (default: all of them)")
     ap.add_argument("--no-distractors", action="store_true", help="leave the distractor files out of the prompts")
-    ap.add_argument("--lockstep", type=int, default=0, help="--backend local: relays run in lockstep at a time (one "
-                    "batched generation per interaction; a finished group's traces are complete, so --resume keeps "
-                    "them); 0: all of them")
+    ap.add_argument("--lockstep", type=int, default=0, metavar="N", help="--backend local: run the relays in groups "
+                    "of N in lockstep (one batched generation per interaction; a finished group's traces are "
+                    "complete, so --resume keeps them); 0: all of them in one group")
     ap.add_argument("--resume", action="store_true", help="keep the relays whose traces are complete in the traces "
-                    "folder (a run that was stopped), and run the others")
+                    "folder (a run that was stopped with the same settings), and run the others")
     return ap
 
 
@@ -116,16 +118,29 @@ def relay_from_trace(path: Path, env, agent: str, round_trips: int) -> dict | No
         return None
     try:
         steps = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
-    except ValueError:
+        if len(steps) != 2 * round_trips:
+            return None
+        transport = [s for s in steps if s["error"] and not s["error"].startswith("missing")]
+        r = RelayResult(env.name, env.domain, agent, [s["rs"] for s in steps if s["direction"] == "backward"],
+                        sum(s["error"] is not None for s in steps), len(steps), sum(s["seconds"] for s in steps),
+                        sum((s["prompt_tokens"] or 0) + (s["completion_tokens"] or 0) for s in steps), str(path),
+                        f"every step failed: {transport[-1]['error']}" if len(transport) == len(steps) else None)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):  # not a relay's trace: run it again
         return None
-    if len(steps) != 2 * round_trips:
-        return None
-    transport = [s for s in steps if s["error"] and not s["error"].startswith("missing")]
-    r = RelayResult(env.name, env.domain, agent, [s["rs"] for s in steps if s["direction"] == "backward"],
-                    sum(s["error"] is not None for s in steps), len(steps), sum(s["seconds"] for s in steps),
-                    sum((s["prompt_tokens"] or 0) + (s["completion_tokens"] or 0) for s in steps), str(path),
-                    f"every step failed: {transport[-1]['error']}" if len(transport) == len(steps) else None)
     return r.to_dict()
+
+
+SETTINGS = ("backend", "round_trips", "seed", "max_new_tokens", "budget_factor", "no_distractors")
+
+
+def read_settings(traces: Path) -> dict:
+    """The settings each relay's trace in ``traces`` was made with ({environment: {setting: value}}, from
+    settings.json; {} where it is missing or unreadable): --resume keeps only traces made with the run's own."""
+    try:
+        saved = json.loads((traces / "settings.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 def summarise(results: list[dict]) -> list[dict]:
@@ -155,6 +170,14 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--budget-factor must be a finite number >= 1 (a smaller budget cuts complete answers)")
     if args.lockstep < 0:
         ap.error("--lockstep must be 0 (all relays at once) or a positive number of relays")
+    if args.lockstep and args.backend != "local":
+        ap.error("--lockstep applies to --backend local (the server's relays run one after another)")
+    if args.backend == "llama-server":
+        try:
+            import llama_cpp.server  # noqa: F401
+        except ImportError:
+            ap.error("--backend llama-server needs llama.cpp's server: pip install torch==2.13.0 "
+                     "'llama-cpp-python[server]'")
     if len(args.threads) != 1:
         ap.error("--threads takes one value here")
     threads = args.threads[0]
@@ -162,47 +185,37 @@ def main(argv: list[str] | None = None) -> None:
         envs = environments(args.env)
     except ConfigError as e:
         ap.error(f"--env: {e}")
-    from mechlab.checkpoint import load_checkpoint
-    from mechlab.delegate.backends import BackendError, LocalModelAgent, OpenAIChatAgent, llama_server
     from mechlab.pretrained.importer import smollm2_gguf
 
     traces = result_path(name, quick, suffix=".traces")  # a folder of JSON-lines traces beside the JSON
     traces.mkdir(parents=True, exist_ok=True)
     trace = {p.name: traces / f"{p.name}-s{args.seed}.jsonl" for p in envs}
     agent_name = "local:smollm2" if args.backend == "local" else "openai:smollm2"
-    kept = {}  # --resume: the relays a stopped run finished
+    settings, recorded = {k: getattr(args, k) for k in SETTINGS}, read_settings(traces)
+    kept, other = {}, []  # --resume: the relays a stopped run with these settings finished
     for p in envs if args.resume else []:
         r = relay_from_trace(trace[p.name], load_environment(p), agent_name, args.round_trips)
-        if r is not None:
+        if r is not None and recorded.get(p.name) == settings:
             kept[p.name] = r
+        elif r is not None:
+            other.append(p.name)
     if kept:
         print(f"--resume: keeping {len(kept)} finished relays ({', '.join(kept)})")
+    if other:
+        print(f"--resume: running {len(other)} finished relays again, made with other settings or none recorded "
+              f"({', '.join(other)})")
     todo = [p for p in envs if p.name not in kept]
+    write_json_atomic(traces / "settings.json", recorded | {p.name: settings for p in todo})  # what --resume reads
     set_threads(threads)
     t0 = time.perf_counter()
+    try:
+        fresh = run_all(args, todo, trace, traces, threads)
+    except KeyboardInterrupt:
+        print(f"\nstopped: the finished relays' traces are in {traces}; go on with the same options and --resume",
+              file=sys.stderr)
+        raise SystemExit(130) from None
     served = None if args.backend == "local" else \
         f"{smollm2_gguf().name} (llama-cpp-python {version('llama-cpp-python')} server, 127.0.0.1)"
-    if not todo:
-        fresh = []
-    elif args.backend == "local":
-        agent = LocalModelAgent(str(smollm2_path()), max_new_tokens=args.max_new_tokens,
-                                budget_factor=args.budget_factor)
-        fresh = []
-        group = args.lockstep or len(todo)
-        for i in range(0, len(todo), group):  # each group in lockstep: one batched generation a step
-            jobs = [(load_environment(p), trace[p.name]) for p in todo[i:i + group]]
-            fresh += [r.to_dict() for r in run_relays(jobs, agent, args.round_trips, not args.no_distractors,
-                                                      args.seed, progress=True)]
-    else:
-        tok = load_checkpoint(smollm2_path()).tokenizer  # the served GGUF's own vocabulary, to size the budget
-        gguf = smollm2_gguf()
-        try:
-            with llama_server(gguf, threads, 8192, traces / "server.log") as base:
-                agent = OpenAIChatAgent("smollm2", base_url=base, timeout=1800.0, max_tokens=args.max_new_tokens,
-                                        budget_factor=args.budget_factor, count_tokens=lambda t: len(tok.encode(t)))
-                fresh = relay_all(todo, agent, args, traces)
-        except BackendError as e:
-            raise SystemExit(f"error: {e}: nothing measured") from None
     by_name = {r["env"]: r for r in fresh} | kept
     results = [by_name[p.name] for p in envs]
     for r in results:  # traces named from the repository root, as the result's "traces" field
@@ -226,6 +239,36 @@ def main(argv: list[str] | None = None) -> None:
     if failed:
         raise SystemExit(f"error: {len(failed)} relay(s) never reached the model ({', '.join(failed)}): left out of "
                          f"the means; see their traces")
+
+
+def run_all(args: argparse.Namespace, todo: list[Path], trace: dict[str, Path], traces: Path,
+            threads: int) -> list[dict]:
+    """Relay the environments ``todo`` through the chosen backend (local: in lockstep groups of --lockstep; server:
+    one after another), each writing ``trace[name]``: their results as dicts."""
+    from mechlab.checkpoint import load_checkpoint
+    from mechlab.delegate.backends import BackendError, LocalModelAgent, OpenAIChatAgent, llama_server
+    from mechlab.pretrained.importer import smollm2_gguf
+
+    if not todo:
+        return []
+    if args.backend == "local":
+        agent = LocalModelAgent(str(smollm2_path()), max_new_tokens=args.max_new_tokens,
+                                budget_factor=args.budget_factor)
+        fresh = []
+        group = args.lockstep or len(todo)
+        for i in range(0, len(todo), group):  # each group in lockstep: one batched generation a step
+            jobs = [(load_environment(p), trace[p.name]) for p in todo[i:i + group]]
+            fresh += [r.to_dict() for r in run_relays(jobs, agent, args.round_trips, not args.no_distractors,
+                                                      args.seed, progress=True)]
+        return fresh
+    tok = load_checkpoint(smollm2_path()).tokenizer  # the served GGUF's own vocabulary, to size the budget
+    try:
+        with llama_server(smollm2_gguf(), threads, 8192, traces / "server.log") as base:
+            agent = OpenAIChatAgent("smollm2", base_url=base, timeout=1800.0, max_tokens=args.max_new_tokens,
+                                    budget_factor=args.budget_factor, count_tokens=lambda t: len(tok.encode(t)))
+            return relay_all(todo, agent, args, traces)
+    except BackendError as e:
+        raise SystemExit(f"error: {e}: nothing measured") from None
 
 
 PAPER_GPT54 = {2: 0.943, 10: 0.794, 20: 0.715}  # the paper's GPT 5.4 trajectory (frontier scale, official release)

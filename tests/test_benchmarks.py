@@ -170,7 +170,8 @@ CHANGED = {
                     ["--sequential"], ["--quick"]],
 }
 IGNORED = {"smollm2_whole_model": {"threads": ["--threads", "1"]},
-           "delegate_smollm2": {"threads": ["--threads", "2"], "resume": ["--resume"]},
+           "delegate_smollm2": {"threads": ["--threads", "2"], "resume": ["--resume"],
+                                "lockstep": ["--lockstep", "8"]},
            "smollm2_ptq": {"name": ["--name", "elsewhere"], "fresh": ["--fresh"]},
            "smollm2_position_gap": {"name": ["--name", "elsewhere"]},
            "smollm2_wikitext2": {"data_dir": ["--data-dir", "/some/copy"]},

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from gguf_files import write_gguf
-from mechlab.delegate import bundled_environments, load_environment, run_relay
+from mechlab.delegate import bundled_environments, load_environment, run_relay, run_relays
 from mechlab.delegate.backends import BackendError, OpenAIChatAgent, llama_server
 from mechlab.delegate.relay import Step, reply_budget
 from mechlab.delegate.replies import format_files
@@ -113,7 +113,7 @@ def test_delegate_claim_rule():
 
 
 def test_agents_and_server_refuse_settings_no_relay_can_use(tmp_path):
-    from mechlab.delegate import OracleAgent, run_relays
+    from mechlab.delegate import OracleAgent
 
     for kw in ({"budget_factor": 0.5, "count_tokens": chars}, {"budget_factor": float("nan"), "count_tokens": chars},
                {"budget_factor": 2.0, "count_tokens": "x"}, {"max_tokens": 0}, {"temperature": -1.0}):
@@ -147,7 +147,50 @@ def test_benchmark_refuses_bad_settings_with_exit_2(capsys):
         sys.path.remove("benchmarks")
     for argv, message in ((["--budget-factor", "nan"], "finite"), (["--budget-factor", "inf"], "finite"),
                           (["--env", "nope"], "unknown environment"), (["--env", "csv-moons", "csv-moons"], "twice"),
-                          (["--env"], "expected at least one")):
+                          (["--env"], "expected at least one"), (["--lockstep", "-1"], "--lockstep"),
+                          (["--backend", "llama-server", "--lockstep", "2"], "applies to --backend local")):
         with pytest.raises(SystemExit) as e:
             delegate_smollm2.main(argv)
         assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_benchmark_resumes_only_relays_made_with_its_settings(monkeypatch, tmp_path, capsys):
+    """--resume keeps a finished relay only when settings.json records the run's own settings for it, runs a
+    malformed or differently made trace again, and a stopped run says how to go on (exit 130)."""
+    import importlib
+
+    from mechlab.delegate import OracleAgent
+
+    monkeypatch.syspath_prepend("benchmarks")
+    common = importlib.import_module("common")
+    bench = importlib.import_module("delegate_smollm2")
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench, "plot_results", lambda: tmp_path / "x.png")
+    ran = []
+
+    def oracle_run(args, todo, trace, traces, threads):  # the relays through the oracle: no model needed
+        ran.append([p.name for p in todo])
+        jobs = [(load_environment(p), trace[p.name]) for p in todo]
+        return [r.to_dict() for r in run_relays(jobs, OracleAgent(), args.round_trips, not args.no_distractors,
+                                                args.seed)]
+
+    monkeypatch.setattr(bench, "run_all", oracle_run)
+    argv = ["--env", "csv-moons", "json-exhibition", "--round-trips", "1"]
+    bench.main(argv)
+    assert ran[-1] == ["csv-moons", "json-exhibition"]
+    bench.main([*argv, "--resume"])
+    assert ran[-1] == [] and "keeping 2 finished relays" in capsys.readouterr().out
+    bench.main([*argv, "--resume", "--max-new-tokens", "64"])  # other settings: both again
+    assert ran[-1] == ["csv-moons", "json-exhibition"] and "made with other settings" in capsys.readouterr().out
+    traces = tmp_path / "delegate_smollm2-local.quick.traces"
+    (traces / "csv-moons-s0.jsonl").write_text('{"a": 1}\n[1]\n')  # the right length, not a relay's trace
+    bench.main([*argv, "--resume", "--max-new-tokens", "64"])
+    assert ran[-1] == ["csv-moons"]
+
+    def stopped(*a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "run_all", stopped)
+    with pytest.raises(SystemExit) as e:
+        bench.main(argv)
+    assert e.value.code == 130 and "--resume" in capsys.readouterr().err

@@ -28,8 +28,9 @@ seeds and a 95% bootstrap interval (rows resampled within each seed, mean of the
     OMP_NUM_THREADS=1 python experiments/pmnet_retrieval.py --task copy --seeds 0 --payload 4 --steps 450 \
         --seq-len 80 --far-fraction 0.75 --eval-rows 64                  # the committed copy-paste run
 
-Each seed's trained arms and scores are kept in --runs/seed-S.json and reused by a later run with the same settings,
-so the seeds may run as separate processes and the full command then only gathers them.
+Each seed's trained arms and scores are kept in --runs/seed-S-TAG.json (TAG: a hash of the settings; the training
+runs beside it are ARM-sS-TAG) and reused by a later run with the same settings, so the seeds may run as separate
+processes and the full command then only gathers them; runs of other settings never replace them.
 
 The committed runs write experiments/results/pmnet_retrieval.{json,png} (needle, the defaults) and
 experiments/results/pmnet_copy.{json,png} (``--task copy`` with the committed copy settings, see COPY_RUN); any other
@@ -40,6 +41,7 @@ pmnet-retrieval; a copy-paste result is read by the same rule, printed and store
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -74,11 +76,19 @@ COPY_RUN = dict(task="copy", seeds=[0], payload=4, steps=450, seq_len=80, far_fr
 RF = preset("pmnet-tiny").receptive_field
 
 
+def seed_settings(args) -> tuple[dict, str]:
+    """The settings a seed's runs depend on, and their tag (12 hex digits of their SHA-256): each configuration's
+    seed file and training runs are named by it, so runs of other settings (a --quick one included) never replace
+    them."""
+    settings = {k: getattr(args, k) for k in SEED_KEYS}
+    return settings, hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def train_arm(arm: str, seed: int, args, task: RetrievalTask) -> tuple[torch.nn.Module, dict]:
     mcfg = preset("pmnet-tiny", **ARMS[arm])
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seq_len=task.seq_len, lr=args.lr,
                       warmup_steps=min(50, args.steps // 10), weight_decay=0.0, eval_every=args.steps, log_every=1,
-                      seed=seed, out_dir=str(Path(args.runs) / f"{arm}-s{seed}"))
+                      seed=seed, out_dir=str(Path(args.runs) / f"{arm}-s{seed}-{seed_settings(args)[1]}"))
     t0 = time.perf_counter()
     res = train(cfg, overwrite=True, progress=False, task=training_task(mcfg, task))
     rows = [json.loads(line) for line in (Path(cfg.out_dir) / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -110,10 +120,10 @@ SEED_KEYS = ("task", "payload", "probes", "steps", "batch_size", "seq_len", "max
 
 def run_seed(seed: int, args, task: RetrievalTask) -> tuple[dict, dict]:
     """Train the three arms of one seed and score the five variants: (hits[variant][gap] bool arrays,
-    training[arm]). Kept in RUNS/seed-S.json (with the settings it was made with), so that seeds can run as separate
-    processes (``--seeds 1``) and a later run with every seed reuses them instead of training again."""
-    settings = {k: getattr(args, k) for k in SEED_KEYS}
-    path = Path(args.runs) / f"seed-{seed}.json"
+    training[arm]). Kept in RUNS/seed-S-TAG.json (with the settings it was made with), so that seeds can run as
+    separate processes (``--seeds 1``) and a later run with every seed reuses them instead of training again."""
+    settings, tag = seed_settings(args)
+    path = Path(args.runs) / f"seed-{seed}-{tag}.json"
     if path.is_file():
         saved = json.loads(path.read_text())
         if saved["settings"] == settings:
@@ -229,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--eval-rows", type=int_at_least(1), default=128)
     ap.add_argument("--bootstrap", type=int_at_least(10), default=2000)
     ap.add_argument("--runs", default="runs/pmnet_retrieval",
-                    help="directory for the training runs' metrics logs and each seed's results (seed-S.json, reused)")
+                    help="directory for the training runs' metrics logs and each seed's results (seed-S-TAG.json, "
+                         "reused by runs of the same settings)")
     ap.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     ap.add_argument("--partial", action="store_true",
                     help="gather the committed configuration with only some of its seeds (those finished): written "

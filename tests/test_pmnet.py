@@ -12,6 +12,7 @@ extra key, a lost carry) makes. Where two models run the identical sequence of o
 exactly.
 """
 
+import json
 import math
 
 import numpy as np
@@ -21,7 +22,7 @@ from typer.testing import CliRunner
 
 from mechlab.cli import app
 from mechlab.data.retrieval import FILLERS, IGNORE, VALUES, RetrievalTask, exact_match, training_task
-from mechlab.errors import ConfigError
+from mechlab.errors import ConfigError, DataError
 from mechlab.models import KVCache, build_model, preset
 from mechlab.models.phasor import phase_sum_loop, segmented_phase_sum
 from mechlab.train.trainer import TrainConfig, train
@@ -264,6 +265,25 @@ def test_needle_probes_add_queries_of_the_one_needle_inside_the_gap():
         RetrievalTask("copy", seq_len=64, max_gap=40, payload=4, probes=2)
     with pytest.raises(ConfigError, match="probes"):
         RetrievalTask("needle", seq_len=64, max_gap=40, probes=0)
+    with pytest.raises(ConfigError, match="at most probes=3"):  # the longest gap holds two earlier queries
+        RetrievalTask("needle", seq_len=64, max_gap=5, probes=4)
+    assert RetrievalTask("needle", seq_len=64, max_gap=40, probes=np.int64(3)).probes == 3
+    x, y = one.row(np.random.default_rng(1), 10, 97)
+    for wrong in (47, 30, 9, 200):  # another gap than the row's: refused before anything is written
+        with pytest.raises(DataError, match="not a needle row of gap"):
+            one.add_probes(x.copy(), y.copy(), wrong, 3, np.random.default_rng(0))
+    once = x.copy(), y.copy()
+    one.add_probes(*once, 10, 3, np.random.default_rng(0))
+    with pytest.raises(DataError, match="without probes"):  # probes are written once
+        one.add_probes(*once, 10, 3, np.random.default_rng(0))
+    for bad in (dict(gaps=np.array([8]), probes=0), dict(gaps=np.array([8]), probes=2.5),
+                dict(gaps=np.array([], dtype=int))):
+        with pytest.raises(ConfigError):
+            four.rows(np.random.default_rng(0), **bad)
+    with pytest.raises(ConfigError, match="needle task"):
+        RetrievalTask("copy", seq_len=64, max_gap=40, payload=4).rows(np.random.default_rng(0), np.array([8]), 2)
+    with pytest.raises(ConfigError, match="batch_size"):
+        four.batch(0, 0, 0)
 
 
 @pytest.mark.slow
@@ -346,7 +366,6 @@ def test_gap_distribution_with_far_rows():
 def test_retrieval_data_sources_and_tokenizer():
     from mechlab.data.retrieval import SYMBOLS, RetrievalTokenizer, parse_source
     from mechlab.data.tokenizers import tokenizer_from_json
-    from mechlab.errors import DataError
 
     tok = RetrievalTokenizer()
     assert len(SYMBOLS) == len(set(SYMBOLS)) == tok.vocab_size == 48
@@ -359,9 +378,12 @@ def test_retrieval_data_sources_and_tokenizer():
     assert (t.kind, t.payload, t.seq_len, t.max_gap, t.far_gap, t.far_fraction) == ("copy", 4, 96, 87, 50, 0.5)
     assert parse_source("retrieval:needle", 64).max_gap == 58  # the longest gap a row of 64 + 1 symbols holds
     assert parse_source("retrieval:needle,probes=4", 64).probes == 4
+    assert parse_source("retrieval:needle,min_gap=10", 64).min_gap == 10  # far_gap is checked only when used
     for bad, msg in (("retrieval:needle,seq_len=64", "the run's seq_len"), ("retrieval:haystack", "needle' or 'copy"),
                      ("retrieval:needle,gap=3", "not option=value"), ("retrieval:needle,max_gap=x", "an integer"),
-                     ("retrieval:needle,max_gap=90", "raise seq_len"), ("retrieval:copy,probes=2", "probes")):
+                     ("retrieval:needle,max_gap=90", "raise seq_len"), ("retrieval:copy,probes=2", "probes"),
+                     ("retrieval:needle,probes=3,probes=5", "given twice"),
+                     ("retrieval:needle,probes=1000", "at most probes=30")):
         with pytest.raises(ConfigError, match=msg):
             parse_source(bad, 64)
 
@@ -459,3 +481,21 @@ def test_bad_options_of_the_experiment_and_the_benchmark_are_one_line_errors(fol
         module.main(argv) if folder == "experiments" else module.main()
     err = capsys.readouterr().err
     assert e.value.code == 2 and option in err and "Traceback" not in err, err
+
+
+@pytest.mark.slow
+def test_experiment_runs_of_other_settings_keep_their_own_seed_files(tmp_path, monkeypatch, capsys):
+    """pmnet_retrieval names each seed's file and training runs by a hash of its settings: a run with other
+    settings (here --probes 2) writes beside, never over, and the first settings' seed file is reused."""
+    exp = _script("experiments", "pmnet_retrieval")
+    monkeypatch.setattr(exp, "RESULTS", tmp_path / "results")
+    argv = ["--quick", "--steps", "2", "--batch-size", "2", "--seq-len", "48", "--gaps", "8", "64", "--eval-rows", "2",
+            "--bootstrap", "10", "--runs", str(tmp_path / "runs")]
+    exp.main(argv)
+    exp.main([*argv, "--probes", "2"])
+    files = sorted((tmp_path / "runs").glob("seed-0-*.json"))
+    assert len(files) == 2 and json.loads(files[0].read_text())["settings"] != json.loads(files[1].read_text())["settings"]
+    assert len(list((tmp_path / "runs").glob("pmnet-s0-*"))) == 2
+    capsys.readouterr()
+    res = exp.main(argv)
+    assert "reusing" in capsys.readouterr().out and res["quick"]

@@ -106,17 +106,18 @@ class RetrievalTask:
         if self.kind not in ("needle", "copy"):
             raise ConfigError(f"retrieval task: kind must be 'needle' or 'copy', got {self.kind!r}")
         for name in ("seq_len", "payload", "probes"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"retrieval task: {name} must be a positive integer, got {v!r}")
+            _check_positive(f"retrieval task: {name}", getattr(self, name))
         if not 0 <= self.min_gap <= self.max_gap:
             raise ConfigError(f"retrieval task: need 0 <= min_gap <= max_gap, got {self.min_gap}, {self.max_gap}")
-        if not self.min_gap <= self.far_gap <= self.max_gap:
+        if self.far_fraction > 0 and not self.min_gap <= self.far_gap <= self.max_gap:
             raise ConfigError(f"retrieval task: need min_gap <= far_gap <= max_gap, got {self.far_gap}")
         if isinstance(self.far_fraction, bool) or not 0.0 <= self.far_fraction <= 1.0:
             raise ConfigError(f"retrieval task: far_fraction must be in [0, 1], got {self.far_fraction!r}")
         if self.probes > 1 and self.kind != "needle":
             raise ConfigError(f"retrieval task: probes apply to the needle task, not {self.kind!r}")
+        if self.probes - 1 > self.max_gap // 2:
+            raise ConfigError(f"retrieval task: probes={self.probes}, but the longest gap ({self.max_gap}) holds "
+                              f"{self.max_gap // 2} earlier queries, so at most probes={self.max_gap // 2 + 1}")
         if self.core_length(self.max_gap) > self.seq_len + 1:
             raise ConfigError(f"retrieval task: a gap of {self.max_gap} needs rows of {self.core_length(self.max_gap)} "
                               f"symbols; raise seq_len to >= {self.core_length(self.max_gap) - 1} or lower max_gap")
@@ -160,11 +161,18 @@ class RetrievalTask:
         """Write up to probes − 1 earlier queries of a needle row's needle into its gap, in place: m = min(probes − 1,
         ⌊G/2⌋) non-overlapping (QUERY, k) pairs at offsets o_i = a_i + i after v, with a_0 < … < a_{m−1} drawn
         without replacement from [0, G − m) (every placement of m pairs in the G gap symbols equally likely; the last
-        k at offset <= G − 1), each with target v at its k."""
+        k at offset <= G − 1), each with target v at its k. Raises DataError when (x, y) is not a needle row of gap G
+        without probes (… KEY k VAL v · G fillers · QUERY k, target v at the end only)."""
+        _check_positive("add_probes: probes", probes)
+        k, v, start = x[-1], y[-1], len(x) - 2 - gap  # the gap's first symbol: x ends with · G symbols · QUERY k
+        if not (0 <= gap and start >= 4 and x[start - 4] == KEY and x[start - 3] == k and x[start - 2] == VAL
+                and x[start - 1] == v and x[-2] == QUERY and np.all(np.isin(x[start:-2], FILLERS))
+                and np.all(y[:-1] == IGNORE)):
+            raise DataError(f"add_probes: the row is not a needle row of gap {gap} without probes "
+                            "(… KEY k VAL v · G fillers · QUERY k)")
         m = min(probes - 1, gap // 2)
         if m <= 0:
             return
-        k, v, start = x[-1], y[-1], len(x) - 2 - gap  # the gap's first symbol: x ends with · G symbols · QUERY k
         for i, a in enumerate(np.sort(rng.choice(gap - m, size=m, replace=False))):
             at = start + int(a) + i
             x[at], x[at + 1] = QUERY, k
@@ -174,10 +182,15 @@ class RetrievalTask:
         """(x, y) (len(gaps), L) int64 for the given gaps, ``probes`` queries per needle row (:meth:`add_probes`,
         placed from a stream spawned off ``rng``, so the rows are those of one probe with probes written over
         fillers); L = max(seq_len, longest core − 1)."""
+        _check_positive("retrieval rows: probes", probes)
+        if probes > 1 and self.kind != "needle":
+            raise ConfigError(f"retrieval rows: probes apply to the needle task, not {self.kind!r}")
+        if len(gaps) == 0:
+            raise ConfigError("retrieval rows: give at least one gap")
         length = max(self.seq_len + 1, max(self.core_length(int(g)) for g in gaps))
         xs, ys = zip(*(self.row(rng, int(g), length) for g in gaps))
         x, y = np.stack(xs), np.stack(ys)
-        if probes > 1 and self.kind == "needle":
+        if probes > 1:
             placement = rng.spawn(1)[0]
             for i, g in enumerate(gaps):
                 self.add_probes(x[i], y[i], int(g), probes, placement)
@@ -186,6 +199,7 @@ class RetrievalTask:
     def batch(self, seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The training batch of optimiser step ``step``: gaps uniform on [min_gap, max_gap] (a fraction
         ``far_fraction`` of rows on [far_gap, max_gap]), rows of seq_len, ``probes`` queries per needle row."""
+        _check_positive("retrieval batch: batch_size", batch_size)
         rng = np.random.default_rng([seed, step])
         gaps = rng.integers(self.min_gap, self.max_gap + 1, size=batch_size)
         if self.far_fraction > 0:
@@ -224,6 +238,8 @@ def parse_source(data: str, seq_len: int) -> RetrievalTask:
         except ValueError:
             raise ConfigError(f"data source {data!r}: {name} must be "
                               f"{'a number' if name == 'far_fraction' else 'an integer'}, got {value!r}") from None
+        if name in opts:
+            raise ConfigError(f"data source {data!r}: {name} is given twice")
         if name == "far_fraction" and not math.isfinite(v):
             raise ConfigError(f"data source {data!r}: far_fraction must be in [0, 1], got {value!r}")
         opts[name] = v
@@ -249,6 +265,11 @@ def source_task(cfg, eval_gaps: tuple[int, ...] = (8, 64, 128)):
                       eval_seed=cfg.seed)
     t.tokenizer = RetrievalTokenizer()
     return t
+
+
+def _check_positive(name: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {v!r}")
 
 
 def _check_int(name: str, v, minimum: int) -> None:

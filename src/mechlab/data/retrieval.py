@@ -109,7 +109,8 @@ class RetrievalTask:
             _check_positive(f"retrieval task: {name}", getattr(self, name))
         if not 0 <= self.min_gap <= self.max_gap:
             raise ConfigError(f"retrieval task: need 0 <= min_gap <= max_gap, got {self.min_gap}, {self.max_gap}")
-        if self.far_fraction > 0 and not self.min_gap <= self.far_gap <= self.max_gap:
+        if not 0 <= self.far_gap <= self.max_gap or (self.far_fraction > 0 and self.far_gap < self.min_gap):
+            # min_gap only binds far rows that are drawn: the default far_gap 0 stays valid beside a min_gap
             raise ConfigError(f"retrieval task: need min_gap <= far_gap <= max_gap, got {self.far_gap}")
         if isinstance(self.far_fraction, bool) or not 0.0 <= self.far_fraction <= 1.0:
             raise ConfigError(f"retrieval task: far_fraction must be in [0, 1], got {self.far_fraction!r}")

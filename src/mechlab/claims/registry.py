@@ -885,10 +885,11 @@ CLAIMS: list[Claim] = [
            command="python experiments/mup_lr_width.py --steps 200 --lrs 1e-3 3e-3 1e-2 3e-2 --seeds 0 1 2 --parallel 1",
            results=("experiments/results/mup_lr_width.json",), plots=("experiments/results/mup_lr_width.png",),
            evaluate=_mup_transfer),
-    # the llama.cpp-server run; the local backend's run (benchmarks/results/delegate_smollm2-local.json, same
-    # script with --backend local) joins the results when it is committed: the rule reads one file per backend
-    _claim("delegate-rs", "delegate52", command="python benchmarks/delegate_smollm2.py --backend llama-server",
-           results=("benchmarks/results/delegate_smollm2-llama-server.json",),
+    # one run per backend (the rule reads one file per backend): llama.cpp's server over HTTP, mechlab's own generation
+    _claim("delegate-rs", "delegate52", command="python benchmarks/delegate_smollm2.py --backend llama-server; "
+           "python benchmarks/delegate_smollm2.py --backend local --threads 2 --lockstep 8",
+           results=("benchmarks/results/delegate_smollm2-llama-server.json",
+                    "benchmarks/results/delegate_smollm2-local.json"),
            plots=("benchmarks/results/delegate_smollm2.png",), evaluate=_delegate_rs),
     _claim("pmnet-retrieval", "pmnet", command="OMP_NUM_THREADS=1 python experiments/pmnet_retrieval.py",
            results=("experiments/results/pmnet_retrieval.json", "experiments/results/pmnet_copy.json"),

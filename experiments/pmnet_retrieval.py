@@ -114,8 +114,8 @@ def variants(models: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Module]:
             "full": models["full"]}
 
 
-SEED_KEYS = ("task", "payload", "probes", "steps", "batch_size", "seq_len", "max_gap", "far_gap", "far_fraction", "lr", "gaps",
-             "eval_rows")
+SEED_KEYS = ("task", "payload", "probes", "steps", "batch_size", "seq_len", "max_gap", "far_gap", "far_fraction", "lr",
+             "gaps", "eval_rows")
 
 
 def run_seed(seed: int, args, task: RetrievalTask) -> tuple[dict, dict]:

@@ -257,7 +257,8 @@ def test_needle_probes_add_queries_of_the_one_needle_inside_the_gap():
     for _ in range(n):
         x, y = task.row(rng, 5, 13)
         task.add_probes(x, y, 5, 3, rng)
-        offsets = tuple(int(i) - (12 - 2 - 5) for i in np.flatnonzero(y[:-1] != IGNORE) - 1)  # QUERY's offset in the gap
+        # each probe's QUERY (one before its target) as an offset into the gap, which starts at len(x) − 2 − G
+        offsets = tuple(int(i) - (12 - 2 - 5) for i in np.flatnonzero(y[:-1] != IGNORE) - 1)
         counts[offsets] = counts.get(offsets, 0) + 1
     assert set(counts) == {(0, 2), (0, 3), (1, 3)}  # the three ways two pairs fit in five symbols
     assert all(abs(c - n / 3) < 4 * math.sqrt(n * (1 / 3) * (2 / 3)) for c in counts.values())
@@ -494,7 +495,8 @@ def test_experiment_runs_of_other_settings_keep_their_own_seed_files(tmp_path, m
     exp.main(argv)
     exp.main([*argv, "--probes", "2"])
     files = sorted((tmp_path / "runs").glob("seed-0-*.json"))
-    assert len(files) == 2 and json.loads(files[0].read_text())["settings"] != json.loads(files[1].read_text())["settings"]
+    settings = [json.loads(f.read_text())["settings"] for f in files]
+    assert len(files) == 2 and settings[0] != settings[1]
     assert len(list((tmp_path / "runs").glob("pmnet-s0-*"))) == 2
     capsys.readouterr()
     res = exp.main(argv)

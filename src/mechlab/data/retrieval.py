@@ -105,8 +105,9 @@ class RetrievalTask:
     def __post_init__(self) -> None:
         if self.kind not in ("needle", "copy"):
             raise ConfigError(f"retrieval task: kind must be 'needle' or 'copy', got {self.kind!r}")
-        for name in ("seq_len", "payload", "probes"):
-            _check_positive(f"retrieval task: {name}", getattr(self, name))
+        for name in ("seq_len", "payload"):
+            _check_int(f"retrieval task: {name}", getattr(self, name))
+        _check_probes("retrieval task", self.kind, self.probes)
         if not 0 <= self.min_gap <= self.max_gap:
             raise ConfigError(f"retrieval task: need 0 <= min_gap <= max_gap, got {self.min_gap}, {self.max_gap}")
         if not 0 <= self.far_gap <= self.max_gap or (self.far_fraction > 0 and self.far_gap < self.min_gap):
@@ -114,8 +115,6 @@ class RetrievalTask:
             raise ConfigError(f"retrieval task: need min_gap <= far_gap <= max_gap, got {self.far_gap}")
         if isinstance(self.far_fraction, bool) or not 0.0 <= self.far_fraction <= 1.0:
             raise ConfigError(f"retrieval task: far_fraction must be in [0, 1], got {self.far_fraction!r}")
-        if self.probes > 1 and self.kind != "needle":
-            raise ConfigError(f"retrieval task: probes apply to the needle task, not {self.kind!r}")
         if self.probes - 1 > self.max_gap // 2:
             raise ConfigError(f"retrieval task: probes={self.probes}, but the longest gap ({self.max_gap}) holds "
                               f"{self.max_gap // 2} earlier queries, so at most probes={self.max_gap // 2 + 1}")
@@ -164,7 +163,7 @@ class RetrievalTask:
         without replacement from [0, G − m) (every placement of m pairs in the G gap symbols equally likely; the last
         k at offset <= G − 1), each with target v at its k. Raises DataError when (x, y) is not a needle row of gap G
         without probes (… KEY k VAL v · G fillers · QUERY k, target v at the end only)."""
-        _check_positive("add_probes: probes", probes)
+        _check_int("add_probes: probes", probes)
         k, v, start = x[-1], y[-1], len(x) - 2 - gap  # the gap's first symbol: x ends with · G symbols · QUERY k
         if not (0 <= gap and start >= 4 and x[start - 4] == KEY and x[start - 3] == k and x[start - 2] == VAL
                 and x[start - 1] == v and x[-2] == QUERY and np.all(np.isin(x[start:-2], FILLERS))
@@ -183,9 +182,7 @@ class RetrievalTask:
         """(x, y) (len(gaps), L) int64 for the given gaps, ``probes`` queries per needle row (:meth:`add_probes`,
         placed from a stream spawned off ``rng``, so the rows are those of one probe with probes written over
         fillers); L = max(seq_len, longest core − 1)."""
-        _check_positive("retrieval rows: probes", probes)
-        if probes > 1 and self.kind != "needle":
-            raise ConfigError(f"retrieval rows: probes apply to the needle task, not {self.kind!r}")
+        _check_probes("retrieval rows", self.kind, probes)
         if len(gaps) == 0:
             raise ConfigError("retrieval rows: give at least one gap")
         length = max(self.seq_len + 1, max(self.core_length(int(g)) for g in gaps))
@@ -200,7 +197,7 @@ class RetrievalTask:
     def batch(self, seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The training batch of optimiser step ``step``: gaps uniform on [min_gap, max_gap] (a fraction
         ``far_fraction`` of rows on [far_gap, max_gap]), rows of seq_len, ``probes`` queries per needle row."""
-        _check_positive("retrieval batch: batch_size", batch_size)
+        _check_int("retrieval batch: batch_size", batch_size)
         rng = np.random.default_rng([seed, step])
         gaps = rng.integers(self.min_gap, self.max_gap + 1, size=batch_size)
         if self.far_fraction > 0:
@@ -216,8 +213,9 @@ def is_source(data: str) -> bool:
 
 def parse_source(data: str, seq_len: int) -> RetrievalTask:
     """The :class:`RetrievalTask` a data source names: ``retrieval:KIND[,option=value,...]`` with KIND needle or copy
-    and options among min_gap, max_gap, far_gap, far_fraction, payload, probes. The row length is the run's ``seq_len`` (one
-    source of truth: a seq_len option is refused); max_gap defaults to the longest gap a row of seq_len holds.
+    and options among min_gap, max_gap, far_gap, far_fraction, payload, probes. The row length is the run's
+    ``seq_len`` (one source of truth: a seq_len option is refused); max_gap defaults to the longest gap a row of
+    seq_len holds.
     Raises ConfigError naming the part of the name it cannot use."""
     if not is_source(data):
         raise ConfigError(f"not a retrieval data source: {data!r} (expected 'retrieval:needle' or 'retrieval:copy')")
@@ -268,14 +266,18 @@ def source_task(cfg, eval_gaps: tuple[int, ...] = (8, 64, 128)):
     return t
 
 
-def _check_positive(name: str, v) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-
-
-def _check_int(name: str, v, minimum: int) -> None:
+def _check_int(name: str, v, minimum: int = 1) -> None:
+    """ConfigError naming ``name`` unless ``v`` is an integer (not a bool) >= ``minimum``."""
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise ConfigError(f"exact_match: {name} must be an integer >= {minimum}, got {v!r}")
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{name} must be {kind}, got {v!r}")
+
+
+def _check_probes(where: str, kind: str, probes) -> None:
+    """ConfigError unless ``probes`` is a positive integer, and 1 for a task other than the needle."""
+    _check_int(f"{where}: probes", probes)
+    if probes > 1 and kind != "needle":
+        raise ConfigError(f"{where}: probes apply to the needle task, not {kind!r}")
 
 
 @torch.no_grad()
@@ -286,12 +288,12 @@ def exact_match(model: torch.nn.Module, task: RetrievalTask, gap: int, n_rows: i
     through the model's cache (``Transformer.forward_chunked``) instead of one full pass. Raises ConfigError naming
     the argument for a gap < 0, n_rows/batch_size/chunk < 1, a model with fewer than 48 symbols, or rows longer
     than a model that cannot stream (not sliding-window only) takes."""
-    _check_int("gap", gap, 0)
-    _check_int("n_rows", n_rows, 1)
-    _check_int("batch_size", batch_size, 1)
-    _check_int("seed", seed, 0)
+    _check_int("exact_match: gap", gap, 0)
+    _check_int("exact_match: n_rows", n_rows, 1)
+    _check_int("exact_match: batch_size", batch_size, 1)
+    _check_int("exact_match: seed", seed, 0)
     if chunk is not None:
-        _check_int("chunk", chunk, 1)
+        _check_int("exact_match: chunk", chunk, 1)
     if not isinstance(task, RetrievalTask):
         raise ConfigError(f"exact_match: task must be a RetrievalTask, got {type(task).__name__}")
     mcfg = getattr(model, "config", None)

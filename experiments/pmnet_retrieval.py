@@ -6,7 +6,9 @@ fillers · QUERY k → v``, 16 values, chance 1/16) or multi-symbol copy-paste (
 fillers · COPY → p_1 … p_P``, P = --payload, exact match of all P, chance 16^−P) with gaps G ~ U[0, --max-gap] in rows
 of --seq-len tokens, except a fraction --far-fraction of the rows (on average) with G ~ U[--far-gap, --max-gap]
 (by default the shortest gap beyond the receptive field: most rows then need the memory). The committed needle run
-(the defaults): 500 steps of 16 × 96 tokens, G ≤ 80, no far mixture; the committed copy-paste run: COPY_RUN.
+(the defaults): 1,000 steps of 16 × 96 tokens, G ≤ 80, no far mixture, 4 probes of the needle per training row
+(``--probes``: up to 3 earlier queries inside the gap, a denser signal; scoring uses one); the committed copy-paste
+run: COPY_RUN.
 
 * ``pmnet``: PMNet-tiny (preset ``pmnet-tiny``: 4 layers, d 128, window 16, phasor memory N 4, M 64, R 2, a write at
   every layer), 1,065,600 parameters;
@@ -199,9 +201,10 @@ def plot(result: dict, png: Path) -> None:
     ax2.legend(fontsize=7)
     ax2.grid(alpha=0.3, which="both")
     what = "needle retrieval" if result["task"] == "needle" else f"copy-paste of {s['payload']} symbols"
+    training = [f"{s['far_fraction']:.0%} of rows G ≥ {s['far_gap']}"] if s["far_fraction"] else []
+    training += [f"{s['probes']} probes a row"] if s.get("probes", 1) > 1 else []
     fig.suptitle(f"{what} beyond the receptive field: PMNet-tiny, {s['steps']} steps of {s['batch_size']}×"
-                 f"{s['seq_len']}, G ≤ {s['max_gap']} in training ({s['far_fraction']:.0%} of rows G ≥ {s['far_gap']}"
-                 f"{'' if s.get('probes', 1) == 1 else ', ' + str(s['probes']) + ' probes a row'}), "
+                 f"{s['seq_len']}, G ≤ {s['max_gap']} in training{' (' + ', '.join(training) + ')' if training else ''}, "
                  f"{len(s['seeds'])} seed(s)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, png)
@@ -222,11 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=("needle", "copy"), default="needle")
     ap.add_argument("--payload", type=int_at_least(1), default=8, help="symbols to copy (--task copy)")
-    ap.add_argument("--probes", type=int_at_least(1), default=1,
+    ap.add_argument("--probes", type=int_at_least(1), default=None,
                     help="queries of the needle per training row (--task needle; a denser signal: the extra ones "
-                         "inside the gap, see mechlab.data.retrieval); scoring always uses one")
+                         "inside the gap, see mechlab.data.retrieval; default 4, and 1 for --task copy); scoring "
+                         "always uses one")
     ap.add_argument("--seeds", type=int_at_least(0), nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int_at_least(1), default=500)
+    ap.add_argument("--steps", type=int_at_least(1), default=1000)
     ap.add_argument("--batch-size", type=int_at_least(1), default=16)
     ap.add_argument("--seq-len", type=int_at_least(8), default=96)
     ap.add_argument("--max-gap", type=int_at_least(0), default=None,
@@ -260,6 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.task == "copy" and not args.quick and all(getattr(args, k) == v for k, v in copy_run.items()
                                                       if k not in ("runs", "far_gap", "help")):
         quick = False  # the committed copy-paste run
+    if args.probes is None:
+        args.probes = 4 if args.task == "needle" else 1
     if len(set(args.seeds)) != len(args.seeds) or len(set(args.gaps)) != len(args.gaps):
         ap.error("--seeds and --gaps must be distinct")
     args.gaps = sorted(args.gaps)

@@ -501,3 +501,16 @@ def test_experiment_runs_of_other_settings_keep_their_own_seed_files(tmp_path, m
     capsys.readouterr()
     res = exp.main(argv)
     assert "reusing" in capsys.readouterr().out and res["quick"]
+
+
+@pytest.mark.slow
+def test_experiment_probes_default_to_four_for_the_needle_and_one_for_copy(tmp_path, monkeypatch, capsys):
+    """pmnet_retrieval's --probes defaults by task: 4 (the committed needle run) and 1 for copy-paste, which takes no
+    probes, so `--task copy` runs without naming --probes."""
+    exp = _script("experiments", "pmnet_retrieval")
+    monkeypatch.setattr(exp, "RESULTS", tmp_path / "results")
+    argv = ["--quick", "--steps", "1", "--batch-size", "2", "--seq-len", "48", "--gaps", "8", "--eval-rows", "2",
+            "--bootstrap", "10", "--runs", str(tmp_path / "runs")]
+    assert exp.main(argv)["settings"]["probes"] == 4
+    assert exp.main([*argv, "--task", "copy", "--payload", "2"])["settings"]["probes"] == 1
+    capsys.readouterr()

@@ -654,8 +654,8 @@ def _pmnet_retrieval(res: list[dict]) -> Measurement:
         mx = [s["grad_norm_max"] for s in t.values()]
         md = [s["grad_norm_median"] for s in t.values()]
         rows.append((f"{arm}: gradient norm per step, max / median over training",
-                     f"max {max(mx):.2f}, median {statistics.median(md):.2f} (seeds: "
-                     + "; ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(mx, md)) + ")"))
+                     f"max {max(mx):.3g}, median {statistics.median(md):.3g} (seeds: "
+                     + "; ".join(f"{a:.3g} / {b:.3g}" for a, b in zip(mx, md)) + ")"))
     for extra in res[1:]:  # the copy-paste run, shown beside the needle (the verdict reads the needle run)
         ea = extra["accuracy"]
         for v in ("pmnet", "twin", "full"):
@@ -684,9 +684,12 @@ def _pmnet_retrieval(res: list[dict]) -> Measurement:
         return Measurement(SUPPORTED, rows, f"PMNet stays within 0.1 of its in-window accuracy at every gap beyond the "
                                             f"receptive field and the memory-off twin is at chance; {where}")
     if far_fail and a_in >= 0.8:
+        far = gaps[-1]
         return Measurement(REFUTED, rows, f"PMNet learned long-range retrieval inside its training gaps but falls "
-                                          f"below its in-window accuracy − 0.1 at G = {', '.join(map(str, far_fail))}; "
-                                          f"{where}")
+                                          f"below its in-window accuracy − 0.1 at G = {', '.join(map(str, far_fail))} "
+                                          f"(at G = {far}: {acc['pmnet'][str(far)]['mean']:.2f}, chance {chance:.3g}; "
+                                          f"the memory-off twin {'is' if all(twin_chance) else 'is not'} at chance "
+                                          f"beyond the receptive field); {where}")
     if far_fail:
         return Measurement(INCONCLUSIVE, rows, f"PMNet falls below its in-window accuracy − 0.1 at G = "
                                                f"{', '.join(map(str, far_fail))}, but its in-window accuracy is below "

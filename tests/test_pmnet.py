@@ -443,9 +443,17 @@ def test_the_cli_trains_scores_and_samples_a_retrieval_task(tmp_path):
     r = CliRunner().invoke(app, ["generate", str(run), "--prompt", "#a=B0123?a", "--max-new-tokens", "2"])
     assert r.exit_code == 0 and r.output.startswith("#a=B0123?a")
     for argv, msg in ((["eval", str(run)], "exact-match"), (["exact-match", str(run), "--gap", "-3"], "gap must be"),
-                      (["train", "--data", "retrieval:needle,seq_len=40", "--out", str(tmp_path / "r2")], "seq_len")):
+                      (["train", "--data", "retrieval:needle,seq_len=40", "--out", str(tmp_path / "r2")], "seq_len"),
+                      (["train", "--data", "retrieval:needle", "--tokenizer", "bpe:300", "--out", str(tmp_path / "r3")],
+                       "tokenizer"),
+                      (["exact-match", str(run), "--rows", "0"], "--rows"),
+                      (["exact-match", str(run), "--gap", "8", "--gap", "8"], "distinct"),
+                      (["exact-match", str(run), "--data", "stdlib"], "--data 'stdlib' is not a retrieval task"),
+                      (["exact-match", str(run), "--data", "retrieval:copy,payload=40"], "training seq_len, 32")):
         r = CliRunner().invoke(app, argv)  # a ConfigError: `mechlab` (cli.main) prints its line and exits 2
         assert isinstance(r.exception, ConfigError) and msg in str(r.exception), argv
+    r = CliRunner().invoke(app, ["generate", str(run), "--prompt", "#a=Bxyz?a", "--max-new-tokens", "2"])
+    assert r.exception is not None and "not a symbol" in str(r.exception) and r.output == ""  # nothing echoed first
 
 
 def _script(folder: str, name: str):
@@ -471,6 +479,12 @@ def _script(folder: str, name: str):
     ("experiments", "pmnet_retrieval", ["--partial"], "--partial"),
     ("experiments", "pmnet_retrieval", ["--probes", "0"], "--probes"),
     ("experiments", "pmnet_retrieval", ["--task", "copy", "--probes", "3"], "--probes"),
+    ("experiments", "pmnet_retrieval", ["--gaps", "8", "3000"], "--gaps"),
+    ("experiments", "pmnet_retrieval", ["--gaps", "8", "8"], "--gaps"),
+    ("experiments", "pmnet_retrieval", ["--seeds", "0", "0"], "--seeds"),
+    ("experiments", "pmnet_retrieval", ["--runs", ""], "--runs"),
+    ("experiments", "pmnet_retrieval", ["--partial", "--seeds", "1"], "--partial"),
+    ("experiments", "pmnet_retrieval", ["--partial", "--seeds", "1", "--steps", "5"], "--partial"),
     ("benchmarks", "pmnet_throughput", ["--batch", "0"], "--batch"),
     ("benchmarks", "pmnet_throughput", ["--seq", "x"], "--seq"),
 ])
@@ -501,6 +515,11 @@ def test_experiment_runs_of_other_settings_keep_their_own_seed_files(tmp_path, m
     capsys.readouterr()
     res = exp.main(argv)
     assert "reusing" in capsys.readouterr().out and res["quick"]
+    next(f for f, st in zip(files, settings) if st["probes"] == 4).unlink()  # argv's seed file (--probes by default
+    # 4): a seed stopped after training; its trained arms are reused, and score the same
+    again = exp.main(argv)
+    out = capsys.readouterr().out
+    assert out.count("reusing the trained run") == 3 and again["accuracy"] == res["accuracy"]
 
 
 @pytest.mark.slow

@@ -236,13 +236,31 @@ def exact_match_cmd(
     from mechlab.data.retrieval import exact_match, is_source, parse_source
     from mechlab.train import load_checkpoint
 
+    for name, v in (("--rows", rows), ("--batch-size", batch_size), ("--chunk", chunk)):
+        if v is not None and v < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {v}")
+    if seed < 0 or any(g < 0 for g in gaps):
+        raise ConfigError(f"--seed and --gap must be >= 0, got {seed} and {gaps}")
+    if len(set(gaps)) != len(gaps):
+        raise ConfigError(f"--gap values must be distinct, got {gaps}")
+    if data is not None and not is_source(data):
+        raise ConfigError(f"--data {data!r} is not a retrieval task: give retrieval:needle or retrieval:copy (with "
+                          "options, as for `mechlab train --data`)")
     ck = load_checkpoint(checkpoint)
     tc = ck.meta.get("train_config") or {}
-    data = data or tc.get("data")
-    if not is_source(data or ""):
-        raise ConfigError(f"{checkpoint} was not trained on a retrieval task ({data!r}): give --data retrieval:needle "
-                          "or retrieval:copy")
-    task = parse_source(data, int(tc.get("seq_len") or ck.config.max_seq_len))
+    trained_on = tc.get("data")
+    if data is None and not is_source(trained_on or ""):
+        raise ConfigError(f"{checkpoint} was not trained on a retrieval task ({trained_on!r}): give --data "
+                          "retrieval:needle or retrieval:copy")
+    seq_len = int(tc.get("seq_len") or ck.config.max_seq_len)
+    try:
+        task = parse_source(data or trained_on, seq_len)
+    except ConfigError as e:
+        raise ConfigError(f"--data: {e} (here the rows are the checkpoint's training seq_len, {seq_len})") from None
+    if data is not None and is_source(trained_on or "") and parse_source(trained_on, seq_len).kind != task.kind:
+        logging.getLogger("mechlab").warning("%s was trained on %s; scoring it on the %s task", ck.path, trained_on,
+                                             task.kind)
+    data = data or trained_on
     hits = {g: exact_match(ck.model, task, g, rows, seed, batch_size=batch_size, chunk=chunk) for g in gaps}
     rf = ck.config.receptive_field
     out = {"checkpoint": str(ck.path), "data": data, "task": task.kind, "rows": rows, "seed": seed, "chance": task.chance,
@@ -275,6 +293,7 @@ def generate(
 
     ck = load_checkpoint(checkpoint)
     sampling = Sampling(max_new_tokens, temperature, top_k, seed)  # checked before the prompt is echoed
+    ck.tokenizer.encode(prompt)  # so is the prompt: a symbol the tokenizer lacks is an error before any output
     console.print(prompt, end="", markup=False, highlight=False)
     generate_text(ck, prompt, sampling,
                   on_text=lambda t: console.print(t, end="", markup=False, highlight=False, soft_wrap=True))

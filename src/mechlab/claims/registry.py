@@ -653,8 +653,9 @@ def _pmnet_retrieval(res: list[dict]) -> Measurement:
     for arm, t in r["training"].items():
         mx = [s["grad_norm_max"] for s in t.values()]
         md = [s["grad_norm_median"] for s in t.values()]
-        rows.append((f"{arm}: gradient norm per step, max / median over training",
-                     f"max {max(mx):.3g}, median {statistics.median(md):.3g} (seeds: "
+        steps = [g for s in t.values() for g in s.get("grad_norm", [])] or md  # every logged step of every seed
+        rows.append((f"{arm}: gradient norm before clipping, max / median over every step of every seed",
+                     f"max {max(mx):.3g}, median {statistics.median(steps):.3g} (per seed: "
                      + "; ".join(f"{a:.3g} / {b:.3g}" for a, b in zip(mx, md)) + ")"))
     for extra in res[1:]:  # the copy-paste run, shown beside the needle (the verdict reads the needle run)
         ea = extra["accuracy"]
@@ -676,7 +677,7 @@ def _pmnet_retrieval(res: list[dict]) -> Measurement:
     if not learned:
         return Measurement(INCONCLUSIVE, rows, f"PMNet did not learn retrieval beyond the receptive field within the "
                                                f"budget (G = {probe}: interval {acc['pmnet'][str(probe)]['ci'][0]:.2f}–"
-                                               f"{acc['pmnet'][str(probe)]['ci'][1]:.2f}, chance {chance:.3f}); {where}")
+                                               f"{acc['pmnet'][str(probe)]['ci'][1]:.2f}, chance {chance:.3g}); {where}")
     if all(near) and all(twin_chance) and r.get("partial"):
         return Measurement(INCONCLUSIVE, rows, f"PMNet stays near its in-window accuracy beyond the receptive field "
                                                f"and the twin is at chance, but not every planned seed ran; {where}")

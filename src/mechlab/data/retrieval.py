@@ -27,6 +27,7 @@ eval``/``generate`` and scored per gap by ``mechlab exact-match``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 
@@ -119,8 +120,13 @@ class RetrievalTask:
             raise ConfigError(f"retrieval task: probes={self.probes}, but the longest gap ({self.max_gap}) holds "
                               f"{self.max_gap // 2} earlier queries, so at most probes={self.max_gap // 2 + 1}")
         if self.core_length(self.max_gap) > self.seq_len + 1:
-            raise ConfigError(f"retrieval task: a gap of {self.max_gap} needs rows of {self.core_length(self.max_gap)} "
-                              f"symbols; raise seq_len to >= {self.core_length(self.max_gap) - 1} or lower max_gap")
+            n = self.core_length(self.max_gap)
+            raise ConfigError(f"retrieval task: a gap of {self.max_gap} needs {n} symbols, a row of seq_len {n - 1} "
+                              f"(inputs and their next-symbol targets); raise seq_len to >= {n - 1} or lower max_gap")
+
+    def test_length(self, gap: int) -> int:
+        """Tokens of a test row of gap G (:func:`exact_match`): the training rows' seq_len, or longer where G needs."""
+        return max(self.seq_len, self.core_length(gap) - 1)
 
     def core_length(self, gap: int) -> int:
         """Symbols of a row without its front filler: 7 + G (needle), 2P + 2 + G (copy)."""
@@ -260,8 +266,15 @@ def source_task(cfg, eval_gaps: tuple[int, ...] = (8, 64, 128)):
     from mechlab.train.trainer import run_model_config
 
     task = parse_source(cfg.data, cfg.seq_len)
-    t = training_task(run_model_config(cfg, VOCAB_SIZE), task, eval_gaps=eval_gaps, eval_rows=cfg.eval_windows,
-                      eval_seed=cfg.seed)
+    mcfg = run_model_config(cfg, VOCAB_SIZE)
+    fits = [g for g in eval_gaps if mcfg.all_local or task.test_length(g) <= mcfg.max_seq_len]
+    if len(fits) < len(eval_gaps):
+        longest = task.test_length(max(eval_gaps))
+        logging.getLogger("mechlab").warning(
+            "exact match is logged at G = %s only: rows of G = %s exceed the model's max_seq_len %d (a model "
+            "override max_seq_len=%d, e.g. --set max_seq_len=%d, scores them too)", fits or "none",
+            [g for g in eval_gaps if g not in fits], mcfg.max_seq_len, longest, longest)
+    t = training_task(mcfg, task, eval_gaps=tuple(fits), eval_rows=cfg.eval_windows, eval_seed=cfg.seed)
     t.tokenizer = RetrievalTokenizer()
     return t
 
@@ -301,7 +314,7 @@ def exact_match(model: torch.nn.Module, task: RetrievalTask, gap: int, n_rows: i
         if mcfg.vocab_size < VOCAB_SIZE:
             raise ConfigError(f"exact_match: the tasks use {VOCAB_SIZE} symbols; the model's vocab_size is "
                               f"{mcfg.vocab_size}")
-        length = max(task.seq_len, task.core_length(gap) - 1)
+        length = task.test_length(gap)
         if length > mcfg.max_seq_len and not (chunk or getattr(mcfg, "all_local", False)):
             raise ConfigError(f"exact_match: gap {gap} makes rows of {length} tokens, beyond the model's max_seq_len "
                               f"{mcfg.max_seq_len} (and it has full-attention layers, so it cannot stream)")

@@ -85,7 +85,8 @@ class TrainConfig:
     data: str = "stdlib"
     """Corpus name (see `mechlab corpora`), a path to .txt files, or a synthetic task generated on the fly:
     'retrieval:needle' or 'retrieval:copy', options after commas (min_gap, max_gap, far_gap, far_fraction, payload,
-    probes; e.g. 'retrieval:copy,payload=4'): rows of seq_len tokens, its own 48-symbol tokenizer (tokenizer unused)."""
+    probes; e.g. 'retrieval:copy,payload=4'): rows of seq_len tokens, its own 48-symbol tokenizer (another tokenizer
+    is refused)."""
     tokenizer: str = "byte"
     """'byte', 'bpe:VOCAB' (trained on the corpus) or a tokenizer.json."""
     data_dir: str | None = None
@@ -443,6 +444,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
         raise ConfigError(f"data {cfg.data!r} is itself a task: give a Task or a retrieval data source, not both")
     if is_source(cfg.data) and cfg.hidden_id_every:
         raise ConfigError(f"data {cfg.data!r} has no token windows: hidden_id_every must be 0")
+    if is_source(cfg.data) and cfg.tokenizer != TrainConfig.tokenizer:
+        raise ConfigError(f"data {cfg.data!r} brings its own 48-symbol tokenizer: drop tokenizer {cfg.tokenizer!r}")
     if task is not None and (resume or cfg.hidden_id_every):
         raise ConfigError("a Task run writes no checkpoints and has no token windows: it cannot --resume or log "
                           "hidden_id_every; train it again from step 0 with hidden_id_every = 0")

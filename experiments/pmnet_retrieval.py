@@ -98,6 +98,9 @@ def source(args) -> str:
     return f"retrieval:{args.task}," + ",".join(f"{k}={v}" for k, v in opts.items())
 
 
+ARM_LOG = ("seconds", "grad_norm_max", "grad_norm_median", "grad_norm", "final_loss", "params", "receptive_field")
+
+
 def train_arm(arm: str, seed: int, args) -> tuple[torch.nn.Module, dict]:
     """Train one arm through the one trainer (preset pmnet-tiny with the arm's switches, the task as a data source,
     normal checkpoints in RUNS/ARM-sS-TAG), or load it from there when a finished run of the same settings is
@@ -107,10 +110,13 @@ def train_arm(arm: str, seed: int, args) -> tuple[torch.nn.Module, dict]:
     if done.is_file():
         try:
             log = json.loads(done.read_text())
+            missing = [k for k in ARM_LOG if k not in log] if isinstance(log, dict) else list(ARM_LOG)
+            if missing:
+                raise ValueError(f"arm.json lacks {', '.join(missing)}")
             model = load_checkpoint(out).model
             print(f"seed {seed} {arm}: reusing the trained run {out}", flush=True)
             return model, log
-        except (json.JSONDecodeError, MechlabError) as e:
+        except (json.JSONDecodeError, ValueError, MechlabError) as e:
             print(f"seed {seed} {arm}: {out} is unreadable ({e}); training again", flush=True)
     cfg = TrainConfig(model="pmnet-tiny", model_overrides={**ARMS[arm], "max_seq_len": MAX_SEQ_LEN}, data=source(args),
                       steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
@@ -267,7 +273,11 @@ def fraction(text: str) -> float:
 
 
 class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every option's default in its help."""
+    """The module docstring as written, and every option's default in its help (options whose default depends on
+    others say it in their own words)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,11 +322,21 @@ def resolve(ap: argparse.ArgumentParser, args: argparse.Namespace) -> RetrievalT
         if len(set(getattr(args, name))) != len(getattr(args, name)):
             ap.error(f"--{name} must be distinct, got {getattr(args, name)}")
         setattr(args, name, sorted(getattr(args, name)))
+    defaults = build_parser()
+    if args.task == "needle" and args.payload != defaults.get_default("payload"):
+        ap.error("--payload applies to --task copy")
+    if args.far_gap is not None and args.far_fraction == 0:
+        ap.error("--far-gap applies only with --far-fraction above 0 (no far rows are drawn otherwise)")
+    probes_given = args.probes is not None
     if args.probes is None:
         args.probes = 4 if args.task == "needle" else 1
     if args.max_gap is None:
-        args.max_gap = min(80, args.seq_len + 1 - RetrievalTask(args.task, payload=args.payload, seq_len=10_000,
-                                                                   max_gap=0).core_length(0))
+        longest = args.seq_len + 1 - RetrievalTask(args.task, payload=args.payload, seq_len=10_000,
+                                                   max_gap=0).core_length(0)
+        if longest < 0:
+            ap.error(f"--seq-len {args.seq_len} cannot hold a {args.task} row"
+                     + (f" with --payload {args.payload}" if args.task == "copy" else "") + ": raise --seq-len")
+        args.max_gap = min(80, longest)
     if args.far_gap is None:  # the shortest gap whose answer lies beyond the receptive field
         args.far_gap = min(RF - 1 if args.task == "needle" else RF - args.payload, args.max_gap)
     if not args.runs or Path(args.runs).exists() and not Path(args.runs).is_dir():
@@ -330,7 +350,11 @@ def resolve(ap: argparse.ArgumentParser, args: argparse.Namespace) -> RetrievalT
     try:
         task = RetrievalTask(args.task, probes=args.probes, **options)
     except ConfigError as e:
-        ap.error(f"--probes: {e}")
+        ap.error(f"--probes {args.probes}{'' if probes_given else ' (the default)'}: {e}")
+    start = next(g for g in range(RF + 1) if task.distance(g) > RF)
+    if not args.gaps[0] < start <= args.gaps[-1]:
+        ap.error(f"--gaps must hold gaps both inside (G < {start}) and beyond the receptive field (G >= {start}): the "
+                 f"verdict compares them, got {args.gaps}")
     longest = task.test_length(args.gaps[-1])
     if longest > MAX_SEQ_LEN:
         ap.error(f"--gaps: gap {args.gaps[-1]} makes test rows of {longest} tokens, beyond the {MAX_SEQ_LEN} the "
@@ -363,6 +387,7 @@ def main(argv: list[str] | None = None) -> dict:
         if not json.loads(stem.with_suffix(".json").read_text()).get("partial", False):
             ap.error(f"--partial: {stem.with_suffix('.json')} holds every planned seed, and a partial gather would "
                      f"replace it")
+    if args.partial:
         missing = [s for s in args.seeds if read_seed(seed_file(s, args), seed_settings(args)[0]) is None]
         if missing:
             ap.error(f"--partial gathers finished seeds only; no results for seed(s) {missing} in {args.runs} (run "
@@ -385,6 +410,8 @@ def main(argv: list[str] | None = None) -> dict:
                             "field; PMNet stays near its in-window accuracy far beyond it (arXiv 2605.13370, abstract)",
               "settings": {k: v for k, v in vars(args).items() if k not in ("quick", "partial")},
               "partial": bool(args.partial), "seeds_planned": planned,
+              "recipe": "AdamW, cosine schedule to 0.1 × lr after min(50, steps // 10) warmup steps, gradient clip 1.0, "
+                        "no weight decay (mechlab.train.TrainConfig defaults otherwise)",
               "task": args.task, "chance": task.chance, "receptive_field": rf,
               # the shortest gap whose answer lies beyond the receptive field (task.distance(G) > rf)
               "beyond_receptive_field_from": next(g for g in range(rf + 1) if task.distance(g) > rf),

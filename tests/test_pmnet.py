@@ -384,7 +384,8 @@ def test_retrieval_data_sources_and_tokenizer():
                      ("retrieval:needle,gap=3", "not option=value"), ("retrieval:needle,max_gap=x", "an integer"),
                      ("retrieval:needle,max_gap=90", "raise seq_len"), ("retrieval:copy,probes=2", "probes"),
                      ("retrieval:needle,probes=3,probes=5", "given twice"),
-                     ("retrieval:needle,probes=1000", "at most probes=30")):
+                     ("retrieval:needle,probes=1000", "at most probes=30"),
+                     ("retrieval:needle,payload=3", "payload applies to the copy task")):
         with pytest.raises(ConfigError, match=msg):
             parse_source(bad, 64)
 
@@ -433,7 +434,8 @@ def test_the_cli_trains_scores_and_samples_a_retrieval_task(tmp_path):
     base = ["train", "--config", str(config), "--out", str(run)]
     r = CliRunner().invoke(app, base)
     assert r.exit_code == 0, r.output
-    assert (run / "latest").exists() and json.loads((run / "train_config.json").read_text())["seq_len"] == 32
+    recorded = json.loads((run / "train_config.json").read_text())
+    assert (run / "latest").exists() and recorded["seq_len"] == 32 and recorded["tokenizer"] == "retrieval"
     r = CliRunner().invoke(app, ["train", "--out", str(run), "--steps", "3", "--resume"])  # a checkpointed run resumes
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["exact-match", str(run), "--gap", "4", "--gap", "100", "--rows", "2", "--json"])
@@ -449,11 +451,13 @@ def test_the_cli_trains_scores_and_samples_a_retrieval_task(tmp_path):
                       (["exact-match", str(run), "--rows", "0"], "--rows"),
                       (["exact-match", str(run), "--gap", "8", "--gap", "8"], "distinct"),
                       (["exact-match", str(run), "--data", "stdlib"], "--data 'stdlib' is not a retrieval task"),
-                      (["exact-match", str(run), "--data", "retrieval:copy,payload=40"], "training seq_len, 32")):
+                      (["exact-match", str(run), "--data", "retrieval:copy,payload=40"], "training seq_len (32)")):
         r = CliRunner().invoke(app, argv)  # a ConfigError: `mechlab` (cli.main) prints its line and exits 2
         assert isinstance(r.exception, ConfigError) and msg in str(r.exception), argv
     r = CliRunner().invoke(app, ["generate", str(run), "--prompt", "#a=Bxyz?a", "--max-new-tokens", "2"])
     assert r.exception is not None and "not a symbol" in str(r.exception) and r.output == ""  # nothing echoed first
+    r = CliRunner().invoke(app, ["generate", str(run), "--prompt", "#a", "--max-new-tokens", "0"])
+    assert r.exit_code == 0 and r.output.strip() == "#a", r.output  # a window model has no context to fill
 
 
 def _script(folder: str, name: str):
@@ -480,6 +484,10 @@ def _script(folder: str, name: str):
     ("experiments", "pmnet_retrieval", ["--probes", "0"], "--probes"),
     ("experiments", "pmnet_retrieval", ["--task", "copy", "--probes", "3"], "--probes"),
     ("experiments", "pmnet_retrieval", ["--gaps", "8", "3000"], "--gaps"),
+    ("experiments", "pmnet_retrieval", ["--gaps", "8", "32"], "--gaps"),
+    ("experiments", "pmnet_retrieval", ["--payload", "4"], "--payload"),
+    ("experiments", "pmnet_retrieval", ["--far-gap", "70"], "--far-gap"),
+    ("experiments", "pmnet_retrieval", ["--task", "copy", "--payload", "100"], "--seq-len"),
     ("experiments", "pmnet_retrieval", ["--gaps", "8", "8"], "--gaps"),
     ("experiments", "pmnet_retrieval", ["--seeds", "0", "0"], "--seeds"),
     ("experiments", "pmnet_retrieval", ["--runs", ""], "--runs"),
@@ -520,6 +528,12 @@ def test_experiment_runs_of_other_settings_keep_their_own_seed_files(tmp_path, m
     again = exp.main(argv)
     out = capsys.readouterr().out
     assert out.count("reusing the trained run") == 3 and again["accuracy"] == res["accuracy"]
+    for log in (tmp_path / "runs").glob("twin-s0-*/arm.json"):
+        log.write_text("{}")  # readable JSON without the arm's log: that arm trains again, no KeyError
+    for f in (tmp_path / "runs").glob("seed-0-*.json"):
+        f.unlink()
+    exp.main(argv)
+    assert "unreadable" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -528,7 +542,7 @@ def test_experiment_probes_default_to_four_for_the_needle_and_one_for_copy(tmp_p
     probes, so `--task copy` runs without naming --probes."""
     exp = _script("experiments", "pmnet_retrieval")
     monkeypatch.setattr(exp, "RESULTS", tmp_path / "results")
-    argv = ["--quick", "--steps", "1", "--batch-size", "2", "--seq-len", "48", "--gaps", "8", "--eval-rows", "2",
+    argv = ["--quick", "--steps", "1", "--batch-size", "2", "--seq-len", "48", "--gaps", "8", "64", "--eval-rows", "2",
             "--bootstrap", "10", "--runs", str(tmp_path / "runs")]
     assert exp.main(argv)["settings"]["probes"] == 4
     assert exp.main([*argv, "--task", "copy", "--payload", "2"])["settings"]["probes"] == 1

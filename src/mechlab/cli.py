@@ -239,8 +239,10 @@ def exact_match_cmd(
     for name, v in (("--rows", rows), ("--batch-size", batch_size), ("--chunk", chunk)):
         if v is not None and v < 1:
             raise ConfigError(f"{name} must be a positive integer, got {v}")
-    if seed < 0 or any(g < 0 for g in gaps):
-        raise ConfigError(f"--seed and --gap must be >= 0, got {seed} and {gaps}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
+    if any(g < 0 for g in gaps):
+        raise ConfigError(f"--gap must be >= 0, got {[g for g in gaps if g < 0]}")
     if len(set(gaps)) != len(gaps):
         raise ConfigError(f"--gap values must be distinct, got {gaps}")
     if data is not None and not is_source(data):
@@ -256,7 +258,14 @@ def exact_match_cmd(
     try:
         task = parse_source(data or trained_on, seq_len)
     except ConfigError as e:
-        raise ConfigError(f"--data: {e} (here the rows are the checkpoint's training seq_len, {seq_len})") from None
+        raise ConfigError(f"--data: {e}. exact-match scores rows of the checkpoint's training seq_len ({seq_len}), "
+                          "longer where a gap needs; the gap options (min_gap, max_gap, far_gap, far_fraction, "
+                          "probes) shape training rows only: leave them out here") from None
+    too_long = [g for g in gaps if not ck.config.all_local and task.test_length(g) > ck.config.max_seq_len]
+    if too_long:
+        raise ConfigError(f"--gap {', '.join(map(str, too_long))}: rows of up to {task.test_length(max(too_long))} "
+                          f"tokens exceed this model's max_seq_len {ck.config.max_seq_len} (full attention cannot "
+                          f"stream them); score smaller gaps")
     if data is not None and is_source(trained_on or "") and parse_source(trained_on, seq_len).kind != task.kind:
         logging.getLogger("mechlab").warning("%s was trained on %s; scoring it on the %s task", ck.path, trained_on,
                                              task.kind)
@@ -292,10 +301,8 @@ def generate(
     from mechlab.train import load_checkpoint
 
     ck = load_checkpoint(checkpoint)
-    sampling = Sampling(max_new_tokens, temperature, top_k, seed)  # checked before the prompt is echoed
-    ck.tokenizer.encode(prompt)  # so is the prompt: a symbol the tokenizer lacks is an error before any output
-    console.print(prompt, end="", markup=False, highlight=False)
-    generate_text(ck, prompt, sampling,
+    sampling = Sampling(max_new_tokens, temperature, top_k, seed)
+    generate_text(ck, prompt, sampling, echo=True,  # the prompt is echoed once generate_text has checked it
                   on_text=lambda t: console.print(t, end="", markup=False, highlight=False, soft_wrap=True))
     console.print()
 

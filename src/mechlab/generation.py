@@ -88,10 +88,12 @@ def prompt_ids(tok, prompt: str) -> list[int]:
 
 
 def generate_text(ck, prompt: str, sampling: Sampling = Sampling(), on_text: Callable[[str], None] | None = None,
-                  stop_at_eos: bool = True) -> str:
-    """Continue ``prompt`` with the checkpoint's model; ``on_text`` receives the new text as it is made.
-    Stops at any of :func:`stop_ids` (left out of the text). Returns the new text (without the prompt).
-    Raises ConfigError when the prompt fills the model's context, or is empty and there is no BOS."""
+                  stop_at_eos: bool = True, echo: bool = False) -> str:
+    """Continue ``prompt`` with the checkpoint's model; ``on_text`` receives the new text as it is made (with
+    ``echo``, the prompt first, once it has been checked). Stops at any of :func:`stop_ids` (left out of the text).
+    Returns the new text (without the prompt); ``max_new_tokens`` 0 returns "" after the checks.
+    Raises ConfigError when the prompt fills a full-attention model's context, or is empty and there is no BOS, and
+    the tokenizer's error for a prompt it cannot encode."""
     tok = ck.tokenizer
     ids = prompt_ids(tok, prompt)
     if not ids:
@@ -102,11 +104,15 @@ def generate_text(ck, prompt: str, sampling: Sampling = Sampling(), on_text: Cal
         ids = [bos]
     streaming = getattr(ck.config, "all_local", False)  # sliding-window attention only: no length limit
     budget = sampling.max_new_tokens if streaming else ck.config.max_seq_len - len(ids)
-    if budget <= 0:
+    if budget <= 0 and not streaming:
         raise ConfigError(f"prompt of {len(ids)} tokens fills the model's context of {ck.config.max_seq_len}")
     if budget < sampling.max_new_tokens:
         log.warning("the model's context of %d tokens leaves room for %d new tokens after the prompt, not %d",
                     ck.config.max_seq_len, budget, sampling.max_new_tokens)
+    if echo and on_text is not None:
+        on_text(prompt)
+    if sampling.max_new_tokens == 0:
+        return ""
     stops = stop_ids(ck) if stop_at_eos else set()
     new: list[int] = []
     shown = ""

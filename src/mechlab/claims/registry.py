@@ -649,8 +649,10 @@ def _pmnet_retrieval(res: list[dict]) -> Measurement:
     for v in ("pmnet", "twin", "pmnet-off-at-test", "pmnet-anchors-zeroed", "full"):
         cells = ", ".join(f"G {g}: {acc[v][str(g)]['mean']:.2f} [{acc[v][str(g)]['ci'][0]:.2f}, "
                           f"{acc[v][str(g)]['ci'][1]:.2f}]" for g in gaps)
-        rows.append((f"{v}: exact match by gap (mean of {len(r['settings']['seeds'])} seeds, 95% bootstrap)", cells))
-    for arm, t in r["training"].items():
+        n = len(r["settings"]["seeds"])
+        rows.append((f"{v}: exact match by gap (mean of {n} seed{'s' if n > 1 else ''}, 95% bootstrap)", cells))
+    for arm in [a for a in ("pmnet", "twin", "full") if a in r["training"]]:  # the order of the accuracy rows
+        t = r["training"][arm]
         mx = [s["grad_norm_max"] for s in t.values()]
         md = [s["grad_norm_median"] for s in t.values()]
         steps = [g for s in t.values() for g in s.get("grad_norm", [])] or md  # every logged step of every seed

@@ -248,6 +248,8 @@ def parse_source(data: str, seq_len: int) -> RetrievalTask:
         if name == "far_fraction" and not math.isfinite(v):
             raise ConfigError(f"data source {data!r}: far_fraction must be in [0, 1], got {value!r}")
         opts[name] = v
+    if kind == "needle" and "payload" in opts:
+        raise ConfigError(f"data source {data!r}: payload applies to the copy task, not 'needle'")
     if "max_gap" not in opts:
         payload = opts.get("payload", RetrievalTask.payload)
         longest = seq_len + 1 - (7 if kind == "needle" else 2 * payload + 2)

@@ -85,8 +85,8 @@ class TrainConfig:
     data: str = "stdlib"
     """Corpus name (see `mechlab corpora`), a path to .txt files, or a synthetic task generated on the fly:
     'retrieval:needle' or 'retrieval:copy', options after commas (min_gap, max_gap, far_gap, far_fraction, payload,
-    probes; e.g. 'retrieval:copy,payload=4'): rows of seq_len tokens, its own 48-symbol tokenizer (another tokenizer
-    is refused)."""
+    probes; e.g. 'retrieval:copy,payload=4'): rows of seq_len tokens, its own 48-symbol tokenizer (recorded as tokenizer
+    'retrieval'; another tokenizer is refused)."""
     tokenizer: str = "byte"
     """'byte', 'bpe:VOCAB' (trained on the corpus) or a tokenizer.json."""
     data_dir: str | None = None
@@ -216,6 +216,9 @@ class TrainConfig:
 RESUMABLE = ("steps", "lr", "min_lr_ratio", "warmup_steps", "eval_every", "eval_windows", "log_every", "save_every",
              "keep_checkpoints", "observe_every", "hessian_every", "hessian_iters", "hidden_id_every",
              "micro_batch_size", "data_dir", "out_dir")
+
+
+SOURCE_TOKENIZER = "retrieval"  # the tokenizer a run on a retrieval data source records (mechlab.data.retrieval)
 
 
 def resume_changes(saved: TrainConfig, cfg: TrainConfig, step: int) -> dict[str, tuple[Any, Any]]:
@@ -444,8 +447,11 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, progr
         raise ConfigError(f"data {cfg.data!r} is itself a task: give a Task or a retrieval data source, not both")
     if is_source(cfg.data) and cfg.hidden_id_every:
         raise ConfigError(f"data {cfg.data!r} has no token windows: hidden_id_every must be 0")
-    if is_source(cfg.data) and cfg.tokenizer != TrainConfig.tokenizer:
-        raise ConfigError(f"data {cfg.data!r} brings its own 48-symbol tokenizer: drop tokenizer {cfg.tokenizer!r}")
+    if is_source(cfg.data):  # its own 48-symbol tokenizer, recorded as such
+        if cfg.tokenizer not in (TrainConfig.tokenizer, SOURCE_TOKENIZER):
+            raise ConfigError(f"data {cfg.data!r} brings its own 48-symbol tokenizer: drop tokenizer "
+                              f"{cfg.tokenizer!r}")
+        cfg = dataclasses.replace(cfg, tokenizer=SOURCE_TOKENIZER)
     if task is not None and (resume or cfg.hidden_id_every):
         raise ConfigError("a Task run writes no checkpoints and has no token windows: it cannot --resume or log "
                           "hidden_id_every; train it again from step 0 with hidden_id_every = 0")
@@ -499,7 +505,10 @@ def _train(cfg, out: Path | None, env: _Dist, resume, overwrite, progress, stop_
         state = load_trainer_state(out)
         step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
-        changes = resume_changes(load_train_config(out), cfg, step)
+        saved = load_train_config(out)
+        if is_source(saved.data) and saved.tokenizer == TrainConfig.tokenizer:  # recorded before SOURCE_TOKENIZER
+            saved = dataclasses.replace(saved, tokenizer=SOURCE_TOKENIZER)
+        changes = resume_changes(saved, cfg, step)
         for name, (old, new) in changes.items():
             log.info("resume at step %d: %s %r -> %r", step, name, old, new)
     elif task is not None:  # any nn.Module, built under the run's seed

@@ -176,7 +176,9 @@ IGNORED = {"smollm2_whole_model": {"threads": ["--threads", "1"]},
            "smollm2_position_gap": {"name": ["--name", "elsewhere"]},
            "smollm2_wikitext2": {"data_dir": ["--data-dir", "/some/copy"]},
            "gemma3_wikitext2": {"data_dir": ["--data-dir", "/some/copy"]}}
-NAMES_THE_OUTPUT = {"delegate_smollm2": {"backend": (["--backend", "llama-server"], "delegate_smollm2-llama-server")}}
+NAMES_THE_OUTPUT = {"delegate_smollm2": {"backend": (["--backend", "llama-server"], "delegate_smollm2-llama-server")},
+                    "smollm2_whole_model": {"finetuned": (["--finetuned", "421926b75c1a", "--embedding-bits", "4"],
+                                                          "smollm2_whole_model_finetuned")}}
 NAME_IS_A_NO_OP = {"smollm2_ptq"}  # one table for every configuration: --name is a deprecated alias with no effect
 
 

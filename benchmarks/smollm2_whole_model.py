@@ -1,4 +1,4 @@
-"""The whole SmolLM2-135M-Instruct at 2 bits: trellis PTQ of every Linear layer with the tied embedding / LM head
+r"""The whole SmolLM2-135M-Instruct at 2 bits: trellis PTQ of every Linear layer with the tied embedding / LM head
 left in float (the Linear-only model) and with it coded too at ``--embedding-bits`` bits per weight (``embedding=True``: one trellis code
 serves the lookup and the head; mechlab.quant.embedding; one row per value), side by side with the float model. Reports the whole-file bytes of each
 saved checkpoint (model.safetensors), bits per parameter over ALL parameters, per-component bytes, and WikiText-2
@@ -39,6 +39,7 @@ from mechlab.errors import ConfigError
 from mechlab.eval import evaluate_lm
 from mechlab.quant import TrellisConfig, collect_hessians, quantize_
 from mechlab.quant.api import target_linears
+from mechlab.quant.linear import QuantizedLinear
 from mechlab.quant.run import calibration_batches, size_report
 from mechlab.train.checkpoint import save_checkpoint
 
@@ -74,8 +75,9 @@ def output(ap, args):
 
 
 def finetuned_model(key: str, bits: int, L: int):
-    """The checkpoint of smollm2_ptq's fine-tuned trellis-ft row ``key``, checked to be a ``bits``-bit, L = ``L`` code.
-    ConfigError (one line) for an unknown row, another method or code, or a model not made on this machine yet."""
+    """(checkpoint, the row's model config) of smollm2_ptq's fine-tuned trellis-ft row ``key``, checked to be a
+    ``bits``-bit, L = ``L`` code. ConfigError (one line) for an unknown row, another method or code, a model not made
+    on this machine yet (the message gives the row's command), or a cached checkpoint that is not quantised."""
     from smollm2_ptq import find_row, saved_model  # benchmarks/, beside this script
 
     try:
@@ -86,9 +88,13 @@ def finetuned_model(key: str, bits: int, L: int):
         raise ConfigError(f"--finetuned {key}: not a trellis-ft model with {bits} bits and L={L} (--bits, --L)")
     path = saved_model(key)
     if not path.is_dir():
-        raise ConfigError(f"--finetuned {key}: its model is not in {path}; run that row's command of "
-                          f"benchmarks/results/smollm2_ptq.json first")
-    return load_checkpoint(path)
+        raise ConfigError(f"--finetuned {key}: its model is not in {path}; make it first with the row's command "
+                          f"(any --windows): {find_row(key)['command']}")
+    ck = load_checkpoint(path)
+    if not any(isinstance(m, QuantizedLinear) for m in ck.model.modules()):
+        raise ConfigError(f"--finetuned {key}: {path} holds a float model, not the fine-tuned 2-bit one: remove it "
+                          f"and make it again")
+    return ck, model
 
 
 def evaluate(model, stream, windows: int) -> dict:
@@ -109,9 +115,22 @@ def sizes(model, tokenizer) -> dict:
 
 
 def main() -> None:
-    ap, args, name, quick = parse_benchmark_args(build_parser, output)
-    if args.quick:
-        args.windows, args.calib_sequences = 1, 4
+    ap, args, name, quick = parse_benchmark_args(build_parser, output, quick_defaults={"windows": 1,
+                                                                                       "calib_sequences": 4})
+    for option, value, least in (("--windows", args.windows, 1), ("--calib-sequences", args.calib_sequences, 1),
+                                 ("--calib-seq-len", args.calib_seq_len, 2), ("--seed", args.seed, 0)):
+        if value < least:
+            ap.error(f"{option} must be >= {least}, got {value}")
+    try:  # every config of the run, checked before any work
+        for eb in [None, *args.embedding_bits]:
+            TrellisConfig(L=args.L, k=args.bits, embedding=eb is not None, embedding_bits=eb)
+    except ConfigError as e:
+        ap.error(f"--bits / --L / --embedding-bits: {e}")
+    if args.finetuned:
+        try:
+            ft, ft_config = finetuned_model(args.finetuned, args.bits, args.L)
+        except ConfigError as e:
+            ap.error(str(e))
     set_threads(args.threads)
     torch.manual_seed(args.seed)
     ck = smollm2_checkpoint()
@@ -119,12 +138,7 @@ def main() -> None:
     calib = token_stream("gutenberg", "train", ck.tokenizer)
     t = time.perf_counter()
     batches = calibration_batches(calib, args.calib_sequences, args.calib_seq_len, args.seed)
-    if args.finetuned:  # its head Hessian is measured on these batches in finetuned_rows
-        try:
-            ft = finetuned_model(args.finetuned, args.bits, args.L)
-        except ConfigError as e:
-            ap.error(str(e))
-    else:
+    if not args.finetuned:  # (a fine-tuned model's head Hessian is measured on these batches in finetuned_rows)
         hessians = collect_hessians(ck.model, batches, list(target_linears(ck.model)), progress=True, tied_head=True)
     calib_seconds = time.perf_counter() - t
     rows = [{"model": "float32", **sizes(ck.model, ck.tokenizer), **evaluate(ck.model, test, args.windows)}]
@@ -146,7 +160,8 @@ def main() -> None:
         r["perplexity_ratio"] = r["perplexity"] / rows[0]["perplexity"]
     print_table([{k: r[k] for k in ("model", "file_MB", "bits_per_parameter", "perplexity", "perplexity_ratio")}
                  for r in rows], f"SmolLM2-135M-Instruct, WikiText-2 test, {args.windows} windows of 2048")
-    path = write_result(name, {"finetuned": args.finetuned, "windows": args.windows, "context": 2048, "bits": args.bits, "L": args.L,
+    path = write_result(name, {"finetuned": args.finetuned, "finetuned_config": ft_config if args.finetuned else None,
+                               "windows": args.windows, "context": 2048, "bits": args.bits, "L": args.L,
                                "calibration": f"gutenberg train, {args.calib_sequences}x{args.calib_seq_len}, "
                                               f"seed {args.seed}",
                                "calibration_seconds": calib_seconds, "threads": torch.get_num_threads(),

@@ -193,3 +193,10 @@ def test_embedding_bits_sets_the_table_width_and_round_trips(tmp_path):
     assert m.blocks[0].mlp.down.config.bits == 2
     with pytest.raises(ConfigError, match="embedding_bits"):
         TrellisConfig(L=8, k=2, embedding=True, embedding_bits=8)
+    with pytest.raises(ConfigError, match=r"embedding_bits must be in 1\.\.8"):  # the table's own message, not k's
+        TrellisConfig(L=16, k=2, embedding=True, embedding_bits=9)
+    from mechlab.quant.run import make_config
+
+    for method in ("trellis", "rtn", "gptq"):
+        with pytest.raises(ConfigError, match="needs embedding=True"):  # the table would silently stay in float
+            make_config(method, 2, L=12, embedding_bits=4)

@@ -39,7 +39,8 @@ def make_config(method: str, bits: int, group_size: int = 128, L: int = 16, V: i
     """The config dataclass for a ``--method`` name (the CLI's flags), made by the method's registered factory
     (:mod:`mechlab.quant.registry`); ``train`` holds the training settings of a recipe that trains after PTQ
     (QATConfig fields for ``bcjr-qat`` and ``ste-qat``, FinetuneConfig fields for ``trellis-ft``) and is refused
-    by the others. ConfigError for an unknown method or a setting it does not take."""
+    by the others. ConfigError for an unknown method or a setting it does not take (``embedding_bits`` without
+    ``embedding`` included: the table would stay in float)."""
     options = dict(group_size=group_size, L=L, V=V, code=code, rht=rht, ldlq=ldlq, tail_biting=tail_biting,
                    symmetric=symmetric, act_order=act_order, real_signs=real_signs, embedding=embedding,
                    embedding_bits=embedding_bits, format=format)

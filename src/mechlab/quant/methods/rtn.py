@@ -37,6 +37,9 @@ class RTNConfig:
         check_format(self, "RTN")
         if not 1 <= self.bits <= 8:
             raise ConfigError(f"RTN: bits must be in 1..8 (got {self.bits})")
+        if self.embedding_bits is not None and not self.embedding:
+            raise ConfigError("RTN: embedding_bits codes the embedding / LM head, which needs embedding=True "
+                              "(--embedding); without it the table would stay in float")
         if self.embedding_bits is not None and not 1 <= self.embedding_bits <= 8:
             raise ConfigError(f"RTN: embedding_bits must be in 1..8 (got {self.embedding_bits})")
         if self.group_size < 1:

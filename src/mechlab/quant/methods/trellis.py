@@ -67,8 +67,13 @@ class TrellisConfig:
             raise ConfigError("trellis: the hyb code is defined for V=2")
         if not 1 <= self.k <= 8 or not self.k * self.V < self.L <= 24:
             raise ConfigError(f"trellis: need 1 <= k <= 8 and k·V < L <= 24 (got L={self.L}, k={self.k}, V={self.V})")
-        if self.embedding_bits is not None and not 1 <= self.embedding_bits * self.V < self.L:
-            raise ConfigError(f"trellis: embedding_bits must be >= 1 with embedding_bits·V < L (got {self.embedding_bits})")
+        if self.embedding_bits is not None and not self.embedding:
+            raise ConfigError("trellis: embedding_bits codes the embedding / LM head, which needs embedding=True "
+                              "(--embedding); without it the table would stay in float")
+        if self.embedding_bits is not None and not (1 <= self.embedding_bits <= 8
+                                                    and self.embedding_bits * self.V < self.L):
+            raise ConfigError(f"trellis: embedding_bits must be in 1..8 with embedding_bits·V < L (got "
+                              f"{self.embedding_bits}, L={self.L}, V={self.V})")
         if self.real_signs and not self.rht:
             raise ConfigError("trellis: real_signs makes the RHT sign vectors real scales, so it needs rht")
         if (self.tile * self.tile) % self.V:

@@ -57,7 +57,7 @@ import torch
 from scipy.stats import bootstrap
 
 from mechlab.checkpoint import load_checkpoint
-from mechlab.data.retrieval import RetrievalTask, exact_match
+from mechlab.data.retrieval import RetrievalTask, exact_match, longest_gap
 from mechlab.errors import ConfigError, MechlabError
 from mechlab.models import build_model, preset
 from mechlab.train.trainer import TrainConfig, train
@@ -331,14 +331,14 @@ def resolve(ap: argparse.ArgumentParser, args: argparse.Namespace) -> RetrievalT
     if args.probes is None:
         args.probes = 4 if args.task == "needle" else 1
     if args.max_gap is None:
-        longest = args.seq_len + 1 - RetrievalTask(args.task, payload=args.payload, seq_len=10_000,
-                                                   max_gap=0).core_length(0)
+        longest = longest_gap(args.task, args.seq_len, args.payload)
         if longest < 0:
             ap.error(f"--seq-len {args.seq_len} cannot hold a {args.task} row"
                      + (f" with --payload {args.payload}" if args.task == "copy" else "") + ": raise --seq-len")
         args.max_gap = min(80, longest)
     if args.far_gap is None:  # the shortest gap whose answer lies beyond the receptive field
-        args.far_gap = min(RF - 1 if args.task == "needle" else RF - args.payload, args.max_gap)
+        shape = RetrievalTask(args.task, payload=args.payload, seq_len=10_000, max_gap=0)  # kind and payload only
+        args.far_gap = min(shape.first_gap_beyond(RF), args.max_gap)
     if not args.runs or Path(args.runs).exists() and not Path(args.runs).is_dir():
         ap.error(f"--runs must name a directory, got {args.runs!r}")
     options = dict(seq_len=args.seq_len, max_gap=args.max_gap, payload=args.payload, far_gap=args.far_gap,
@@ -351,7 +351,7 @@ def resolve(ap: argparse.ArgumentParser, args: argparse.Namespace) -> RetrievalT
         task = RetrievalTask(args.task, probes=args.probes, **options)
     except ConfigError as e:
         ap.error(f"--probes {args.probes}{'' if probes_given else ' (the default)'}: {e}")
-    start = next(g for g in range(RF + 1) if task.distance(g) > RF)
+    start = task.first_gap_beyond(RF)
     if not args.gaps[0] < start <= args.gaps[-1]:
         ap.error(f"--gaps must hold gaps both inside (G < {start}) and beyond the receptive field (G >= {start}): the "
                  f"verdict compares them, got {args.gaps}")
@@ -413,8 +413,7 @@ def main(argv: list[str] | None = None) -> dict:
               "recipe": "AdamW, cosine schedule to 0.1 × lr after min(50, steps // 10) warmup steps, gradient clip 1.0, "
                         "no weight decay (mechlab.train.TrainConfig defaults otherwise)",
               "task": args.task, "chance": task.chance, "receptive_field": rf,
-              # the shortest gap whose answer lies beyond the receptive field (task.distance(G) > rf)
-              "beyond_receptive_field_from": next(g for g in range(rf + 1) if task.distance(g) > rf),
+              "beyond_receptive_field_from": task.first_gap_beyond(rf),
               "params": {arm: training[arm][str(args.seeds[0])]["params"] for arm in ARMS},
               "training_seconds": sum(t["seconds"] for arm in training.values() for t in arm.values()),
               "accuracy": summarise(hits, args), "training": training}

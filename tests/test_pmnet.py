@@ -390,6 +390,20 @@ def test_retrieval_data_sources_and_tokenizer():
             parse_source(bad, 64)
 
 
+def test_the_longest_gap_and_the_first_gap_beyond_a_receptive_field_by_brute_force():
+    from mechlab.data.retrieval import longest_gap
+
+    for kind, payload in (("needle", 8), ("copy", 1), ("copy", 4)):
+        for seq_len in (8, 31, 96):
+            fits = [g for g in range(200) if RetrievalTask(kind, payload=payload, seq_len=10_000,
+                                                            max_gap=0).core_length(g) <= seq_len + 1]
+            longest = longest_gap(kind, seq_len, payload)
+            assert longest == max(fits) if fits else longest < 0  # negative: the row cannot hold the task
+        task = RetrievalTask(kind, payload=payload, seq_len=10_000, max_gap=0)
+        for rf in (0, 3, 60):
+            assert task.first_gap_beyond(rf) == next(g for g in range(rf + 2) if task.distance(g) > rf)
+
+
 def test_exact_match_and_the_run_config_refuse_bad_arguments_with_one_line():
     from mechlab.train.trainer import Task, run_model_config
 
@@ -401,8 +415,9 @@ def test_exact_match_and_the_run_config_refuse_bad_arguments_with_one_line():
         with pytest.raises(ConfigError, match=f"exact_match: {name}"):
             exact_match(m, task, **args)
     full = build_model(tiny(window=None, memory=False))  # max_seq_len 64, full attention: rows of 107 do not fit
-    with pytest.raises(ConfigError, match="max_seq_len"):
-        exact_match(full, task, 100, 2, seed=0)
+    for chunk in (None, 13):  # streaming does not lift full attention's limit: refused up front, not deep inside
+        with pytest.raises(ConfigError, match="exact_match: gap 100 .* max_seq_len"):
+            exact_match(full, task, 100, 2, seed=0, chunk=chunk)
     cfg = TrainConfig(model="pmnet-tiny", steps=1, seq_len=32, model_overrides={"vocab_size": 300})
     with pytest.raises(ConfigError, match="conflicts with the tokenizer"):
         run_model_config(cfg, 259)

@@ -261,7 +261,7 @@ def exact_match_cmd(
         raise ConfigError(f"--data: {e}. exact-match scores rows of the checkpoint's training seq_len ({seq_len}), "
                           "longer where a gap needs; the gap options (min_gap, max_gap, far_gap, far_fraction, "
                           "probes) shape training rows only: leave them out here") from None
-    too_long = [g for g in gaps if not ck.config.all_local and task.test_length(g) > ck.config.max_seq_len]
+    too_long = [g for g in gaps if not task.scorable(ck.config, g)]
     if too_long:
         raise ConfigError(f"--gap {', '.join(map(str, too_long))}: rows of up to {task.test_length(max(too_long))} "
                           f"tokens exceed this model's max_seq_len {ck.config.max_seq_len} (full attention cannot "

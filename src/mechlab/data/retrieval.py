@@ -130,13 +130,23 @@ class RetrievalTask:
 
     def core_length(self, gap: int) -> int:
         """Symbols of a row without its front filler: 7 + G (needle), 2P + 2 + G (copy)."""
-        return 7 + gap if self.kind == "needle" else 2 * self.payload + 2 + gap
+        return _core_length(self.kind, self.payload, gap)
 
     def distance(self, gap: int) -> int:
         """Positions between the earliest symbol an answer needs and the position that predicts it: G + 2 (needle:
         v to the final k), G + P + 1 (copy: p_1 to COPY). A gap is beyond an attention stack's receptive field rf
         when distance > rf."""
         return gap + 2 if self.kind == "needle" else gap + self.payload + 1
+
+    def first_gap_beyond(self, rf: int) -> int:
+        """The shortest gap G whose answer lies beyond a receptive field of ``rf`` positions (distance(G) > rf)."""
+        return max(0, rf + 1 - self.distance(0))
+
+    def scorable(self, model_cfg, gap: int) -> bool:
+        """Whether a model of ``model_cfg`` can score test rows of gap G (:meth:`test_length`): within its
+        max_seq_len, or any length with sliding-window attention only (no length limit). Streaming in chunks does
+        not lift a full-attention model's limit: its cache holds max_seq_len positions."""
+        return self.test_length(gap) <= model_cfg.max_seq_len or bool(getattr(model_cfg, "all_local", False))
 
     @property
     def answers(self) -> int:
@@ -251,8 +261,7 @@ def parse_source(data: str, seq_len: int) -> RetrievalTask:
     if kind == "needle" and "payload" in opts:
         raise ConfigError(f"data source {data!r}: payload applies to the copy task, not 'needle'")
     if "max_gap" not in opts:
-        payload = opts.get("payload", RetrievalTask.payload)
-        longest = seq_len + 1 - (7 if kind == "needle" else 2 * payload + 2)
+        longest = longest_gap(kind, seq_len, opts.get("payload", RetrievalTask.payload))
         if longest < 0:
             raise ConfigError(f"data source {data!r}: rows of seq_len {seq_len} cannot hold a {kind} task; "
                               "raise --seq-len")
@@ -269,7 +278,7 @@ def source_task(cfg, eval_gaps: tuple[int, ...] = (8, 64, 128)):
 
     task = parse_source(cfg.data, cfg.seq_len)
     mcfg = run_model_config(cfg, VOCAB_SIZE)
-    fits = [g for g in eval_gaps if mcfg.all_local or task.test_length(g) <= mcfg.max_seq_len]
+    fits = [g for g in eval_gaps if task.scorable(mcfg, g)]
     if len(fits) < len(eval_gaps):
         longest = task.test_length(max(eval_gaps))
         logging.getLogger("mechlab").warning(
@@ -279,6 +288,17 @@ def source_task(cfg, eval_gaps: tuple[int, ...] = (8, 64, 128)):
     t = training_task(mcfg, task, eval_gaps=tuple(fits), eval_rows=cfg.eval_windows, eval_seed=cfg.seed)
     t.tokenizer = RetrievalTokenizer()
     return t
+
+
+def _core_length(kind: str, payload: int, gap: int) -> int:
+    """Symbols of a row of ``kind`` without its front filler: 7 + G (needle), 2P + 2 + G (copy)."""
+    return 7 + gap if kind == "needle" else 2 * payload + 2 + gap
+
+
+def longest_gap(kind: str, seq_len: int, payload: int = RetrievalTask.payload) -> int:
+    """The longest gap a row of ``seq_len`` tokens (seq_len + 1 symbols: inputs and their targets) holds; negative
+    where the row cannot hold the task at all."""
+    return seq_len + 1 - _core_length(kind, payload, 0)
 
 
 def _check_int(name: str, v, minimum: int = 1) -> None:
@@ -302,7 +322,7 @@ def exact_match(model: torch.nn.Module, task: RetrievalTask, gap: int, n_rows: i
     model is scored on the same rows): all answer positions predicted right by argmax. ``chunk`` streams each row
     through the model's cache (``Transformer.forward_chunked``) instead of one full pass. Raises ConfigError naming
     the argument for a gap < 0, n_rows/batch_size/chunk < 1, a model with fewer than 48 symbols, or rows longer
-    than a model that cannot stream (not sliding-window only) takes."""
+    than a model with full-attention layers takes, chunked or not (:meth:`RetrievalTask.scorable`)."""
     _check_int("exact_match: gap", gap, 0)
     _check_int("exact_match: n_rows", n_rows, 1)
     _check_int("exact_match: batch_size", batch_size, 1)
@@ -316,8 +336,8 @@ def exact_match(model: torch.nn.Module, task: RetrievalTask, gap: int, n_rows: i
         if mcfg.vocab_size < VOCAB_SIZE:
             raise ConfigError(f"exact_match: the tasks use {VOCAB_SIZE} symbols; the model's vocab_size is "
                               f"{mcfg.vocab_size}")
-        length = task.test_length(gap)
-        if length > mcfg.max_seq_len and not (chunk or getattr(mcfg, "all_local", False)):
+        if not task.scorable(mcfg, gap):
+            length = task.test_length(gap)
             raise ConfigError(f"exact_match: gap {gap} makes rows of {length} tokens, beyond the model's max_seq_len "
                               f"{mcfg.max_seq_len} (and it has full-attention layers, so it cannot stream)")
     rng = np.random.default_rng([seed, 1_000_003, gap])
